@@ -1,0 +1,27 @@
+"""The errors a helper answers with: one line each, printed on stdout, exit 1.
+
+Stores raise these with a message a person can act on; the protocol prints
+the message as is. Anything else that escapes a store is turned into a
+generic, secret-free line by the protocol's guard.
+"""
+
+
+class HelperError(Exception):
+    """A failure whose message is safe to show and says what to do."""
+
+
+class CredentialsNotFound(HelperError):
+    """No credential for the server: clients match this exact text."""
+
+    def __init__(self) -> None:
+        super().__init__("credentials not found in native keychain")
+
+
+class MissingServerURL(HelperError):
+    def __init__(self) -> None:
+        super().__init__("no credentials server URL")
+
+
+class MissingUsername(HelperError):
+    def __init__(self) -> None:
+        super().__init__("no credentials username")

@@ -1,0 +1,1 @@
+"""One tiny entry per docker-credential-* executable (installed as credbridge.helpers)."""

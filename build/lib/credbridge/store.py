@@ -1,0 +1,43 @@
+"""The contract every credential store implements, and nothing more.
+
+Mirrors the Helper interface of docker-credential-helpers: four operations,
+no knowledge of stdin, argv or output encoding (that is the protocol's job).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Protocol
+
+#: Username that marks Secret as an OAuth identity token (docker CLI's convention).
+IDENTITY_TOKEN_USERNAME = "<token>"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    server_url: str
+    username: str
+    secret: str
+
+
+class CredentialStore(Protocol):
+    """A place where credentials live, keyed by server URL.
+
+    get/erase match across URL spellings of the same registry (see
+    credbridge.urls); get raises CredentialsNotFound; erase of an absent
+    server is not an error; list maps each stored ServerURL to its username.
+    """
+
+    def store(self, credentials: Credentials) -> None: ...
+
+    def get(self, server_url: str) -> Credentials: ...
+
+    def erase(self, server_url: str) -> None: ...
+
+    def list(self) -> dict[str, str]: ...
+
+
+class StoreFactory(Protocol):
+    """Builds a store for one caller's environment (the agent serves many)."""
+
+    def __call__(self, env: Mapping[str, str]) -> CredentialStore: ...

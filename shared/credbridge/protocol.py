@@ -1,0 +1,110 @@
+"""The docker credential-helper protocol, independent of any store.
+
+`handle` turns (argv, stdin bytes) into (stdout bytes, exit code) exactly as
+the Go helpers of docker-credential-helpers do (see docs REFERENCE.md
+section 1). It is a pure function of its inputs so that the same code serves
+a call in process and inside the per-user agent.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+from credbridge import __version__
+from credbridge.errors import HelperError, MissingServerURL, MissingUsername
+from credbridge.gojson import decode_credentials, encode_credentials, encode_string_map
+from credbridge.store import Credentials, CredentialStore
+
+USAGE_ACTIONS = "<store|get|erase|list|version>"
+#: bufio.Scanner's default limit: the Go helpers refuse longer input lines.
+MAX_LINE_BYTES = 64 * 1024
+# Go's strings.TrimSpace: Unicode White_Space (Python's isspace adds \x1c-\x1f).
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+class Reply(NamedTuple):
+    output: bytes
+    exit_code: int
+
+
+def reads_stdin(action: str) -> bool:
+    """Only these actions read stdin: `list` must not, a client may not close it."""
+    return action in ("store", "get", "erase")
+
+
+def handle(
+    program: str,
+    args: list[str],
+    stdin: bytes,
+    open_store: Callable[[], CredentialStore],
+) -> Reply:
+    """Run one helper invocation; never raises."""
+    try:
+        return Reply(_dispatch(program, args, stdin, open_store), 0)
+    except HelperError as error:
+        return Reply(_one_line(str(error)), 1)
+    except Exception as error:  # the guard: no traceback ever reaches the user
+        return Reply(_one_line(describe_unexpected(error)), 1)
+
+
+def describe_unexpected(error: BaseException) -> str:
+    """A secret-free line for an error no store anticipated: type and OS cause only."""
+    detail = f": {error.strerror}" if isinstance(error, OSError) and error.strerror else ""
+    return f"credbridge: unexpected {type(error).__name__}{detail} (please report this)"
+
+
+def _dispatch(program: str, args: list[str], stdin: bytes, open_store: Callable[[], CredentialStore]) -> bytes:
+    if len(args) != 1:
+        raise HelperError(f"Usage: {program} {USAGE_ACTIONS}")
+    action = args[0]
+    if action in ("version", "--version", "-v"):
+        return f"{program} (credbridge) {__version__}\n".encode()
+    if action in ("help", "--help", "-h"):
+        return f"Usage: {program} {USAGE_ACTIONS}\n".encode()
+    if action == "store":
+        fields = decode_credentials(_joined_lines(stdin))
+        if not fields["ServerURL"]:
+            raise MissingServerURL()
+        if not fields["Username"]:
+            raise MissingUsername()
+        open_store().store(Credentials(fields["ServerURL"], fields["Username"], fields["Secret"]))
+        return b""
+    if action == "get":
+        server_url = _server_url(stdin)
+        found = open_store().get(server_url)
+        return encode_credentials(server_url, found.username, found.secret)
+    if action == "erase":
+        open_store().erase(_server_url(stdin))
+        return b""
+    if action == "list":
+        return encode_string_map(open_store().list())
+    raise HelperError(f"Unknown credential action `{action}`")
+
+
+def _scanned(stdin: bytes) -> bytes:
+    """Go's bufio.Scanner loop: lines joined without separator, one trailing CR dropped each."""
+    lines = stdin.split(b"\n")
+    if any(len(line) >= MAX_LINE_BYTES for line in lines):
+        raise HelperError("bufio.Scanner: token too long")
+    return b"".join(line[:-1] if line.endswith(b"\r") else line for line in lines)
+
+
+def _joined_lines(stdin: bytes) -> str:
+    """The store message as text; invalid UTF-8 becomes U+FFFD, as Go's decoder does."""
+    return _scanned(stdin).decode("utf-8", errors="replace")
+
+
+def _server_url(stdin: bytes) -> str:
+    try:
+        server_url = _scanned(stdin).decode("utf-8").strip(_GO_SPACE)
+    except UnicodeDecodeError:
+        raise HelperError("the server URL is not valid UTF-8") from None
+    if not server_url:
+        raise MissingServerURL()
+    if "\0" in server_url:
+        raise HelperError("the server URL contains a NUL byte")
+    return server_url
+
+
+def _one_line(message: str) -> bytes:
+    return (" ".join(message.splitlines()) + "\n").encode("utf-8", errors="replace")

@@ -1,0 +1,269 @@
+"""The Linux keyring: the freedesktop Secret Service (gnome-keyring, KeePassXC, ...).
+
+Reads and writes the very items of Go's docker-credential-secretservice
+(schema io.docker.Credentials, same attributes, collection behind the
+`default` alias), so users can switch helpers in either direction without
+logging in again. Every D-Bus call has a deadline: a Secret Service that
+stops answering must not hang `docker pull`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional
+
+import secretstorage
+from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call
+from jeepney.bus import get_bus
+from jeepney.io.blocking import DBusConnection, prep_socket
+from jeepney.wrappers import DBusErrorResponse, Properties
+from secretstorage.exceptions import (
+    ItemNotFoundException,
+    PromptDismissedException,
+    SecretServiceNotAvailableException,
+)
+
+from credbridge import urls
+from credbridge.errors import CredentialsNotFound, HelperError
+from credbridge.store import Credentials
+
+SCHEMA = "io.docker.Credentials"
+#: The attributes Go's helper searches by; items of other programs never match.
+DOCKER_ITEM = {"docker_cli": "1", "xdg:schema": SCHEMA}
+#: Go's `credentials.CredsLabel`, stored as the `label` attribute of every item.
+CREDS_LABEL = "Docker Credentials"
+SECRETS_BUS_NAME = "org.freedesktop.secrets"
+SERVICE = DBusAddress("/org/freedesktop/secrets", SECRETS_BUS_NAME, "org.freedesktop.Secret.Service")
+CALL_TIMEOUT_SECONDS = 10.0
+HEADLESS_FIX = "on a machine without a desktop session, start one with `dbus-run-session` and `gnome-keyring-daemon --unlock`"
+
+
+class _BoundedConnection(DBusConnection):
+    """A jeepney connection whose every call has a deadline (secretstorage sets none)."""
+
+    def send_and_get_reply(self, message: Any, *, timeout: Optional[float] = CALL_TIMEOUT_SECONDS) -> Any:
+        return super().send_and_get_reply(message, timeout=timeout)
+
+
+class SecretServiceStore:
+    """docker-credential-keyring on Linux."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._bus_address = _session_bus_address(env)
+        self._unlock_timeout = 60.0 if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY") else 5.0
+        self._connection: Optional[DBusConnection] = None
+        self._session: Any = None
+
+    # -- the four operations -------------------------------------------------
+
+    def store(self, credentials: Credentials) -> None:
+        """Create or replace the item; a new username for the server replaces the old one.
+
+        Go's helper keeps one item per username and `get` then returns either
+        at random; the latest login winning is what a user expects.
+        """
+        def run() -> None:
+            collection = self._default_collection()
+            self._unlock(collection)
+            attributes = {
+                "label": CREDS_LABEL,
+                "server": credentials.server_url,
+                "username": credentials.username,
+                **DOCKER_ITEM,
+            }
+            # Display label as written by the Debian/Ubuntu build (0.6.x) of the Go
+            # helper, whose `list` reports labels: its list then still works.
+            collection.create_item(credentials.server_url, attributes, credentials.secret.encode(), replace=True)
+            for path, item_attributes in self._docker_items({"server": credentials.server_url}).items():
+                if item_attributes.get("username") != credentials.username:
+                    self._item(path).delete()
+
+        self._call(run)
+
+    def get(self, server_url: str) -> Credentials:
+        def run() -> Credentials:
+            items = self._docker_items({"server": server_url})
+            if not items:
+                everything = self._docker_items({})
+                by_server = {attrs.get("server", ""): path for path, attrs in everything.items()}
+                match = urls.best_match(server_url, by_server)
+                if match is None:
+                    raise CredentialsNotFound()
+                items = {by_server[match]: everything[by_server[match]]}
+            path = max(items, key=lambda p: (items[p].get("\0modified", 0), p))
+            item = self._item(path)
+            self._unlock(item)
+            secret = item.get_secret().decode("utf-8", errors="replace")
+            return Credentials(server_url, items[path].get("username", ""), secret)
+
+        return self._call(run)
+
+    def erase(self, server_url: str) -> None:
+        def run() -> None:
+            everything = self._docker_items({})
+            servers = {attrs.get("server", "") for attrs in everything.values()}
+            doomed = set(urls.same_registry(server_url, servers))
+            for path, attrs in everything.items():
+                if attrs.get("server", "") in doomed:
+                    item = self._item(path)
+                    self._unlock(item)
+                    item.delete()
+
+        self._call(run)
+
+    def list(self) -> dict[str, str]:
+        """Keyed on the `server` attribute, whatever the display label style."""
+        def run() -> dict[str, str]:
+            return {
+                attrs["server"]: attrs.get("username", "")
+                for attrs in self._docker_items({}).values()
+                if "server" in attrs
+            }
+
+        return self._call(run)
+
+    # -- D-Bus plumbing ------------------------------------------------------
+
+    def _call(self, operation: Any) -> Any:
+        """Run an operation, retrying once on a fresh connection (the agent outlives buses)."""
+        for attempt in (1, 2):
+            try:
+                return operation()
+            except HelperError:
+                raise
+            except (BrokenPipeError, ConnectionResetError) as error:
+                self._disconnect()
+                if attempt == 2:
+                    raise HelperError(f"the D-Bus session bus closed the connection ({error.strerror}); {HEADLESS_FIX}") from None
+            except Exception as error:
+                self._disconnect()
+                raise _explain(error, self._bus_address) from None
+        raise AssertionError("unreachable")
+
+    def _bus(self) -> DBusConnection:
+        if self._connection is None:
+            self._connection = _BoundedConnection(prep_socket(get_bus(self._bus_address), timeout=CALL_TIMEOUT_SECONDS))
+            self._session = None
+        return self._connection
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = None
+        self._session = None
+
+    def _secret_session(self) -> Any:
+        if self._session is None:
+            self._session = secretstorage.util.open_session(self._bus())
+        return self._session
+
+    def _item(self, path: str) -> secretstorage.Item:
+        return secretstorage.Item(self._bus(), path, self._secret_session())
+
+    def _default_collection(self) -> secretstorage.Collection:
+        try:
+            return secretstorage.get_collection_by_alias(self._bus(), "default")
+        except ItemNotFoundException:
+            raise HelperError(
+                "the Secret Service has no 'default' collection: create one, or set a collection as "
+                "default in your keyring manager (KeePassXC: enable Secret Service integration and expose a group)"
+            ) from None
+
+    def _unlock(self, target: Any) -> None:
+        if not target.is_locked():
+            return
+        try:
+            dismissed = target.unlock(timeout=self._unlock_timeout)
+        except TimeoutError:
+            dismissed = True
+        if dismissed:
+            raise HelperError(
+                f"the keyring is locked and was not unlocked within {self._unlock_timeout:.0f} s "
+                "(no one answered the unlock prompt): unlock it in your desktop session, or with "
+                f"`gnome-keyring-daemon --unlock` on a headless machine; or {HEADLESS_FIX}"
+            )
+
+    def _docker_items(self, extra: dict[str, str]) -> dict[str, dict[str, str]]:
+        """All Docker items matching `extra`, with their attributes, in one pipelined batch.
+
+        Attributes come from one Properties.GetAll per item, all sent before
+        any reply is read: one round trip for the lot, not one per item.
+        The item's Modified time rides along under the key "\\0modified".
+        """
+        connection = self._bus()
+        reply = connection.send_and_get_reply(
+            new_method_call(SERVICE, "SearchItems", "a{ss}", ({**extra, **DOCKER_ITEM},))
+        )
+        if reply.header.message_type == MessageType.error:
+            raise DBusErrorResponse(reply)
+        unlocked, locked = reply.body
+        paths = list(unlocked) + list(locked)
+        replies = _pipelined(connection, [
+            Properties(DBusAddress(path, SECRETS_BUS_NAME, "org.freedesktop.Secret.Item")).get_all()
+            for path in paths
+        ])
+        items = {}
+        for path, reply in zip(paths, replies):
+            if reply.header.message_type == MessageType.error:
+                continue  # deleted between the search and the read
+            properties = reply.body[0]
+            attributes = dict(properties["Attributes"][1])
+            attributes["\0modified"] = properties.get("Modified", ("t", 0))[1]
+            items[path] = attributes
+        return items
+
+
+def _pipelined(connection: DBusConnection, messages: list[Any]) -> list[Any]:
+    """Send every message, then collect the replies in order."""
+    serials = []
+    for message in messages:
+        serial = next(connection.outgoing_serial)
+        connection.send(message, serial=serial)
+        serials.append(serial)
+    replies: dict[int, Any] = {}
+    while len(replies) < len(serials):
+        reply = connection.receive(timeout=CALL_TIMEOUT_SECONDS)
+        reply_to = reply.header.fields.get(HeaderFields.reply_serial)
+        if reply_to is not None:
+            replies[reply_to] = reply
+    return [replies[serial] for serial in serials]
+
+
+def _session_bus_address(env: Mapping[str, str]) -> str:
+    """DBUS_SESSION_BUS_ADDRESS, else the systemd per-user bus, as libdbus does."""
+    address = env.get("DBUS_SESSION_BUS_ADDRESS")
+    if address:
+        return address
+    runtime_bus = os.path.join(env.get("XDG_RUNTIME_DIR", ""), "bus")
+    if env.get("XDG_RUNTIME_DIR") and os.path.exists(runtime_bus):
+        return "unix:path=" + runtime_bus
+    raise HelperError(
+        "no D-Bus session bus: DBUS_SESSION_BUS_ADDRESS is unset (an ssh or batch session?): "
+        f"run inside `dbus-run-session`, or {HEADLESS_FIX}"
+    )
+
+
+def _explain(error: Exception, bus_address: str) -> HelperError:
+    """One actionable line for each way the Secret Service is out of reach."""
+    if isinstance(error, (FileNotFoundError, ConnectionRefusedError)):
+        return HelperError(
+            f"cannot connect to the D-Bus session bus at {bus_address} ({error.strerror}): the session that "
+            f"owned it has ended; log in again or unset DBUS_SESSION_BUS_ADDRESS, or {HEADLESS_FIX}"
+        )
+    if isinstance(error, TimeoutError):
+        return HelperError(f"the Secret Service did not answer within {CALL_TIMEOUT_SECONDS:.0f} s; {HEADLESS_FIX}")
+    if isinstance(error, PromptDismissedException):
+        return HelperError("the keyring prompt was dismissed: unlock the keyring and try again")
+    if isinstance(error, (SecretServiceNotAvailableException, DBusErrorResponse)):
+        name = getattr(error, "name", "") or getattr(getattr(error, "__cause__", None), "name", "")
+        if "ServiceUnknown" in name or "NameHasNoOwner" in name or isinstance(error, SecretServiceNotAvailableException):
+            return HelperError(
+                "no Secret Service provider on the D-Bus session bus: start gnome-keyring-daemon "
+                f"(or KeePassXC with Secret Service integration), or {HEADLESS_FIX}"
+            )
+        return HelperError(f"the Secret Service refused the request ({name or 'D-Bus error'})")
+    if isinstance(error, OSError):
+        return HelperError(f"D-Bus session bus error at {bus_address}: {error.strerror or type(error).__name__}")
+    if isinstance(error, ValueError):
+        return HelperError(f"cannot use the D-Bus address {bus_address!r}: it is not a valid unix: address")
+    raise error

@@ -1,0 +1,62 @@
+"""Which stored ServerURL answers a query: the one place that decides.
+
+docker CLI asks for `https://index.docker.io/v1/` and `host:port`;
+containers/image asks for bare `host[:port]` and `docker.io`. An exact key
+wins; otherwise keys are compared by an anchored canonical form, so that
+spellings of one registry meet and a lookalike host
+(`registry.example.com.evil.net`) never matches `registry.example.com`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Optional
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
+# Docker Hub's legacy API roots name the registry itself, not a repository.
+_DOCKER_HUB_ROOT_PATHS = frozenset({"", "/v1", "/v2"})
+
+
+def canonical(server_url: str) -> str:
+    """Scheme-less, lower-case `host[:port][/path]`; Docker Hub spellings become `docker.io`.
+
+    Userinfo is kept, so `user@host` is never the same registry as `host`:
+    when in doubt, do not match.
+    """
+    rest = _SCHEME.sub("", server_url.strip(), count=1)
+    authority, slash, path = rest.partition("/")
+    path = (slash + path).rstrip("/")
+    host, port = _split_port(authority.lower())
+    host = host.rstrip(".")
+    if host in _DOCKER_HUB_HOSTS and port == "":
+        return "docker.io" + ("" if path in _DOCKER_HUB_ROOT_PATHS else path)
+    return host + port + path
+
+
+def _split_port(authority: str) -> tuple[str, str]:
+    """('host', ':port') also for bracketed IPv6 literals; port '' when absent."""
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end != -1:
+            return authority[: end + 1], authority[end + 1:]
+        return authority, ""
+    host, colon, port = authority.rpartition(":")
+    if colon and port.isdigit():
+        return host, colon + port
+    return authority, ""
+
+
+def best_match(query: str, keys: Iterable[str]) -> Optional[str]:
+    """The stored key that answers `query`: exact first, then canonical (ties: sorted order)."""
+    keys = sorted(keys)
+    if query in keys:
+        return query
+    wanted = canonical(query)
+    return next((key for key in keys if canonical(key) == wanted), None)
+
+
+def same_registry(query: str, keys: Iterable[str]) -> list[str]:
+    """Every stored key naming the query's registry: what `erase` must remove."""
+    wanted = canonical(query)
+    return [key for key in keys if key == query or canonical(key) == wanted]
