@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn, Optional
+
+TYPE_CHECKING = False  # typing costs more import time than a whole agent round trip
+if TYPE_CHECKING:
+    from typing import NoReturn, Optional
 
 from credbridge import wire
 

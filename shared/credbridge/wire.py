@@ -7,7 +7,10 @@ builtins only (os), no json, no enum, no socket module.
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+
+TYPE_CHECKING = False  # typing costs more import time than a whole agent round trip
+if TYPE_CHECKING:
+    from typing import Mapping, Optional
 
 from credbridge import __version__
 

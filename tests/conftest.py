@@ -1,0 +1,127 @@
+"""The real test bench: a private keyring, our installed helpers, the Go reference helper.
+
+Nothing here is imitated: a private D-Bus session with an unlocked
+gnome-keyring-daemon, credbridge installed by ./install.sh into a
+temporary HOME, and /usr/bin/docker-credential-secretservice from Debian.
+A missing program fails the run; it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.support import keyring_session
+from tests.support.process import Result, run
+
+REPO = Path(__file__).resolve().parent.parent
+GO_SECRETSERVICE = "/usr/bin/docker-credential-secretservice"
+
+
+@dataclass(frozen=True)
+class Installation:
+    home: Path
+    bindir: Path
+
+    def executable(self, name: str) -> str:
+        return str(self.bindir / name)
+
+
+@pytest.fixture(scope="session")
+def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
+    """credbridge installed by ./install.sh into a fresh HOME, as a user would."""
+    home = tmp_path_factory.mktemp("install-home")
+    env = {"HOME": str(home), "PATH": os.environ["PATH"]}
+    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CACHE_DIR", "PIP_CONFIG_FILE"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
+    done = subprocess.run([str(REPO / "install.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"install.sh failed:\n{done.stdout}\n{done.stderr}"
+    return Installation(home, home / ".local" / "bin")
+
+
+@pytest.fixture(scope="session")
+def private_keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyring_session.PrivateKeyring]:
+    assert shutil.which("gnome-keyring-daemon"), "gnome-keyring is not installed (apt install gnome-keyring)"
+    keyring = keyring_session.start_private_keyring(tmp_path_factory.mktemp("keyring-home"))
+    try:
+        yield keyring
+    finally:
+        keyring.stop()
+
+
+@pytest.fixture(scope="session")
+def running_agent(installation: Installation, private_keyring: keyring_session.PrivateKeyring) -> Iterator[int]:
+    """The per-user agent for the private keyring's environment, up before the first call."""
+    env = {**private_keyring.env, "PATH": f"{installation.bindir}:{private_keyring.env['PATH']}"}
+    agent = subprocess.Popen([installation.executable("credbridge"), "agent"], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    socket_dir = Path(private_keyring.env["XDG_RUNTIME_DIR"]) / "credbridge"
+    deadline = time.monotonic() + 20
+    while not list(socket_dir.glob("agent-*.sock")):
+        assert agent.poll() is None, "credbridge agent exited at start"
+        assert time.monotonic() < deadline, "credbridge agent did not create its socket"
+        time.sleep(0.05)
+    try:
+        yield agent.pid
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=10)
+
+
+@pytest.fixture(params=["agent", "direct"])
+def helper_env(request: pytest.FixtureRequest, installation: Installation,
+               private_keyring: keyring_session.PrivateKeyring) -> dict[str, str]:
+    """Environment for a helper call on a clean private keyring, served by the agent or in process."""
+    env = {**private_keyring.env, "PATH": f"{installation.bindir}:{private_keyring.env['PATH']}"}
+    if request.param == "agent":
+        request.getfixturevalue("running_agent")
+    else:
+        env["CREDBRIDGE_NO_AGENT"] = "1"
+    keyring_session.delete_all_docker_items(env)
+    return env
+
+
+@pytest.fixture
+def keyring_helper(installation: Installation, helper_env: dict[str, str]) -> "Helper":
+    return Helper(installation.executable("docker-credential-keyring"), helper_env)
+
+
+@pytest.fixture
+def go_helper(helper_env: dict[str, str]) -> "Helper":
+    assert os.access(GO_SECRETSERVICE, os.X_OK), "install golang-docker-credential-helpers"
+    return Helper(GO_SECRETSERVICE, helper_env)
+
+
+@dataclass(frozen=True)
+class Helper:
+    """One docker-credential-* executable and the environment it runs in."""
+
+    path: str
+    env: dict[str, str]
+
+    def __call__(self, *args: str, stdin: bytes | str = b"") -> Result:
+        return run([self.path, *args], stdin, self.env)
+
+    def store(self, server: str, username: str, secret: str) -> Result:
+        import json
+
+        return self("store", stdin=json.dumps({"ServerURL": server, "Username": username, "Secret": secret}))
+
+    def get(self, server: str) -> Result:
+        return self("get", stdin=server)
+
+    def erase(self, server: str) -> Result:
+        return self("erase", stdin=server)
+
+    def list(self) -> Result:
+        return self("list")

@@ -1,0 +1,312 @@
+"""A throw-away GNOME Secret Service for tests and benchmarks.
+
+Why: the secretservice helpers must be exercised against a real
+org.freedesktop.secrets implementation, but never against the developer's own
+keyring or session bus.  Everything here lives under one scratch HOME with its
+own D-Bus session bus, and the environment we hand out contains nothing from
+the caller's environment except PATH.
+
+Both daemons run as direct children (``dbus-daemon --nofork``,
+``gnome-keyring-daemon --foreground``) rather than forking: that gives us their
+exact PIDs, lets ``stop()`` reap them, and keeps their stderr in log files
+under HOME for error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from xml.sax.saxutils import escape
+
+DEFAULT_PASSWORD = "test-password"
+DOCKER_SCHEMA = "io.docker.Credentials"
+SECRETSERVICE_HELPER = "/usr/bin/docker-credential-secretservice"
+_DEFAULT = "/org/freedesktop/secrets/aliases/default"
+_PROBE = {"ServerURL": "probe.invalid", "Username": "u", "Secret": "s"}
+# gnome-keyring control protocol (daemon/control/gkd-control-codes.h).
+_OP_UNLOCK = 1
+_CONTROL_RESULTS = {0: "OK", 1: "DENIED (wrong password)", 2: "FAILED", 3: "NO_DAEMON"}
+
+
+@dataclass
+class PrivateKeyring:
+    """A running private bus + gnome-keyring; ``env`` is complete for children."""
+
+    home: Path
+    env: dict[str, str]
+    dbus_pid: int
+    keyring_pid: int
+    control_socket: Path
+    keyring_output: dict[str, str] = field(default_factory=dict)
+    _procs: list[subprocess.Popen] = field(default_factory=list, repr=False)
+
+    def stop(self) -> None:
+        """Kill both daemons by PID and reap them; safe to call repeatedly.
+
+        The bus goes first: gnome-keyring exits on its own when its bus
+        disappears, and no client can D-Bus-activate a replacement any more.
+        """
+        while self._procs:
+            _terminate(self._procs.pop(0))
+
+    def __enter__(self) -> "PrivateKeyring":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_private_keyring(home: Path, password: str = DEFAULT_PASSWORD,
+                          timeout: float = 10.0) -> PrivateKeyring:
+    """Start a private session bus and an unlocked gnome-keyring under ``home``.
+
+    Returns only once a docker-credential-secretservice store/get/erase round
+    trip works against the ``default`` alias; raises RuntimeError otherwise.
+    """
+    home = Path(home).absolute()
+    run = home / "run"
+    for d in (home, run):
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        d.chmod(0o700)
+    control = run / "keyring" / "control"
+    if len(os.fsencode(control)) > 100:  # sun_path is 108 bytes on Linux
+        raise RuntimeError(f"{home} is too long for gnome-keyring's unix socket {control}")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(run),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "LANG": "C.UTF-8",
+    }
+    procs: list[subprocess.Popen] = []
+    try:
+        bus = _start_bus(home, env)
+        procs.append(bus)
+        env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={run / 'bus'}"
+        keyring_log = home / "gnome-keyring.log"
+        with keyring_log.open("wb") as log:
+            gk = _popen(["gnome-keyring-daemon", "--foreground", "--unlock",
+                         "--components=secrets"],
+                        stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,
+                        cwd=home)
+        procs.append(gk)
+        try:
+            gk.stdin.write(password.encode())
+            gk.stdin.close()
+        except BrokenPipeError:
+            pass  # it died at once; _wait_until_usable reports its log
+
+        keyring = PrivateKeyring(home, env, bus.pid, gk.pid, control, _procs=procs)
+        _wait_until_usable(keyring, gk, keyring_log, timeout)
+        # gnome-keyring 42 prints nothing for --components=secrets; parse anyway.
+        keyring.keyring_output = _parse_env_lines(keyring_log.read_text(errors="replace"))
+        if "GNOME_KEYRING_CONTROL" in keyring.keyring_output:
+            keyring.control_socket = Path(keyring.keyring_output["GNOME_KEYRING_CONTROL"]) / "control"
+        return keyring
+    except BaseException:
+        while procs:
+            _terminate(procs.pop(0))
+        raise
+
+
+def _start_bus(home: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start a session-type dbus-daemon on HOME/run/bus and wait until it listens.
+
+    Our own config has no service directories: with the stock session.conf
+    the bus would D-Bus-activate a second ``gnome-keyring-daemon --start``
+    (it escapes to PID 1 and outlives stop()) and would spawn gcr-prompter.
+    Without activation, a prompt simply fails, as on a headless machine.
+    """
+    config = home / "dbus-session.conf"
+    config.write_text(_BUS_CONFIG.format(address=escape(f"unix:path={home / 'run' / 'bus'}")))
+    log = (home / "dbus-daemon.log").open("wb")
+    with log:
+        bus = _popen(["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile",
+                      "--print-address=1"],
+                     stdout=subprocess.PIPE, stderr=log, env=env, cwd=home)
+    # dbus-daemon prints the address only once it is listening (EOF if it died).
+    line = bus.stdout.readline().decode().strip()
+    bus.stdout.close()
+    if not line.startswith("unix:"):
+        _terminate(bus)
+        raise RuntimeError(f"dbus-daemon did not start: {_tail(home / 'dbus-daemon.log')}")
+    return bus
+
+
+_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>{address}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+def _wait_until_usable(kr: PrivateKeyring, gk: subprocess.Popen, log: Path,
+                       timeout: float) -> None:
+    """Poll until the default collection is unlocked, owned by *our* daemon,
+    and actually stores and returns a secret."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        if gk.poll() is not None:
+            raise RuntimeError(f"gnome-keyring-daemon exited with {gk.returncode}: {_tail(log)}")
+        res = _dbus_send(kr.env, _DEFAULT, "org.freedesktop.DBus.Properties.Get",
+                         "string:org.freedesktop.Secret.Collection", "string:Locked")
+        if res.returncode == 0 and "boolean false" in res.stdout:
+            break
+        last = (res.stdout + res.stderr).strip()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"default collection not unlocked after {timeout}s: {last}; "
+                               f"gnome-keyring log: {_tail(log)}")
+        time.sleep(0.1)
+    owner = _run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus",
+                  "/org/freedesktop/DBus", "org.freedesktop.DBus.GetConnectionUnixProcessID",
+                  "string:org.freedesktop.secrets"], kr.env)
+    if owner.stdout.split()[-1:] != [str(gk.pid)]:
+        raise RuntimeError(f"org.freedesktop.secrets is not owned by pid {gk.pid}: {owner.stdout}")
+    helper_round_trip(kr.env)
+
+
+def helper_round_trip(env: Mapping[str, str]) -> None:
+    """store/get/erase a probe credential with docker-credential-secretservice."""
+    _run([SECRETSERVICE_HELPER, "store"], env, json.dumps(_PROBE))
+    got = json.loads(_run([SECRETSERVICE_HELPER, "get"], env, _PROBE["ServerURL"]).stdout)
+    if got != _PROBE:
+        raise RuntimeError(f"secretservice helper returned {got!r}, expected {_PROBE!r}")
+    _run([SECRETSERVICE_HELPER, "erase"], env, _PROBE["ServerURL"])
+
+
+def is_default_collection_locked(env: Mapping[str, str]) -> bool:
+    """Read the Locked property of the collection behind the default alias."""
+    out = _run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.secrets",
+                _DEFAULT, "org.freedesktop.DBus.Properties.Get",
+                "string:org.freedesktop.Secret.Collection", "string:Locked"], env).stdout
+    return "boolean true" in out
+
+
+def lock_default_collection(env: Mapping[str, str]) -> None:
+    """Lock the default collection (Secret Service Lock needs no prompt).
+
+    Beware: docker-credential-secretservice 0.6.4 (Debian) then crashes with
+    SIGSEGV (exit 2) on ``get`` instead of reporting an error, because the
+    unlock prompt is dismissed at once when no display exists.
+    """
+    _run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.secrets",
+          "/org/freedesktop/secrets", "org.freedesktop.Secret.Service.Lock",
+          f"array:objpath:{_DEFAULT}"], env)
+    if not is_default_collection_locked(env):
+        raise RuntimeError("default collection still unlocked after Lock")
+
+
+def unlock_default_collection(env: Mapping[str, str], password: str = DEFAULT_PASSWORD) -> None:
+    """Unlock the *login* keyring (our default) without a prompter.
+
+    Secret Service Unlock always wants a GUI prompt, and a second
+    ``gnome-keyring-daemon --unlock`` would start a rival daemon (``--start``
+    refuses ``--unlock``).  So we speak the daemon's control-socket protocol,
+    exactly like pam_gnome_keyring does at login.
+    """
+    control = Path(env["XDG_RUNTIME_DIR"]) / "keyring" / "control"
+    pw = password.encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(str(control))
+        # One credentials byte (daemon checks SO_PEERCRED), then
+        # [u32 packet length][u32 op][u32 arg length][arg], all big-endian.
+        s.sendall(b"\0" + struct.pack(">III", 12 + len(pw), _OP_UNLOCK, len(pw)) + pw)
+        reply = b""
+        while len(reply) < 8:
+            chunk = s.recv(8 - len(reply))
+            if not chunk:
+                break
+            reply += chunk
+    if len(reply) != 8:
+        raise RuntimeError(f"short reply {reply!r} from gnome-keyring control socket {control}")
+    result = struct.unpack(">II", reply)[1]
+    if result != 0:
+        raise RuntimeError(f"gnome-keyring unlock failed: {_CONTROL_RESULTS.get(result, result)}")
+    if is_default_collection_locked(env):
+        raise RuntimeError("control socket said OK but the default collection is still locked")
+
+
+def delete_all_docker_items(env: Mapping[str, str]) -> None:
+    """Remove every item with xdg:schema=io.docker.Credentials, then verify.
+
+    The collection must be unlocked.  ``secret-tool clear`` exits 1 when
+    nothing matched, so success is judged by searching again afterwards.
+    """
+    res = _run(["secret-tool", "clear", "xdg:schema", DOCKER_SCHEMA], env, check=False)
+    left = _run(["secret-tool", "search", "--all", "xdg:schema", DOCKER_SCHEMA], env, check=False)
+    if left.stdout.strip():
+        raise RuntimeError(f"docker items remain after secret-tool clear "
+                           f"(rc={res.returncode}, stderr={res.stderr.strip()!r}): {left.stdout}")
+
+
+def _dbus_send(env: Mapping[str, str], path: str, method: str, *args: str) -> subprocess.CompletedProcess:
+    return _run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.secrets",
+                 path, method, *args], env, check=False)
+
+
+def _run(argv: list[str], env: Mapping[str, str], stdin: str | None = None,
+         check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run a command with ``env`` only; a missing program or failure raises."""
+    try:
+        res = subprocess.run(argv, input=stdin or "", capture_output=True, text=True,
+                             env=dict(env), timeout=timeout)
+    except FileNotFoundError as e:
+        raise RuntimeError(f"required program not installed: {argv[0]}") from e
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:2])} failed with {res.returncode}: "
+                           f"stdout={res.stdout.strip()!r} stderr={res.stderr.strip()[-2000:]!r}")
+    return res
+
+
+def _popen(argv: list[str], **kwargs) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(argv, **kwargs)
+    except FileNotFoundError as e:
+        raise RuntimeError(f"required program not installed: {argv[0]}") from e
+
+
+def _terminate(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM, wait, SIGKILL; always reaps so nothing lingers as a zombie."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+
+
+def _parse_env_lines(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines()
+                if "=" in line and line.split("=", 1)[0].isidentifier()
+                and line.split("=", 1)[0].isupper())
+
+
+def _tail(path: Path, n: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:].strip() or "(empty)"
+    except OSError as e:
+        return f"(no log: {e})"
