@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -59,30 +60,40 @@ def private_keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyrin
         keyring.stop()
 
 
-@pytest.fixture(scope="session")
-def running_agent(installation: Installation, private_keyring: keyring_session.PrivateKeyring) -> Iterator[int]:
-    """The per-user agent for the private keyring's environment, up before the first call."""
-    env = {**private_keyring.env, "PATH": f"{installation.bindir}:{private_keyring.env['PATH']}"}
+@contextmanager
+def agent_serving(installation: Installation, env: dict[str, str]) -> Iterator[int]:
+    """A `credbridge agent` for this environment, up before the first call, stopped after."""
     agent = subprocess.Popen([installation.executable("credbridge"), "agent"], env=env,
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    socket_dir = Path(private_keyring.env["XDG_RUNTIME_DIR"]) / "credbridge"
+    socket_dir = Path(env["XDG_RUNTIME_DIR"]) / "credbridge"
     deadline = time.monotonic() + 20
-    while not list(socket_dir.glob("agent-*.sock")):
-        assert agent.poll() is None, "credbridge agent exited at start"
-        assert time.monotonic() < deadline, "credbridge agent did not create its socket"
-        time.sleep(0.05)
     try:
+        while not list(socket_dir.glob("agent-*.sock")):
+            assert agent.poll() is None, "credbridge agent exited at start"
+            assert time.monotonic() < deadline, "credbridge agent did not create its socket"
+            time.sleep(0.05)
         yield agent.pid
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=10)
 
 
+@pytest.fixture(scope="session")
+def running_agent(installation: Installation, private_keyring: keyring_session.PrivateKeyring) -> Iterator[int]:
+    """The per-user agent for the private keyring's environment."""
+    with agent_serving(installation, with_helpers_on_path(installation, private_keyring.env)) as pid:
+        yield pid
+
+
+def with_helpers_on_path(installation: Installation, env: dict[str, str]) -> dict[str, str]:
+    return {**env, "PATH": f"{installation.bindir}:{env['PATH']}"}
+
+
 @pytest.fixture(params=["agent", "direct"])
 def helper_env(request: pytest.FixtureRequest, installation: Installation,
                private_keyring: keyring_session.PrivateKeyring) -> dict[str, str]:
     """Environment for a helper call on a clean private keyring, served by the agent or in process."""
-    env = {**private_keyring.env, "PATH": f"{installation.bindir}:{private_keyring.env['PATH']}"}
+    env = with_helpers_on_path(installation, private_keyring.env)
     if request.param == "agent":
         request.getfixturevalue("running_agent")
     else:

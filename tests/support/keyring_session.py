@@ -23,7 +23,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from contextlib import contextmanager
+from typing import Iterator, Mapping
 from xml.sax.saxutils import escape
 
 DEFAULT_PASSWORD = "test-password"
@@ -310,3 +311,22 @@ def _tail(path: Path, n: int = 2000) -> str:
         return path.read_text(errors="replace")[-n:].strip() or "(empty)"
     except OSError as e:
         return f"(no log: {e})"
+
+
+@contextmanager
+def bus_without_secret_service(home: Path) -> Iterator[dict[str, str]]:
+    """A private session bus on which no Secret Service runs, nor can be activated.
+
+    What an ssh session on a server with dbus but no keyring looks like.
+    """
+    home = Path(home).absolute()
+    run = home / "run"
+    for d in (home, run):
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "XDG_RUNTIME_DIR": str(run),
+           "LANG": "C.UTF-8", "DBUS_SESSION_BUS_ADDRESS": f"unix:path={run / 'bus'}"}
+    bus = _start_bus(home, env)
+    try:
+        yield env
+    finally:
+        _terminate(bus)
