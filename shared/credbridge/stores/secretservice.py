@@ -10,7 +10,7 @@ stops answering must not hang `docker pull`.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional, TypeVar
 
 import secretstorage
 from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call
@@ -36,6 +36,14 @@ SECRETS_BUS_NAME = "org.freedesktop.secrets"
 SERVICE = DBusAddress("/org/freedesktop/secrets", SECRETS_BUS_NAME, "org.freedesktop.Secret.Service")
 CALL_TIMEOUT_SECONDS = 10.0
 HEADLESS_FIX = "on a machine without a desktop session, start one with `dbus-run-session` and `gnome-keyring-daemon --unlock`"
+
+
+T = TypeVar("T")
+
+
+class ItemInfo(NamedTuple):
+    attributes: dict[str, str]
+    modified: int
 
 
 class _BoundedConnection(DBusConnection):
@@ -74,8 +82,8 @@ class SecretServiceStore:
             # Display label as written by the Debian/Ubuntu build (0.6.x) of the Go
             # helper, whose `list` reports labels: its list then still works.
             collection.create_item(credentials.server_url, attributes, credentials.secret.encode(), replace=True)
-            for path, item_attributes in self._docker_items({"server": credentials.server_url}).items():
-                if item_attributes.get("username") != credentials.username:
+            for path, info in self._docker_items({"server": credentials.server_url}).items():
+                if info.attributes.get("username") != credentials.username:
                     self._item(path).delete()
 
         self._call(run)
@@ -85,26 +93,27 @@ class SecretServiceStore:
             items = self._docker_items({"server": server_url})
             if not items:
                 everything = self._docker_items({})
-                by_server = {attrs.get("server", ""): path for path, attrs in everything.items()}
+                by_server = {info.attributes.get("server", ""): path for path, info in everything.items()}
                 match = urls.best_match(server_url, by_server)
                 if match is None:
                     raise CredentialsNotFound()
                 items = {by_server[match]: everything[by_server[match]]}
-            path = max(items, key=lambda p: (items[p].get("\0modified", 0), p))
+            # Items of several usernames (written by Go's helper): the latest login wins.
+            path = max(items, key=lambda p: (items[p].modified, p))
             item = self._item(path)
             self._unlock(item)
             secret = item.get_secret().decode("utf-8", errors="replace")
-            return Credentials(server_url, items[path].get("username", ""), secret)
+            return Credentials(server_url, items[path].attributes.get("username", ""), secret)
 
         return self._call(run)
 
     def erase(self, server_url: str) -> None:
         def run() -> None:
             everything = self._docker_items({})
-            servers = {attrs.get("server", "") for attrs in everything.values()}
+            servers = {info.attributes.get("server", "") for info in everything.values()}
             doomed = set(urls.same_registry(server_url, servers))
-            for path, attrs in everything.items():
-                if attrs.get("server", "") in doomed:
+            for path, info in everything.items():
+                if info.attributes.get("server", "") in doomed:
                     item = self._item(path)
                     self._unlock(item)
                     item.delete()
@@ -115,30 +124,29 @@ class SecretServiceStore:
         """Keyed on the `server` attribute, whatever the display label style."""
         def run() -> dict[str, str]:
             return {
-                attrs["server"]: attrs.get("username", "")
-                for attrs in self._docker_items({}).values()
-                if "server" in attrs
+                info.attributes["server"]: info.attributes.get("username", "")
+                for info in self._docker_items({}).values()
+                if "server" in info.attributes
             }
 
         return self._call(run)
 
     # -- D-Bus plumbing ------------------------------------------------------
 
-    def _call(self, operation: Any) -> Any:
-        """Run an operation, retrying once on a fresh connection (the agent outlives buses)."""
-        for attempt in (1, 2):
-            try:
-                return operation()
-            except HelperError:
+    def _call(self, operation: Callable[[], T], retry: bool = True) -> T:
+        """Run an operation; every failure becomes one actionable line."""
+        try:
+            return operation()
+        except HelperError:
+            raise
+        except Exception as error:
+            self._disconnect()
+            if retry and isinstance(error, (BrokenPipeError, ConnectionResetError)):
+                return self._call(operation, retry=False)  # the bus restarted since the agent's last call
+            explained = _explain(error, self._bus_address)
+            if explained is None:
                 raise
-            except (BrokenPipeError, ConnectionResetError) as error:
-                self._disconnect()
-                if attempt == 2:
-                    raise HelperError(f"the D-Bus session bus closed the connection ({error.strerror}); {HEADLESS_FIX}") from None
-            except Exception as error:
-                self._disconnect()
-                raise _explain(error, self._bus_address) from None
-        raise AssertionError("unreachable")
+            raise explained from None
 
     def _bus(self) -> DBusConnection:
         if self._connection is None:
@@ -183,12 +191,11 @@ class SecretServiceStore:
                 f"`gnome-keyring-daemon --unlock` on a headless machine; or {HEADLESS_FIX}"
             )
 
-    def _docker_items(self, extra: dict[str, str]) -> dict[str, dict[str, str]]:
-        """All Docker items matching `extra`, with their attributes, in one pipelined batch.
+    def _docker_items(self, extra: dict[str, str]) -> dict[str, ItemInfo]:
+        """All Docker items matching `extra`, with attributes and mtime, in one pipelined batch.
 
-        Attributes come from one Properties.GetAll per item, all sent before
-        any reply is read: one round trip for the lot, not one per item.
-        The item's Modified time rides along under the key "\\0modified".
+        One Properties.GetAll per item, all sent before any reply is read:
+        one round trip for the lot, not one per item.
         """
         connection = self._bus()
         reply = connection.send_and_get_reply(
@@ -202,14 +209,12 @@ class SecretServiceStore:
             Properties(DBusAddress(path, SECRETS_BUS_NAME, "org.freedesktop.Secret.Item")).get_all()
             for path in paths
         ])
-        items = {}
+        items: dict[str, ItemInfo] = {}
         for path, reply in zip(paths, replies):
             if reply.header.message_type == MessageType.error:
                 continue  # deleted between the search and the read
             properties = reply.body[0]
-            attributes = dict(properties["Attributes"][1])
-            attributes["\0modified"] = properties.get("Modified", ("t", 0))[1]
-            items[path] = attributes
+            items[path] = ItemInfo(dict(properties["Attributes"][1]), properties.get("Modified", ("t", 0))[1])
         return items
 
 
@@ -243,8 +248,8 @@ def _session_bus_address(env: Mapping[str, str]) -> str:
     )
 
 
-def _explain(error: Exception, bus_address: str) -> HelperError:
-    """One actionable line for each way the Secret Service is out of reach."""
+def _explain(error: Exception, bus_address: str) -> Optional[HelperError]:
+    """One actionable line for each way the Secret Service is out of reach; None if unknown."""
     if isinstance(error, (FileNotFoundError, ConnectionRefusedError)):
         return HelperError(
             f"cannot connect to the D-Bus session bus at {bus_address} ({error.strerror}): the session that "
@@ -266,4 +271,4 @@ def _explain(error: Exception, bus_address: str) -> HelperError:
         return HelperError(f"D-Bus session bus error at {bus_address}: {error.strerror or type(error).__name__}")
     if isinstance(error, ValueError):
         return HelperError(f"cannot use the D-Bus address {bus_address!r}: it is not a valid unix: address")
-    raise error
+    return None
