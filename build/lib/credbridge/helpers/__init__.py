@@ -1,1 +1,0 @@
-"""One tiny entry per docker-credential-* executable (installed as credbridge.helpers)."""

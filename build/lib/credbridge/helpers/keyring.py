@@ -1,7 +1,0 @@
-"""docker-credential-keyring: credentials in the OS keyring."""
-
-from credbridge.client import run_helper
-
-
-def main() -> None:
-    run_helper("keyring")
