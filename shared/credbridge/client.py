@@ -1,46 +1,44 @@
 """What runs on every helper call: forward to the per-user agent, else serve in process.
 
 A helper runs on every pull, so this module imports only interpreter
-builtins until it knows it must do the work itself: Python's start-up, not
-D-Bus, is the cost of a call (docs DESIGN.md, "The fast path"). A call is
-never lost to the agent: if none answers in time, it is served here, and an
-agent is started in the background for the next call.
+builtins (`posix`, `_socket`) until it knows it must do the work itself:
+Python's start-up, not D-Bus, is the cost of a call (docs DESIGN.md, "The
+fast path"). A call is never lost to the agent: if none answers in time, it
+is served here, and an agent is started in the background for the next call.
 """
 
-from __future__ import annotations
-
-import os
+import posix
 import sys
+
+from credbridge import wire
 
 TYPE_CHECKING = False  # typing costs more import time than a whole agent round trip
 if TYPE_CHECKING:
     from typing import NoReturn, Optional
 
-from credbridge import wire
-
 MAX_STDIN_BYTES = 16 * 1024 * 1024
 
 
-def run_helper(store: str) -> NoReturn:
+def run_helper(store: str) -> "NoReturn":
     """Entry point of every docker-credential-<store> executable."""
     args = sys.argv[1:]
-    program = os.path.basename(sys.argv[0]) or f"docker-credential-{store}"
+    program = sys.argv[0].rpartition("/")[2] or f"docker-credential-{store}"
     stdin = _read_stdin() if len(args) == 1 and args[0] in wire.ACTIONS_READING_STDIN else b""
-    env = wire.relevant_env(os.environ)
-    answer = None if os.environ.get("CREDBRIDGE_NO_AGENT") else _ask_agent(store, program, args, stdin, env)
+    env = wire.process_env()
+    answer = None if env.get("CREDBRIDGE_NO_AGENT") else _ask_agent(store, program, args, stdin, env)
     if answer is None:
         answer = _serve_in_process(store, program, args, stdin, env)
     exit_code, output = answer
     view = memoryview(output)
     while view:
-        view = view[os.write(1, view):]
+        view = view[posix.write(1, view):]
     sys.exit(exit_code)
 
 
 def _read_stdin() -> bytes:
     chunks, size = [], 0
     while size <= MAX_STDIN_BYTES:
-        chunk = os.read(0, 1 << 16)
+        chunk = posix.read(0, 1 << 16)
         if not chunk:
             break
         chunks.append(chunk)
@@ -48,13 +46,13 @@ def _read_stdin() -> bytes:
     return b"".join(chunks)
 
 
-def _ask_agent(store: str, program: str, args: list[str], stdin: bytes, env: dict[str, str]) -> Optional[tuple[int, bytes]]:
+def _ask_agent(store: str, program: str, args: "list[str]", stdin: bytes, env: "dict[str, str]") -> "Optional[tuple[int, bytes]]":
     """The agent's answer, or None when there is no usable agent (then start one)."""
     import _socket  # the C module: `socket` would pull in enum and selectors
 
     directory = wire.agent_dir(env)
     if not wire.private_dir_is_safe(directory):
-        if not os.path.lexists(directory):
+        if not _exists(directory):
             _start_agent(env)
         return None  # someone else's or loose directory: never trust a socket in it
     connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -79,33 +77,41 @@ def _ask_agent(store: str, program: str, args: list[str], stdin: bytes, env: dic
         connection.close()
 
 
-def _start_agent(env: dict[str, str]) -> None:
+def _exists(path: str) -> bool:
+    try:
+        posix.lstat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _start_agent(env: "dict[str, str]") -> None:
     """Start `credbridge agent` detached (own session, no terminal), without waiting for it."""
     if env.get("CREDBRIDGE_NO_AGENT_START") or _agent_is_starting(env):
         return
     bootstrap = f"import sys; sys.path[:] = {sys.path!r}; from credbridge.agent import main; main()"
-    child_env = {name: os.environ[name] for name in ("PATH", "HOME", "XDG_RUNTIME_DIR", "CREDBRIDGE_AGENT_IDLE_SECONDS") if name in os.environ}
-    devnull = os.devnull
+    child_env = {name: value for name, value in posix.environ.items()
+                 if name in (b"PATH", b"HOME", b"XDG_RUNTIME_DIR", b"CREDBRIDGE_AGENT_IDLE_SECONDS")}
     try:
-        os.posix_spawn(
+        posix.posix_spawn(
             sys.executable, [sys.executable, "-I", "-S", "-c", bootstrap], child_env,
             setsid=True,
             file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, devnull, os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 2, devnull, os.O_WRONLY, 0),
+                (posix.POSIX_SPAWN_OPEN, 0, "/dev/null", posix.O_RDONLY, 0),
+                (posix.POSIX_SPAWN_OPEN, 1, "/dev/null", posix.O_WRONLY, 0),
+                (posix.POSIX_SPAWN_OPEN, 2, "/dev/null", posix.O_WRONLY, 0),
             ],
         )
     except OSError:
         pass  # no agent: every call is served in process, only slower
 
 
-def _agent_is_starting(env: dict[str, str]) -> bool:
+def _agent_is_starting(env: "dict[str, str]") -> bool:
     """An agent holds its lock from start to exit: do not start a second one."""
     import fcntl
 
     try:
-        descriptor = os.open(wire.agent_lock_path(env), os.O_RDONLY | os.O_NOFOLLOW)
+        descriptor = posix.open(wire.agent_lock_path(env), posix.O_RDONLY | posix.O_NOFOLLOW)
     except OSError:
         return False
     try:
@@ -114,10 +120,10 @@ def _agent_is_starting(env: dict[str, str]) -> bool:
     except OSError:
         return True
     finally:
-        os.close(descriptor)
+        posix.close(descriptor)
 
 
-def _serve_in_process(store: str, program: str, args: list[str], stdin: bytes, env: dict[str, str]) -> tuple[int, bytes]:
+def _serve_in_process(store: str, program: str, args: "list[str]", stdin: bytes, env: "dict[str, str]") -> "tuple[int, bytes]":
     from credbridge.protocol import handle
     from credbridge.stores import open_store
 

@@ -1,18 +1,17 @@
 """Where a helper call meets the per-user agent, and the bytes they exchange.
 
-Imported on every helper call, before anything else is known: stdlib
-builtins only (os), no json, no enum, no socket module.
+Imported on every helper call, before anything else is known, so it uses
+interpreter builtins only: `posix`, not `os` (which -S no longer preloads),
+no json, no typing, not even `from __future__`.
 """
 
-from __future__ import annotations
+import posix
 
-import os
+from credbridge import __version__
 
 TYPE_CHECKING = False  # typing costs more import time than a whole agent round trip
 if TYPE_CHECKING:
     from typing import Mapping, Optional
-
-from credbridge import __version__
 
 #: Actions whose input comes on stdin: `list` must never read it (docker-py
 #: leaves the parent's stdin attached and a read would block).
@@ -28,44 +27,52 @@ ACK_TIMEOUT_SECONDS = 3.0
 REPLY_TIMEOUT_SECONDS = 120.0
 
 
-def relevant_env(environ: Mapping[str, str]) -> dict[str, str]:
+def relevant_env(environ: "Mapping[str, str]") -> "dict[str, str]":
     return {
         name: value for name, value in environ.items()
         if name in RELEVANT_ENV_NAMES or name.startswith(RELEVANT_ENV_PREFIXES)
     }
 
 
-def agent_dir(environ: Mapping[str, str]) -> str:
+def process_env() -> "dict[str, str]":
+    """This process's relevant environment, decoded as os.environ would, without importing os."""
+    return relevant_env({
+        name.decode("utf-8", "surrogateescape"): value.decode("utf-8", "surrogateescape")
+        for name, value in posix.environ.items()
+    })
+
+
+def agent_dir(environ: "Mapping[str, str]") -> str:
     """$XDG_RUNTIME_DIR/credbridge, else /tmp/credbridge-<uid> (ssh sessions without logind)."""
     runtime = environ.get("XDG_RUNTIME_DIR")
     if runtime:
-        return os.path.join(runtime, "credbridge")
-    return f"/tmp/credbridge-{os.getuid()}"
+        return runtime.rstrip("/") + "/credbridge"
+    return f"/tmp/credbridge-{posix.getuid()}"
 
 
-def agent_socket_path(environ: Mapping[str, str]) -> str:
+def agent_socket_path(environ: "Mapping[str, str]") -> str:
     """Versioned, so an upgraded client never talks to an agent running old code."""
-    return os.path.join(agent_dir(environ), f"agent-{__version__}.sock")
+    return f"{agent_dir(environ)}/agent-{__version__}.sock"
 
 
-def agent_lock_path(environ: Mapping[str, str]) -> str:
-    return agent_socket_path(environ)[: -len(".sock")] + ".lock"
+def agent_lock_path(environ: "Mapping[str, str]") -> str:
+    return f"{agent_dir(environ)}/agent-{__version__}.lock"
 
 
 def private_dir_is_safe(path: str) -> bool:
     """Ours alone: owned by us, no group/other access, a real directory (not a link)."""
     try:
-        info = os.lstat(path)
+        info = posix.lstat(path)
     except OSError:
         return False
-    return info.st_uid == os.getuid() and (info.st_mode & 0o170777) == 0o040700
+    return info.st_uid == posix.getuid() and (info.st_mode & 0o170777) == 0o040700
 
 
-def encode_fields(fields: list[bytes]) -> bytes:
+def encode_fields(fields: "list[bytes]") -> bytes:
     return b"".join(len(field).to_bytes(4, "big") + field for field in fields)
 
 
-def decode_fields(data: bytes) -> list[bytes]:
+def decode_fields(data: bytes) -> "list[bytes]":
     """Inverse of encode_fields; ValueError on anything malformed."""
     fields, offset = [], 0
     while offset < len(data):
@@ -78,21 +85,21 @@ def decode_fields(data: bytes) -> list[bytes]:
     return fields
 
 
-def encode_env(env: Mapping[str, str]) -> bytes:
+def encode_env(env: "Mapping[str, str]") -> bytes:
     return "\0".join(f"{name}={value}" for name, value in sorted(env.items())).encode("utf-8", "surrogateescape")
 
 
-def decode_env(blob: bytes) -> dict[str, str]:
+def decode_env(blob: bytes) -> "dict[str, str]":
     text = blob.decode("utf-8", "surrogateescape")
     return dict(entry.split("=", 1) for entry in text.split("\0") if entry)
 
 
-def request(store: str, program: str, args: list[str], stdin: bytes, env: Mapping[str, str]) -> bytes:
+def request(store: str, program: str, args: "list[str]", stdin: bytes, env: "Mapping[str, str]") -> bytes:
     head = [REQUEST_MAGIC, store.encode(), program.encode("utf-8", "surrogateescape"), stdin, encode_env(env)]
     return encode_fields(head + [arg.encode("utf-8", "surrogateescape") for arg in args])
 
 
-def parse_request(data: bytes) -> tuple[str, str, list[str], bytes, dict[str, str]]:
+def parse_request(data: bytes) -> "tuple[str, str, list[str], bytes, dict[str, str]]":
     fields = decode_fields(data)
     if len(fields) < 5 or fields[0] != REQUEST_MAGIC:
         raise ValueError("not a credbridge request")
@@ -105,7 +112,7 @@ def reply(exit_code: int, output: bytes) -> bytes:
     return encode_fields([str(exit_code).encode(), output])
 
 
-def parse_reply(data: bytes) -> Optional[tuple[int, bytes]]:
+def parse_reply(data: bytes) -> "Optional[tuple[int, bytes]]":
     try:
         code, output = decode_fields(data)
         return int(code), output

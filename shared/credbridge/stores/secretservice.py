@@ -10,7 +10,7 @@ stops answering must not hang `docker pull`.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, NamedTuple, Optional, TypeVar
+from typing import Any, Callable, Mapping, Optional, TypeVar
 
 import secretstorage
 from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call
@@ -39,11 +39,6 @@ HEADLESS_FIX = "on a machine without a desktop session, start one with `dbus-run
 
 
 T = TypeVar("T")
-
-
-class ItemInfo(NamedTuple):
-    attributes: dict[str, str]
-    modified: int
 
 
 class _BoundedConnection(DBusConnection):
@@ -82,38 +77,35 @@ class SecretServiceStore:
             # Display label as written by the Debian/Ubuntu build (0.6.x) of the Go
             # helper, whose `list` reports labels: its list then still works.
             collection.create_item(credentials.server_url, attributes, credentials.secret.encode(), replace=True)
-            for path, info in self._docker_items({"server": credentials.server_url}).items():
-                if info.attributes.get("username") != credentials.username:
+            for path, attributes in self._docker_items({"server": credentials.server_url}).items():
+                if attributes.get("username") != credentials.username:
                     self._item(path).delete()
 
         self._call(run)
 
     def get(self, server_url: str) -> Credentials:
+        """Two D-Bus round trips in the usual case: search, then attributes and secret together."""
         def run() -> Credentials:
-            items = self._docker_items({"server": server_url})
-            if not items:
+            paths = self._search({"server": server_url})
+            if not paths:
                 everything = self._docker_items({})
-                by_server = {info.attributes.get("server", ""): path for path, info in everything.items()}
+                by_server = {attributes.get("server", ""): path for path, attributes in everything.items()}
                 match = urls.best_match(server_url, by_server)
                 if match is None:
                     raise CredentialsNotFound()
-                items = {by_server[match]: everything[by_server[match]]}
-            # Items of several usernames (written by Go's helper): the latest login wins.
-            path = max(items, key=lambda p: (items[p].modified, p))
-            item = self._item(path)
-            self._unlock(item)
-            secret = item.get_secret().decode("utf-8", errors="replace")
-            return Credentials(server_url, items[path].attributes.get("username", ""), secret)
+                paths = [by_server[match]]
+            username, secret = self._newest_login(paths)
+            return Credentials(server_url, username, secret)
 
         return self._call(run)
 
     def erase(self, server_url: str) -> None:
         def run() -> None:
             everything = self._docker_items({})
-            servers = {info.attributes.get("server", "") for info in everything.values()}
+            servers = {attributes.get("server", "") for attributes in everything.values()}
             doomed = set(urls.same_registry(server_url, servers))
-            for path, info in everything.items():
-                if info.attributes.get("server", "") in doomed:
+            for path, attributes in everything.items():
+                if attributes.get("server", "") in doomed:
                     item = self._item(path)
                     self._unlock(item)
                     item.delete()
@@ -124,9 +116,9 @@ class SecretServiceStore:
         """Keyed on the `server` attribute, whatever the display label style."""
         def run() -> dict[str, str]:
             return {
-                info.attributes["server"]: info.attributes.get("username", "")
-                for info in self._docker_items({}).values()
-                if "server" in info.attributes
+                attributes["server"]: attributes.get("username", "")
+                for attributes in self._docker_items({}).values()
+                if "server" in attributes
             }
 
         return self._call(run)
@@ -185,37 +177,96 @@ class SecretServiceStore:
         except TimeoutError:
             dismissed = True
         if dismissed:
-            raise HelperError(
-                f"the keyring is locked and was not unlocked within {self._unlock_timeout:.0f} s "
-                "(no one answered the unlock prompt): unlock it in your desktop session, or with "
-                f"`gnome-keyring-daemon --unlock` on a headless machine; or {HEADLESS_FIX}"
-            )
+            raise self._locked_error()
 
-    def _docker_items(self, extra: dict[str, str]) -> dict[str, ItemInfo]:
-        """All Docker items matching `extra`, with attributes and mtime, in one pipelined batch.
-
-        One Properties.GetAll per item, all sent before any reply is read:
-        one round trip for the lot, not one per item.
-        """
-        connection = self._bus()
-        reply = connection.send_and_get_reply(
-            new_method_call(SERVICE, "SearchItems", "a{ss}", ({**extra, **DOCKER_ITEM},))
+    def _locked_error(self) -> HelperError:
+        return HelperError(
+            f"the keyring is locked and was not unlocked within {self._unlock_timeout:.0f} s "
+            "(no one answered the unlock prompt): unlock it in your desktop session; "
+            f"{HEADLESS_FIX}"
         )
+
+    def _search_items(self, extra: dict[str, str]) -> tuple[list[str], list[str]]:
+        """(unlocked, locked) paths of the Docker items matching `extra`, in every collection."""
+        unlocked, locked = self._checked(self._bus().send_and_get_reply(
+            new_method_call(SERVICE, "SearchItems", "a{ss}", ({**extra, **DOCKER_ITEM},))))
+        return list(unlocked), list(locked)
+
+    def _search(self, extra: dict[str, str]) -> list[str]:
+        """Paths of the Docker items matching `extra`; locked ones are unlocked first."""
+        unlocked, locked = self._search_items(extra)
+        if locked:
+            try:
+                dismissed = secretstorage.util.unlock_objects(self._bus(), locked, timeout=self._unlock_timeout)
+            except TimeoutError:
+                dismissed = True
+            if dismissed:
+                raise self._locked_error()
+        return unlocked + locked
+
+    def _docker_items(self, extra: dict[str, str]) -> dict[str, dict[str, str]]:
+        """All Docker items matching `extra` with their attributes, in one pipelined batch.
+
+        One Properties.Get per item, all sent before any reply is read: one
+        round trip for the lot, not one per item. Locked items are listed
+        too (attributes are readable without unlocking).
+        """
+        unlocked, locked = self._search_items(extra)
+        paths = unlocked + locked
+        replies = _pipelined(self._bus(), [_item_property(path, "Attributes") for path in paths])
+        return {
+            path: dict(reply.body[0][1])
+            for path, reply in zip(paths, replies)
+            if reply.header.message_type != MessageType.error  # deleted meanwhile
+        }
+
+    def _newest_login(self, paths: list[str]) -> tuple[str, str]:
+        """(username, secret) of the most recently modified item, in one round trip.
+
+        Several items for one server exist only when Go's helper wrote them
+        (one per username): then the latest login wins.
+        """
+        session = self._secret_session()
+        messages = [_item_property(path, "Attributes") for path in paths]
+        if len(paths) > 1:
+            messages += [_item_property(path, "Modified") for path in paths]
+        messages.append(new_method_call(SERVICE, "GetSecrets", "aoo", (paths, session.object_path)))
+        *properties, secrets_reply = _pipelined(self._bus(), messages)
+        secrets = self._checked(secrets_reply)[0]
+        modified = [reply.body[0][1] for reply in properties[len(paths):]] or [0]
+        newest = max(range(len(paths)), key=lambda index: (modified[index] if len(paths) > 1 else 0, paths[index]))
+        path = paths[newest]
+        if path not in secrets:
+            raise CredentialsNotFound()  # deleted between the search and the read
+        username = dict(self._checked(properties[newest])[0][1]).get("username", "")
+        return username, _open_secret(session, secrets[path]).decode("utf-8", errors="replace")
+
+    @staticmethod
+    def _checked(reply: Any) -> Any:
         if reply.header.message_type == MessageType.error:
             raise DBusErrorResponse(reply)
-        unlocked, locked = reply.body
-        paths = list(unlocked) + list(locked)
-        replies = _pipelined(connection, [
-            Properties(DBusAddress(path, SECRETS_BUS_NAME, "org.freedesktop.Secret.Item")).get_all()
-            for path in paths
-        ])
-        items: dict[str, ItemInfo] = {}
-        for path, reply in zip(paths, replies):
-            if reply.header.message_type == MessageType.error:
-                continue  # deleted between the search and the read
-            properties = reply.body[0]
-            items[path] = ItemInfo(dict(properties["Attributes"][1]), properties.get("Modified", ("t", 0))[1])
-        return items
+        return reply.body
+
+
+def _item_property(path: str, name: str) -> Any:
+    return Properties(DBusAddress(path, SECRETS_BUS_NAME, "org.freedesktop.Secret.Item")).get(name)
+
+
+def _open_secret(session: Any, secret: tuple) -> bytes:
+    """The plain secret from a Secret Service (session, parameters, value, type) struct.
+
+    As secretstorage's Item.get_secret does, for a secret fetched in a
+    batch: AES-128-CBC with PKCS#7 padding under the DH session key, or
+    the value itself in a plain session.
+    """
+    _session, parameters, value, _content_type = secret
+    if not session.encrypted:
+        return bytes(value)
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    decryptor = Cipher(algorithms.AES(session.aes_key), modes.CBC(bytes(parameters))).decryptor()
+    padded = decryptor.update(bytes(value)) + decryptor.finalize()
+    return padded[:-padded[-1]]
 
 
 def _pipelined(connection: DBusConnection, messages: list[Any]) -> list[Any]:
