@@ -8,6 +8,7 @@ a call in process and inside the per-user agent.
 
 from __future__ import annotations
 
+import codecs
 from typing import Callable, NamedTuple
 
 from credbridge import __version__
@@ -20,6 +21,10 @@ USAGE_ACTIONS = "<store|get|erase|list|version>"
 MAX_LINE_BYTES = 64 * 1024
 # Go's strings.TrimSpace: Unicode White_Space (Python's isspace adds \x1c-\x1f).
 _GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+# Go's decoder replaces each invalid byte by U+FFFD; Python's "replace" one per bad sequence.
+codecs.register_error("credbridge-go-replace", lambda error: ("\ufffd" * (error.end - error.start), error.end))
 
 
 class Reply(NamedTuple):
@@ -67,6 +72,9 @@ def _dispatch(program: str, args: list[str], stdin: bytes, open_store: Callable[
             raise MissingServerURL()
         if not fields["Username"]:
             raise MissingUsername()
+        for name, label in (("ServerURL", "server URL"), ("Username", "username")):
+            if "\0" in fields[name]:
+                raise HelperError(f"the {label} contains a NUL byte")
         open_store().store(Credentials(fields["ServerURL"], fields["Username"], fields["Secret"]))
         return b""
     if action == "get":
@@ -91,7 +99,7 @@ def _scanned(stdin: bytes) -> bytes:
 
 def _joined_lines(stdin: bytes) -> str:
     """The store message as text; invalid UTF-8 becomes U+FFFD, as Go's decoder does."""
-    return _scanned(stdin).decode("utf-8", errors="replace")
+    return _scanned(stdin).decode("utf-8", errors="credbridge-go-replace")
 
 
 def _server_url(stdin: bytes) -> str:

@@ -89,11 +89,10 @@ class SecretServiceStore:
             paths = self._search({"server": server_url})
             if not paths:
                 everything = self._docker_items({})
-                by_server = {attributes.get("server", ""): path for path, attributes in everything.items()}
-                match = urls.best_match(server_url, by_server)
+                match = urls.best_match(server_url, {attributes.get("server", "") for attributes in everything.values()})
                 if match is None:
                     raise CredentialsNotFound()
-                paths = [by_server[match]]
+                paths = [path for path, attributes in everything.items() if attributes.get("server") == match]
             username, secret = self._newest_login(paths)
             return Credentials(server_url, username, secret)
 
@@ -115,10 +114,14 @@ class SecretServiceStore:
     def list(self) -> dict[str, str]:
         """Keyed on the `server` attribute, whatever the display label style."""
         def run() -> dict[str, str]:
+            items = self._docker_items({})
+            paths_by_server: dict[str, list[str]] = {}
+            for path, attributes in items.items():
+                if "server" in attributes:
+                    paths_by_server.setdefault(attributes["server"], []).append(path)
             return {
-                attributes["server"]: attributes.get("username", "")
-                for attributes in self._docker_items({}).values()
-                if "server" in attributes
+                server: items[self._by_modification(paths, newest_first=True)[0]].get("username", "")
+                for server, paths in paths_by_server.items()
             }
 
         return self._call(run)
@@ -227,19 +230,24 @@ class SecretServiceStore:
         (one per username): then the latest login wins.
         """
         session = self._secret_session()
-        messages = [_item_property(path, "Attributes") for path in paths]
-        if len(paths) > 1:
-            messages += [_item_property(path, "Modified") for path in paths]
-        messages.append(new_method_call(SERVICE, "GetSecrets", "aoo", (paths, session.object_path)))
-        *properties, secrets_reply = _pipelined(self._bus(), messages)
+        path = self._by_modification(paths, newest_first=True)[0]
+        attributes_reply, secrets_reply = _pipelined(self._bus(), [
+            _item_property(path, "Attributes"),
+            new_method_call(SERVICE, "GetSecrets", "aoo", ([path], session.object_path)),
+        ])
         secrets = self._checked(secrets_reply)[0]
-        modified = [reply.body[0][1] for reply in properties[len(paths):]] or [0]
-        newest = max(range(len(paths)), key=lambda index: (modified[index] if len(paths) > 1 else 0, paths[index]))
-        path = paths[newest]
         if path not in secrets:
             raise CredentialsNotFound()  # deleted between the search and the read
-        username = dict(self._checked(properties[newest])[0][1]).get("username", "")
+        username = dict(self._checked(attributes_reply)[0][1]).get("username", "")
         return username, _open_secret(session, secrets[path]).decode("utf-8", errors="replace")
+
+    def _by_modification(self, paths: list[str], newest_first: bool) -> list[str]:
+        """Paths ordered by modification time, fetched in one batch; free for a single path."""
+        if len(paths) < 2:
+            return paths
+        replies = _pipelined(self._bus(), [_item_property(path, "Modified") for path in paths])
+        modified = {path: self._checked(reply)[0][1] for path, reply in zip(paths, replies)}
+        return sorted(paths, key=lambda path: (modified[path], path), reverse=newest_first)
 
     @staticmethod
     def _checked(reply: Any) -> Any:
