@@ -3,13 +3,18 @@
 #   ./install.sh              isolated environment in ~/.local/share/credbridge,
 #                             fast launchers in ~/.local/bin (BINDIR overrides)
 #   ./install.sh --uninstall  remove both (credentials stay where they are)
-# Only HOME (and BINDIR) decide where it goes. PYTHON picks the interpreter.
+# Only HOME (and BINDIR) decide where it goes. PYTHON picks the interpreter;
+# by default the system's /usr/bin/python3: a helper must not break when a
+# pyenv/conda version is switched or removed, and distro builds start faster.
 set -eu
 
 prefix="$HOME/.local/share/credbridge"
 venv="$prefix/venv"
 bindir="${BINDIR:-$HOME/.local/bin}"
-python="${PYTHON:-python3}"
+if [ -n "${PYTHON:-}" ]; then python=$PYTHON
+elif /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then python=/usr/bin/python3
+else python=python3
+fi
 source_dir=$(cd "$(dirname "$0")" && pwd)
 marker="# credbridge launcher"
 
