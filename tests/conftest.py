@@ -89,17 +89,62 @@ def with_helpers_on_path(installation: Installation, env: dict[str, str]) -> dic
     return {**env, "PATH": f"{installation.bindir}:{env['PATH']}"}
 
 
-@pytest.fixture(params=["agent", "direct"])
-def helper_env(request: pytest.FixtureRequest, installation: Installation,
-               private_keyring: keyring_session.PrivateKeyring) -> dict[str, str]:
+SERVING = ["agent", "direct"]
+CRYPTFILE_PASSPHRASE = "correct horse battery staple"
+
+
+def keyring_env(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
     """Environment for a helper call on a clean private keyring, served by the agent or in process."""
-    env = with_helpers_on_path(installation, private_keyring.env)
-    if request.param == "agent":
+    env = with_helpers_on_path(request.getfixturevalue("installation"), request.getfixturevalue("private_keyring").env)
+    if serving == "agent":
         request.getfixturevalue("running_agent")
     else:
         env["CREDBRIDGE_NO_AGENT"] = "1"
     keyring_session.delete_all_docker_items(env)
     return env
+
+
+@pytest.fixture(params=SERVING)
+def helper_env(request: pytest.FixtureRequest, installation: Installation,
+               private_keyring: keyring_session.PrivateKeyring) -> dict[str, str]:
+    """Environment for a helper call on a clean private keyring, served by the agent or in process."""
+    return keyring_env(request, request.param)
+
+
+@pytest.fixture(scope="session")
+def cryptfile_session(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A login session of its own for cryptfile tests: HOME, XDG dirs, a 0700 runtime dir."""
+    home = tmp_path_factory.mktemp("cryptfile-home")
+    runtime = home / "run"
+    runtime.mkdir(mode=0o700)
+    env = {"HOME": str(home), "PATH": os.environ["PATH"], "XDG_RUNTIME_DIR": str(runtime),
+           "XDG_DATA_HOME": str(home / ".local" / "share")}
+    return with_helpers_on_path(installation, env)
+
+
+@pytest.fixture(scope="session")
+def cryptfile_agent(installation: Installation, cryptfile_session: dict[str, str]) -> Iterator[int]:
+    with agent_serving(installation, cryptfile_session) as pid:
+        yield pid
+
+
+def cryptfile_env(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
+    """Environment for a helper call on a fresh cryptfile, unlocked by `credbridge unlock`, agent or in process."""
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    env = {**request.getfixturevalue("cryptfile_session"), "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "credentials.cbf")}
+    if serving == "agent":
+        request.getfixturevalue("cryptfile_agent")
+    else:
+        env["CREDBRIDGE_NO_AGENT"] = "1"
+    unlocked = run([request.getfixturevalue("installation").executable("credbridge"), "unlock"],
+                   CRYPTFILE_PASSPHRASE + "\n", env)
+    assert unlocked.returncode == 0, unlocked.stderr
+    return env
+
+
+@pytest.fixture(params=SERVING)
+def cryptfile_helper_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    return cryptfile_env(request, request.param)
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """The store contract: what every docker-credential-* store must do, written once.
 
-Each store joins by adding its name to STORES; every test then runs against
-its installed executable, through the agent and in process.
+Each store joins by adding its name and the builder of its environment to
+STORES; every test then runs against its installed executable, through the
+agent and in process.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ import json
 
 import pytest
 
-from tests.conftest import Helper, Installation
+from tests.conftest import SERVING, Helper, Installation, cryptfile_env, keyring_env
 
 NOT_FOUND = b"credentials not found in native keychain\n"
-STORES = ["keyring"]
+STORES = {"keyring": keyring_env, "cryptfile": cryptfile_env}
 
 
-@pytest.fixture(params=STORES)
-def helper(request: pytest.FixtureRequest, installation: Installation, helper_env: dict[str, str]) -> Helper:
-    return Helper(installation.executable(f"docker-credential-{request.param}"), helper_env)
+@pytest.fixture(params=[(store, serving) for store in STORES for serving in SERVING],
+                ids=lambda param: "-".join(param))
+def helper(request: pytest.FixtureRequest, installation: Installation) -> Helper:
+    store, serving = request.param
+    return Helper(installation.executable(f"docker-credential-{store}"), STORES[store](request, serving))
 
 
 def stored(helper: Helper, server: str, username: str, secret: str) -> None:

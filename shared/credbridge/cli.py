@@ -1,7 +1,7 @@
 """The `credbridge` management command.
 
-Today: run or stop the per-user agent. Setup, doctor, login and migration
-come with their issues.
+Today: run or stop the per-user agent; unlock, lock and re-key the
+cryptfile. Setup, doctor, login and migration come with their issues.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import signal
 import sys
 
 from credbridge import __version__, wire
+from credbridge.errors import HelperError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,13 +21,28 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("agent", help="serve helper calls in the foreground (helpers start it on demand)")
     commands.add_parser("stop-agent", help="stop this user's agent (it also exits by itself when idle)")
+    for name, help_text in (("unlock", "unlock the cryptfile for this login session (creates it on first use)"),
+                            ("passwd", "re-encrypt the cryptfile under a new passphrase")):
+        command = commands.add_parser(name, help=f"{help_text}; passphrases from the terminal, else one a line on stdin")
+        command.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+                             help="forget the key after this long (default: 12 hours)")
+    commands.add_parser("lock", help="forget the cached cryptfile key at once (helpers and agent alike)")
     options = parser.parse_args(argv)
     if options.command == "agent":
         from credbridge.agent import main as serve
 
         serve()
         return 0
-    return stop_agent()
+    if options.command == "stop-agent":
+        return stop_agent()
+    try:
+        return _CRYPTFILE_COMMANDS[options.command](options)
+    except HelperError as error:
+        print(f"credbridge: {error}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, EOFError):
+        print("credbridge: cancelled", file=sys.stderr)
+        return 1
 
 
 def stop_agent() -> int:
@@ -43,6 +59,65 @@ def stop_agent() -> int:
     except ProcessLookupError:
         print("credbridge: no agent is running")
     return 0
+
+
+def unlock(options: argparse.Namespace) -> int:
+    from credbridge import keycache
+    from credbridge.stores.cryptfile import CryptFileStore
+
+    store = CryptFileStore(os.environ)
+    creating = not os.path.lexists(store.path)
+    [passphrase] = _read_passphrases(["New cryptfile passphrase: " if creating else "Cryptfile passphrase: "],
+                                     confirm_last=creating)
+    store.unlock(passphrase, options.timeout or keycache.DEFAULT_SECONDS)
+    print(f"credbridge: {'created and ' if creating else ''}unlocked {store.path}")
+    return 0
+
+
+def passwd(options: argparse.Namespace) -> int:
+    from credbridge import keycache
+    from credbridge.stores.cryptfile import CryptFileStore
+
+    store = CryptFileStore(os.environ)
+    old, new = _read_passphrases(["Current passphrase: ", "New passphrase: "], confirm_last=True)
+    store.change_passphrase(old, new, options.timeout or keycache.DEFAULT_SECONDS)
+    print(f"credbridge: re-encrypted {store.path} under the new passphrase")
+    return 0
+
+
+def lock(_options: argparse.Namespace) -> int:
+    from credbridge import keycache
+
+    keycache.forget(os.environ)
+    print("credbridge: locked: the cryptfile key is forgotten")
+    return 0
+
+
+_CRYPTFILE_COMMANDS = {"unlock": unlock, "passwd": passwd, "lock": lock}
+
+
+def _read_passphrases(prompts: list[str], confirm_last: bool) -> list[bytes]:
+    """From the terminal, a new passphrase typed twice; from stdin one a line (a script does not mistype)."""
+    if sys.stdin.isatty():
+        import getpass
+
+        answers = [getpass.getpass(prompt).encode() for prompt in prompts]
+        if confirm_last and getpass.getpass("Repeat it: ").encode() != answers[-1]:
+            raise HelperError("the passphrases differ: nothing was changed")
+    else:
+        answers = sys.stdin.buffer.read().splitlines()[:len(prompts)]
+        if len(answers) < len(prompts):
+            raise HelperError(f"expected {len(prompts)} passphrase line(s) on stdin, got {len(answers)}")
+    if not all(answers):
+        raise HelperError("an empty passphrase is not allowed")
+    return answers
+
+
+def _positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return seconds
 
 
 if __name__ == "__main__":

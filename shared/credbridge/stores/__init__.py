@@ -13,6 +13,7 @@ from credbridge.store import CredentialStore
 #: helper name -> "module:factory"; factories take the caller's environment.
 STORE_FACTORIES = {
     "keyring": "credbridge.stores.secretservice:SecretServiceStore",
+    "cryptfile": "credbridge.stores.cryptfile:CryptFileStore",
 }
 
 

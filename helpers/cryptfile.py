@@ -1,0 +1,7 @@
+"""docker-credential-cryptfile: credentials in one encrypted file (headless machines)."""
+
+from credbridge.client import run_helper
+
+
+def main() -> None:
+    run_helper("cryptfile")

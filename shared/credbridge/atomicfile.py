@@ -1,0 +1,144 @@
+"""Safe private files: the one place that reads, locks and replaces them.
+
+Parallel batch jobs write the same file at once and a job can be killed at
+any instant, so every read-modify-write holds an exclusive lock on a sibling
+`.lock` file (fcntl record locks also work on NFSv4 shared homes; a thread
+lock adds what they lack inside one process, the agent), and the new content
+is written to a temporary file beside the target, fsynced, renamed over it,
+and the directory fsynced: a reader sees the old file or the new one, never
+half of either. A file or directory that is a symlink, that others could
+write, or that is not ours is refused: the secrets in it would not be ours
+alone.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import stat
+import threading
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from credbridge.errors import HelperError
+
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _refuse_unsafe(path: str, info: os.stat_result) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        raise HelperError(f"{path} is a symlink: replace it with the real file or directory, or point credbridge at the target")
+    if info.st_uid != os.getuid():
+        raise HelperError(f"{path} is not owned by you: move it away, or point credbridge at a file of yours")
+    if info.st_mode & 0o022:
+        raise HelperError(f"{path} is writable by group or others: run `chmod go-w {path}`")
+
+
+def private_dir(path: str) -> None:
+    """Create `path` (and missing parents) mode 0700, or refuse an existing unsafe one."""
+    try:
+        os.makedirs(path, mode=0o700)
+    except FileExistsError:
+        pass
+    _refuse_unsafe(path, os.lstat(path))
+
+
+def inspect(path: str) -> Optional[os.stat_result]:
+    """The file's lstat (None if absent) after refusing an unsafe file or directory: cheap, for change checks."""
+    directory = os.path.dirname(path) or "."
+    try:
+        _refuse_unsafe(directory, os.lstat(directory))
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    _refuse_unsafe(path, info)
+    return info
+
+
+def read(path: str) -> Optional[tuple[bytes, os.stat_result]]:
+    """The content and the stat of exactly that content (files are replaced, never rewritten), or None."""
+    if inspect(path) is None:
+        return None
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # became a symlink since inspect()
+            raise HelperError(f"{path} is a symlink: replace it with the real file") from None
+        raise
+    try:
+        info = os.fstat(descriptor)
+        _refuse_unsafe(path, info)
+        with os.fdopen(descriptor, "rb", closefd=False) as stream:
+            return stream.read(), info
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def exclusive(path: str) -> Iterator[None]:
+    """Hold the exclusive write lock of `path` (creating its directory 0700); clears stale temp files."""
+    directory = os.path.dirname(path) or "."
+    private_dir(directory)
+    with _thread_lock(path):
+        descriptor = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            _refuse_unsafe(path + ".lock", os.fstat(descriptor))
+            fcntl.lockf(descriptor, fcntl.LOCK_EX)
+            _remove_stale_temporaries(path)
+            yield
+        finally:
+            os.close(descriptor)  # releases the lock
+
+
+def replace(path: str, data: bytes) -> None:
+    """Atomically and durably make `data` the content of `path` (mode 0600); hold `exclusive(path)`."""
+    directory = os.path.dirname(path) or "."
+    temporary = _temporary_prefix(path) + secrets.token_hex(8)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view):]
+        os.fsync(descriptor)
+        os.close(descriptor)
+        descriptor = -1
+        os.rename(temporary, path)
+    except BaseException:
+        if descriptor >= 0:
+            os.close(descriptor)
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        raise
+    directory_descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(directory_descriptor)
+    finally:
+        os.close(directory_descriptor)
+
+
+def _temporary_prefix(path: str) -> str:
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.tmp-")
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Under the lock no one else is writing: a temporary file left now is a killed writer's."""
+    directory, prefix = os.path.split(_temporary_prefix(path))
+    for name in os.listdir(directory or "."):
+        if name.startswith(prefix):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
+
+
+def _thread_lock(path: str) -> threading.Lock:
+    """fcntl locks belong to the process: threads of the agent need their own."""
+    key = os.path.abspath(path)
+    with _THREAD_LOCKS_GUARD:
+        return _THREAD_LOCKS.setdefault(key, threading.Lock())
