@@ -6,15 +6,11 @@ no knowledge of stdin, argv or output encoding (that is the protocol's job).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Protocol
+from typing import Mapping, NamedTuple, Protocol
 
-#: Username that marks Secret as an OAuth identity token (docker CLI's convention).
-IDENTITY_TOKEN_USERNAME = "<token>"
+class Credentials(NamedTuple):
+    """A NamedTuple, not a dataclass: `dataclasses` imports `inspect`, ~12 ms per direct call."""
 
-
-@dataclass(frozen=True)
-class Credentials:
     server_url: str
     username: str
     secret: str
