@@ -67,7 +67,7 @@ class SecretServiceStore:
         """
         def run() -> None:
             collection = self._default_collection()
-            self._unlock(collection)
+            self._unlock(collection, collection.collection_path)
             attributes = {
                 "label": CREDS_LABEL,
                 "server": credentials.server_url,
@@ -106,7 +106,7 @@ class SecretServiceStore:
             for path, attributes in everything.items():
                 if attributes.get("server", "") in doomed:
                     item = self._item(path)
-                    self._unlock(item)
+                    self._unlock(item, path)
                     item.delete()
 
         self._call(run)
@@ -172,11 +172,15 @@ class SecretServiceStore:
                 "default in your keyring manager (KeePassXC: enable Secret Service integration and expose a group)"
             ) from None
 
-    def _unlock(self, target: Any) -> None:
-        if not target.is_locked():
-            return
+    def _unlock(self, target: Any, path: str) -> None:
+        """Unlock a secretstorage Collection or Item (at `path`) if it is locked."""
+        if target.is_locked():
+            self._unlock_paths([path])
+
+    def _unlock_paths(self, paths: list[str]) -> None:
+        """One Unlock request for all paths; a prompt nobody answers in time counts as dismissed."""
         try:
-            dismissed = target.unlock(timeout=self._unlock_timeout)
+            dismissed = secretstorage.util.unlock_objects(self._bus(), paths, timeout=self._unlock_timeout)
         except TimeoutError:
             dismissed = True
         if dismissed:
@@ -199,12 +203,7 @@ class SecretServiceStore:
         """Paths of the Docker items matching `extra`; locked ones are unlocked first."""
         unlocked, locked = self._search_items(extra)
         if locked:
-            try:
-                dismissed = secretstorage.util.unlock_objects(self._bus(), locked, timeout=self._unlock_timeout)
-            except TimeoutError:
-                dismissed = True
-            if dismissed:
-                raise self._locked_error()
+            self._unlock_paths(locked)
         return unlocked + locked
 
     def _docker_items(self, extra: dict[str, str]) -> dict[str, dict[str, str]]:
