@@ -16,11 +16,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
-from tests.support import keyring_session
+from tests.support import keyring_session, strictload
 from tests.support.process import Result, run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -181,3 +181,62 @@ class Helper:
 
     def list(self) -> Result:
         return self("list")
+
+
+
+@pytest.fixture(scope="session")
+def strict_loader(tmp_path_factory: pytest.TempPathFactory) -> strictload.StrictLoader:
+    """Apptainer's and SingularityCE's own decoders, built once, judging the files we write."""
+    return strictload.build(tmp_path_factory.mktemp("strictload"))
+
+
+# -- Apptainer / SingularityCE files (docker-credential-apptainer, -singularity) -----------------
+
+def apptainer_files_env(flavour: str) -> "Callable[[pytest.FixtureRequest, str], dict[str, str]]":
+    """An env builder for one flavour: a fresh HOME of the cryptfile's login session; at teardown the
+    files the test left behind must still load in the program's strict decoders."""
+
+    def build(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
+        home: Path = request.getfixturevalue("tmp_path") / "home"
+        home.mkdir(mode=0o700)
+        env = {**request.getfixturevalue("cryptfile_session"), "HOME": str(home)}
+        if serving == "agent":
+            request.getfixturevalue("cryptfile_agent")
+        else:
+            env["CREDBRIDGE_NO_AGENT"] = "1"
+        loader: strictload.StrictLoader = request.getfixturevalue("strict_loader")
+        request.addfinalizer(lambda: assert_apptainer_files_load(loader, home, flavour))
+        return env
+
+    return build
+
+
+def assert_apptainer_files_load(loader: strictload.StrictLoader, home: Path, flavour: str) -> None:
+    directory = home / f".{flavour}"
+    if (directory / "remote.yaml").exists():
+        loader.remote_yaml(directory / "remote.yaml", "apptainer" if flavour == "apptainer" else "singularityce")
+    if (directory / "docker-config.json").exists():
+        loader.docker_config(directory / "docker-config.json")
+
+
+# -- docker-credential-keyring through a python-keyring backend -----------------------------------
+
+PYTHON_KEYRING_SECRET_SERVICE = "keyring.backends.SecretService:Keyring"
+#: python-keyring's SecretService backend marks every item it writes with this attribute.
+PYTHON_KEYRING_APPLICATION = "Python keyring library"
+
+
+def python_keyring_env(chunk_bytes: int) -> "Callable[[pytest.FixtureRequest, str], dict[str, str]]":
+    """An env builder: docker-credential-keyring on the private keyring through python-keyring's own
+    SecretService backend, values split into parts of `chunk_bytes`, no python-keyring item left over."""
+
+    def build(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
+        env = {**keyring_env(request, serving), "CREDBRIDGE_KEYRING_BACKEND": PYTHON_KEYRING_SECRET_SERVICE,
+               "CREDBRIDGE_KEYRING_CHUNK_BYTES": str(chunk_bytes)}
+        secret_tool = ["secret-tool", "search", "--all", "application", PYTHON_KEYRING_APPLICATION]
+        subprocess.run(["secret-tool", "clear", "application", PYTHON_KEYRING_APPLICATION], env=env, capture_output=True)
+        left = subprocess.run(secret_tool, env=env, capture_output=True, text=True, check=True)
+        assert not left.stdout.strip(), "python-keyring items remain after secret-tool clear"
+        return env
+
+    return build

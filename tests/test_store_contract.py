@@ -2,7 +2,8 @@
 
 Each store joins by adding its name and the builder of its environment to
 STORES; every test then runs against its installed executable, through the
-agent and in process.
+agent and in process. A key `executable:variant` runs that executable in
+another configuration.
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ import json
 
 import pytest
 
-from tests.conftest import SERVING, Helper, Installation, cryptfile_env, keyring_env
+from tests.conftest import (SERVING, Helper, Installation, apptainer_files_env, cryptfile_env, keyring_env,
+                            python_keyring_env)
 
 NOT_FOUND = b"credentials not found in native keychain\n"
-STORES = {"keyring": keyring_env, "cryptfile": cryptfile_env}
+STORES = {"keyring": keyring_env, "cryptfile": cryptfile_env,
+          "apptainer": apptainer_files_env("apptainer"), "singularity": apptainer_files_env("singularity"),
+          "keyring:python-keyring": python_keyring_env(chunk_bytes=64)}
 
 
 @pytest.fixture(params=[(store, serving) for store in STORES for serving in SERVING],
                 ids=lambda param: "-".join(param))
 def helper(request: pytest.FixtureRequest, installation: Installation) -> Helper:
     store, serving = request.param
-    return Helper(installation.executable(f"docker-credential-{store}"), STORES[store](request, serving))
+    return Helper(installation.executable(f"docker-credential-{store.partition(':')[0]}"), STORES[store](request, serving))
 
 
 def stored(helper: Helper, server: str, username: str, secret: str) -> None:
@@ -158,3 +162,22 @@ def test_erase_removes_every_spelling_of_the_registry_and_nothing_else(helper: H
     assert helper.erase("docker.io").returncode == 0
     assert json.loads(helper.list().stdout) == {
         "https://index.docker.io/v1/access-token": "alice", "docker.io.evil.net": "mallory"}
+
+
+def test_thirty_two_processes_storing_at_once_lose_nothing(helper: Helper) -> None:
+    """Parallel batch jobs log in at the same moment; every acknowledged store is there afterwards, round after round."""
+    import subprocess
+
+    for round_number in range(3):
+        servers = {f"parallel-{round_number}-{writer}.example": f"user{writer}" for writer in range(32)}
+        writers = [subprocess.Popen([helper.path, "store"], env=helper.env, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in servers]
+        for writer, (server, username) in zip(writers, servers.items()):
+            writer.stdin.write(json.dumps({"ServerURL": server, "Username": username, "Secret": "s"}).encode())
+            writer.stdin.close()
+        for writer in writers:
+            assert writer.wait(timeout=120) == 0, (writer.stdout.read(), writer.stderr.read())
+            writer.stdout.close()
+            writer.stderr.close()
+        listed = json.loads(helper.list().stdout)
+        assert servers.items() <= listed.items(), sorted(set(servers) - set(listed))

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 #: leaves the parent's stdin attached and a read would block).
 ACTIONS_READING_STDIN = frozenset({"store", "get", "erase"})
 #: The environment a store may depend on; nothing else reaches the agent.
-RELEVANT_ENV_NAMES = frozenset({"HOME", "USER", "LOGNAME", "DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "REGISTRY_AUTH_FILE"})
+#: PATH: a store that delegates (credsStore in a config file) runs the helper the caller would find.
+RELEVANT_ENV_NAMES = frozenset({"HOME", "USER", "LOGNAME", "PATH", "DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS",
+                                "REGISTRY_AUTH_FILE"})
 RELEVANT_ENV_PREFIXES = ("XDG_", "CREDBRIDGE_", "DOCKER_", "APPTAINER_", "SINGULARITY_", "VAULT_", "BAO_")
 REQUEST_MAGIC = b"credbridge-request-1"
 #: Sent by the agent as soon as it holds the whole request: a wedged agent is

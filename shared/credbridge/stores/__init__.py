@@ -12,8 +12,10 @@ from credbridge.store import CredentialStore
 
 #: helper name -> "module:factory"; factories take the caller's environment.
 STORE_FACTORIES = {
-    "keyring": "credbridge.stores.secretservice:SecretServiceStore",
+    "keyring": "credbridge.stores.oskeyring:open_keyring",
     "cryptfile": "credbridge.stores.cryptfile:CryptFileStore",
+    "apptainer": "credbridge.stores.apptainer:ApptainerStore",
+    "singularity": "credbridge.stores.apptainer:SingularityStore",
 }
 
 

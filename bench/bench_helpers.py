@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""Whole-process wall time of docker-credential-keyring against Go's docker-credential-secretservice.
+"""Whole-process wall time of our helpers against Go's docker-credential-secretservice.
 
 Run from the repository root:
 
-    python3 bench/bench_keyring.py                       # get + list, 100 items, 31 repetitions
-    python3 bench/bench_keyring.py --pattern build       # docker build: one list, then one get per key
-    python3 bench/bench_keyring.py --pattern all --repeat 21
-    python3 bench/bench_keyring.py --installed ~/.local/bin   # skip ./install.sh, use these launchers
+    python3 bench/bench_helpers.py                       # keyring: get + list, 100 items, 31 repetitions
+    python3 bench/bench_helpers.py --pattern build       # docker build: one list, then one get per key
+    python3 bench/bench_helpers.py --pattern all --repeat 21
+    python3 bench/bench_helpers.py --store cryptfile --entries 1000   # the cryptfile, unlocked session
+    python3 bench/bench_helpers.py --installed ~/.local/bin   # skip ./install.sh, use these launchers
 
 What one run does: installs credbridge with ./install.sh into a temporary
 HOME (unless --installed), starts a private D-Bus session with an unlocked
 gnome-keyring (tests/support/keyring_session.py), stores the entries with the
-Go helper (so both helpers read the very same items), starts `credbridge
+Go helper (so both helpers read the very same items; with --store cryptfile
+ours stores the same entries in an unlocked cryptfile), starts `credbridge
 agent`, then times each call from spawn to exit. Within one repetition every
 contender runs once, in an order rotated from one repetition to the next, so
 drift of a shared, noisy machine falls on all of them alike. Everything it
@@ -150,7 +152,8 @@ class Bench:
         self.keyring: Optional[PrivateKeyring] = None
         self.agent: Optional[subprocess.Popen] = None
         self.bindir: Optional[Path] = None
-        self.env: dict[str, str] = {}
+        self.env: dict[str, str] = {}  # the private keyring's session: Go's environment
+        self.ours_env: dict[str, str] = {}  # ours: the same session, plus the cryptfile with --store cryptfile
         self.stored: dict[str, dict[str, str]] = {}  # ServerURL -> credentials in the keyring
         self.lines: list[str] = []  # what is printed, kept for --output
 
@@ -178,13 +181,13 @@ class Bench:
             if done.returncode != 0:
                 raise RuntimeError(f"install.sh failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
             self.bindir = home / ".local" / "bin"
-        for name in ("docker-credential-keyring", "credbridge"):
+        for name in (self.ours(), "credbridge"):
             if not os.access(self.bindir / name, os.X_OK):
                 raise RuntimeError(f"{self.bindir / name} is not an executable")
 
     def interpreter(self) -> str:
         """The venv interpreter of our launchers, from their `#!... -IS` line."""
-        first = (self.bindir / "docker-credential-keyring").read_text().splitlines()[0]
+        first = (self.bindir / self.ours()).read_text().splitlines()[0]
         return first[2:].split()[0]
 
     def start_keyring(self) -> None:
@@ -193,6 +196,19 @@ class Bench:
         self.note("starting a private D-Bus session and gnome-keyring")
         self.keyring = start_private_keyring(self.root / "kr")
         self.env = {**self.keyring.env, "PATH": f"{self.bindir}:{self.keyring.env['PATH']}"}
+        self.ours_env = dict(self.env)
+        if self.options.store == "cryptfile":
+            self.ours_env["CREDBRIDGE_CRYPTFILE"] = str(self.root / "cryptfile" / "credentials.cbf")
+
+    def ours(self) -> str:
+        return f"docker-credential-{self.options.store}"
+
+    def fresh_cryptfile(self) -> None:
+        """An empty cryptfile, unlocked for this session as `credbridge unlock` does it."""
+        shutil.rmtree(self.root / "cryptfile", ignore_errors=True)
+        unlocked = timed_call([str(self.bindir / "credbridge"), "unlock"], self.ours_env, b"bench passphrase\n")
+        if unlocked.returncode != 0:
+            raise RuntimeError(f"credbridge unlock failed: {unlocked.stderr!r}")
 
     def fill(self, count: int) -> None:
         """Exactly `count` docker items, stored by the Go helper."""
@@ -208,6 +224,13 @@ class Bench:
             if call.returncode != 0:
                 raise RuntimeError(f"Go store of {server} failed: {call.stdout!r} {call.stderr!r}")
             self.stored[server] = credentials
+        if self.options.store == "cryptfile":
+            self.fresh_cryptfile()
+            self.note(f"storing the same {count} entries with {self.ours()}")
+            for credentials in self.stored.values():
+                call = timed_call([str(self.bindir / self.ours()), "store"], self.ours_env, json.dumps(credentials).encode())
+                if call.returncode != 0:
+                    raise RuntimeError(f"our store of {credentials['ServerURL']} failed: {call.stdout!r} {call.stderr!r}")
 
     def start_agent(self) -> None:
         """`credbridge agent` in its own session (a Ctrl-C of ours must not race our teardown)."""
@@ -232,12 +255,12 @@ class Bench:
             raise RuntimeError("credbridge agent's socket vanished during the benchmark")
 
     def contenders(self, modes: list[str], references: bool) -> list[Contender]:
-        ours = str(self.bindir / "docker-credential-keyring")
+        ours = str(self.bindir / self.ours())
         table = {
             "go": Contender("go", [SECRETSERVICE_HELPER], self.env),
             # Never start an agent of its own: if ours died, check_agent() says so instead.
-            "agent": Contender("agent", [ours], {**self.env, "CREDBRIDGE_NO_AGENT_START": "1"}),
-            "direct": Contender("direct", [ours], {**self.env, "CREDBRIDGE_NO_AGENT": "1"}),
+            "agent": Contender("agent", [ours], {**self.ours_env, "CREDBRIDGE_NO_AGENT_START": "1"}),
+            "direct": Contender("direct", [ours], {**self.ours_env, "CREDBRIDGE_NO_AGENT": "1"}),
         }
         chosen = [table[mode] for mode in modes]
         if references:
@@ -304,7 +327,7 @@ class Bench:
         return results
 
     def report_calls(self, results: dict[tuple[str, str], Samples]) -> None:
-        self.say(f"Single calls: {len(self.stored)} items in the keyring, {self.options.repeat} interleaved repetitions "
+        self.say(f"Single calls: {len(self.stored)} items in each store, {self.options.repeat} interleaved repetitions "
                  f"after {self.options.warmup} warm-up; whole process, spawn to exit")
         self.say()
         header = f"| {'action':<6} | {'contender':<32} | {'median ms':>9} | {'p90 ms':>7} | {'cpu ms':>6} | {'ours/Go':>7} | {'target':>6} | {'verdict':<7} |"
@@ -442,7 +465,7 @@ class Bench:
     # -- the whole run -----------------------------------------------------------------
 
     def header(self) -> None:
-        self.say(f"credbridge keyring benchmark, {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
+        self.say(f"credbridge {self.options.store} benchmark, {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
         self.say(f"machine: {platform.node() or '?'}, nproc {os.cpu_count()}, {platform.machine()}, "
                  f"Linux {platform.release()}; harness Python {platform.python_version()}; "
                  f"our launchers' interpreter {os.path.realpath(self.interpreter())}")
@@ -472,9 +495,11 @@ class Bench:
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", choices=("keyring", "cryptfile"), default="keyring",
+                        help="our helper to time against Go's secretservice (default keyring)")
     parser.add_argument("--pattern", choices=("calls", "build", "all"), default="calls",
                         help="calls: single get and list (default); build: docker build's list + one get per key; all: both")
-    parser.add_argument("--entries", type=int, default=100, help="items in the keyring for single calls (default 100)")
+    parser.add_argument("--entries", type=int, default=100, help="entries in each store for single calls (default 100)")
     parser.add_argument("--repeat", type=int, default=31, help="timed repetitions of single calls (default 31)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed repetitions first; they also check every answer (default 3)")
     parser.add_argument("--modes", default="go,agent,direct", help="contenders for single calls (default go,agent,direct)")
@@ -513,10 +538,10 @@ def main() -> int:
         bench.run()
         return 0
     except KeyboardInterrupt:
-        print("bench_keyring: interrupted, cleaning up", file=sys.stderr)
+        print("bench_helpers: interrupted, cleaning up", file=sys.stderr)
         return 130
     except RuntimeError as error:
-        print(f"bench_keyring: {error}", file=sys.stderr)
+        print(f"bench_helpers: {error}", file=sys.stderr)
         return 1
     finally:
         # A second Ctrl-C must not cut the teardown short.

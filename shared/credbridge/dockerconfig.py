@@ -1,0 +1,89 @@
+"""Docker-format config files (`config.json`, `auth.json`, Apptainer's `docker-config.json`).
+
+Many programs share these files and each knows only some keys, so a file
+is read into an ordered dict and written back with every key it had, in
+its order, tab-indented and HTML-escaped as docker/cli writes it. An
+`auths` entry holds `auth` = base64("user:secret") or an `identitytoken`;
+an empty entry `{}` only marks that a helper holds the credential.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Optional
+
+from credbridge import atomicfile, urls
+from credbridge.errors import HelperError
+from credbridge.store import Credentials
+
+#: The Username docker uses for an identity token (OAuth refresh token).
+TOKEN_USERNAME = "<token>"
+# json.dumps keeps <, >, & and U+2028/9 as they are; Go escapes them (only strings can hold them).
+_GO_HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+Config = dict[str, Any]
+
+
+def load(path: str) -> Optional[Config]:
+    """The file's content (None if absent); a file that is not a JSON object is an error naming it."""
+    found = atomicfile.read(path)
+    if found is None:
+        return None
+    try:
+        config = json.loads(found[0].decode("utf-8")) if found[0].strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise HelperError(f"{path} is not valid JSON ({error.__class__.__name__} at byte {getattr(error, 'pos', 0)}): fix or move it") from None
+    if not isinstance(config, dict):
+        raise HelperError(f"{path} is not a JSON object: fix or move it")
+    return config
+
+
+def dumps(config: Config) -> bytes:
+    """As docker/cli writes it: tab-indented, HTML-safe escapes, UTF-8."""
+    return json.dumps(config, indent="\t", ensure_ascii=False).translate(_GO_HTML_ESCAPES).encode("utf-8")
+
+
+def save(path: str, config: Config) -> None:
+    """Replace the file atomically (0600); the caller holds atomicfile.exclusive(path)."""
+    atomicfile.replace(path, dumps(config))
+
+
+def auths(config: Config) -> dict[str, Any]:
+    entries = config.get("auths")
+    return entries if isinstance(entries, dict) else {}
+
+
+def entry_credentials(server_url: str, entry: Any) -> Optional[Credentials]:
+    """The credentials an `auths` entry holds; None for a helper marker `{}` or an unusable entry."""
+    if not isinstance(entry, dict):
+        return None
+    if entry.get("identitytoken"):
+        return Credentials(server_url, TOKEN_USERNAME, str(entry["identitytoken"]))
+    encoded = entry.get("auth")
+    if not isinstance(encoded, str) or not encoded:
+        return None
+    try:
+        username, colon, secret = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return Credentials(server_url, username, secret) if colon else None
+
+
+def credentials_entry(credentials: Credentials) -> dict[str, str]:
+    """The `auths` entry docker/cli writes for these credentials."""
+    if credentials.username == TOKEN_USERNAME:
+        return {"identitytoken": credentials.secret}
+    return {"auth": base64.b64encode(f"{credentials.username}:{credentials.secret}".encode()).decode("ascii")}
+
+
+def helper_for(config: Config, server_url: str) -> Optional[str]:
+    """The helper docker/cli would ask for this server: `credHelpers` by registry, else `credsStore`."""
+    per_registry = config.get("credHelpers")
+    if isinstance(per_registry, dict):
+        match = urls.best_match(server_url, [key for key, value in per_registry.items() if isinstance(value, str) and value])
+        if match is not None:
+            return per_registry[match]
+    store = config.get("credsStore")
+    return store if isinstance(store, str) and store else None

@@ -1,0 +1,297 @@
+"""docker-credential-apptainer / -singularity: the credentials Apptainer and SingularityCE already keep.
+
+They keep OCI registry secrets in a docker-format authfile and, in
+`remote.yaml`, a `docker://host` stub per registry login, keyserver logins
+(`Credentials[].Auth`) and library tokens (`Remotes.<name>.Token`). This
+store reads and writes those files exactly where and as the programs do,
+so that docker, podman and skopeo see the same logins as `apptainer
+registry login`, and the other way round. The two flavours differ only in
+where they look (docs REFERENCE.md section 4).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
+
+from credbridge import atomicfile, dockerconfig, remoteyaml, urls
+from credbridge.errors import CredentialsNotFound
+from credbridge.helperprocess import HelperCaller
+from credbridge.store import Credentials
+
+DOCKER_CONFIG_NAME = "docker-config.json"
+REMOTE_YAML_NAME = "remote.yaml"
+#: Credentials entries that only mark an OCI login (the secret is in the authfile).
+OCI_SCHEMES = ("docker", "oras")
+
+
+class Flavour(NamedTuple):
+    name: str
+    directory_name: str
+    config_dir_variables: tuple[str, ...]  # first set one wins
+    authfile_variable: str
+    falls_back_to_docker: bool  # Apptainer >= 1.4 reads ~/.docker/config.json when its own file is absent
+    legacy: Optional["Flavour"]  # whose files the program adopts when its own directory does not exist yet
+
+
+SINGULARITY = Flavour("singularity", ".singularity", ("SINGULARITY_CONFIGDIR",), "SINGULARITY_AUTHFILE", False, None)
+APPTAINER = Flavour("apptainer", ".apptainer", ("APPTAINER_CONFIGDIR", "SINGULARITY_CONFIGDIR"),
+                    "APPTAINER_AUTH_FILE", True, SINGULARITY)
+
+
+def _home(env: Mapping[str, str]) -> str:
+    return env.get("HOME") or os.path.expanduser("~")
+
+
+def _configured_dir(env: Mapping[str, str], flavour: Flavour) -> Optional[str]:
+    return next((env[name] for name in flavour.config_dir_variables if env.get(name)), None)
+
+
+def config_dir(env: Mapping[str, str], flavour: Flavour) -> str:
+    """Where the program keeps remote.yaml and its docker-config (syfs.ConfigDir)."""
+    return _configured_dir(env, flavour) or os.path.join(_home(env), flavour.directory_name)
+
+
+class ApptainerFilesStore:
+    """The four operations over one flavour's authfile and remote.yaml."""
+
+    def __init__(self, env: Mapping[str, str], flavour: Flavour) -> None:
+        self._env = dict(env)
+        self._flavour = flavour
+        self.config_dir = config_dir(env, flavour)
+        self.remote_yaml = os.path.join(self.config_dir, REMOTE_YAML_NAME)
+        self.authfile = env.get(flavour.authfile_variable) or os.path.join(self.config_dir, DOCKER_CONFIG_NAME)
+        self._fallback_authfile: Optional[str] = None
+        if flavour.falls_back_to_docker and not env.get(flavour.authfile_variable):
+            # syfs.FallbackDockerConf: the config-dir variable, if set, replaces ~/.docker too.
+            docker_dir = _configured_dir(env, flavour) or os.path.join(_home(env), ".docker")
+            self._fallback_authfile = os.path.join(docker_dir, "config.json")
+
+    # -- the four operations -------------------------------------------------
+
+    def get(self, server_url: str) -> Credentials:
+        for source in (self._get_from_authfile, self._get_from_remote_yaml):
+            found = source(server_url)
+            if found is not None:
+                return Credentials(server_url, found.username, found.secret)
+        raise CredentialsNotFound()
+
+    def store(self, credentials: Credentials) -> None:
+        """What `registry login` does: the secret into the authfile, a `docker://host` stub into remote.yaml."""
+        self._adopt_legacy_files()
+
+        def change(config: dockerconfig.Config) -> None:
+            helper = self._helper(config, credentials.server_url)
+            entry: dict[str, str] = {}
+            if helper is None:
+                entry = dockerconfig.credentials_entry(credentials)
+            else:
+                helper.store(credentials)
+            config.setdefault("auths", {})[credentials.server_url] = entry
+
+        self._update_authfile(change)
+        host = _host(credentials.server_url)
+
+        def add_stub(document: remoteyaml.Document) -> None:
+            entries = _credential_entries(document)
+            replaced = [entry for entry in entries if _scheme_and_host(entry) == ("docker", host)]
+            insecure = any(entry.get("Insecure") is True for entry in replaced)
+            kept = [entry for entry in entries if entry not in replaced]
+            document["Credentials"] = [*kept, {"URI": f"docker://{host}", "Insecure": insecure}]
+
+        self._update_remote_yaml(add_stub)
+
+    def erase(self, server_url: str) -> None:
+        """Forget the server everywhere this store reads it from; absent is not an error."""
+        self._adopt_legacy_files()
+
+        def change(config: dockerconfig.Config) -> None:
+            helper = self._helper(config, server_url)
+            if helper is not None:
+                helper.erase(server_url)
+            for key in urls.same_registry(server_url, dockerconfig.auths(config)):
+                del config["auths"][key]
+
+        if os.path.lexists(self.authfile):
+            self._update_authfile(change)
+        if os.path.lexists(self.remote_yaml):
+            self._update_remote_yaml(lambda document: _forget_in_remote_yaml(document, server_url))
+
+    def list(self) -> dict[str, str]:
+        listed: dict[str, str] = {}
+        for remote_credentials in _remote_yaml_credentials(remoteyaml.load(self.remote_yaml).document):
+            listed[remote_credentials.server_url] = remote_credentials.username
+        listed.update(self._list_authfile())
+        return listed
+
+    # -- the authfile ----------------------------------------------------------
+
+    def _readable_authfile(self) -> str:
+        """The file the program reads: its own, else (Apptainer) docker's."""
+        if self._fallback_authfile and atomicfile.inspect(self.authfile) is None:
+            return self._fallback_authfile
+        return self.authfile
+
+    def _helper(self, config: dockerconfig.Config, server_url: str) -> Optional[HelperCaller]:
+        name = dockerconfig.helper_for(config, server_url)
+        return None if name is None else HelperCaller.unless_looping(name, self._env, self._flavour.name)
+
+    def _get_from_authfile(self, server_url: str) -> Optional[Credentials]:
+        config = dockerconfig.load(self._readable_authfile()) or {}
+        helper = self._helper(config, server_url)
+        if helper is not None:
+            try:
+                return helper.get(server_url)
+            except CredentialsNotFound:
+                return None
+        entries = {key: entry for key, entry in dockerconfig.auths(config).items()
+                   if dockerconfig.entry_credentials(key, entry) is not None}
+        match = urls.best_match(server_url, entries)
+        return None if match is None else dockerconfig.entry_credentials(match, entries[match])
+
+    def _list_authfile(self) -> dict[str, str]:
+        """docker/cli's GetAllCredentials: the file's entries, credsStore's list, each credHelpers registry."""
+        config = dockerconfig.load(self._readable_authfile()) or {}
+        listed: dict[str, str] = {}
+        for key, entry in dockerconfig.auths(config).items():
+            found = dockerconfig.entry_credentials(key, entry)
+            if found is not None:
+                listed[key] = found.username
+        default_helper = config.get("credsStore")
+        if isinstance(default_helper, str) and default_helper:
+            helper = HelperCaller.unless_looping(default_helper, self._env, self._flavour.name)
+            if helper is not None:
+                listed.update(helper.list())
+        per_registry = config.get("credHelpers")
+        for registry in per_registry if isinstance(per_registry, dict) else {}:
+            helper = self._helper(config, registry)
+            if helper is not None:
+                try:
+                    listed[registry] = helper.get(registry).username
+                except CredentialsNotFound:
+                    pass
+        return listed
+
+    def _update_authfile(self, change: Callable[[dockerconfig.Config], None]) -> None:
+        with atomicfile.exclusive(self.authfile):
+            config = dockerconfig.load(self.authfile) or {}
+            before = dockerconfig.dumps(config)
+            change(config)
+            if dockerconfig.dumps(config) != before:
+                dockerconfig.save(self.authfile, config)
+
+    # -- remote.yaml -------------------------------------------------------------
+
+    def _get_from_remote_yaml(self, server_url: str) -> Optional[Credentials]:
+        found = {entry.server_url: entry for entry in _remote_yaml_credentials(remoteyaml.load(self.remote_yaml).document)}
+        match = urls.best_match(server_url, found)
+        return None if match is None else found[match]
+
+    def _update_remote_yaml(self, change: Callable[[remoteyaml.Document], None]) -> None:
+        with atomicfile.exclusive(self.remote_yaml):
+            remote = remoteyaml.load(self.remote_yaml)
+            before = remoteyaml.dumps(remote)
+            change(remote.document)
+            if remoteyaml.dumps(remote) != before:
+                remoteyaml.save(self.remote_yaml, remote)
+
+    # -- first use -----------------------------------------------------------------
+
+    def _adopt_legacy_files(self) -> None:
+        """Apptainer copies ~/.singularity's files on its first run; creating its directory first would stop that."""
+        legacy = self._flavour.legacy
+        if legacy is None or os.path.lexists(self.config_dir):
+            return
+        legacy_dir = config_dir(self._env, legacy)
+        for name in (REMOTE_YAML_NAME, DOCKER_CONFIG_NAME):
+            found = atomicfile.read(os.path.join(legacy_dir, name))
+            if found is not None:
+                target = os.path.join(self.config_dir, name)
+                with atomicfile.exclusive(target):
+                    if not os.path.lexists(target):
+                        atomicfile.replace(target, found[0])
+
+
+def _host(server_url: str) -> str:
+    """`host[:port]` of a server URL, as `registry login` names its stub (path ignored)."""
+    return urls.canonical(server_url).partition("/")[0]
+
+
+def _credential_entries(document: remoteyaml.Document) -> list[Any]:
+    entries = document.get("Credentials")
+    return list(entries) if isinstance(entries, list) else []
+
+
+def _scheme_and_host(entry: Any) -> Optional[tuple[str, str]]:
+    uri = entry.get("URI") if isinstance(entry, dict) else None
+    if not isinstance(uri, str) or "://" not in uri:
+        return None
+    scheme, _, _rest = uri.partition("://")
+    return scheme.lower(), _host(uri)
+
+
+def _remotes(document: remoteyaml.Document) -> Iterator[dict[str, Any]]:
+    remotes = document.get("Remotes")
+    for remote in (remotes.values() if isinstance(remotes, dict) else ()):
+        if isinstance(remote, dict):
+            yield remote
+
+
+def _remote_yaml_credentials(document: remoteyaml.Document) -> Iterator[Credentials]:
+    """Keyserver logins (`Credentials[].Auth`) and library tokens (`Remotes.<name>.Token`)."""
+    for entry in _credential_entries(document):
+        if isinstance(entry, dict) and isinstance(entry.get("URI"), str) and isinstance(entry.get("Auth"), str):
+            found = _from_authorization(entry["URI"], entry["Auth"])
+            if found is not None:
+                yield found
+    for remote in _remotes(document):
+        if isinstance(remote.get("URI"), str) and isinstance(remote.get("Token"), str) and remote["Token"]:
+            yield Credentials(remote["URI"], dockerconfig.TOKEN_USERNAME, remote["Token"])
+
+
+def _from_authorization(uri: str, header: str) -> Optional[Credentials]:
+    """`Basic base64(user:pass)` or `Bearer <token>`, the whole Authorization header value."""
+    kind, _, value = header.strip().partition(" ")
+    if kind.lower() == "bearer" and value.strip():
+        return Credentials(uri, dockerconfig.TOKEN_USERNAME, value.strip())
+    if kind.lower() == "basic":
+        try:
+            username, colon, secret = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        if colon:
+            return Credentials(uri, username, secret)
+    return None
+
+
+def _forget_in_remote_yaml(document: remoteyaml.Document, server_url: str) -> None:
+    """Drop the registry's stubs and keyserver logins, and clear a library token for it."""
+    wanted = urls.canonical(server_url)
+    host = _host(server_url)
+
+    def names_server(uri: Any) -> bool:
+        return isinstance(uri, str) and (uri == server_url or urls.canonical(uri) == wanted)
+
+    if "Credentials" in document:
+        entries = _credential_entries(document)
+        kept = [entry for entry in entries
+                if not (_scheme_and_host(entry) in {(scheme, host) for scheme in OCI_SCHEMES}
+                        or (isinstance(entry, dict) and "Auth" in entry and names_server(entry.get("URI"))))]
+        if len(kept) != len(entries):
+            if kept:
+                document["Credentials"] = kept
+            else:
+                del document["Credentials"]  # omitempty: the programs never write an empty list
+    for remote in _remotes(document):
+        if names_server(remote.get("URI")) and "Token" in remote:
+            del remote["Token"]
+
+
+def ApptainerStore(env: Mapping[str, str]) -> ApptainerFilesStore:
+    return ApptainerFilesStore(env, APPTAINER)
+
+
+def SingularityStore(env: Mapping[str, str]) -> ApptainerFilesStore:
+    return ApptainerFilesStore(env, SINGULARITY)
