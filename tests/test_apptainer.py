@@ -25,7 +25,7 @@ from tests.conftest import GO_SECRETSERVICE, SERVING, Helper, Installation, appt
 from tests.support.keyring_session import PrivateKeyring, delete_all_docker_items
 from tests.support.registry import Registry
 from tests.support.strictload import StrictLoader
-from tests.test_real_clients import explain, program, registry, run_tool  # noqa: F401  (registry: a fixture)
+from tests.test_real_clients import explain, program, run_tool
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "apptainer"
 NOT_FOUND = b"credentials not found in native keychain\n"

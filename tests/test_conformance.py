@@ -25,7 +25,6 @@ import pytest
 from credbridge import __version__
 from tests.conftest import Helper
 from tests.support import keyring_session
-from tests.support.process import Result
 
 NOT_FOUND = b"credentials not found in native keychain\n"
 #: One helper call: (argv after the program name, stdin).

@@ -33,7 +33,7 @@ from typing import Iterable, Iterator, Sequence
 import pytest
 
 from tests.conftest import Helper
-from tests.support.registry import Registry, start_registry
+from tests.support.registry import Registry
 
 TOOL_TIMEOUT_SECONDS = 120
 NOT_FOUND = b"credentials not found in native keychain\n"
@@ -46,17 +46,6 @@ INSTALL_HINTS = {
 
 
 # -- the registry and the clients' sandbox --------------------------------------
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """docker-registry with htpasswd auth on 127.0.0.1, holding test/hello:latest."""
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    try:
-        reg.push_test_image()
-        yield reg
-    finally:
-        reg.stop()
 
 
 def program(name: str, env: dict[str, str]) -> str:

@@ -18,7 +18,7 @@ from tests.conftest import (SERVING, Helper, Installation, apptainer_files_env, 
 NOT_FOUND = b"credentials not found in native keychain\n"
 STORES = {"keyring": keyring_env, "cryptfile": cryptfile_env,
           "apptainer": apptainer_files_env("apptainer"), "singularity": apptainer_files_env("singularity"),
-          "keyring:python-keyring": python_keyring_env(chunk_bytes=64)}
+          "keyring:python-keyring": python_keyring_env(chunk_bytes=1024)}
 
 
 @pytest.fixture(params=[(store, serving) for store in STORES for serving in SERVING],

@@ -1,7 +1,8 @@
 """The `credbridge` management command.
 
 Today: run or stop the per-user agent; unlock, lock and re-key the
-cryptfile. Setup, doctor, login and migration come with their issues.
+cryptfile; bridge credentials to programs that only read an authfile.
+Setup, doctor, login and migration come with their issues.
 """
 
 from __future__ import annotations
@@ -27,7 +28,26 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                              help="forget the key after this long (default: 12 hours)")
     commands.add_parser("lock", help="forget the cached cryptfile key at once (helpers and agent alike)")
+    authfile_parser = commands.add_parser("authfile", help="write a Docker-format authfile from a credential store")
+    authfile_parser.add_argument("registries", nargs="*", metavar="REGISTRY", help="only these (default: every one)")
+    authfile_parser.add_argument("-o", "--output", metavar="FILE", help="write FILE (mode 0600) instead of stdout")
+    exec_parser = commands.add_parser("exec", help="run COMMAND with a private authfile that is removed when it ends")
+    exec_parser.add_argument("--registry", action="append", default=[], dest="registries", metavar="REGISTRY",
+                             help="only this registry (repeatable; default: every one)")
+    exec_parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
+    for bridge_parser in (authfile_parser, exec_parser):
+        bridge_parser.add_argument("--store", metavar="NAME",
+                                   help="read docker-credential-NAME (default: credsStore of the docker config)")
+    migrate_parser = commands.add_parser("migrate", help="move plaintext logins of docker, podman/skopeo, Apptainer and "
+                                                        "SingularityCE into an encrypted store")
+    migrate_parser.add_argument("--to", metavar="STORE", help="docker-credential-STORE (default: credsStore of the docker config)")
+    migrate_parser.add_argument("--dry-run", action="store_true", help="only say what would move")
+    migrate_parser.add_argument("--backup", action="store_true", help="keep a 0600 plaintext copy of each rewritten file")
     options = parser.parse_args(argv)
+    if options.command == "exec":
+        options.argv = options.argv[1:] if options.argv[:1] == ["--"] else options.argv
+        if not options.argv:
+            exec_parser.error("name the COMMAND to run: credbridge exec -- COMMAND...")
     if options.command == "agent":
         from credbridge.agent import main as serve
 
@@ -36,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.command == "stop-agent":
         return stop_agent()
     try:
-        return _CRYPTFILE_COMMANDS[options.command](options)
+        return {**_CRYPTFILE_COMMANDS, **_BRIDGE_COMMANDS, "migrate": migrate}[options.command](options)
     except HelperError as error:
         print(f"credbridge: {error}", file=sys.stderr)
         return 1
@@ -94,6 +114,39 @@ def lock(_options: argparse.Namespace) -> int:
 
 
 _CRYPTFILE_COMMANDS = {"unlock": unlock, "passwd": passwd, "lock": lock}
+
+
+def authfile(options: argparse.Namespace) -> int:
+    from credbridge import bridge
+
+    bridge.write_authfile(options.registries, options.output, options.store, os.environ)
+    return 0
+
+
+def exec_with_authfile(options: argparse.Namespace) -> int:
+    from credbridge import bridge
+    from credbridge.supervise import CommandNotRun
+
+    try:
+        return bridge.run_with_authfile(options.argv, options.registries, options.store, os.environ)
+    except CommandNotRun as error:  # like a shell: 127 not found, 126 not executable
+        print(f"credbridge: {error}", file=sys.stderr)
+        return error.status
+
+
+_BRIDGE_COMMANDS = {"authfile": authfile, "exec": exec_with_authfile}
+
+
+def migrate(options: argparse.Namespace) -> int:
+    from credbridge.dockerconfig import creds_store
+    from credbridge.migrate import migrate as move
+
+    target = options.to or creds_store(os.environ)
+    if target is None:
+        raise HelperError("no store to move logins into: pass --to keyring (desktop) or --to cryptfile (headless)")
+    if move(os.environ, target, options.dry_run, options.backup) == 0:
+        print("credbridge: no plaintext login found: nothing to move")
+    return 0
 
 
 def _read_passphrases(prompts: list[str], confirm_last: bool) -> list[bytes]:

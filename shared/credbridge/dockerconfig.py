@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Optional
+import os
+import re
+from typing import Any, Mapping, Optional
 
 from credbridge import atomicfile, urls
 from credbridge.errors import HelperError
@@ -22,6 +24,8 @@ from credbridge.store import Credentials
 TOKEN_USERNAME = "<token>"
 # json.dumps keeps <, >, & and U+2028/9 as they are; Go escapes them (only strings can hold them).
 _GO_HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+# json.dumps writes backspace and form feed as \b and \f; Go as \u0008 and \u000c.
+_SHORT_B_OR_F = re.compile(r"(?<!\\)((?:\\\\)*)\\([bf])")
 
 Config = dict[str, Any]
 
@@ -41,8 +45,21 @@ def load(path: str) -> Optional[Config]:
 
 
 def dumps(config: Config) -> bytes:
-    """As docker/cli writes it: tab-indented, HTML-safe escapes, UTF-8."""
-    return json.dumps(config, indent="\t", ensure_ascii=False).translate(_GO_HTML_ESCAPES).encode("utf-8")
+    """Byte for byte as docker/cli writes it (Go's MarshalIndent with tabs), keys in the order given."""
+    text = json.dumps(config, indent="\t", ensure_ascii=False).translate(_GO_HTML_ESCAPES)
+    return _SHORT_B_OR_F.sub(lambda match: match.group(1) + ("\\u0008" if match.group(2) == "b" else "\\u000c"), text).encode("utf-8")
+
+
+def docker_config_path(env: Mapping[str, str]) -> str:
+    """docker's own config.json: $DOCKER_CONFIG, else ~/.docker."""
+    home = env.get("HOME") or os.path.expanduser("~")
+    return os.path.join(env.get("DOCKER_CONFIG") or os.path.join(home, ".docker"), "config.json")
+
+
+def creds_store(env: Mapping[str, str]) -> Optional[str]:
+    """The helper docker itself uses (`credsStore` of its config.json), the store a user already chose."""
+    store = (load(docker_config_path(env)) or {}).get("credsStore")
+    return store if isinstance(store, str) and store else None
 
 
 def save(path: str, config: Config) -> None:

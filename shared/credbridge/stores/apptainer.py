@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
 
 from credbridge import atomicfile, dockerconfig, remoteyaml, urls
 from credbridge.errors import CredentialsNotFound
-from credbridge.helperprocess import HelperCaller
+from credbridge.helpercall import HelperProgram
 from credbridge.store import Credentials
 
 DOCKER_CONFIG_NAME = "docker-config.json"
@@ -134,18 +134,15 @@ class ApptainerFilesStore:
             return self._fallback_authfile
         return self.authfile
 
-    def _helper(self, config: dockerconfig.Config, server_url: str) -> Optional[HelperCaller]:
+    def _helper(self, config: dockerconfig.Config, server_url: str) -> Optional[HelperProgram]:
         name = dockerconfig.helper_for(config, server_url)
-        return None if name is None else HelperCaller.unless_looping(name, self._env, self._flavour.name)
+        return None if name is None else HelperProgram.unless_looping(name, self._env, self._flavour.name)
 
     def _get_from_authfile(self, server_url: str) -> Optional[Credentials]:
         config = dockerconfig.load(self._readable_authfile()) or {}
         helper = self._helper(config, server_url)
         if helper is not None:
-            try:
-                return helper.get(server_url)
-            except CredentialsNotFound:
-                return None
+            return helper.get(server_url)
         entries = {key: entry for key, entry in dockerconfig.auths(config).items()
                    if dockerconfig.entry_credentials(key, entry) is not None}
         match = urls.best_match(server_url, entries)
@@ -161,17 +158,15 @@ class ApptainerFilesStore:
                 listed[key] = found.username
         default_helper = config.get("credsStore")
         if isinstance(default_helper, str) and default_helper:
-            helper = HelperCaller.unless_looping(default_helper, self._env, self._flavour.name)
+            helper = HelperProgram.unless_looping(default_helper, self._env, self._flavour.name)
             if helper is not None:
                 listed.update(helper.list())
         per_registry = config.get("credHelpers")
         for registry in per_registry if isinstance(per_registry, dict) else {}:
             helper = self._helper(config, registry)
-            if helper is not None:
-                try:
-                    listed[registry] = helper.get(registry).username
-                except CredentialsNotFound:
-                    pass
+            found = None if helper is None else helper.get(registry)
+            if found is not None:
+                listed[registry] = found.username
         return listed
 
     def _update_authfile(self, change: Callable[[dockerconfig.Config], None]) -> None:

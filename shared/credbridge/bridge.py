@@ -1,0 +1,128 @@
+"""Docker-format authfiles built from a credential helper, for programs that cannot call one.
+
+SingularityCE <= 4.0, Apptainer <= 1.3 and some CI tools ignore credsStore
+and read only `auths` from a file. `authfile` writes such a file from any
+helper; `exec` writes one into a private directory that lives exactly as long
+as the command it serves, so the plaintext never outlives its use. A
+directory left by a SIGKILLed exec is removed by the next run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import sys
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Optional, Sequence
+
+from credbridge import atomicfile, dockerconfig, supervise, urls, wire
+from credbridge.errors import HelperError
+from credbridge.helpercall import HelperProgram
+from credbridge.store import Credentials
+
+#: Every variable a reader of authfiles looks at: Apptainer reads AUTH_FILE although its docs say AUTHFILE.
+AUTHFILE_VARIABLES = ("APPTAINER_AUTH_FILE", "APPTAINER_AUTHFILE", "SINGULARITY_AUTHFILE", "REGISTRY_AUTH_FILE")
+_EXEC_DIR = re.compile(r"exec-(\d+)-[0-9a-f]+")
+
+
+def write_authfile(registries: Sequence[str], output: Optional[str], store: Optional[str],
+                   environ: Mapping[str, str]) -> None:
+    """`credbridge authfile`: to FILE (0600, atomic), or to stdout unless that is a terminal."""
+    if output is None and sys.stdout.isatty():
+        raise HelperError("refusing to print credentials on a terminal: write them with -o FILE, or pipe the output")
+    remove_stale_exec_dirs(wire.agent_dir(environ))
+    data = build(configured_store(store, environ), registries, environ)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    with _writing(output), atomicfile.exclusive(output):
+        atomicfile.replace(output, data)
+
+
+def run_with_authfile(command: Sequence[str], registries: Sequence[str], store: Optional[str],
+                      environ: Mapping[str, str]) -> int:
+    """`credbridge exec`: COMMAND's exit status; its private authfile is gone when this returns."""
+    data = build(configured_store(store, environ), registries, environ)
+    base = wire.agent_dir(environ)
+    with _writing(base):
+        atomicfile.private_dir(base)
+    remove_stale_exec_dirs(base)
+    supervise.block_signals()
+    directory = os.path.join(base, f"exec-{os.getpid()}-{secrets.token_hex(8)}")
+    path = os.path.join(directory, "config.json")
+    try:
+        with _writing(directory):
+            os.mkdir(directory, 0o700)
+            atomicfile.replace(path, data)  # no lock needed: the directory is new and ours alone
+        return supervise.run(command, {**environ, **dict.fromkeys(AUTHFILE_VARIABLES, path), "DOCKER_CONFIG": directory})
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def configured_store(store: Optional[str], environ: Mapping[str, str]) -> str:
+    """--store, else the credsStore docker itself would use."""
+    configured = store or dockerconfig.creds_store(environ)
+    if not configured:
+        raise HelperError(f"no credsStore in {dockerconfig.docker_config_path(environ)}: "
+                          "name the store with --store (for example --store cryptfile)")
+    return configured
+
+
+def build(store: str, registries: Sequence[str], environ: Mapping[str, str]) -> bytes:
+    """The authfile for these registries (every one the helper lists when none is named)."""
+    helper = HelperProgram(store, environ)
+    listed = helper.list()
+    found: dict[str, Credentials] = {}
+    for registry in registries:
+        key = urls.best_match(registry, listed)
+        credentials = helper.get(key) if key is not None else None
+        if key is None or credentials is None:
+            raise HelperError(f"{helper.program} has no credentials for {registry}: log in to it first")
+        found[key] = credentials
+    if not registries:
+        for key in listed:
+            # A listed key get cannot find (Go secretservice >= 0.9 lists labels) is skipped, as docker does.
+            credentials = helper.get(key)
+            if credentials is not None:
+                found[key] = credentials
+    return render(list(found.values()))
+
+
+def render(found: Sequence[Credentials]) -> bytes:
+    """Byte for byte what docker CLI writes to config.json (Go sorts the auths keys)."""
+    ordered = sorted(found, key=lambda credentials: credentials.server_url)
+    return dockerconfig.dumps({"auths": {credentials.server_url: dockerconfig.credentials_entry(credentials)
+                                         for credentials in ordered}})
+
+
+def remove_stale_exec_dirs(base: str) -> None:
+    """Remove the exec directories whose credbridge is gone (SIGKILL leaves no chance to clean up)."""
+    if not wire.private_dir_is_safe(base):
+        return
+    for name in os.listdir(base):
+        match = _EXEC_DIR.fullmatch(name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
+@contextmanager
+def _writing(path: str) -> Iterator[None]:
+    """A full disk or a read-only directory is one line for the user, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise HelperError(f"cannot write {path}: {error.strerror}") from None
+
+
+def _alive(pid: int) -> bool:
+    """A reused pid only delays the removal until that process ends too."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, under another uid
+    return True

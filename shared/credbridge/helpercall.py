@@ -1,0 +1,93 @@
+"""Calling any docker-credential-<name> program, as docker CLI does.
+
+The bridge, migration and stores that honour a config's `credsStore` /
+`credHelpers` must work with every helper, ours (served fast by the agent)
+and the Go ones (secretservice, pass, osxkeychain) alike, so they speak only
+the public protocol (REFERENCE.md section 1). Secrets cross pipes only,
+never argv or the environment; the helper's stderr reaches the user's
+terminal, as with docker. A config that names the very helper reading it,
+or a chain of helpers that comes back to one already calling, would recurse
+forever: the chain travels in CREDBRIDGE_HELPER_CHAIN and a helper already
+in it is not called again (its credentials are not there).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Mapping, Optional
+
+from credbridge.errors import CredentialsNotFound, HelperError
+from credbridge.store import Credentials
+
+#: Long enough for a keyring unlock prompt, short enough that a wedged helper is noticed.
+HELPER_TIMEOUT_SECONDS = 120
+_NOT_FOUND = str(CredentialsNotFound())
+CHAIN_VARIABLE = "CREDBRIDGE_HELPER_CHAIN"
+
+
+class HelperProgram:
+    """One `docker-credential-<name>` on PATH, run with the caller's environment."""
+
+    def __init__(self, name: str, environ: Mapping[str, str]) -> None:
+        self.program = f"docker-credential-{name}"
+        self.environ = dict(environ)
+
+    @classmethod
+    def unless_looping(cls, name: str, environ: Mapping[str, str], caller: str) -> Optional["HelperProgram"]:
+        """The helper `caller` may delegate to; None when it is `caller` or already calling (a loop)."""
+        chain = [link for link in environ.get(CHAIN_VARIABLE, "").split(",") if link]
+        if name == caller or name in chain:
+            return None
+        return cls(name, {**environ, CHAIN_VARIABLE: ",".join([*chain, caller])})
+
+    def list(self) -> dict[str, str]:
+        """ServerURL -> Username; stdin carries `unused`, exactly what docker CLI sends."""
+        listed = self._json(self._call("list", b"unused"), "list")
+        if not isinstance(listed, dict) or not all(isinstance(value, str) for value in listed.values()):
+            raise HelperError(f"{self.program} list answered something that is not a server -> username map")
+        return listed
+
+    def get(self, server_url: str) -> Optional[Credentials]:
+        """The credentials stored for exactly this key, None when the helper has none."""
+        answer = self._json(self._call("get", server_url.encode(), not_found_ok=True), "get")
+        if answer is None:
+            return None
+        if not isinstance(answer, dict) or not all(isinstance(answer.get(key), str) for key in ("Username", "Secret")):
+            raise HelperError(f"{self.program} get answered something that is not a credential")
+        return Credentials(server_url, answer["Username"], answer["Secret"])
+
+    def store(self, credentials: Credentials) -> None:
+        self._call("store", json.dumps({"ServerURL": credentials.server_url, "Username": credentials.username,
+                                        "Secret": credentials.secret}).encode())
+
+    def erase(self, server_url: str) -> None:
+        """Absent is not an error, whatever the helper answers for it."""
+        self._call("erase", server_url.encode(), not_found_ok=True)
+
+    def _call(self, action: str, stdin: bytes, not_found_ok: bool = False) -> Optional[bytes]:
+        try:
+            done = subprocess.run([self.program, action], input=stdin, stdout=subprocess.PIPE, env=self.environ,
+                                  timeout=HELPER_TIMEOUT_SECONDS, check=False)
+        except FileNotFoundError:
+            raise HelperError(f"{self.program} is not on PATH: install it, or name another store with --store") from None
+        except PermissionError:
+            raise HelperError(f"{self.program} is not executable: run `chmod +x` on it") from None
+        except subprocess.TimeoutExpired:
+            raise HelperError(f"{self.program} {action} did not answer within {HELPER_TIMEOUT_SECONDS} seconds") from None
+        if done.returncode == 0:
+            return done.stdout
+        message = done.stdout.decode("utf-8", "replace").strip()
+        if not_found_ok and message == _NOT_FOUND:
+            return None
+        first_line = message.splitlines()[0] if message else f"exit status {done.returncode}"
+        raise HelperError(f"{self.program} {action} failed: {first_line}")
+
+    def _json(self, output: Optional[bytes], action: str) -> object:
+        """The decoded answer; the raw bytes never reach an error message (they may hold a secret)."""
+        if output is None:
+            return None
+        try:
+            return json.loads(output)
+        except ValueError:
+            raise HelperError(f"{self.program} {action} answered something that is not JSON") from None

@@ -1,0 +1,98 @@
+"""`credbridge migrate`: move plaintext logins out of every tool's config file into a helper.
+
+Each login goes into the target helper first and is read back; only then
+is its file rewritten, with the entry replaced by the marker its reader
+understands (`{}` plus `credsStore`, or `credHelpers` for that registry).
+A kill at any moment therefore loses nothing: the file still holds the
+login, or the helper does. A second run finds nothing to move and writes
+nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Mapping, NamedTuple
+
+from credbridge import atomicfile, dockerconfig
+from credbridge.errors import HelperError
+from credbridge.helpercall import HelperProgram
+from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, SINGULARITY, config_dir
+
+
+class PlaintextFile(NamedTuple):
+    path: str
+    reader: str  # who reads it, for messages
+    understands_creds_store: bool  # docker/cli readers do; containers/image reads only credHelpers
+
+
+def plaintext_files(env: Mapping[str, str]) -> list[PlaintextFile]:
+    """Every file in which docker, podman/skopeo/buildah, Apptainer or SingularityCE keep logins."""
+    home = env.get("HOME") or os.path.expanduser("~")
+    config_home = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files = [PlaintextFile(dockerconfig.docker_config_path(env), "docker", True)]
+    if env.get("XDG_RUNTIME_DIR"):
+        files.append(PlaintextFile(os.path.join(env["XDG_RUNTIME_DIR"], "containers", "auth.json"), "podman/skopeo/buildah", False))
+    files.append(PlaintextFile(os.path.join(config_home, "containers", "auth.json"), "podman/skopeo/buildah", False))
+    for flavour, reader in ((APPTAINER, "Apptainer"), (SINGULARITY, "SingularityCE")):
+        files.append(PlaintextFile(os.path.join(config_dir(env, flavour), DOCKER_CONFIG_NAME), reader, True))
+    return files
+
+
+#: Helpers whose store is itself a plaintext file: moving logins there would move nothing out of plaintext.
+PLAINTEXT_HELPERS = frozenset({APPTAINER.name, SINGULARITY.name})
+Say = Callable[[str], None]
+
+
+def migrate(env: Mapping[str, str], target: str, dry_run: bool, backup: bool, say: Say = print) -> int:
+    """Move every plaintext login; the number moved (or, with dry_run, that would be)."""
+    if target in PLAINTEXT_HELPERS:
+        raise HelperError(f"docker-credential-{target} keeps logins in plaintext files: migrate --to keyring, cryptfile or another encrypted store")
+    helper = HelperProgram(target, env)
+    moved = 0
+    for found in plaintext_files(env):
+        moved += _migrate_file(found, helper, target, dry_run, backup, say)
+    if moved and not dry_run:
+        say("note: Apptainer <= 1.3 and SingularityCE <= 4.0 ignore credsStore: run them as `credbridge exec -- singularity ...`")
+    return moved
+
+
+def _migrate_file(found: PlaintextFile, helper: HelperProgram, target: str, dry_run: bool, backup: bool, say: Say) -> int:
+    if atomicfile.inspect(found.path) is None:
+        return 0
+    with atomicfile.exclusive(found.path):
+        original = atomicfile.read(found.path)
+        config = dockerconfig.load(found.path) or {}
+        plaintext = {key: credentials for key, entry in dockerconfig.auths(config).items()
+                     if (credentials := dockerconfig.entry_credentials(key, entry)) is not None}
+        for server_url in plaintext:
+            say(f"{'would move' if dry_run else 'moving'} {server_url} ({found.reader}, {found.path}) to docker-credential-{target}")
+        if dry_run or not plaintext:
+            return len(plaintext)
+        for server_url, credentials in plaintext.items():
+            helper.store(credentials)
+            read_back = helper.get(server_url)
+            if read_back is None or (read_back.username, read_back.secret) != (credentials.username, credentials.secret):
+                raise HelperError(f"docker-credential-{target} did not give back what was stored for {server_url}: "
+                                  f"{found.path} left unchanged")
+            config["auths"][server_url] = {}
+            _point_at(config, found, server_url, target)
+        if backup and original is not None:
+            backup_path = f"{found.path}.credbridge-backup-{time.strftime('%Y%m%d%H%M%S')}"
+            atomicfile.replace(backup_path, original[0])
+            say(f"plaintext backup (mode 0600): {backup_path}")
+        dockerconfig.save(found.path, config)
+    return len(plaintext)
+
+
+def _point_at(config: dockerconfig.Config, found: PlaintextFile, server_url: str, target: str) -> None:
+    """Make the file's reader ask `target` for this registry from now on."""
+    if dockerconfig.helper_for(config, server_url) == target:
+        return
+    if found.understands_creds_store and not config.get("credsStore"):
+        config["credsStore"] = target
+    else:
+        per_registry = config.get("credHelpers")
+        if not isinstance(per_registry, dict):
+            per_registry = config["credHelpers"] = {}
+        per_registry[server_url] = target

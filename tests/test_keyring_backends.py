@@ -1,0 +1,234 @@
+"""docker-credential-keyring beyond Linux's Secret Service: python-keyring backends chosen explicitly.
+
+macOS and Windows cannot run here, so what is theirs is proved through
+python-keyring's own backend interface: its real SecretService backend on the
+private gnome-keyring, with the Windows blob limit (2560 UTF-16 bytes)
+imposed, and the backends' own capability checks on this machine. The store
+contract runs over it too (tests/test_store_contract.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from hypothesis import given, strategies as st
+
+from credbridge.stores.pykeyring import split, utf16_size
+from tests.conftest import (GO_SECRETSERVICE, PYTHON_KEYRING_APPLICATION, PYTHON_KEYRING_SECRET_SERVICE, Helper,
+                            Installation, python_keyring_env)
+from tests.support import keyring_session
+
+WINDOWS_BLOB_LIMIT = 2560
+#: A registry token as Windows would refuse it whole: ~7 KB, with characters UTF-16 stores in 4 bytes.
+BIG_TOKEN = "eyJhbGciOiJSUzI1NiJ9." + "payload-🔑-密码-" * 400 + ".signature"
+
+
+def encoded_size(text: str) -> int:
+    return len(text.encode("utf-16-le", errors="surrogatepass"))
+
+
+@given(value=st.text(), limit=st.integers(min_value=4, max_value=64))
+def test_split_parts_join_back_and_each_fits_the_utf16_limit(value: str, limit: int) -> None:
+    parts = split(value, limit)
+    assert "".join(parts) == value
+    assert all(encoded_size(part) <= limit for part in parts)
+    assert all(parts) or parts == [""]
+
+
+@given(value=st.text())
+def test_utf16_size_counts_surrogate_pairs_as_four_bytes(value: str) -> None:
+    assert utf16_size(value) == encoded_size(value)
+
+
+# -- through the installed helper, python-keyring's SecretService backend ----------------------------------
+
+@pytest.fixture(params=["agent", "direct"])
+def windows_sized(request: pytest.FixtureRequest, installation: Installation) -> Helper:
+    """docker-credential-keyring through python-keyring, splitting at Windows' blob limit."""
+    env = python_keyring_env(WINDOWS_BLOB_LIMIT)(request, request.param)
+    return Helper(installation.executable("docker-credential-keyring"), env)
+
+
+def python_keyring_items(env: dict[str, str]) -> dict[str, str]:
+    """service -> stored password of every item python-keyring wrote, as the keyring itself reports them."""
+    found = subprocess.run(["secret-tool", "search", "--all", "application", PYTHON_KEYRING_APPLICATION],
+                           env=env, capture_output=True, text=True, check=True)
+    items, secret = {}, None
+    for line in (found.stdout + found.stderr).splitlines():
+        key, _, value = line.partition(" = ")
+        if key == "secret":
+            secret = value
+        elif key == "attribute.service":
+            items[value] = secret
+    return items
+
+
+def test_a_token_bigger_than_a_windows_blob_is_stored_in_parts_that_each_fit(windows_sized: Helper) -> None:
+    assert windows_sized.store("registry.example.com", "alice", BIG_TOKEN).returncode == 0
+    got = windows_sized.get("registry.example.com")
+    assert json.loads(got.stdout)["Secret"] == BIG_TOKEN
+    stored = python_keyring_items(windows_sized.env)
+    assert len(stored) > 4, "the token went into one entry"
+    assert max(encoded_size(value) for value in stored.values()) <= WINDOWS_BLOB_LIMIT
+
+
+def test_overwrite_and_erase_leave_no_part_behind(windows_sized: Helper) -> None:
+    assert windows_sized.store("registry.example.com", "alice", BIG_TOKEN).returncode == 0
+    assert windows_sized.store("registry.example.com", "bob", "short").returncode == 0
+    after_overwrite = python_keyring_items(windows_sized.env)
+    assert len(after_overwrite) == 4, sorted(after_overwrite)  # index and credential: a head and one part each
+    assert not any("payload" in value for value in after_overwrite.values())
+    assert windows_sized.erase("registry.example.com").returncode == 0
+    after_erase = python_keyring_items(windows_sized.env)
+    assert len(after_erase) == 2 and all(service.endswith("credbridge-index") for service in after_erase), sorted(after_erase)
+    assert windows_sized.list().stdout == b"{}\n"
+
+
+@pytest.mark.parametrize("secret", ["pässwörd-密码-🔑", "🔑🗝🔐", "with \"quotes\" \\ & <html> \u2028"],
+                         ids=["unicode", "surrogate-pairs", "json-special-characters"])
+def test_values_split_into_the_smallest_parts_come_back_verbatim(request: pytest.FixtureRequest, installation: Installation,
+                                                                 secret: str) -> None:
+    helper = Helper(installation.executable("docker-credential-keyring"), python_keyring_env(4)(request, "direct"))
+    assert helper("store", stdin=json.dumps({"ServerURL": "r.example", "Username": "ü", "Secret": secret})).returncode == 0
+    assert json.loads(helper.get("r.example").stdout) == {"ServerURL": "r.example", "Username": "ü", "Secret": secret}
+    assert max(encoded_size(value) for value in python_keyring_items(helper.env).values()) == 4
+
+
+# -- choosing the backend --------------------------------------------------------------------------------
+
+@pytest.fixture
+def direct_env(helper_env: dict[str, str]) -> dict[str, str]:
+    return {**helper_env, "CREDBRIDGE_NO_AGENT": "1"}
+
+
+@pytest.mark.parametrize("choice, cause", [
+    ("macos", "the keyring (macOS Keychain) cannot be used here (macOS required)"),
+    ("windows", "the keyring (Windows Credential Locker) cannot be used here (Requires Windows and pywin32)"),
+    ("keyring.backends.null:Keyring", "python-keyring rates it -1"),
+    ("keyring.backends.nowhere:Keyring", "cannot load the keyring backend keyring.backends.nowhere:Keyring"),
+    ("json:JSONDecoder", "json:JSONDecoder is not a python-keyring backend class"),
+    ("gnome", "unknown CREDBRIDGE_KEYRING_BACKEND='gnome'"),
+], ids=["macos-on-linux", "windows-on-linux", "null-backend", "missing-module", "not-a-backend", "unknown-name"])
+def test_a_backend_unusable_here_is_one_line_naming_the_cause(installation: Installation, direct_env: dict[str, str],
+                                                              choice: str, cause: str) -> None:
+    helper = Helper(installation.executable("docker-credential-keyring"), {**direct_env, "CREDBRIDGE_KEYRING_BACKEND": choice})
+    result = helper.get("registry.example.com")
+    assert (result.returncode, result.stderr) == (1, b"")
+    assert result.text.count("\n") == 1 and cause in result.text, result.text
+
+
+def test_a_chunk_size_too_small_for_one_character_is_refused(installation: Installation, direct_env: dict[str, str]) -> None:
+    env = {**direct_env, "CREDBRIDGE_KEYRING_BACKEND": PYTHON_KEYRING_SECRET_SERVICE, "CREDBRIDGE_KEYRING_CHUNK_BYTES": "3"}
+    result = Helper(installation.executable("docker-credential-keyring"), env).list()
+    assert (result.returncode, result.text) == (1, "CREDBRIDGE_KEYRING_CHUNK_BYTES='3' is not a number of bytes >= 4\n")
+
+
+def imported_modules(installation: Installation, env: dict[str, str]) -> set[str]:
+    """Every module a direct `list` call imports, from the interpreter's own -X importtime report."""
+    launcher = Path(installation.executable("docker-credential-keyring"))
+    interpreter = launcher.read_text().splitlines()[0][2:].split()[0]
+    done = subprocess.run([interpreter, "-I", "-S", "-X", "importtime", str(launcher), "list"], env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout
+    return {line.rpartition("|")[2].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_the_linux_default_never_imports_python_keyring(installation: Installation, direct_env: dict[str, str]) -> None:
+    """`import keyring` alone costs ~0.2 s: the Secret Service path must not pay it."""
+    modules = imported_modules(installation, direct_env)
+    assert "credbridge.stores.secretservice" in modules
+    assert not {module for module in modules if module.split(".")[0] == "keyring"}
+
+
+def test_a_chosen_backend_is_imported_alone_without_scanning_the_others(installation: Installation,
+                                                                        direct_env: dict[str, str]) -> None:
+    modules = imported_modules(installation, {**direct_env, "CREDBRIDGE_KEYRING_BACKEND": PYTHON_KEYRING_SECRET_SERVICE})
+    assert "keyring.backend" in modules
+    others = {"keyring.backends.kwallet", "keyring.backends.Windows", "keyring.backends.macOS",
+              "keyring.backends.libsecret", "keyring.backends.chainer"}
+    assert not modules & others
+
+
+# -- KDE: kwalletd5's own Secret Service API, headless ---------------------------------------------------
+
+KWALLETRC = "[Wallet]\nEnabled=true\nFirst Use=false\nDefault Wallet=kdewallet\n\n[org.freedesktop.secrets]\napiEnabled=true\n"
+
+
+@contextmanager
+def kwalletd(env: dict[str, str], home: Path, ready: Callable[[], bool]) -> Iterator[None]:
+    """kwalletd5 opening `kdewallet` the way pam_kwallet5 does at login, so no wallet dialog is ever shown.
+
+    `--pam-login <pipe> <listening socket>` (only with PAM_KWALLET5_LOGIN
+    set): the 56-byte wallet key comes on the pipe, the session environment
+    on one connection to the socket. A first start creates the wallet.
+    """
+    environment_socket = home / "run" / "kwallet-env.sock"
+    environment_socket.unlink(missing_ok=True)
+    key_read, key_write = os.pipe()
+    with socket.socket(socket.AF_UNIX) as listener, (home / "kwalletd5.log").open("ab") as log:
+        listener.bind(str(environment_socket))
+        listener.listen(1)
+        daemon = subprocess.Popen(["kwalletd5", "--pam-login", str(key_read), str(listener.fileno())],
+                                  env={**env, "PAM_KWALLET5_LOGIN": "1"}, pass_fds=(key_read, listener.fileno()),
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    os.close(key_read)
+    try:
+        os.write(key_write, hashlib.sha512(b"test wallet key").digest()[:56])
+        os.close(key_write)
+        with socket.socket(socket.AF_UNIX) as session:
+            session.connect(str(environment_socket))
+        deadline = time.monotonic() + 20
+        while not ready():
+            assert daemon.poll() is None, (home / "kwalletd5.log").read_text(errors="replace")
+            assert time.monotonic() < deadline, "kwalletd5 did not get ready within 20 s"
+            time.sleep(0.1)
+        yield
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+def default_collection_is_kdewallet(env: dict[str, str]) -> bool:
+    alias = subprocess.run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.secrets",
+                            "/org/freedesktop/secrets", "org.freedesktop.Secret.Service.ReadAlias", "string:default"],
+                           env=env, capture_output=True, text=True)
+    return "/collection/kdewallet" in alias.stdout
+
+
+@pytest.fixture(scope="module")
+def kwallet_env(tmp_path_factory: pytest.TempPathFactory, installation: Installation) -> Iterator[dict[str, str]]:
+    """A private session bus served by a real kwalletd5 (Debian: libkf5wallet-bin, libqca-qt5-2-plugins for DH)."""
+    assert shutil.which("kwalletd5"), "kwalletd5 is not installed (apt install libkf5wallet-bin libqca-qt5-2-plugins)"
+    home = tmp_path_factory.mktemp("kwallet-home")
+    (home / ".config").mkdir()
+    (home / ".config" / "kwalletrc").write_text(KWALLETRC)
+    with keyring_session.bus_without_secret_service(home) as env:
+        env.update(QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(home / ".config"),
+                   XDG_DATA_HOME=str(home / ".local" / "share"), CREDBRIDGE_NO_AGENT="1")
+        wallet = home / ".local" / "share" / "kwalletd" / "kdewallet.kwl"
+        with kwalletd(env, home, ready=wallet.exists):
+            pass  # collections are built at start-up: the wallet must exist before the serving start
+        with kwalletd(env, home, ready=lambda: default_collection_is_kdewallet(env)):
+            yield {**env, "PATH": f"{installation.bindir}:{env['PATH']}"}
+
+
+def test_kwallet_serves_docker_credential_keyring_through_its_secret_service_api(kwallet_env: dict[str, str]) -> None:
+    """KDE needs no python-keyring: kwalletd5 (KF >= 5.97) speaks org.freedesktop.secrets to the default store."""
+    ours = Helper("docker-credential-keyring", kwallet_env)
+    go = Helper(GO_SECRETSERVICE, kwallet_env)
+    assert ours.store("registry.example.com", "alice", "s3cret-in-kwallet").returncode == 0
+    assert json.loads(ours.get("https://registry.example.com/").stdout)["Secret"] == "s3cret-in-kwallet"
+    assert json.loads(go.get("registry.example.com").stdout)["Secret"] == "s3cret-in-kwallet"
+    assert json.loads(ours.list().stdout) == {"registry.example.com": "alice"}
+    assert ours.erase("registry.example.com").returncode == 0
+    assert ours.get("registry.example.com").returncode == 1
