@@ -270,10 +270,14 @@ def _open_secret(session: Any, secret: tuple) -> bytes:
     if not session.encrypted:
         return bytes(value)
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.padding import PKCS7
 
-    decryptor = Cipher(algorithms.AES(session.aes_key), modes.CBC(bytes(parameters))).decryptor()
-    padded = decryptor.update(bytes(value)) + decryptor.finalize()
-    return padded[:-padded[-1]]
+    try:
+        decryptor = Cipher(algorithms.AES(session.aes_key), modes.CBC(bytes(parameters))).decryptor()
+        unpadder = PKCS7(algorithms.AES.block_size).unpadder()
+        return unpadder.update(decryptor.update(bytes(value)) + decryptor.finalize()) + unpadder.finalize()
+    except ValueError:  # a wrong key or a damaged value: never answer with a truncated or empty secret
+        raise HelperError("the Secret Service sent a secret that does not decrypt under this session's key: try again") from None
 
 
 def _pipelined(connection: DBusConnection, messages: list[Any]) -> list[Any]:
