@@ -218,8 +218,16 @@ def kwallet_env(tmp_path_factory: pytest.TempPathFactory, installation: Installa
         wallet = home / ".local" / "share" / "kwalletd" / "kdewallet.kwl"
         with kwalletd(env, home, ready=wallet.exists):
             pass  # collections are built at start-up: the wallet must exist before the serving start
-        with kwalletd(env, home, ready=lambda: default_collection_is_kdewallet(env)):
-            yield {**env, "PATH": f"{installation.bindir}:{env['PATH']}"}
+        served = {**env, "PATH": f"{installation.bindir}:{env['PATH']}"}
+        with kwalletd(env, home, ready=lambda: default_collection_is_kdewallet(env) and wallet_is_open(served)):
+            yield served
+
+
+def wallet_is_open(env: dict[str, str]) -> bool:
+    """kwalletd opens the wallet with the login's key a moment after serving it (seconds, on a loaded machine)."""
+    probe = Helper("docker-credential-keyring", env)
+    return probe.store("readiness.probe.invalid", "probe", "probe").returncode == 0 and \
+        probe.erase("readiness.probe.invalid").returncode == 0
 
 
 def test_kwallet_serves_docker_credential_keyring_through_its_secret_service_api(kwallet_env: dict[str, str]) -> None:
