@@ -16,7 +16,7 @@ import os
 import re
 from typing import Any, Mapping, Optional
 
-from credbridge import atomicfile, urls
+from credbridge import atomicfile, urls, userdirs
 from credbridge.errors import HelperError
 from credbridge.store import Credentials
 
@@ -52,8 +52,7 @@ def dumps(config: Config) -> bytes:
 
 def docker_config_path(env: Mapping[str, str]) -> str:
     """docker's own config.json: $DOCKER_CONFIG, else ~/.docker."""
-    home = env.get("HOME") or os.path.expanduser("~")
-    return os.path.join(env.get("DOCKER_CONFIG") or os.path.join(home, ".docker"), "config.json")
+    return os.path.join(env.get("DOCKER_CONFIG") or os.path.join(userdirs.home(env), ".docker"), "config.json")
 
 
 def creds_store(env: Mapping[str, str]) -> Optional[str]:

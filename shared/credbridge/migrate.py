@@ -14,7 +14,7 @@ import os
 import time
 from typing import Callable, Mapping, NamedTuple
 
-from credbridge import atomicfile, dockerconfig
+from credbridge import atomicfile, dockerconfig, userdirs
 from credbridge.errors import HelperError
 from credbridge.helpercall import HelperProgram
 from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, SINGULARITY, config_dir
@@ -28,12 +28,10 @@ class PlaintextFile(NamedTuple):
 
 def plaintext_files(env: Mapping[str, str]) -> list[PlaintextFile]:
     """Every file in which docker, podman/skopeo/buildah, Apptainer or SingularityCE keep logins."""
-    home = env.get("HOME") or os.path.expanduser("~")
-    config_home = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
     files = [PlaintextFile(dockerconfig.docker_config_path(env), "docker", True)]
     if env.get("XDG_RUNTIME_DIR"):
         files.append(PlaintextFile(os.path.join(env["XDG_RUNTIME_DIR"], "containers", "auth.json"), "podman/skopeo/buildah", False))
-    files.append(PlaintextFile(os.path.join(config_home, "containers", "auth.json"), "podman/skopeo/buildah", False))
+    files.append(PlaintextFile(os.path.join(userdirs.config_home(env), "containers", "auth.json"), "podman/skopeo/buildah", False))
     for flavour, reader in ((APPTAINER, "Apptainer"), (SINGULARITY, "SingularityCE")):
         files.append(PlaintextFile(os.path.join(config_dir(env, flavour), DOCKER_CONFIG_NAME), reader, True))
     return files

@@ -16,7 +16,7 @@ import binascii
 import os
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
 
-from credbridge import atomicfile, dockerconfig, remoteyaml, urls
+from credbridge import atomicfile, dockerconfig, remoteyaml, urls, userdirs
 from credbridge.errors import CredentialsNotFound
 from credbridge.helpercall import HelperProgram
 from credbridge.store import Credentials
@@ -41,17 +41,13 @@ APPTAINER = Flavour("apptainer", ".apptainer", ("APPTAINER_CONFIGDIR", "SINGULAR
                     "APPTAINER_AUTH_FILE", True, SINGULARITY)
 
 
-def _home(env: Mapping[str, str]) -> str:
-    return env.get("HOME") or os.path.expanduser("~")
-
-
 def _configured_dir(env: Mapping[str, str], flavour: Flavour) -> Optional[str]:
     return next((env[name] for name in flavour.config_dir_variables if env.get(name)), None)
 
 
 def config_dir(env: Mapping[str, str], flavour: Flavour) -> str:
     """Where the program keeps remote.yaml and its docker-config (syfs.ConfigDir)."""
-    return _configured_dir(env, flavour) or os.path.join(_home(env), flavour.directory_name)
+    return _configured_dir(env, flavour) or os.path.join(userdirs.home(env), flavour.directory_name)
 
 
 class ApptainerFilesStore:
@@ -66,7 +62,7 @@ class ApptainerFilesStore:
         self._fallback_authfile: Optional[str] = None
         if flavour.falls_back_to_docker and not env.get(flavour.authfile_variable):
             # syfs.FallbackDockerConf: the config-dir variable, if set, replaces ~/.docker too.
-            docker_dir = _configured_dir(env, flavour) or os.path.join(_home(env), ".docker")
+            docker_dir = _configured_dir(env, flavour) or os.path.join(userdirs.home(env), ".docker")
             self._fallback_authfile = os.path.join(docker_dir, "config.json")
 
     # -- the four operations -------------------------------------------------

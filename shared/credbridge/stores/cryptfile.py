@@ -15,7 +15,7 @@ import hashlib
 import os
 from typing import Callable, Mapping, Optional, TypeVar
 
-from credbridge import atomicfile, cryptformat, keycache, urls
+from credbridge import atomicfile, cryptformat, keycache, urls, userdirs
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.store import Credentials
 
@@ -28,8 +28,7 @@ def cryptfile_path(env: Mapping[str, str]) -> str:
     """CREDBRIDGE_CRYPTFILE, else $XDG_DATA_HOME/credbridge/credentials.cbf."""
     if env.get("CREDBRIDGE_CRYPTFILE"):
         return os.path.abspath(env["CREDBRIDGE_CRYPTFILE"])
-    data_home = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "share")
-    return os.path.join(data_home, "credbridge", "credentials.cbf")
+    return os.path.join(userdirs.data_home(env), "credbridge", "credentials.cbf")
 
 
 def _signature(info: os.stat_result) -> tuple[int, ...]:

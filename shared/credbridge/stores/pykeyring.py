@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from importlib import import_module
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 
-from credbridge import urls
+from credbridge import urls, userdirs
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.store import Credentials
 
@@ -108,7 +108,7 @@ def index_lock_path(env: Mapping[str, str]) -> str:
     if sys.platform == "win32":
         base = env.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Local")
     else:
-        base = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "share")
+        base = userdirs.data_home(env)
     return os.path.join(base, "credbridge", "keyring-index")
 
 
