@@ -230,13 +230,26 @@ def wallet_is_open(env: dict[str, str]) -> bool:
         probe.erase("readiness.probe.invalid").returncode == 0
 
 
+def secret_read_from_kwallet(helper: Helper, server: str, attempts: int = 3) -> str:
+    """kwalletd5 5.103 now and then answers a read with a value that does not decrypt under the session key
+    (seen with Go's helper, secretstorage and ours alike, about 1 read in 20 from a fresh process): a read
+    must succeed within a few fresh attempts, and what it returns must be the stored secret."""
+    results = []
+    for _ in range(attempts):
+        result = helper.get(server)
+        if result.returncode == 0:
+            return json.loads(result.stdout)["Secret"]
+        results.append(result)
+    raise AssertionError(f"{helper.path} get failed {attempts} times: {results}")
+
+
 def test_kwallet_serves_docker_credential_keyring_through_its_secret_service_api(kwallet_env: dict[str, str]) -> None:
     """KDE needs no python-keyring: kwalletd5 (KF >= 5.97) speaks org.freedesktop.secrets to the default store."""
     ours = Helper("docker-credential-keyring", kwallet_env)
     go = Helper(GO_SECRETSERVICE, kwallet_env)
     assert ours.store("registry.example.com", "alice", "s3cret-in-kwallet").returncode == 0
-    assert json.loads(ours.get("https://registry.example.com/").stdout)["Secret"] == "s3cret-in-kwallet"
-    assert json.loads(go.get("registry.example.com").stdout)["Secret"] == "s3cret-in-kwallet"
+    assert secret_read_from_kwallet(ours, "https://registry.example.com/") == "s3cret-in-kwallet"
+    assert secret_read_from_kwallet(go, "registry.example.com") == "s3cret-in-kwallet"
     assert json.loads(ours.list().stdout) == {"registry.example.com": "alice"}
     assert ours.erase("registry.example.com").returncode == 0
     assert ours.get("registry.example.com").returncode == 1
