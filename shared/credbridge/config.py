@@ -1,0 +1,68 @@
+"""credbridge's own configuration file: `$XDG_CONFIG_HOME/credbridge/config.yaml`.
+
+One YAML mapping, read per call from the caller's environment (the agent
+serves many callers). Each part of credbridge reads its own top-level
+section: the router reads `primary`, `routes` and `read`; the vault store
+reads `vault`. An absent file is an empty configuration; a file that is not
+a YAML mapping is one clear error line, never a silent default.
+
+    primary: keyring            # where logins are written
+    routes:                     # registry pattern -> store (anchored, * = one or more labels)
+      ghcr.io: cryptfile
+      "*.corp.example": vault
+    read: [environment, primary, apptainer, singularity]
+    vault:
+      address: [https://vault-1.corp.example:8200, https://vault-2.corp.example:8200]
+      mount: secret
+      prefix: credbridge/
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from credbridge.errors import HelperError
+from credbridge.userdirs import config_home
+
+CONFIG_ENV = "CREDBRIDGE_CONFIG"
+
+
+def config_path(env: Mapping[str, str]) -> str:
+    """$CREDBRIDGE_CONFIG, else $XDG_CONFIG_HOME/credbridge/config.yaml."""
+    return env.get(CONFIG_ENV) or os.path.join(config_home(env), "credbridge", "config.yaml")
+
+
+def load_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """The whole configuration; {} when the file does not exist."""
+    path = config_path(env)
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as error:
+        raise HelperError(f"cannot read the credbridge configuration {path}: {getattr(error, 'strerror', None) or error}") from None
+    import yaml  # only when a file exists: the common call has none
+
+    try:
+        document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise HelperError(f"the credbridge configuration {path} is not valid YAML{where}: fix or remove it") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise HelperError(f"the credbridge configuration {path} must be a YAML mapping (key: value lines)")
+    return document
+
+
+def section(env: Mapping[str, str], name: str) -> dict[str, Any]:
+    """One top-level mapping of the configuration, {} when absent."""
+    value = load_config(env).get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise HelperError(f"`{name}` in the credbridge configuration {config_path(env)} must be a mapping")
+    return value
