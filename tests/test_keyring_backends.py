@@ -9,6 +9,7 @@ contract runs over it too (tests/test_store_contract.py).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -103,6 +104,37 @@ def test_values_split_into_the_smallest_parts_come_back_verbatim(request: pytest
     assert json.loads(helper.get("r.example").stdout) == {"ServerURL": "r.example", "Username": "ü", "Secret": secret}
     assert max(encoded_size(value) for value in python_keyring_items(helper.env).values()) == 4
 
+
+
+def without_posix(launcher: Path, directory: Path) -> str:
+    """The installed launcher with credbridge's code seeing Windows' modules: `import posix` fails, the builtin
+    `nt` imports. The standard library and python-keyring are loaded first, as they load on Windows itself."""
+    windows = ("import sys\nsys.path.append(%r)\nimport os, keyring.backends.SecretService\n"
+               "sys.modules['nt'] = sys.modules['posix']\nsys.modules['posix'] = None\n")
+    text = launcher.read_text()
+    site_packages = text.split("sys.path.append(", 1)[1].split(")", 1)[0]
+    copy = directory / launcher.name
+    copy.write_text(text.replace("import sys\n", windows % ast.literal_eval(site_packages), 1))
+    copy.chmod(0o700)
+    return str(copy)
+
+
+def test_a_helper_without_the_posix_module_serves_every_action_in_process(request: pytest.FixtureRequest,
+                                                                          installation: Installation,
+                                                                          tmp_path: Path) -> None:
+    """Windows has no `posix` module and no Unix-socket agent: the same launcher serves the call itself."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env = {**python_keyring_env(WINDOWS_BLOB_LIMIT)(request, "agent"), "XDG_RUNTIME_DIR": str(runtime)}
+    helper = Helper(without_posix(Path(installation.executable("docker-credential-keyring")), tmp_path), env)
+    stored = helper.store("registry.example.com", "alice", BIG_TOKEN)
+    assert (stored.returncode, stored.stdout, stored.stderr) == (0, b"", b"")
+    assert json.loads(helper.get("registry.example.com").stdout)["Secret"] == BIG_TOKEN
+    assert helper.list().stdout == b'{"registry.example.com":"alice"}\n'
+    assert helper("version").stdout.startswith(b"docker-credential-keyring (credbridge) ")
+    assert helper.erase("registry.example.com").returncode == 0
+    assert helper.get("registry.example.com").stdout == b"credentials not found in native keychain\n"
+    assert not (runtime / "credbridge").exists(), "no agent is looked for or started without posix"
 
 # -- choosing the backend --------------------------------------------------------------------------------
 

@@ -32,8 +32,10 @@ from typing import Iterable, Iterator, Sequence
 
 import pytest
 
-from tests.conftest import Helper
+from tests.conftest import Helper, across_installations
 from tests.support.registry import Registry
+
+pytestmark = across_installations  # the venv install and the PyInstaller bundle alike
 
 TOOL_TIMEOUT_SECONDS = 120
 NOT_FOUND = b"credentials not found in native keychain\n"

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Callable, Mapping
 
-from credbridge import wire
+from credbridge import debuglog, wire
 from credbridge.protocol import handle
 from credbridge.store import CredentialStore
 from credbridge.stores import open_store
@@ -60,9 +60,8 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         self.server.touch()
         connection: socket.socket = self.request
-        _pid, uid, _gid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-        if uid != os.getuid():
-            return
+        if peer_uid(connection) != os.getuid():
+            return  # closed unanswered: the client serves itself at once
         connection.settimeout(REQUEST_READ_TIMEOUT_SECONDS)
         try:
             store, program, args, stdin, env = wire.parse_request(_read_all(connection))
@@ -71,9 +70,23 @@ class _Handler(socketserver.BaseRequestHandler):
         connection.sendall(wire.ACK)
         opener, lock = self.server.stores.session(store, env)
         with lock:
-            output, exit_code = handle(program, args, stdin, opener)
-        connection.sendall(wire.reply(exit_code, output))
+            (output, exit_code), debug_log = debuglog.capture(
+                env, f"agent {os.getpid()}", lambda: handle(program, args, stdin, opener))
+        connection.sendall(wire.reply(exit_code, output, debug_log))
         self.server.touch()
+
+
+def peer_uid(connection: socket.socket) -> int | None:
+    """Who connected, from the kernel: Linux SO_PEERCRED; macOS/BSD LOCAL_PEERCRED (struct xucred:
+    cr_version, then cr_uid). None where neither exists: such a peer is not served."""
+    if hasattr(socket, "SO_PEERCRED"):
+        _pid, uid, _gid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        return uid
+    if hasattr(socket, "LOCAL_PEERCRED"):
+        xucred = connection.getsockopt(getattr(socket, "SOL_LOCAL", 0), socket.LOCAL_PEERCRED, 76)
+        _version, uid = struct.unpack_from("=2I", xucred)
+        return uid
+    return None
 
 
 def _read_all(connection: socket.socket) -> bytes:

@@ -24,6 +24,13 @@ from typing import Iterator, Optional
 
 from credbridge.errors import HelperError
 
+#: What a person can do about a write the system refused; other errors are bugs and stay unexpected.
+_WRITE_FIXES = {
+    errno.ENOSPC: "free some disk space and retry",
+    errno.EDQUOT: "free some space within your disk quota and retry",
+    errno.EROFS: "the file system is read-only: point credbridge at a writable place (see its documentation)",
+    errno.EACCES: "make the directory writable by you, or point credbridge at another place",
+}
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
 
@@ -37,10 +44,22 @@ def _refuse_unsafe(path: str, info: os.stat_result) -> None:
         raise HelperError(f"{path} is writable by group or others: run `chmod go-w {path}`")
 
 
+@contextmanager
+def _writing(path: str) -> Iterator[None]:
+    """A full disk, a read-only HOME or a quota is one line naming the cause and the fix, not a crash."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in _WRITE_FIXES:
+            raise
+        raise HelperError(f"cannot write {path}: {error.strerror}: {_WRITE_FIXES[error.errno]}") from None
+
+
 def private_dir(path: str) -> None:
     """Create `path` (and missing parents) mode 0700, or refuse an existing unsafe one."""
     try:
-        os.makedirs(path, mode=0o700)
+        with _writing(path):
+            os.makedirs(path, mode=0o700)
     except FileExistsError:
         pass
     _refuse_unsafe(path, os.lstat(path))
@@ -85,7 +104,8 @@ def exclusive(path: str) -> Iterator[None]:
     directory = os.path.dirname(path) or "."
     private_dir(directory)
     with _thread_lock(path):
-        descriptor = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with _writing(path + ".lock"):
+            descriptor = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             _refuse_unsafe(path + ".lock", os.fstat(descriptor))
             fcntl.lockf(descriptor, fcntl.LOCK_EX)
@@ -97,6 +117,11 @@ def exclusive(path: str) -> Iterator[None]:
 
 def replace(path: str, data: bytes) -> None:
     """Atomically and durably make `data` the content of `path` (mode 0600); hold `exclusive(path)`."""
+    with _writing(path):
+        _replace(path, data)
+
+
+def _replace(path: str, data: bytes) -> None:
     directory = os.path.dirname(path) or "."
     temporary = _temporary_prefix(path) + secrets.token_hex(8)
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

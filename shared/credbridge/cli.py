@@ -1,8 +1,9 @@
 """The `credbridge` management command.
 
-Today: run or stop the per-user agent; unlock, lock and re-key the
-cryptfile; bridge credentials to programs that only read an authfile.
-Setup, doctor, login and migration come with their issues.
+Parses the command line and hands each command to the module that does
+the work, imported only for that command: the per-user agent; unlock, lock
+and re-key the cryptfile; authfile bridging; migration; setup; and the
+router's logins, configuration and health check.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import sys
 
 from credbridge import __version__, wire
 from credbridge.errors import HelperError
+
+#: What `credbridge setup --tool` accepts (credbridge.setup.TOOLS; not imported: it would slow every command).
+SETUP_TOOLS = ("docker", "podman", "skopeo", "buildah", "apptainer", "singularity")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     migrate_parser.add_argument("--to", metavar="STORE", help="docker-credential-STORE (default: credsStore of the docker config)")
     migrate_parser.add_argument("--dry-run", action="store_true", help="only say what would move")
     migrate_parser.add_argument("--backup", action="store_true", help="keep a 0600 plaintext copy of each rewritten file")
+    setup_parser = commands.add_parser("setup", help="point docker, podman, skopeo, buildah, Apptainer and SingularityCE "
+                                                    "at one credential helper (--undo reverts)")
+    setup_parser.add_argument("--helper", default="credbridge", metavar="NAME", help="docker-credential-NAME (default: credbridge)")
+    setup_parser.add_argument("--tool", action="append", default=[], dest="tools", choices=SETUP_TOOLS,
+                              help="only this tool (repeatable; default: every one found on PATH)")
+    setup_parser.add_argument("--undo", action="store_true", help="give back every file setup changed")
+    setup_parser.add_argument("--dry-run", action="store_true", help="only say what would change")
+    _add_router_commands(commands)
     options = parser.parse_args(argv)
     if options.command == "exec":
         options.argv = options.argv[1:] if options.argv[:1] == ["--"] else options.argv
@@ -56,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.command == "stop-agent":
         return stop_agent()
     try:
-        return {**_CRYPTFILE_COMMANDS, **_BRIDGE_COMMANDS, "migrate": migrate}[options.command](options)
+        return {**_CRYPTFILE_COMMANDS, **_BRIDGE_COMMANDS, **_ROUTER_COMMANDS, "migrate": migrate,
+                "setup": setup}[options.command](options)
     except HelperError as error:
         print(f"credbridge: {error}", file=sys.stderr)
         return 1
@@ -147,6 +160,97 @@ def migrate(options: argparse.Namespace) -> int:
     if move(os.environ, target, options.dry_run, options.backup) == 0:
         print("credbridge: no plaintext login found: nothing to move")
     return 0
+
+
+def setup(options: argparse.Namespace) -> int:
+    from credbridge import setup as tools_setup
+
+    if options.undo:
+        tools_setup.undo(os.environ, options.dry_run)
+    else:
+        tools_setup.setup(os.environ, options.helper, options.tools, options.dry_run)
+    return 0
+
+
+def _add_router_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    def command(name: str, help_text: str, examples: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                                   epilog="examples:\n" + examples, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    login_parser = command("login", "log in to a registry through docker-credential-credbridge",
+                           "  credbridge login ghcr.io -u alice            (asks for the password)\n"
+                           "  echo \"$TOKEN\" | credbridge login --password-stdin -u ci registry.example.com:5000")
+    login_parser.add_argument("registry", nargs="?", metavar="REGISTRY", help="host[:port] (default: Docker Hub)")
+    login_parser.add_argument("-u", "--username", help="the account (asked for on a terminal when left out)")
+    login_parser.add_argument("--password-stdin", action="store_true", help="read the password or token from stdin")
+    login_parser.add_argument("--no-verify", action="store_true",
+                              help="store without asking the registry whether it accepts the login")
+    logout_parser = command("logout", "remove a registry's login from every store the router reads",
+                            "  credbridge logout ghcr.io\n  credbridge logout            (Docker Hub)")
+    logout_parser.add_argument("registry", nargs="?", metavar="REGISTRY", help="host[:port] (default: Docker Hub)")
+    list_parser = command("list", "show every login the router finds: registry, user and the store holding it",
+                          "  credbridge list\n  credbridge list --json | jq -r '.[].registry'")
+    config_parser = command("config", "show the router's effective configuration and where each part comes from",
+                            "  credbridge config\n  credbridge config --json")
+    doctor_parser = command("doctor", "check that every tool finds the same logins, safely stored",
+                            "  credbridge doctor\n  credbridge doctor --registry ghcr.io --json")
+    doctor_parser.add_argument("--registry", default="docker.io",
+                               help="explain which helper each tool calls for this registry (default: docker.io)")
+    for parser in (list_parser, config_parser, doctor_parser):
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def login(options: argparse.Namespace) -> int:
+    from credbridge import logins
+
+    username = options.username
+    if options.password_stdin:
+        if not username:
+            raise HelperError("--password-stdin needs --username: stdin carries only the password")
+        secret = sys.stdin.read().rstrip("\r\n")
+    else:
+        if not sys.stdin.isatty():
+            raise HelperError("no terminal to ask for the password: use --password-stdin")
+        import getpass
+
+        username = username or input("Username: ").strip()
+        secret = getpass.getpass("Password: ")
+    if not username or not secret:
+        raise HelperError("a login needs a username and a password or token")
+    logins.login(os.environ, options.registry, username, secret, not options.no_verify, print)
+    return 0
+
+
+def logout(options: argparse.Namespace) -> int:
+    from credbridge import logins
+
+    logins.logout(os.environ, options.registry, print)
+    return 0
+
+
+def list_logins(options: argparse.Namespace) -> int:
+    from credbridge import logins
+
+    print(logins.render_logins(logins.list_logins(os.environ), options.json))
+    return 0
+
+
+def show_config(options: argparse.Namespace) -> int:
+    from credbridge import doctor
+
+    print(doctor.render_config(doctor.effective_config(os.environ), options.json))
+    return 0
+
+
+def check_health(options: argparse.Namespace) -> int:
+    from credbridge import doctor
+
+    report = doctor.examine(os.environ, options.registry)
+    print(doctor.render_report(report, options.json, doctor.use_colour(sys.stdout, os.environ)))
+    return 0 if report.healthy else 1
+
+
+_ROUTER_COMMANDS = {"login": login, "logout": logout, "list": list_logins, "config": show_config, "doctor": check_health}
 
 
 def _read_passphrases(prompts: list[str], confirm_last: bool) -> list[bytes]:

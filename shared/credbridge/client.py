@@ -7,10 +7,14 @@ fast path"). A call is never lost to the agent: if none answers in time, it
 is served here, and an agent is started in the background for the next call.
 """
 
-import posix
 import sys
 
 from credbridge import wire
+
+try:
+    import posix
+except ImportError:  # Windows: no Unix-socket agent there, every call is served in process
+    posix = None
 
 TYPE_CHECKING = False  # typing costs more import time than a whole agent round trip
 if TYPE_CHECKING:
@@ -23,6 +27,8 @@ def run_helper(store: str) -> "NoReturn":
     """Entry point of every docker-credential-<store> executable."""
     args = sys.argv[1:]
     program = sys.argv[0].rpartition("/")[2] or f"docker-credential-{store}"
+    if posix is None:
+        _run_without_posix(store, program, args)
     stdin = _read_stdin() if len(args) == 1 and args[0] in wire.ACTIONS_READING_STDIN else b""
     env = wire.process_env()
     answer = None if env.get("CREDBRIDGE_NO_AGENT") else _ask_agent(store, program, args, stdin, env)
@@ -32,6 +38,19 @@ def run_helper(store: str) -> "NoReturn":
     view = memoryview(output)
     while view:
         view = view[posix.write(1, view):]
+    sys.exit(exit_code)
+
+
+def _run_without_posix(store: str, program: str, args: "list[str]") -> "NoReturn":
+    """Windows: the same protocol and stores in process, with the portable I/O of `os`/`sys`."""
+    import os
+
+    program = os.path.basename(program)
+    reads_stdin = len(args) == 1 and args[0] in wire.ACTIONS_READING_STDIN
+    stdin = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1) if reads_stdin else b""
+    exit_code, output = _serve_in_process(store, program, args, stdin, wire.relevant_env(os.environ))
+    sys.stdout.buffer.write(output)
+    sys.stdout.buffer.flush()
     sys.exit(exit_code)
 
 
@@ -67,7 +86,7 @@ def _ask_agent(store: str, program: str, args: "list[str]", stdin: bytes, env: "
         chunks = []
         while chunk := connection.recv(1 << 16):
             chunks.append(chunk)
-        return wire.parse_reply(b"".join(chunks))
+        return _answer(wire.parse_reply(b"".join(chunks)), env)
     except (FileNotFoundError, ConnectionRefusedError):
         _start_agent(env)
         return None
@@ -75,6 +94,18 @@ def _ask_agent(store: str, program: str, args: "list[str]", stdin: bytes, env: "
         return None
     finally:
         connection.close()
+
+
+def _answer(reply: "Optional[tuple[int, bytes, bytes]]", env: "dict[str, str]") -> "Optional[tuple[int, bytes]]":
+    """The agent's (exit code, output); the call's debug log, if any, goes where CREDBRIDGE_DEBUG says."""
+    if reply is None:
+        return None
+    exit_code, output, debug_log = reply
+    if debug_log:
+        from credbridge import debuglog
+
+        debuglog.emit(env, debug_log)
+    return exit_code, output
 
 
 def _exists(path: str) -> bool:
@@ -89,12 +120,12 @@ def _start_agent(env: "dict[str, str]") -> None:
     """Start `credbridge agent` detached (own session, no terminal), without waiting for it."""
     if env.get("CREDBRIDGE_NO_AGENT_START") or _agent_is_starting(env):
         return
-    bootstrap = f"import sys; sys.path[:] = {sys.path!r}; from credbridge.agent import main; main()"
+    argv = _agent_argv()
     child_env = {name: value for name, value in posix.environ.items()
                  if name in (b"PATH", b"HOME", b"XDG_RUNTIME_DIR", b"CREDBRIDGE_AGENT_IDLE_SECONDS")}
     try:
         posix.posix_spawn(
-            sys.executable, [sys.executable, "-I", "-S", "-c", bootstrap], child_env,
+            argv[0], argv, child_env,
             setsid=True,
             file_actions=[
                 (posix.POSIX_SPAWN_OPEN, 0, "/dev/null", posix.O_RDONLY, 0),
@@ -104,6 +135,18 @@ def _start_agent(env: "dict[str, str]") -> None:
         )
     except OSError:
         pass  # no agent: every call is served in process, only slower
+
+
+def _agent_argv() -> "list[str]":
+    """How to run `credbridge agent` with the very code of this helper.
+
+    In the PyInstaller bundle sys.executable is this helper's own executable,
+    which cannot run arbitrary code: its sibling `credbridge` serves instead.
+    """
+    if getattr(sys, "frozen", False):
+        return [sys.executable.rpartition("/")[0] + "/credbridge", "agent"]
+    bootstrap = f"import sys; sys.path[:] = {sys.path!r}; from credbridge.agent import main; main()"
+    return [sys.executable, "-I", "-S", "-c", bootstrap]
 
 
 def _agent_is_starting(env: "dict[str, str]") -> bool:
@@ -124,8 +167,12 @@ def _agent_is_starting(env: "dict[str, str]") -> bool:
 
 
 def _serve_in_process(store: str, program: str, args: "list[str]", stdin: bytes, env: "dict[str, str]") -> "tuple[int, bytes]":
+    from credbridge import debuglog
     from credbridge.protocol import handle
     from credbridge.stores import open_store
 
-    output, exit_code = handle(program, args, stdin, lambda: open_store(store, env))
+    (output, exit_code), debug_log = debuglog.capture(
+        env, "in process", lambda: handle(program, args, stdin, lambda: open_store(store, env)))
+    if debug_log:
+        debuglog.emit(env, debug_log)
     return exit_code, output

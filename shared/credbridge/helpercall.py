@@ -17,6 +17,7 @@ import json
 import subprocess
 from typing import Mapping, Optional
 
+from credbridge import debuglog
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.store import Credentials
 
@@ -66,6 +67,7 @@ class HelperProgram:
         self._call("erase", server_url.encode(), not_found_ok=True)
 
     def _call(self, action: str, stdin: bytes, not_found_ok: bool = False) -> Optional[bytes]:
+        debuglog.log("calling helper", program=self.program, action=action)
         try:
             done = subprocess.run([self.program, action], input=stdin, stdout=subprocess.PIPE, env=self.environ,
                                   timeout=HELPER_TIMEOUT_SECONDS, check=False)
@@ -75,6 +77,7 @@ class HelperProgram:
             raise HelperError(f"{self.program} is not executable: run `chmod +x` on it") from None
         except subprocess.TimeoutExpired:
             raise HelperError(f"{self.program} {action} did not answer within {HELPER_TIMEOUT_SECONDS} seconds") from None
+        debuglog.log("helper answered", program=self.program, action=action, exit=done.returncode)
         if done.returncode == 0:
             return done.stdout
         message = done.stdout.decode("utf-8", "replace").strip()

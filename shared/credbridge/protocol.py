@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 from typing import Callable, NamedTuple
 
-from credbridge import __version__
+from credbridge import __version__, debuglog
 from credbridge.errors import HelperError, MissingServerURL, MissingUsername
 from credbridge.gojson import decode_credentials, encode_credentials, encode_string_map
 from credbridge.store import Credentials, CredentialStore
@@ -47,8 +47,10 @@ def handle(
     try:
         return Reply(_dispatch(program, args, stdin, open_store), 0)
     except HelperError as error:
+        debuglog.log("answer: error", kind=type(error).__name__, message=str(error))
         return Reply(_one_line(str(error)), 1)
     except Exception as error:  # the guard: no traceback ever reaches the user
+        debuglog.log("answer: unexpected error", kind=type(error).__name__)
         return Reply(_one_line(describe_unexpected(error)), 1)
 
 
@@ -62,6 +64,7 @@ def _dispatch(program: str, args: list[str], stdin: bytes, open_store: Callable[
     if len(args) != 1:
         raise HelperError(f"Usage: {program} {USAGE_ACTIONS}")
     action = args[0]
+    debuglog.log("action", program=program, action=action, stdin_bytes=len(stdin))
     if action in ("version", "--version", "-v"):
         return f"{program} (credbridge) {__version__}\n".encode()
     if action in ("help", "--help", "-h"):
@@ -75,17 +78,24 @@ def _dispatch(program: str, args: list[str], stdin: bytes, open_store: Callable[
         for name, label in (("ServerURL", "server URL"), ("Username", "username")):
             if "\0" in fields[name]:
                 raise HelperError(f"the {label} contains a NUL byte")
+        debuglog.log("store", server=fields["ServerURL"], username=fields["Username"])
         open_store().store(Credentials(fields["ServerURL"], fields["Username"], fields["Secret"]))
         return b""
     if action == "get":
         server_url = _server_url(stdin)
+        debuglog.log("get", server=server_url)
         found = open_store().get(server_url)
+        debuglog.log("answer: found", username=found.username)
         return encode_credentials(server_url, found.username, found.secret)
     if action == "erase":
-        open_store().erase(_server_url(stdin))
+        server_url = _server_url(stdin)
+        debuglog.log("erase", server=server_url)
+        open_store().erase(server_url)
         return b""
     if action == "list":
-        return encode_string_map(open_store().list())
+        listed = open_store().list()
+        debuglog.log("answer: list", servers=len(listed))
+        return encode_string_map(listed)
     raise HelperError(f"Unknown credential action `{action}`")
 
 

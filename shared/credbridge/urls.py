@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Optional
 
+from credbridge import debuglog
+
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
 # Docker Hub's legacy API roots name the registry itself, not a repository.
@@ -51,12 +53,29 @@ def best_match(query: str, keys: Iterable[str]) -> Optional[str]:
     """The stored key that answers `query`: exact first, then canonical (ties: sorted order)."""
     keys = sorted(keys)
     if query in keys:
+        debuglog.log("match", query=query, matched=query, how="exact")
         return query
     wanted = canonical(query)
-    return next((key for key in keys if canonical(key) == wanted), None)
+    found = next((key for key in keys if canonical(key) == wanted), None)
+    how = f"none of {len(keys)} stored keys" if found is None else _how_matched(query, found)
+    debuglog.log("match", query=query, matched=found, how=how, canonical=wanted)
+    return found
+
+
+def _how_matched(query: str, key: str) -> str:
+    """Why two different spellings met, for the debug log."""
+    if canonical(query).startswith("docker.io") and _authority(query) != _authority(key):
+        return "Docker Hub alias"
+    return "canonical form (scheme, case, trailing dot or slash)"
+
+
+def _authority(server_url: str) -> str:
+    return _SCHEME.sub("", server_url.strip(), count=1).partition("/")[0].lower().rstrip(".")
 
 
 def same_registry(query: str, keys: Iterable[str]) -> list[str]:
     """Every stored key naming the query's registry: what `erase` must remove."""
     wanted = canonical(query)
-    return [key for key in keys if key == query or canonical(key) == wanted]
+    doomed = [key for key in keys if key == query or canonical(key) == wanted]
+    debuglog.log("same registry", query=query, matched=doomed, canonical=wanted)
+    return doomed

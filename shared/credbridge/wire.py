@@ -5,7 +5,10 @@ interpreter builtins only: `posix`, not `os` (which -S no longer preloads),
 no json, no typing, not even `from __future__`.
 """
 
-import posix
+try:
+    import posix
+except ImportError:  # Windows: only the portable parts (relevant_env, ACTIONS_READING_STDIN) are used there
+    posix = None
 
 from credbridge import __version__
 
@@ -21,7 +24,8 @@ ACTIONS_READING_STDIN = frozenset({"store", "get", "erase"})
 RELEVANT_ENV_NAMES = frozenset({"HOME", "USER", "LOGNAME", "PATH", "DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS",
                                 "REGISTRY_AUTH_FILE"})
 RELEVANT_ENV_PREFIXES = ("XDG_", "CREDBRIDGE_", "DOCKER_", "APPTAINER_", "SINGULARITY_", "VAULT_", "BAO_")
-REQUEST_MAGIC = b"credbridge-request-1"
+#: Version 2 replies carry the call's debug log (credbridge.debuglog) for the caller to write.
+REQUEST_MAGIC = b"credbridge-request-2"
 #: Sent by the agent as soon as it holds the whole request: a wedged agent is
 #: noticed within ACK_TIMEOUT_SECONDS, a slow keyring prompt is still waited for.
 ACK = b"+"
@@ -110,13 +114,14 @@ def parse_request(data: bytes) -> "tuple[str, str, list[str], bytes, dict[str, s
     return decode(store), decode(program), [decode(arg) for arg in args], stdin, decode_env(env)
 
 
-def reply(exit_code: int, output: bytes) -> bytes:
-    return encode_fields([str(exit_code).encode(), output])
+def reply(exit_code: int, output: bytes, debug_log: bytes = b"") -> bytes:
+    return encode_fields([str(exit_code).encode(), output, debug_log])
 
 
-def parse_reply(data: bytes) -> "Optional[tuple[int, bytes]]":
+def parse_reply(data: bytes) -> "Optional[tuple[int, bytes, bytes]]":
+    """(exit code, stdout, debug log lines), or None for anything malformed."""
     try:
-        code, output = decode_fields(data)
-        return int(code), output
+        code, output, debug_log = decode_fields(data)
+        return int(code), output, debug_log
     except ValueError:
         return None

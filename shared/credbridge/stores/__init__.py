@@ -16,6 +16,8 @@ STORE_FACTORIES = {
     "cryptfile": "credbridge.stores.cryptfile:CryptFileStore",
     "apptainer": "credbridge.stores.apptainer:ApptainerStore",
     "singularity": "credbridge.stores.apptainer:SingularityStore",
+    "vault": "credbridge.stores.vault:VaultStore",
+    "credbridge": "credbridge.stores.router:RouterStore",
 }
 
 

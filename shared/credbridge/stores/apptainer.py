@@ -16,7 +16,7 @@ import binascii
 import os
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
 
-from credbridge import atomicfile, dockerconfig, remoteyaml, urls, userdirs
+from credbridge import atomicfile, debuglog, dockerconfig, remoteyaml, urls, userdirs
 from credbridge.errors import CredentialsNotFound
 from credbridge.helpercall import HelperProgram
 from credbridge.store import Credentials
@@ -127,11 +127,15 @@ class ApptainerFilesStore:
     def _readable_authfile(self) -> str:
         """The file the program reads: its own, else (Apptainer) docker's."""
         if self._fallback_authfile and atomicfile.inspect(self.authfile) is None:
+            debuglog.log("authfile", file=self._fallback_authfile, why=f"{self.authfile} does not exist")
             return self._fallback_authfile
+        debuglog.log("authfile", file=self.authfile)
         return self.authfile
 
     def _helper(self, config: dockerconfig.Config, server_url: str) -> Optional[HelperProgram]:
         name = dockerconfig.helper_for(config, server_url)
+        if name is not None:
+            debuglog.log("the authfile names a helper", server=server_url, helper=name)
         return None if name is None else HelperProgram.unless_looping(name, self._env, self._flavour.name)
 
     def _get_from_authfile(self, server_url: str) -> Optional[Credentials]:
@@ -176,6 +180,7 @@ class ApptainerFilesStore:
     # -- remote.yaml -------------------------------------------------------------
 
     def _get_from_remote_yaml(self, server_url: str) -> Optional[Credentials]:
+        debuglog.log("remote.yaml", file=self.remote_yaml)
         found = {entry.server_url: entry for entry in _remote_yaml_credentials(remoteyaml.load(self.remote_yaml).document)}
         match = urls.best_match(server_url, found)
         return None if match is None else found[match]

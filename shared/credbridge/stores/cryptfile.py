@@ -15,7 +15,7 @@ import hashlib
 import os
 from typing import Callable, Mapping, Optional, TypeVar
 
-from credbridge import atomicfile, cryptformat, keycache, urls, userdirs
+from credbridge import atomicfile, cryptformat, debuglog, keycache, urls, userdirs
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.store import Credentials
 
@@ -105,6 +105,8 @@ class CryptFileStore:
     def _entries(self) -> cryptformat.Entries:
         """The current content; decrypted again only when the file changed on disk."""
         info = atomicfile.inspect(self.path)
+        debuglog.log("cryptfile", file=self.path, exists=info is not None,
+                     decrypted_copy_current=info is not None and self._snapshot is not None and self._snapshot[0] == _signature(info))
         if info is None:
             self._snapshot = None
             self._cached_key_or_passphrase()  # locked is locked, even before the first store
@@ -122,6 +124,7 @@ class CryptFileStore:
 
     def _update(self, change: Callable[[cryptformat.Entries], bool]) -> None:
         """Read-modify-write under the lock; written only if `change` changed something."""
+        debuglog.log("cryptfile update", file=self.path)
         with atomicfile.exclusive(self.path):
             found = atomicfile.read(self.path)
             if found is None:
@@ -141,8 +144,10 @@ class CryptFileStore:
         """The key for this file: from the session cache, else the passphrase file, else locked."""
         cached = keycache.load(self._env, self.path)
         if cached is not None and cached[0] == header:
+            debuglog.log("cryptfile unlocked by", source="the session cache (credbridge unlock)")
             return cached[1]
         passphrase = self._batch_passphrase()
+        debuglog.log("cryptfile unlocked by", source="nothing: locked" if passphrase is None else "CREDBRIDGE_PASSPHRASE_FILE")
         if passphrase is None:
             raise HelperError(LOCKED)
         return self._key_from(header, passphrase, f"wrong passphrase in CREDBRIDGE_PASSPHRASE_FILE ({self._passphrase_file})")

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from importlib import import_module
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 
-from credbridge import urls, userdirs
+from credbridge import debuglog, urls, userdirs
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.store import Credentials
 
@@ -162,6 +162,7 @@ class PyKeyringStore:
     # -- records: a head naming its parts ------------------------------------
 
     def _index(self) -> dict[str, str]:
+        debuglog.log("python-keyring index", backend=self._label, service=INDEX_SERVICE)
         value = self._read(INDEX_SERVICE)
         return {} if value is None else self._decoded(value, INDEX_SERVICE)
 

@@ -23,7 +23,7 @@ from secretstorage.exceptions import (
     SecretServiceNotAvailableException,
 )
 
-from credbridge import urls
+from credbridge import debuglog, urls
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.store import Credentials
 
@@ -87,6 +87,7 @@ class SecretServiceStore:
         """Two D-Bus round trips in the usual case: search, then attributes and secret together."""
         def run() -> Credentials:
             paths = self._search({"server": server_url})
+            debuglog.log("secret service items with this exact server attribute", bus=self._bus_address, items=paths)
             if not paths:
                 everything = self._docker_items({})
                 match = urls.best_match(server_url, {attributes.get("server", "") for attributes in everything.values()})
@@ -164,6 +165,7 @@ class SecretServiceStore:
         return secretstorage.Item(self._bus(), path, self._secret_session())
 
     def _default_collection(self) -> secretstorage.Collection:
+        debuglog.log("secret service", bus=self._bus_address, collection="alias default")
         try:
             return secretstorage.get_collection_by_alias(self._bus(), "default")
         except ItemNotFoundException:
@@ -334,3 +336,25 @@ def _explain(error: Exception, bus_address: str) -> Optional[HelperError]:
     if isinstance(error, ValueError):
         return HelperError(f"cannot use the D-Bus address {bus_address!r}: it is not a valid unix: address")
     return None
+
+
+def provider_reachable(env: Mapping[str, str], timeout: float = 2.0) -> bool:
+    """Whether a Secret Service runs on the caller's session bus.
+
+    The router's default primary store depends on it: a headless session
+    (no bus, or a bus without a running provider) gets the encrypted file
+    instead. A provider D-Bus could only activate does not count: started
+    headless, gnome-keyring has a locked collection and no one to unlock it.
+    """
+    from jeepney.bus_messages import message_bus
+
+    try:
+        bus = _BoundedConnection(prep_socket(get_bus(_session_bus_address(env)), timeout=timeout))
+    except (HelperError, OSError, ValueError):
+        return False
+    try:
+        return bool(bus.send_and_get_reply(message_bus.NameHasOwner(SECRETS_BUS_NAME), timeout=timeout).body[0])
+    except (OSError, TimeoutError, DBusErrorResponse):
+        return False
+    finally:
+        bus.close()

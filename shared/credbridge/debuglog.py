@@ -1,0 +1,127 @@
+"""Safe diagnostics: `CREDBRIDGE_DEBUG=1` tells stderr what a helper did and why; a value with a `/` names a file.
+
+A helper's stdout belongs to its client, so a person debugging a failed
+pull needs another channel: which store, which key matched and how, which
+file or collection, how long each step took. Three rules shape this module:
+
+- Off, it costs nothing: the thin client imports it only when the variable
+  is set, and it uses interpreter builtins only (`posix`, `_thread`, `time`).
+- The agent serves calls for other processes, so lines are collected per
+  call (thread-local: the agent serves each call in a thread) and handed back
+  to the caller, which writes them to its own stderr or file.
+- A log is pasted into bug reports: values of fields named like secrets are
+  never written, a password in a URL's userinfo is cut out, every value is
+  escaped onto one line and shortened.
+"""
+
+import time
+from _thread import _local
+
+try:
+    import posix
+except ImportError:  # Windows
+    import nt as posix  # type: ignore[no-redef]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Mapping, TypeVar
+
+    T = TypeVar("T")
+
+VARIABLE = "CREDBRIDGE_DEBUG"
+REDACTED = "<redacted>"
+#: A field whose name contains one of these, or is one of SECRET_NAMES, never has its value written.
+SECRET_WORDS = ("secret", "password", "passphrase", "token", "credential")
+SECRET_NAMES = ("auth", "key")
+MAX_VALUE_CHARS = 200
+
+#: O_NOFOLLOW: a planted symlink is refused; O_NONBLOCK: a planted fifo cannot block the helper.
+_APPEND_FLAGS = (posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT
+                 | getattr(posix, "O_NOFOLLOW", 0) | getattr(posix, "O_NONBLOCK", 0) | getattr(posix, "O_CLOEXEC", 0))
+
+_call = _local()
+
+
+def wanted(env: "Mapping[str, str]") -> bool:
+    return env.get(VARIABLE, "") not in ("", "0")
+
+
+def log(event: str, **fields: object) -> None:
+    """Record one step of the current call; a no-op unless the call is being captured."""
+    lines = getattr(_call, "lines", None)
+    if lines is None:
+        return
+    elapsed = (time.monotonic() - _call.started) * 1000
+    details = "".join(f" {name}={redact(name, value)}" for name, value in fields.items())
+    lines.append(f"credbridge[{posix.getpid()}] +{elapsed:.1f}ms {event}{details}\n")
+
+
+def capture(env: "Mapping[str, str]", served_by: str, serve: "Callable[[], T]") -> "tuple[T, bytes]":
+    """Run one helper call, returning its result and, when debugging is on, its log lines."""
+    if not wanted(env):
+        return serve(), b""
+    _call.lines, _call.started = [], time.monotonic()
+    try:
+        log("call", served_by=served_by)
+        result = serve()
+        log("done")
+        return result, "".join(_call.lines).encode("utf-8", "backslashreplace")
+    finally:
+        del _call.lines
+
+
+def redact(name: str, value: object) -> str:
+    """The value as it may appear in a log: one escaped line, never a secret."""
+    if name.lower() in SECRET_NAMES or any(word in name.lower() for word in SECRET_WORDS):
+        return REDACTED
+    text = _without_password(value) if isinstance(value, str) else str(value)
+    if len(text) > MAX_VALUE_CHARS:
+        text = f"{text[:MAX_VALUE_CHARS]}...({len(text)} chars)"
+    return ascii(text) if isinstance(value, str) else ascii(text)[1:-1]  # quoted only when it is text
+
+
+def _without_password(url: str) -> str:
+    """`user:pass@host` -> `user:<redacted>@host`: a registry URL may carry a password in its userinfo."""
+    scheme, separator, rest = url.partition("://") if "://" in url else ("", "", url)
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{separator}{userinfo.partition(':')[0]}:{REDACTED}@{host}{slash}{path}"
+
+
+def emit(env: "Mapping[str, str]", lines: bytes) -> None:
+    """Write a call's log lines to stderr, or append them to the file CREDBRIDGE_DEBUG names."""
+    target = env.get(VARIABLE, "")
+    if "/" not in target:
+        _write_all(2, lines)
+        return
+    try:
+        descriptor = posix.open(target, _APPEND_FLAGS, 0o600)
+    except OSError as error:
+        _write_all(2, f"credbridge: cannot write the debug log {target}: {error.strerror} (CREDBRIDGE_DEBUG)\n".encode())
+        return
+    try:
+        if not _is_private_file(posix.fstat(descriptor)):
+            _write_all(2, f"credbridge: refusing the debug log {target}: not a private file of yours "
+                          f"(mode 0600, owned by you): remove it or name another file\n".encode())
+            return
+        _write_all(descriptor, lines)
+    finally:
+        posix.close(descriptor)
+
+
+def _is_private_file(info: "posix.stat_result") -> bool:
+    """Ours alone: a regular file (not a fifo or device), owned by us, no group or other access."""
+    if not hasattr(posix, "getuid"):
+        return True  # Windows: ACLs, not modes, decide
+    return info.st_uid == posix.getuid() and info.st_mode & 0o170077 == 0o100000
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[posix.write(descriptor, view):]
+    except OSError:
+        pass  # a log that cannot be written must not change the helper's answer

@@ -1,0 +1,245 @@
+"""credbridge doctor and credbridge config: one screen a person can act on.
+
+Each check is a line with a status and, when something is wrong, the
+command that fixes it. `fail` means a login will leak or a pull will fail
+(the exit status is 1); `warn` is worth knowing but works. Nothing here
+prints a secret: only file names, helper names, registry names and counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from typing import Any, Mapping, NamedTuple, Optional, TextIO
+
+from credbridge import config, dockerconfig, migrate, registriesconf, routing
+from credbridge.errors import HelperError
+from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, REMOTE_YAML_NAME, SINGULARITY, config_dir
+from credbridge.stores.environment import GLOBAL_PAIRS, PER_REGISTRY_PREFIX, SCOPE_VARIABLE
+
+OUR_PROGRAMS = ("docker-credential-credbridge", "docker-credential-keyring", "docker-credential-cryptfile",
+                "docker-credential-apptainer", "docker-credential-singularity", "docker-credential-vault", "credbridge")
+CONTAINERS_TOOLS = ("podman", "skopeo", "buildah")
+_MARKS = {"ok": ("✔", "32"), "warn": ("!", "33"), "fail": ("✘", "31")}
+
+
+class Check(NamedTuple):
+    topic: str
+    status: str  # ok | warn | fail
+    summary: str
+    fix: str = ""
+
+
+class Report(NamedTuple):
+    registry: str
+    checks: list[Check]
+
+    @property
+    def healthy(self) -> bool:
+        return all(check.status != "fail" for check in self.checks)
+
+
+# -- credbridge config ----------------------------------------------------------------------------
+
+def effective_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """What the router will do, and why; raises HelperError for a config file it cannot use."""
+    from credbridge.stores.router import default_primary
+
+    path = config.config_path(env)
+    settings = routing.load_routing(env)
+    primary, reason = settings.primary, "set in the config file"
+    if primary is None:
+        primary = default_primary(env)
+        reason = ("default: a Secret Service runs on the session bus" if primary == "keyring"
+                  else "default: no Secret Service on the session bus (headless)")
+    variables = sorted(name for name in env if name.startswith(PER_REGISTRY_PREFIX) or name == SCOPE_VARIABLE
+                       or any(name in pair for pair in GLOBAL_PAIRS))
+    return {"file": path, "file_exists": os.path.exists(path), "primary": primary, "primary_reason": reason,
+            "routes": [{"pattern": route.pattern, "store": route.store} for route in settings.routes],
+            "read": list(settings.read), "environment_variables": variables}
+
+
+def render_config(effective: dict[str, Any], as_json: bool) -> str:
+    if as_json:
+        return json.dumps(effective, indent=2)
+    lines = [f"config file: {effective['file']}" + ("" if effective["file_exists"] else " (absent: defaults apply)"),
+             f"primary:     {effective['primary']} ({effective['primary_reason']})",
+             "routes:      " + (", ".join(f"{route['pattern']} -> {route['store']}" for route in effective["routes"])
+                                or "none"),
+             "read order:  " + " -> ".join(effective["read"]),
+             "environment: " + (", ".join(effective["environment_variables"]) or "no credential variables set")]
+    return "\n".join(lines)
+
+
+# -- credbridge doctor ----------------------------------------------------------------------------
+
+def examine(env: Mapping[str, str], registry: str) -> Report:
+    checks = [_router_check(env)]
+    checks += _tool_checks(env, registry)
+    checks += [_keyring_check(env), _cryptfile_check(env)]
+    checks += _plaintext_checks(env) + _permission_checks(env) + _shadow_checks(env)
+    return Report(registry, [check for check in checks if check is not None])
+
+
+def _router_check(env: Mapping[str, str]) -> Check:
+    try:
+        effective = effective_config(env)
+    except HelperError as error:
+        return Check("router", "fail", str(error), f"edit {config.config_path(env)}")
+    return Check("router", "ok", f"writes to {effective['primary']} ({effective['primary_reason']}); "
+                                 f"reads {' -> '.join(effective['read'])}")
+
+
+def _tool_checks(env: Mapping[str, str], registry: str) -> list[Check]:
+    checks = []
+    if _on_path("docker", env):
+        path = dockerconfig.docker_config_path(env)
+        checks.append(_docker_format_check("docker", path, registry, env))
+    for tool in CONTAINERS_TOOLS:
+        if _on_path(tool, env):
+            helpers, source = registriesconf.effective_helpers(env)
+            named = [name for name in helpers if name != registriesconf.AUTH_FILES]
+            checks.append(_helper_check(tool, named[0] if named else None, f"credential-helpers in {source}", env))
+    for flavour in (APPTAINER, SINGULARITY):
+        if _on_path(flavour.name, env):
+            path = os.path.join(config_dir(env, flavour), DOCKER_CONFIG_NAME)
+            if flavour is APPTAINER and not os.path.exists(path):
+                path = dockerconfig.docker_config_path(env)  # Apptainer's fallback
+            checks.append(_docker_format_check(flavour.name, path, registry, env))
+    return checks
+
+
+def _docker_format_check(tool: str, path: str, registry: str, env: Mapping[str, str]) -> Check:
+    try:
+        document = dockerconfig.load(path) or {}
+    except HelperError as error:
+        return Check(tool, "fail", str(error), f"fix or remove {path}")
+    helpers = document.get("credHelpers")
+    key = "credHelpers" if isinstance(helpers, dict) and registry in helpers else "credsStore"
+    return _helper_check(tool, dockerconfig.helper_for(document, registry), f"{key} in {path}", env)
+
+
+def _helper_check(tool: str, helper: Optional[str], why: str, env: Mapping[str, str]) -> Check:
+    if helper is None:
+        return Check(tool, "warn", f"{tool} keeps logins in plaintext files (no helper: {why.split(' in ', 1)[1]})",
+                     f"credbridge setup --tool {tool}")
+    program = f"docker-credential-{helper}"
+    if not _on_path(program, env):
+        return Check(tool, "fail", f"{tool} calls {program} ({why}), which is not on PATH",
+                     f"install it, or credbridge setup --tool {tool}")
+    return Check(tool, "ok", f"{tool} calls {program} ({why})")
+
+
+def _keyring_check(env: Mapping[str, str]) -> Optional[Check]:
+    if sys.platform != "linux" or env.get("CREDBRIDGE_KEYRING_BACKEND"):
+        return None
+    from credbridge.stores.secretservice import provider_reachable
+
+    if not provider_reachable(env):
+        return Check("keyring", "warn", "no Secret Service on the session bus: the router writes to cryptfile",
+                     "on a desktop, start gnome-keyring or KeePassXC; headless, run `credbridge unlock`")
+    try:
+        import secretstorage
+
+        with secretstorage.dbus_init() as connection:
+            locked = secretstorage.get_default_collection(connection).is_locked()
+    except Exception as error:  # any D-Bus failure is a finding, not a crash
+        return Check("keyring", "fail", f"the Secret Service runs but its default collection is unusable "
+                                        f"({type(error).__name__})", "open your keyring manager and create a default keyring")
+    if locked:
+        return Check("keyring", "warn", "the Secret Service runs; its default collection is locked",
+                     "unlock it in your desktop session (helpers will prompt)")
+    return Check("keyring", "ok", "the Secret Service runs and its default collection is unlocked")
+
+
+def _cryptfile_check(env: Mapping[str, str]) -> Optional[Check]:
+    from credbridge import keycache
+    from credbridge.stores.cryptfile import cryptfile_path
+
+    path = cryptfile_path(env)
+    if not os.path.exists(path):
+        return None
+    if keycache.load(env, path) is None and not env.get("CREDBRIDGE_PASSPHRASE_FILE"):
+        return Check("cryptfile", "warn", f"{path} is locked: helpers answer `cryptfile is locked`",
+                     "credbridge unlock")
+    return Check("cryptfile", "ok", f"{path} is unlocked for this session")
+
+
+def _plaintext_checks(env: Mapping[str, str]) -> list[Check]:
+    checks = []
+    for found in migrate.plaintext_files(env):
+        try:
+            document = dockerconfig.load(found.path) or {}
+        except HelperError:
+            continue  # reported by the tool's own check
+        logins = [key for key, entry in dockerconfig.auths(document).items()
+                  if dockerconfig.entry_credentials(key, entry) is not None]
+        if logins:
+            checks.append(Check("plaintext", "fail", f"{len(logins)} login(s) in plaintext in {found.path} "
+                                                     f"(read by {found.reader})", "credbridge migrate"))
+    return checks
+
+
+def _permission_checks(env: Mapping[str, str]) -> list[Check]:
+    from credbridge.stores.cryptfile import cryptfile_path
+
+    paths = [config.config_path(env), cryptfile_path(env), *(found.path for found in migrate.plaintext_files(env)),
+             *(os.path.join(config_dir(env, flavour), REMOTE_YAML_NAME) for flavour in (APPTAINER, SINGULARITY))]
+    checks = []
+    for path in dict.fromkeys(paths):
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            continue
+        if mode & 0o077:
+            checks.append(Check("permissions", "fail", f"{path} is mode {mode:04o}: other users may read it",
+                                f"chmod 600 {path}"))
+    return checks
+
+
+def _shadow_checks(env: Mapping[str, str]) -> list[Check]:
+    checks = []
+    for program in OUR_PROGRAMS:
+        found = _everywhere_on_path(program, env)
+        if len(found) > 1:
+            checks.append(Check("PATH", "warn", f"{program} is in {len(found)} places; tools run {found[0]}, "
+                                                f"not {', '.join(found[1:])}", "remove the copies you do not want"))
+    return checks
+
+
+def _on_path(program: str, env: Mapping[str, str]) -> bool:
+    return shutil.which(program, path=env.get("PATH", os.defpath)) is not None
+
+
+def _everywhere_on_path(program: str, env: Mapping[str, str]) -> list[str]:
+    found = []
+    for directory in dict.fromkeys(env.get("PATH", os.defpath).split(os.pathsep)):
+        candidate = os.path.join(directory or ".", program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            found.append(os.path.realpath(candidate))
+    return list(dict.fromkeys(found))
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+def use_colour(stream: TextIO, env: Mapping[str, str]) -> bool:
+    """Colours only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    return stream.isatty() and not env.get("NO_COLOR")
+
+
+def render_report(report: Report, as_json: bool, colour: bool) -> str:
+    if as_json:
+        return json.dumps({"healthy": report.healthy, "registry": report.registry,
+                           "checks": [check._asdict() for check in report.checks]}, indent=2)
+    lines = []
+    for check in report.checks:
+        mark, code = _MARKS[check.status]
+        shown = f"\033[{code}m{mark}\033[0m" if colour else mark
+        lines.append(f"{shown} {check.topic}: {check.summary}")
+        if check.fix:
+            lines.append(f"    fix: {check.fix}")
+    verdict = "all good" if report.healthy else "something needs fixing (see the lines marked ✘)"
+    lines.append(f"registry checked: {report.registry}; {verdict}")
+    return "\n".join(lines)

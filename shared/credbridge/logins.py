@@ -1,0 +1,63 @@
+"""credbridge login / logout / list: the router's logins, as a person manages them.
+
+Keys are spelled as docker login spells them (`https://index.docker.io/v1/`
+for Docker Hub, bare `host[:port]` otherwise), so docker, podman and
+Apptainer all find a login made here, and docker's own `logout` removes it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Mapping, Optional
+
+from credbridge import registrycheck, urls
+from credbridge.errors import CredentialsNotFound
+from credbridge.store import Credentials
+from credbridge.stores.router import Login, RouterStore
+
+DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+Say = Callable[[str], None]
+
+
+def server_key(registry: Optional[str]) -> str:
+    """docker login's key: Docker Hub's v1 URL, else the host[:port] without scheme or path."""
+    if not registry or urls.canonical(registry) == "docker.io":
+        return DOCKER_HUB_KEY
+    return urls.canonical(registry).partition("/")[0]
+
+
+def login(env: Mapping[str, str], registry: Optional[str], username: str, secret: str, verify: bool, say: Say) -> None:
+    router = RouterStore(env)
+    key = server_key(registry)
+    if verify:
+        registrycheck.verify(key, username, secret)
+    router.store(Credentials(key, username, secret))
+    say(f"Login Succeeded ({key} as {username}, kept in {router.writer_for(key)})")
+
+
+def logout(env: Mapping[str, str], registry: Optional[str], say: Say) -> None:
+    """Absent is fine, as with docker logout: say so and succeed."""
+    router = RouterStore(env)
+    key = server_key(registry)
+    try:
+        router.get(key)
+    except CredentialsNotFound:
+        say(f"Not logged in to {key}")
+        return
+    router.erase(key)
+    say(f"Removed the login for {key}")
+
+
+def list_logins(env: Mapping[str, str]) -> list[Login]:
+    return sorted(RouterStore(env).logins())
+
+
+def render_logins(logins: list[Login], as_json: bool) -> str:
+    if as_json:
+        return json.dumps([{"registry": login.server_url, "username": login.username, "store": login.store}
+                           for login in logins], indent=2)
+    if not logins:
+        return "no logins (log in with `credbridge login REGISTRY`, `docker login` or `podman login`)"
+    rows = [("REGISTRY", "USER", "STORE"), *logins]
+    widths = [max(len(row[column]) for row in rows) for column in range(2)]
+    return "\n".join(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}" for row in rows)

@@ -1,0 +1,95 @@
+"""Does the registry accept these credentials? The check docker and podman make before storing.
+
+The Docker Registry HTTP API v2 challenge: `GET /v2/` answers 401 with a
+WWW-Authenticate header; for `Basic` the same request is retried with the
+credentials, for `Bearer` the token service named in `realm` is asked for
+a token with them. HTTPS first; plain HTTP only for loopback hosts, which
+docker also treats as insecure registries by default.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import re
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Optional
+
+from credbridge.errors import HelperError
+from credbridge.routing import registry_host
+
+TIMEOUT_SECONDS = 15.0
+DOCKER_HUB_API = "registry-1.docker.io"
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+def verify(server_url: str, username: str, secret: str) -> None:
+    """Returns when the registry accepts the login; HelperError saying why not otherwise."""
+    host, port = registry_host(server_url)
+    authority = (DOCKER_HUB_API if host == "docker.io" and not port else host) + port
+    basic = "Basic " + base64.b64encode(f"{username}:{secret}".encode()).decode()
+    errors = []
+    for scheme in ("https", "http") if _is_loopback(host) else ("https",):
+        url = f"{scheme}://{authority}/v2/"
+        try:
+            challenge = _challenge(url)
+        except OSError as error:
+            errors.append(f"{url}: {_reason(error)}")
+            continue
+        if challenge is None:
+            return  # the registry asks for no credentials
+        _answer(url, challenge, basic, username, server_url)
+        return
+    raise HelperError(f"cannot reach the registry ({'; '.join(errors)})")
+
+
+def _challenge(url: str) -> Optional[str]:
+    """The WWW-Authenticate header of the 401, or None when /v2/ is open."""
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS, context=ssl.create_default_context()):
+            return None
+    except urllib.error.HTTPError as error:
+        if error.code == 401:
+            return error.headers.get("WWW-Authenticate", "")
+        raise HelperError(f"{url} answered {error.code} {error.reason}: is this a container registry?") from None
+
+
+def _answer(url: str, challenge: str, basic: str, username: str, server_url: str) -> None:
+    scheme, _, parameters = challenge.partition(" ")
+    if scheme.lower() == "basic":
+        target = urllib.request.Request(url, headers={"Authorization": basic})
+    elif scheme.lower() == "bearer":
+        params = dict(_CHALLENGE_PARAM.findall(parameters))
+        if "realm" not in params:
+            raise HelperError(f"{url} asks for a bearer token but names no token service (realm)")
+        query = {"account": username, **{key: params[key] for key in ("service", "scope") if key in params}}
+        target = urllib.request.Request(f"{params['realm']}?{urllib.parse.urlencode(query)}",
+                                        headers={"Authorization": basic})
+    else:
+        raise HelperError(f"{url} asks for {scheme or 'an unnamed'} authentication, which docker logins cannot answer")
+    try:
+        with urllib.request.urlopen(target, timeout=TIMEOUT_SECONDS, context=ssl.create_default_context()):
+            return
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise HelperError(f"the registry {server_url} refused the username or password") from None
+        raise HelperError(f"the registry's login check answered {error.code} {error.reason}") from None
+    except OSError as error:
+        raise HelperError(f"the registry's token service is out of reach: {_reason(error)}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _reason(error: OSError) -> str:
+    reason = getattr(error, "reason", None) or error.strerror or type(error).__name__
+    return str(getattr(reason, "strerror", None) or reason)
