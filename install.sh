@@ -81,7 +81,7 @@ if [ $# -eq 0 ]; then
 
     umask 077
     mkdir -p "$prefix" "$bindir"
-    rm -rf "$bundle"
+    if [ -d "$bundle" ]; then stop_agent; rm -rf "$bundle"; fi
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
     # pip builds a source tree in place: install from a copy, so setuptools'
     # build/ output never lands in the checkout (nor races another install).

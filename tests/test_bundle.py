@@ -149,3 +149,15 @@ def test_bundle_install_refuses_a_directory_that_is_no_bundle(tmp_path: Path) ->
     assert done.returncode == 1
     assert "is not a credbridge bundle: build one with build/build.sh" in done.stderr
     assert not (tmp_path / ".local").exists()
+
+
+def test_switching_between_venv_and_bundle_installs_replaces_the_other_kind(built_bundle: Path, tmp_path: Path) -> None:
+    prefix = tmp_path / ".local" / "share" / "credbridge"
+    launcher = tmp_path / ".local" / "bin" / "docker-credential-keyring"
+    installed(tmp_path, "--bundle", str(built_bundle))
+    installed(tmp_path)
+    assert not launcher.is_symlink() and launcher.read_text().startswith("#!")
+    assert sorted(path.name for path in prefix.iterdir()) == ["venv"]
+    installed(tmp_path, "--bundle", str(built_bundle))
+    assert launcher.resolve() == prefix / "bundle" / "docker-credential-keyring"
+    assert sorted(path.name for path in prefix.iterdir()) == ["bundle"]

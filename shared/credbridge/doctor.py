@@ -16,7 +16,7 @@ from typing import Any, Mapping, NamedTuple, Optional, TextIO
 
 from credbridge import config, dockerconfig, migrate, registriesconf, routing
 from credbridge.errors import HelperError
-from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, REMOTE_YAML_NAME, SINGULARITY, config_dir
+from credbridge.stores.apptainer import APPTAINER, REMOTE_YAML_NAME, SINGULARITY, ApptainerFilesStore, config_dir
 from credbridge.stores.environment import GLOBAL_PAIRS, PER_REGISTRY_PREFIX, SCOPE_VARIABLE
 
 OUR_PROGRAMS = ("docker-credential-credbridge", "docker-credential-keyring", "docker-credential-cryptfile",
@@ -104,9 +104,7 @@ def _tool_checks(env: Mapping[str, str], registry: str) -> list[Check]:
             checks.append(_helper_check(tool, named[0] if named else None, f"credential-helpers in {source}", env))
     for flavour in (APPTAINER, SINGULARITY):
         if _on_path(flavour.name, env):
-            path = os.path.join(config_dir(env, flavour), DOCKER_CONFIG_NAME)
-            if flavour is APPTAINER and not os.path.exists(path):
-                path = dockerconfig.docker_config_path(env)  # Apptainer's fallback
+            path = ApptainerFilesStore(env, flavour).readable_authfile()  # Apptainer may read docker's instead
             checks.append(_docker_format_check(flavour.name, path, registry, env))
     return checks
 

@@ -170,7 +170,7 @@ def _plan(tool: str, env: Mapping[str, str], helper: str, say: Say) -> Optional[
         say(f"{tool}: docker-credential-{helper} is {tool}'s own files: nothing to point at it")
         return None
     # The file the program reads: its own, else (Apptainer >= 1.4) docker's config.json.
-    return DockerConfigKey(ApptainerFilesStore(env, flavour)._readable_authfile()), helper
+    return DockerConfigKey(ApptainerFilesStore(env, flavour).readable_authfile()), helper
 
 
 def _installed_flavour(tool: str, env: Mapping[str, str]) -> tuple[Flavour, Optional[tuple[int, int]]]:

@@ -124,7 +124,7 @@ class ApptainerFilesStore:
 
     # -- the authfile ----------------------------------------------------------
 
-    def _readable_authfile(self) -> str:
+    def readable_authfile(self) -> str:
         """The file the program reads: its own, else (Apptainer) docker's."""
         if self._fallback_authfile and atomicfile.inspect(self.authfile) is None:
             debuglog.log("authfile", file=self._fallback_authfile, why=f"{self.authfile} does not exist")
@@ -139,7 +139,7 @@ class ApptainerFilesStore:
         return None if name is None else HelperProgram.unless_looping(name, self._env, self._flavour.name)
 
     def _get_from_authfile(self, server_url: str) -> Optional[Credentials]:
-        config = dockerconfig.load(self._readable_authfile()) or {}
+        config = dockerconfig.load(self.readable_authfile()) or {}
         helper = self._helper(config, server_url)
         if helper is not None:
             return helper.get(server_url)
@@ -150,7 +150,7 @@ class ApptainerFilesStore:
 
     def _list_authfile(self) -> dict[str, str]:
         """docker/cli's GetAllCredentials: the file's entries, credsStore's list, each credHelpers registry."""
-        config = dockerconfig.load(self._readable_authfile()) or {}
+        config = dockerconfig.load(self.readable_authfile()) or {}
         listed: dict[str, str] = {}
         for key, entry in dockerconfig.auths(config).items():
             found = dockerconfig.entry_credentials(key, entry)

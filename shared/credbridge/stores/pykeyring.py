@@ -167,13 +167,16 @@ class PyKeyringStore:
         return {} if value is None else self._decoded(value, INDEX_SERVICE)
 
     def _read(self, service: str) -> Optional[str]:
-        """The record's value, None if there is none; re-reads the head if a rewrite removed its parts meanwhile."""
+        """The record's value, None if there is none; read again when a concurrent rewrite removed
+        its head or parts meanwhile (readers take no lock)."""
         for _ in range(READ_ATTEMPTS):
-            head = self._head(service)
-            if head is None:
-                return None
-            parts = [self._call(self._backend.get_password, _part_service(service, head[0], number), ACCOUNT)
-                     for number in range(head[1])]
+            try:
+                head = self._head(service)
+                if head is None:
+                    return None
+                parts = [self._get(_part_service(service, head[0], number)) for number in range(head[1])]
+            except _Vanished:
+                continue
             if None not in parts:
                 return "".join(parts)
         raise HelperError(f"the keyring entry {service} has lost parts of its value: "
@@ -210,7 +213,7 @@ class PyKeyringStore:
 
     def _head(self, service: str) -> Optional[tuple[str, int]]:
         """(generation, part count) of the record at `service`, None if absent."""
-        head = self._call(self._backend.get_password, service, ACCOUNT)
+        head = self._get(service)
         if head is None:
             return None
         tag, _, rest = head.partition(" ")
@@ -229,13 +232,25 @@ class PyKeyringStore:
 
     # -- the backend and the lock --------------------------------------------
 
+    def _get(self, service: str) -> Optional[str]:
+        """One value, None if absent; _Vanished if it was deleted between the backend's search and read."""
+        def read() -> Optional[str]:
+            try:
+                return self._backend.get_password(service, ACCOUNT)
+            except Exception as error:
+                if _deleted_meanwhile(error):
+                    raise _Vanished() from None
+                raise
+
+        return self._call(read)
+
     def _call(self, operation: Callable[..., T], *args: str) -> T:
         """One backend call; its failures become one line (python-keyring's own messages hold no secret)."""
         from keyring.errors import KeyringError, KeyringLocked, PasswordDeleteError
 
         try:
             return operation(*args)
-        except PasswordDeleteError:
+        except (PasswordDeleteError, _Vanished):
             raise
         except KeyringLocked:
             raise HelperError(f"the keyring ({self._label}) is locked: unlock it and try again") from None
@@ -255,6 +270,20 @@ class PyKeyringStore:
 
             with atomicfile.exclusive(self._lock_path):
                 yield
+
+
+class _Vanished(Exception):
+    """An item deleted by a concurrent writer while a reader fetched it."""
+
+
+def _deleted_meanwhile(error: Exception) -> bool:
+    """secretstorage's ItemNotFoundException, raised when python-keyring's SecretService backend found an
+    item by search and it was gone by the time it asked for the secret."""
+    if "secretstorage" not in sys.modules:
+        return False
+    from secretstorage.exceptions import ItemNotFoundException
+
+    return isinstance(error, ItemNotFoundException)
 
 
 def _part_service(service: str, generation: str, number: int) -> str:
