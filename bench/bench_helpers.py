@@ -639,7 +639,7 @@ class Bench:
         for count in counts:
             self.fill(count)
             if self.options.pattern != "build" and count in self.options.entries:
-                self.report_calls(count, self.run_calls(count, references=count == counts[0] and not self.options.no_floor))
+                self.report_calls(count, self.run_calls(count, references=count == self.options.entries[0] and not self.options.no_floor))
             if self.options.pattern != "calls" and count == self.options.registries:
                 self.report_build(self.run_build())
         for line in self.verdicts:

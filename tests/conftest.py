@@ -120,6 +120,27 @@ def running_agent(installation: Installation, private_keyring: keyring_session.P
         yield pid
 
 
+@contextmanager
+def fresh_agent_runtime(installation: Installation, private_keyring: keyring_session.PrivateKeyring,
+                        tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The private keyring's environment with a runtime dir no agent has used; its agent killed after
+    (by the pid it wrote into its lock file: the venv's and the bundle's agent alike)."""
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {**with_helpers_on_path(installation, private_keyring.env), "XDG_RUNTIME_DIR": str(runtime)}
+    keyring_session.delete_all_docker_items(env)
+    try:
+        yield env
+    finally:
+        for lock in (runtime / "credbridge").glob("agent-*.lock"):
+            pid = lock.read_text().strip()
+            if pid.isdigit():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
 def with_helpers_on_path(installation: Installation, env: dict[str, str]) -> dict[str, str]:
     return {**env, "PATH": f"{installation.bindir}:{env['PATH']}"}
 

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.conftest import Installation, with_helpers_on_path
+from tests.conftest import Installation, fresh_agent_runtime
 from tests.support import keyring_session
 from tests.support.process import Result, run
 
@@ -43,14 +43,10 @@ def wait_for(condition: Callable[[], object], seconds: float = 20) -> None:
 @pytest.fixture
 def fresh_runtime(installation: Installation, private_keyring: keyring_session.PrivateKeyring,
                   tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The private keyring's environment with a runtime dir no agent has used; agents killed after."""
-    runtime = tmp_path / "run"
-    runtime.mkdir(mode=0o700)
-    env = {**with_helpers_on_path(installation, private_keyring.env), "XDG_RUNTIME_DIR": str(runtime)}
-    keyring_session.delete_all_docker_items(env)
-    yield env
-    for pid in agents_of(runtime):
-        os.kill(pid, signal.SIGKILL)
+    with fresh_agent_runtime(installation, private_keyring, tmp_path) as env:
+        yield env
+        for pid in agents_of(Path(env["XDG_RUNTIME_DIR"])):  # also one that lost the race for the lock
+            os.kill(pid, signal.SIGKILL)
 
 
 def keyring(installation: Installation, env: dict[str, str], action: str, stdin: str = "") -> Result:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 import tomllib
@@ -19,7 +18,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import REPO, Installation, install_env, installed, with_helpers_on_path
+from tests.conftest import REPO, Installation, fresh_agent_runtime, install_env, installed
 from tests.support import keyring_session
 from tests.support.process import Result, run
 
@@ -36,19 +35,9 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture
 def fresh_runtime(bundle_installation: Installation, private_keyring: keyring_session.PrivateKeyring,
                   tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The private keyring with the bundle on PATH and a runtime dir no agent has used; its agent killed after."""
-    runtime = tmp_path / "run"
-    runtime.mkdir(mode=0o700)
-    env = {**with_helpers_on_path(bundle_installation, private_keyring.env), "XDG_RUNTIME_DIR": str(runtime)}
-    keyring_session.delete_all_docker_items(env)
-    yield env
-    for lock in (runtime / "credbridge").glob("agent-*.lock"):
-        pid = lock.read_text().strip()
-        if pid.isdigit():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    """The private keyring with the bundle on PATH and a runtime dir no agent has used."""
+    with fresh_agent_runtime(bundle_installation, private_keyring, tmp_path) as env:
+        yield env
 
 
 def keyring(installation: Installation, env: dict[str, str], action: str, stdin: str = "") -> Result:

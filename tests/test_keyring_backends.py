@@ -26,7 +26,7 @@ from hypothesis import given, strategies as st
 
 from credbridge.stores.pykeyring import split, utf16_size
 from tests.conftest import (GO_SECRETSERVICE, PYTHON_KEYRING_APPLICATION, PYTHON_KEYRING_SECRET_SERVICE, Helper,
-                            Installation, python_keyring_env)
+                            Installation, agent_serving, python_keyring_env)
 from tests.support import keyring_session
 
 WINDOWS_BLOB_LIMIT = 2560
@@ -136,6 +136,22 @@ def test_a_helper_without_the_posix_module_serves_every_action_in_process(reques
     assert helper.get("registry.example.com").stdout == b"credentials not found in native keychain\n"
     assert not (runtime / "credbridge").exists(), "no agent is looked for or started without posix"
 
+
+def test_an_agent_started_without_the_callers_bus_serves_python_keyring_on_the_callers_bus(
+        request: pytest.FixtureRequest, installation: Installation, tmp_path: Path) -> None:
+    """A helper starts the agent with PATH, HOME and XDG_RUNTIME_DIR only; python-keyring's backends find
+    the session bus in the process environment, so the agent must lend them each caller's."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env = {**python_keyring_env(WINDOWS_BLOB_LIMIT)(request, "agent"), "XDG_RUNTIME_DIR": str(runtime)}
+    agent_env = {name: env[name] for name in ("PATH", "HOME", "XDG_RUNTIME_DIR")}
+    with agent_serving(installation, agent_env):
+        helper = Helper(installation.executable("docker-credential-keyring"), env)
+        stored = helper.store("registry.example.com", "alice", "s3cret")
+        assert (stored.returncode, stored.stdout) == (0, b""), stored.text
+        assert json.loads(helper.get("registry.example.com").stdout)["Secret"] == "s3cret"
+        assert helper.erase("registry.example.com").returncode == 0
+
 # -- choosing the backend --------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -219,10 +235,10 @@ def kwalletd(env: dict[str, str], home: Path, ready: Callable[[], bool]) -> Iter
         os.close(key_write)
         with socket.socket(socket.AF_UNIX) as session:
             session.connect(str(environment_socket))
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not ready():
             assert daemon.poll() is None, (home / "kwalletd5.log").read_text(errors="replace")
-            assert time.monotonic() < deadline, "kwalletd5 did not get ready within 20 s"
+            assert time.monotonic() < deadline, "kwalletd5 did not get ready within 60 s"
             time.sleep(0.1)
         yield
     finally:

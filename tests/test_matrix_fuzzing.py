@@ -16,7 +16,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.conftest import Helper
+from tests.conftest import Helper, Installation, across_installations
 from tests.support.matrix import (CANARY_SECRET, CANARY_SERVER, CANARY_USERNAME, EVERY_HELPER, assert_canary_intact,
                                   assert_clean_answer, build_helper, helper_id, secret_spellings, store_message,
                                   with_canary, with_env)
@@ -52,9 +52,11 @@ ANY_INPUT = st.one_of(
     st.integers(60000, 70000).map(lambda size: b"x" * size),
 )
 
+pytestmark = across_installations  # the venv install and the PyInstaller bundle alike
+
 
 @pytest.fixture(params=EVERY_HELPER, ids=helper_id)
-def helper(request: pytest.FixtureRequest) -> Helper:
+def helper(request: pytest.FixtureRequest, installation: Installation) -> Helper:
     """Every helper, served by the agent and in process, holding the canary credential."""
     return with_canary(build_helper(request, *request.param))
 

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from tests.conftest import Helper
+from tests.conftest import Helper, Installation, across_installations
 from tests.support.matrix import EVERY_HELPER, NOT_FOUND, build_helper, helper_id, stored
 
 STORED = {
@@ -58,9 +58,11 @@ DIFFERENT_REGISTRY = [
     "https://index.docker.io/v1/access-token", "hub.docker.com",
 ]
 
+pytestmark = across_installations  # the venv install and the PyInstaller bundle alike
+
 
 @pytest.fixture(params=EVERY_HELPER, ids=helper_id)
-def helper(request: pytest.FixtureRequest) -> Helper:
+def helper(request: pytest.FixtureRequest, installation: Installation) -> Helper:
     helper = build_helper(request, *request.param)
     for server, secret in STORED.items():
         stored(helper, server, "user-" + secret, secret)

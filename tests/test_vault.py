@@ -143,16 +143,25 @@ def test_a_sealed_vault_says_so(installation: Installation, vault: Helper, tmp_p
     one_error_line(result, "Vault is sealed at " + dev.address, "unseal")
 
 
+def home_logging_in(vault: Helper, tmp_path: Path, name: str, auth: str) -> Helper:
+    """Another machine whose config file's `vault:` section logs in with `auth` instead of a token file."""
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(Path(vault.env["CREDBRIDGE_CONFIG"]).read_text() + f"  auth: {auth}\n")
+    return other_home(vault, tmp_path, name, CREDBRIDGE_CONFIG=str(config))
+
+
+def assert_stores_and_gets(helper: Helper, server: str) -> None:
+    stored(helper, server, "robot", "s3cret")
+    assert json.loads(helper.get(server).stdout)["Secret"] == "s3cret"
+
+
 def test_an_approle_login_from_the_config_file_stores_and_gets(vault: Helper, tmp_path: Path,
                                                              vault_server: openbao.DevServer) -> None:
     secret_id_file = tmp_path / "secret-id"
     role_id = openbao.enable_approle(vault_server, "credbridge-rw", secret_id_file)
-    config = tmp_path / "approle.yaml"
-    config.write_text(Path(vault.env["CREDBRIDGE_CONFIG"]).read_text()
-                      + f"  auth: {{method: approle, role_id: {role_id}, secret_id_file: {secret_id_file}}}\n")
-    batch_job = other_home(vault, tmp_path, "batch-node", CREDBRIDGE_CONFIG=str(config))
-    stored(batch_job, "registry.hpc.example", "robot", "s3cret")
-    assert json.loads(batch_job.get("registry.hpc.example").stdout)["Secret"] == "s3cret"
+    batch_job = home_logging_in(vault, tmp_path, "batch-node",
+                                f"{{method: approle, role_id: {role_id}, secret_id_file: {secret_id_file}}}")
+    assert_stores_and_gets(batch_job, "registry.hpc.example")
     secret_id_file.write_text("wrong-secret-id\n")
     line = one_error_line(Helper(batch_job.path, {**batch_job.env, "CREDBRIDGE_NO_AGENT": "1"}).get("registry.hpc.example"),
                           "approle login at auth/approle was refused", "secret_id_file")
@@ -179,12 +188,8 @@ def test_a_jwt_login_with_a_ci_token_file_stores_and_gets(vault: Helper, tmp_pat
     jwt_file = tmp_path / "ci.jwt"
     jwt_file.touch(mode=0o600)
     jwt_file.write_text(signing_input + "." + b64(signature) + "\n")
-    config = tmp_path / "jwt.yaml"
-    config.write_text(Path(vault.env["CREDBRIDGE_CONFIG"]).read_text()
-                      + f"  auth: {{method: jwt, role: ci, jwt_file: {jwt_file}}}\n")
-    ci_job = other_home(vault, tmp_path, "ci-runner", CREDBRIDGE_CONFIG=str(config))
-    stored(ci_job, "registry.ci.example", "ci", "s3cret")
-    assert json.loads(ci_job.get("registry.ci.example").stdout)["Secret"] == "s3cret"
+    assert_stores_and_gets(home_logging_in(vault, tmp_path, "ci-runner", f"{{method: jwt, role: ci, jwt_file: {jwt_file}}}"),
+                           "registry.ci.example")
 
 
 def test_list_of_hundreds_of_registries_is_answered_from_the_index(vault: Helper, vault_server: openbao.DevServer) -> None:

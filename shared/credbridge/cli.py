@@ -16,6 +16,28 @@ import sys
 from credbridge import __version__, wire
 from credbridge.errors import HelperError
 
+#: Shown by `credbridge COMMAND --help`.
+EXAMPLES = {
+    "setup": "  credbridge setup                      (every tool found on PATH -> docker-credential-credbridge)\n"
+             "  credbridge setup --helper keyring --tool docker --dry-run\n"
+             "  credbridge setup --undo",
+    "login": "  credbridge login ghcr.io -u alice     (asks for the password)\n"
+             "  echo \"$TOKEN\" | credbridge login --password-stdin -u ci registry.example.com:5000",
+    "logout": "  credbridge logout ghcr.io\n  credbridge logout                     (Docker Hub)",
+    "list": "  credbridge list\n  credbridge list --json | jq -r '.[].registry'",
+    "config": "  credbridge config\n  credbridge config --json",
+    "doctor": "  credbridge doctor\n  credbridge doctor --registry ghcr.io --json",
+    "migrate": "  credbridge migrate --dry-run\n  credbridge migrate --to cryptfile --backup",
+    "unlock": "  credbridge unlock\n  credbridge unlock --timeout 3600 < ~/.config/credbridge/passphrase",
+    "passwd": "  credbridge passwd                     (old, then new passphrase twice)",
+    "lock": "  credbridge lock",
+    "authfile": "  credbridge authfile -o ~/auth.json ghcr.io     (0600; remove it when done)\n"
+                "  credbridge authfile --store keyring -o ~/auth.json",
+    "exec": "  credbridge exec -- singularity pull docker://ghcr.io/org/image\n"
+            "  credbridge exec --registry ghcr.io -- apptainer build out.sif def.def",
+    "agent": "  credbridge agent                      (helpers start it on demand)",
+    "stop-agent": "  credbridge stop-agent",
+}
 #: What `credbridge setup --tool` accepts (credbridge.setup.TOOLS; not imported: it would slow every command).
 SETUP_TOOLS = ("docker", "podman", "skopeo", "buildah", "apptainer", "singularity")
 
@@ -55,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_parser.add_argument("--undo", action="store_true", help="give back every file setup changed")
     setup_parser.add_argument("--dry-run", action="store_true", help="only say what would change")
     _add_router_commands(commands)
+    for name, examples in EXAMPLES.items():
+        commands.choices[name].epilog = "examples:\n" + examples
+        commands.choices[name].formatter_class = argparse.RawDescriptionHelpFormatter
     options = parser.parse_args(argv)
     if options.command == "exec":
         options.argv = options.argv[1:] if options.argv[:1] == ["--"] else options.argv
@@ -173,27 +198,20 @@ def setup(options: argparse.Namespace) -> int:
 
 
 def _add_router_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    def command(name: str, help_text: str, examples: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
-                                   epilog="examples:\n" + examples, formatter_class=argparse.RawDescriptionHelpFormatter)
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
 
-    login_parser = command("login", "log in to a registry through docker-credential-credbridge",
-                           "  credbridge login ghcr.io -u alice            (asks for the password)\n"
-                           "  echo \"$TOKEN\" | credbridge login --password-stdin -u ci registry.example.com:5000")
+    login_parser = command("login", "log in to a registry through docker-credential-credbridge")
     login_parser.add_argument("registry", nargs="?", metavar="REGISTRY", help="host[:port] (default: Docker Hub)")
     login_parser.add_argument("-u", "--username", help="the account (asked for on a terminal when left out)")
     login_parser.add_argument("--password-stdin", action="store_true", help="read the password or token from stdin")
     login_parser.add_argument("--no-verify", action="store_true",
                               help="store without asking the registry whether it accepts the login")
-    logout_parser = command("logout", "remove a registry's login from every store the router reads",
-                            "  credbridge logout ghcr.io\n  credbridge logout            (Docker Hub)")
+    logout_parser = command("logout", "remove a registry's login from every store the router reads")
     logout_parser.add_argument("registry", nargs="?", metavar="REGISTRY", help="host[:port] (default: Docker Hub)")
-    list_parser = command("list", "show every login the router finds: registry, user and the store holding it",
-                          "  credbridge list\n  credbridge list --json | jq -r '.[].registry'")
-    config_parser = command("config", "show the router's effective configuration and where each part comes from",
-                            "  credbridge config\n  credbridge config --json")
-    doctor_parser = command("doctor", "check that every tool finds the same logins, safely stored",
-                            "  credbridge doctor\n  credbridge doctor --registry ghcr.io --json")
+    list_parser = command("list", "show every login the router finds: registry, user and the store holding it")
+    config_parser = command("config", "show the router's effective configuration and where each part comes from")
+    doctor_parser = command("doctor", "check that every tool finds the same logins, safely stored")
     doctor_parser.add_argument("--registry", default="docker.io",
                                help="explain which helper each tool calls for this registry (default: docker.io)")
     for parser in (list_parser, config_parser, doctor_parser):

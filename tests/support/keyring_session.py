@@ -251,13 +251,16 @@ def delete_all_docker_items(env: Mapping[str, str]) -> None:
     """Remove every item with xdg:schema=io.docker.Credentials, then verify.
 
     The collection must be unlocked.  ``secret-tool clear`` exits 1 when
-    nothing matched, so success is judged by searching again afterwards.
+    nothing matched, so success is judged by searching again afterwards;
+    one clear may leave some of a few hundred items, so it is repeated.
     """
-    res = _run(["secret-tool", "clear", "xdg:schema", DOCKER_SCHEMA], env, check=False)
-    left = _run(["secret-tool", "search", "--all", "xdg:schema", DOCKER_SCHEMA], env, check=False)
-    if left.stdout.strip():
-        raise RuntimeError(f"docker items remain after secret-tool clear "
-                           f"(rc={res.returncode}, stderr={res.stderr.strip()!r}): {left.stdout}")
+    for _ in range(5):
+        res = _run(["secret-tool", "clear", "xdg:schema", DOCKER_SCHEMA], env, check=False)
+        left = _run(["secret-tool", "search", "--all", "xdg:schema", DOCKER_SCHEMA], env, check=False)
+        if not left.stdout.strip():
+            return
+    raise RuntimeError(f"docker items remain after secret-tool clear "
+                       f"(rc={res.returncode}, stderr={res.stderr.strip()!r}): {left.stdout[:500]}")
 
 
 def _dbus_send(env: Mapping[str, str], path: str, method: str, *args: str) -> subprocess.CompletedProcess:

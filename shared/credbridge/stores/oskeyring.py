@@ -45,8 +45,8 @@ def open_keyring(env: Mapping[str, str]) -> CredentialStore:
     from credbridge.stores import pykeyring
 
     chunk_bytes = _chunk_bytes(env, BLOB_LIMITS.get(spec))
-    return pykeyring.PyKeyringStore(pykeyring.load_backend(spec, label), label, chunk_bytes,
-                                    pykeyring.index_lock_path(env))
+    return pykeyring.PyKeyringStore(pykeyring.load_backend(spec, label, env), label, chunk_bytes,
+                                    pykeyring.index_lock_path(env), env)
 
 
 def _chunk_bytes(env: Mapping[str, str], blob_limit: Optional[int]) -> Optional[int]:

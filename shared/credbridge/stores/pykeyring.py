@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from importlib import import_module
@@ -75,7 +76,33 @@ def split(value: str, limit: Optional[int]) -> list[str]:
     return pieces
 
 
-def load_backend(spec: str, label: str) -> Any:
+#: What python-keyring's Linux backends read from the process environment (jeepney, dbus-python) rather
+#: than from an argument: the agent serves callers with different session buses, so each call runs with
+#: the caller's values, one call at a time.
+PROCESS_ENV_NAMES = ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR")
+_PROCESS_ENV_LOCK = threading.RLock()
+
+
+@contextmanager
+def callers_session(env: Mapping[str, str]) -> Iterator[None]:
+    with _PROCESS_ENV_LOCK:
+        saved = {name: os.environ.get(name) for name in PROCESS_ENV_NAMES}
+        try:
+            _set_environ({name: env.get(name) for name in PROCESS_ENV_NAMES})
+            yield
+        finally:
+            _set_environ(saved)
+
+
+def _set_environ(values: Mapping[str, Optional[str]]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def load_backend(spec: str, label: str, env: Mapping[str, str]) -> Any:
     """An instance of the python-keyring backend class `module:Class`, imported directly.
 
     Never keyring.get_keyring(): its entry-point scan and probing of every
@@ -93,7 +120,8 @@ def load_backend(spec: str, label: str) -> Any:
     if not (isinstance(backend_class, type) and issubclass(backend_class, KeyringBackend)):
         raise HelperError(f"{spec} is not a python-keyring backend class: check CREDBRIDGE_KEYRING_BACKEND")
     try:
-        priority = backend_class.priority
+        with callers_session(env):
+            priority = backend_class.priority
     except Exception as error:
         raise HelperError(f"the keyring ({label}) cannot be used here ({error}): "
                           "set CREDBRIDGE_KEYRING_BACKEND to a keyring this machine has") from None
@@ -115,7 +143,9 @@ def index_lock_path(env: Mapping[str, str]) -> str:
 class PyKeyringStore:
     """The four operations over a python-keyring backend, with an index and split values."""
 
-    def __init__(self, backend: Any, label: str, chunk_bytes: Optional[int], lock_path: str) -> None:
+    def __init__(self, backend: Any, label: str, chunk_bytes: Optional[int], lock_path: str,
+                 env: Mapping[str, str]) -> None:
+        self._env = env
         self._backend = backend
         self._label = label
         self._chunk_bytes = chunk_bytes
@@ -249,7 +279,8 @@ class PyKeyringStore:
         from keyring.errors import KeyringError, KeyringLocked, PasswordDeleteError
 
         try:
-            return operation(*args)
+            with callers_session(self._env):
+                return operation(*args)
         except (PasswordDeleteError, _Vanished):
             raise
         except KeyringLocked:

@@ -35,6 +35,12 @@ CREDS_LABEL = "Docker Credentials"
 SECRETS_BUS_NAME = "org.freedesktop.secrets"
 SERVICE = DBusAddress("/org/freedesktop/secrets", SECRETS_BUS_NAME, "org.freedesktop.Secret.Service")
 CALL_TIMEOUT_SECONDS = 10.0
+#: Requests awaiting a reply at once: dbus-daemon's built-in max_replies_per_connection is 128 (Debian's
+#: session bus raises it to 50000), and over the limit it answers with errors instead.
+PIPELINE_WINDOW = 64
+#: Error replies meaning "that item is gone": it was deleted between the search and the read.
+VANISHED_ERRORS = frozenset({"org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownMethod",
+                             "org.freedesktop.Secret.Error.NoSuchObject"})
 HEADLESS_FIX = "on a machine without a desktop session, start one with `dbus-run-session` and `gnome-keyring-daemon --unlock`"
 
 
@@ -219,9 +225,9 @@ class SecretServiceStore:
         paths = unlocked + locked
         replies = _pipelined(self._bus(), [_item_property(path, "Attributes") for path in paths])
         return {
-            path: dict(reply.body[0][1])
+            path: dict(self._checked(reply)[0][1])
             for path, reply in zip(paths, replies)
-            if reply.header.message_type != MessageType.error  # deleted meanwhile
+            if not _deleted_meanwhile(reply)
         }
 
     def _newest_login(self, paths: list[str]) -> tuple[str, str]:
@@ -283,19 +289,31 @@ def _open_secret(session: Any, secret: tuple) -> bytes:
 
 
 def _pipelined(connection: DBusConnection, messages: list[Any]) -> list[Any]:
-    """Send every message, then collect the replies in order."""
-    serials = []
-    for message in messages:
-        serial = next(connection.outgoing_serial)
-        connection.send(message, serial=serial)
-        serials.append(serial)
+    """Send the messages and collect the replies in order, at most PIPELINE_WINDOW awaiting at a time."""
+    serials: list[int] = []
     replies: dict[int, Any] = {}
-    while len(replies) < len(serials):
+
+    def receive_one() -> None:
         reply = connection.receive(timeout=CALL_TIMEOUT_SECONDS)
         reply_to = reply.header.fields.get(HeaderFields.reply_serial)
         if reply_to is not None:
             replies[reply_to] = reply
+
+    for message in messages:
+        while len(serials) - len(replies) >= PIPELINE_WINDOW:
+            receive_one()
+        serial = next(connection.outgoing_serial)
+        connection.send(message, serial=serial)
+        serials.append(serial)
+    while len(replies) < len(serials):
+        receive_one()
     return [replies[serial] for serial in serials]
+
+
+def _deleted_meanwhile(reply: Any) -> bool:
+    """An error reply saying the item no longer exists (any other error is a real failure)."""
+    return (reply.header.message_type == MessageType.error
+            and reply.header.fields.get(HeaderFields.error_name) in VANISHED_ERRORS)
 
 
 def _session_bus_address(env: Mapping[str, str]) -> str:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional
 
-from credbridge import urls
+from credbridge import debuglog, urls
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.store import Credentials
 from credbridge.stores.vaultconn import Connection, Denied
@@ -132,6 +132,7 @@ class VaultStore:
         """The secret's entries and version; ({}, 0) when absent or deleted (0 is `cas` for "must not exist")."""
         from hvac.exceptions import InvalidPath
 
+        debuglog.log("vault read", path=self._data_path(key))
         try:
             answer = self._vault.call(lambda client: client.secrets.kv.v2.read_secret_version(
                 key, mount_point=self._mount, raise_on_deleted_version=False), self._data_path(key), ("read",))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
+from credbridge import debuglog
 from credbridge.errors import HelperError
 from credbridge.stores import vaultsettings
 
@@ -155,7 +156,9 @@ class Connection:
             transient = settling = False
             for address in self.settings.addresses:
                 try:
-                    return operation(self._client(address, token))
+                    answer = operation(self._client(address, token))
+                    debuglog.log("vault answered", address=address, after_failures=failures)
+                    return answer
                 except requests.exceptions.RequestException as error:
                     failures.append(f"{address} ({_network_reason(error)})")
                 except VaultDown as error:
