@@ -50,6 +50,9 @@ from tests.support.keyring_session import SECRETSERVICE_HELPER, PrivateKeyring, 
 
 ACTIONS = ("get", "list", "store", "erase")
 TIME = "/usr/bin/time"  # GNU time (apt install time): peak memory of one process
+PASS_HELPER = "/usr/bin/docker-credential-pass"  # Go's pass helper: the other reference, for file-backed stores
+#: docker-credential-pass refuses to work until this entry exists in the password store.
+PASS_INITIALIZED_CHECK = "docker-credential-helpers/docker-pass-initialized-check"
 CALL_TIMEOUT_SECONDS = 60.0
 AGENT_START_TIMEOUT_SECONDS = 20.0
 
@@ -134,7 +137,7 @@ class Contender:
     def label(self) -> str:
         if self.reference:
             return self.name
-        return "Go secretservice" if self.name == "go" else f"{self.store}, {self.name}"
+        return {"go": "Go secretservice", "pass": "Go pass"}.get(self.name, f"{self.store}, {self.name}")
 
 
 @dataclass
@@ -280,6 +283,7 @@ class Bench:
         self.installations: list[Installation] = []
         self.setups = [STORE_SETUPS[name]() for name in options.stores]
         self.env: dict[str, str] = {}  # the private keyring's session: Go's environment
+        self.pass_env: Optional[dict[str, str]] = None  # a private GnuPG home and password store, with --modes pass
         self.stored: dict[str, dict[str, str]] = {}  # ServerURL -> credentials, in every store
         self.lines: list[str] = []  # what is printed, kept for --output
         self.verdicts: list[str] = []
@@ -344,6 +348,30 @@ class Bench:
         self.keyring = start_private_keyring(self.root / "kr")
         self.env = dict(self.keyring.env)
 
+    def start_pass(self) -> None:
+        """A private GnuPG key without passphrase and a password store, as `pass init` users have."""
+        for program in (PASS_HELPER, "/usr/bin/pass", "/usr/bin/gpg"):
+            if not os.access(program, os.X_OK):
+                raise RuntimeError(f"{program} missing: apt install pass gnupg golang-docker-credential-helpers")
+        gnupg = self.root / "gnupg"
+        gnupg.mkdir(mode=0o700)
+        env = {**self.env, "GNUPGHOME": str(gnupg), "PASSWORD_STORE_DIR": str(self.root / "password-store")}
+
+        def run(*argv: str, stdin: bytes = b"") -> str:
+            done = subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=120)
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(argv[:3])} failed: {done.stderr.decode(errors='replace')[:300]}")
+            return done.stdout.decode()
+
+        self.note("creating a GnuPG key and a password store for docker-credential-pass")
+        run("gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
+            "credbridge bench <bench@credbridge.invalid>", "default", "default", "never")
+        fingerprint = next(line.split(":")[9] for line in run("gpg", "--list-keys", "--with-colons").splitlines()
+                           if line.startswith("fpr:"))
+        run("pass", "init", fingerprint)
+        run("pass", "insert", "--echo", PASS_INITIALIZED_CHECK, stdin=b"pass is initialized\n")
+        self.pass_env = env
+
     def ours_env(self, installation: Installation, setup: StoreSetup) -> dict[str, str]:
         base = {**self.env, "PATH": f"{installation.bindir}:{self.env['PATH']}", "XDG_RUNTIME_DIR": str(installation.runtime)}
         return setup.env(self, base)
@@ -383,8 +411,10 @@ class Bench:
                 server = "https://index.docker.io/v1/"
             new[server] = {"ServerURL": server, "Username": f"user{index:04d}", "Secret": f"secret-{index:04d}-{os.urandom(8).hex()}"}
         self.note(f"storing {len(new)} more entries (to {count}) in Go's keyring and in {', '.join(s.name for s in self.setups)}")
-        writers = [[SECRETSERVICE_HELPER, "store"], self.env]
-        targets = [writers] + [[[str(self.installations[0].bindir / f"docker-credential-{setup.name}"), "store"],
+        references = [[[SECRETSERVICE_HELPER, "store"], self.env]]
+        if self.pass_env is not None:
+            references.append([[PASS_HELPER, "store"], self.pass_env])
+        targets = references + [[[str(self.installations[0].bindir / f"docker-credential-{setup.name}"), "store"],
                                 self.ours_env(self.installations[0], setup)]
                                for setup in self.setups if not setup.filled_by_go]
         for credentials in new.values():
@@ -397,6 +427,8 @@ class Bench:
     def contenders(self, modes: list[str], references: bool) -> list[Contender]:
         """Go once, and every store through every installation in each of `modes` (agent, direct)."""
         chosen = [Contender("go", [SECRETSERVICE_HELPER], self.env)] if "go" in modes else []
+        if "pass" in modes and self.pass_env is not None:
+            chosen.append(Contender("pass", [PASS_HELPER], self.pass_env))
         for installation in self.installations:
             for setup in self.setups:
                 ours = [str(installation.bindir / f"docker-credential-{setup.name}")]
@@ -492,7 +524,7 @@ class Bench:
                 store, _, contender = label.partition(", ")
                 ratio = memory = limit = verdict = ""
                 rss = f"{statistics.median(samples.rss) / 1024:.1f}" if samples.rss else ""
-                if go is not None and label != "Go secretservice":
+                if go is not None and ", " in label:  # one of ours (Go pass is shown, not judged)
                     value = median_ms(samples.wall) / median_ms(go.wall)
                     ratio = f"{value:.2f}"
                     memory_value = statistics.median(samples.rss) / statistics.median(go.rss) if samples.rss else 0.0
@@ -572,6 +604,8 @@ class Bench:
         if self.keyring is not None:
             self.keyring.stop()
             self.keyring = None
+        if self.pass_env is not None:
+            subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=self.pass_env, capture_output=True, timeout=30)
         for setup in self.setups:
             setup.stop()
         leftovers = self.sweep()
@@ -633,6 +667,8 @@ class Bench:
     def run(self) -> None:
         self.install()
         self.start_keyring()
+        if "pass" in self.options.modes:
+            self.start_pass()
         self.header()
         self.start_agents()
         counts = sorted(set(self.options.entries) | ({self.options.registries} if self.options.pattern != "calls" else set()))
@@ -660,7 +696,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--actions", default=",".join(ACTIONS), help=f"single calls to time (default {','.join(ACTIONS)})")
     parser.add_argument("--repeat", type=int, default=11, help="timed repetitions of single calls (default 11)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first; they also check every answer (default 2)")
-    parser.add_argument("--modes", default="go,agent,direct", help="contenders for single calls (default go,agent,direct)")
+    parser.add_argument("--modes", default="go,agent,direct",
+                        help="contenders for single calls (default go,agent,direct; pass adds Go's docker-credential-pass)")
     parser.add_argument("--no-floor", action="store_true", help="leave out the reference rows (bare interpreter, /bin/true)")
     parser.add_argument("--registries", type=int, default=50, help="entries for the build pattern (default 50)")
     parser.add_argument("--build-repeat", type=int, default=5, help="timed rounds of the build pattern (default 5)")
@@ -672,7 +709,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--output", metavar="FILE", help="also write the printed report to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs) after the run")
     options = parser.parse_args(argv)
-    choices = {"stores": set(STORE_SETUPS), "actions": set(ACTIONS), "modes": {"go", "agent", "direct"},
+    choices = {"stores": set(STORE_SETUPS), "actions": set(ACTIONS), "modes": {"go", "pass", "agent", "direct"},
                "build_modes": {"go", "agent", "direct"}}
     for name, allowed in choices.items():
         chosen = [item.strip() for item in getattr(options, name).split(",") if item.strip()]
