@@ -216,3 +216,15 @@ def test_doctor_colours_only_a_terminal_and_honours_no_color(installation: Insta
     assert b"\x1b[32m" in on_a_terminal({})
     assert b"\x1b[" not in on_a_terminal({"NO_COLOR": "1"})
     assert b"\x1b[" not in doctor(installation, env).stdout
+
+
+def test_doctor_on_a_headless_machine_says_to_create_the_cryptfile_first(installation: Installation,
+                                                                        env: dict[str, str], tmp_path: Path) -> None:
+    headless = {name: value for name, value in env.items() if name != "DBUS_SESSION_BUS_ADDRESS"}
+    headless["CREDBRIDGE_CRYPTFILE"] = str(tmp_path / "not-yet" / "credentials.cbf")
+    result = doctor(installation, headless)
+    assert result.returncode == 0, result.text
+    assert "✔ router: writes to cryptfile (default: no Secret Service on the session bus" in result.text
+    assert "does not exist yet: logins through the router will fail until it is created" in result.text
+    assert "    fix: credbridge unlock" in result.text
+    assert result.text.rstrip().endswith("warning(s) marked !")

@@ -53,7 +53,7 @@ def effective_config(env: Mapping[str, str]) -> dict[str, Any]:
     if primary is None:
         primary = default_primary(env)
         reason = ("default: a Secret Service runs on the session bus" if primary == "keyring"
-                  else "default: no Secret Service on the session bus (headless)")
+                  else "default: no Secret Service on the session bus, as on a headless machine")
     variables = sorted(name for name in env if name.startswith(PER_REGISTRY_PREFIX) or name == SCOPE_VARIABLE
                        or any(name in pair for pair in GLOBAL_PAIRS))
     return {"file": path, "file_exists": os.path.exists(path), "primary": primary, "primary_reason": reason,
@@ -76,20 +76,22 @@ def render_config(effective: dict[str, Any], as_json: bool) -> str:
 # -- credbridge doctor ----------------------------------------------------------------------------
 
 def examine(env: Mapping[str, str], registry: str) -> Report:
-    checks = [_router_check(env)]
+    router, effective = _router_check(env)
+    writes_to = {effective["primary"], *(route["store"] for route in effective["routes"])} if effective else set()
+    checks = [router]
     checks += _tool_checks(env, registry)
-    checks += [_keyring_check(env), _cryptfile_check(env)]
+    checks += [_keyring_check(env), _cryptfile_check(env, in_use="cryptfile" in writes_to)]
     checks += _plaintext_checks(env) + _permission_checks(env) + _shadow_checks(env)
     return Report(registry, [check for check in checks if check is not None])
 
 
-def _router_check(env: Mapping[str, str]) -> Check:
+def _router_check(env: Mapping[str, str]) -> tuple[Check, Optional[dict[str, Any]]]:
     try:
         effective = effective_config(env)
     except HelperError as error:
-        return Check("router", "fail", str(error), f"edit {config.config_path(env)}")
+        return Check("router", "fail", str(error), f"edit {config.config_path(env)}"), None
     return Check("router", "ok", f"writes to {effective['primary']} ({effective['primary_reason']}); "
-                                 f"reads {' -> '.join(effective['read'])}")
+                                 f"reads {' -> '.join(effective['read'])}"), effective
 
 
 def _tool_checks(env: Mapping[str, str], registry: str) -> list[Check]:
@@ -121,7 +123,7 @@ def _docker_format_check(tool: str, path: str, registry: str, env: Mapping[str, 
 
 def _helper_check(tool: str, helper: Optional[str], why: str, env: Mapping[str, str]) -> Check:
     if helper is None:
-        return Check(tool, "warn", f"{tool} keeps logins in plaintext files (no helper: {why.split(' in ', 1)[1]})",
+        return Check(tool, "warn", f"{tool} keeps logins in plaintext files: no helper is set ({why.split(' in ', 1)[1]})",
                      f"credbridge setup --tool {tool}")
     program = f"docker-credential-{helper}"
     if not _on_path(program, env):
@@ -152,16 +154,20 @@ def _keyring_check(env: Mapping[str, str]) -> Optional[Check]:
     return Check("keyring", "ok", "the Secret Service runs and its default collection is unlocked")
 
 
-def _cryptfile_check(env: Mapping[str, str]) -> Optional[Check]:
+def _cryptfile_check(env: Mapping[str, str], in_use: bool) -> Optional[Check]:
+    """`in_use`: the router writes there, so a locked file means logins fail."""
     from credbridge import keycache
     from credbridge.stores.cryptfile import cryptfile_path
 
     path = cryptfile_path(env)
     if not os.path.exists(path):
-        return None
+        if not in_use:
+            return None
+        return Check("cryptfile", "warn", f"{path} does not exist yet: logins through the router will fail until "
+                                          "it is created", "credbridge unlock  (asks for a new passphrase)")
     if keycache.load(env, path) is None and not env.get("CREDBRIDGE_PASSPHRASE_FILE"):
-        return Check("cryptfile", "warn", f"{path} is locked: helpers answer `cryptfile is locked`",
-                     "credbridge unlock")
+        return Check("cryptfile", "fail" if in_use else "warn",
+                     f"{path} is locked: helpers answer `cryptfile is locked`", "credbridge unlock")
     return Check("cryptfile", "ok", f"{path} is unlocked for this session")
 
 
@@ -238,6 +244,10 @@ def render_report(report: Report, as_json: bool, colour: bool) -> str:
         lines.append(f"{shown} {check.topic}: {check.summary}")
         if check.fix:
             lines.append(f"    fix: {check.fix}")
-    verdict = "all good" if report.healthy else "something needs fixing (see the lines marked ✘)"
+    warnings = sum(check.status == "warn" for check in report.checks)
+    if not report.healthy:
+        verdict = "something needs fixing: see the lines marked ✘"
+    else:
+        verdict = f"nothing failing, {warnings} warning(s) marked !" if warnings else "all good"
     lines.append(f"registry checked: {report.registry}; {verdict}")
     return "\n".join(lines)
