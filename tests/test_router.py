@@ -82,6 +82,17 @@ def test_a_route_sends_its_registries_to_its_store_and_the_rest_to_the_primary(i
     assert secret_of(router.get("ghcr.io").stdout) == "primary"
 
 
+def test_an_edited_config_takes_effect_at_the_next_call(installation: Installation, env: dict[str, str]) -> None:
+    """The agent keeps one router per caller environment for as long as it runs."""
+    configured(env, "primary: cryptfile\n")
+    router = helper(installation, env)
+    stored_ok(router, "first.example", "alice", "1")
+    configured(env, "primary: keyring\n")
+    stored_ok(router, "second.example", "bob", "2")
+    assert json.loads(helper(installation, env, "cryptfile").list().stdout) == {"first.example": "alice"}
+    assert json.loads(helper(installation, env, "keyring").list().stdout) == {"second.example": "bob"}
+
+
 @pytest.mark.parametrize("server, store", [
     ("a.corp.example", "keyring"),
     ("a.b.corp.example", "keyring"),
