@@ -196,12 +196,17 @@ def test_the_command_line_offers_exactly_the_tools_setup_knows() -> None:
 
 # -- idempotence, dry run, undo --------------------------------------------------------------------
 
-def populated_home(env: dict[str, str]) -> None:
-    """A docker config with logins and unknown keys (0644), and a hand-written user registries.conf."""
+PLAINTEXT_LOGIN = "dXNlcjpzZWNyZXQ="  # base64 of user:secret
+
+
+def populated_home(env: dict[str, str], logins: bool = False) -> None:
+    """A docker config with unknown keys (0644), with or without a plaintext login, and a hand-written
+    user registries.conf."""
     home = home_of(env)
     config = home / ".docker" / "config.json"
     config.parent.mkdir(mode=0o700)
-    config.write_text('{"auths":{"old.example.com":{"auth":"dXNlcjpzZWNyZXQ="}},  "x-unknown": [1,2]}\n')
+    auths = f'{{"old.example.com":{{"auth":"{PLAINTEXT_LOGIN}"}}}}' if logins else '{"old.example.com":{}}'
+    config.write_text(f'{{"auths":{auths},  "x-unknown": [1,2]}}\n')
     config.chmod(0o644)
     registries = home / USER_REGISTRIES_CONF
     registries.parent.mkdir(parents=True)
@@ -249,6 +254,21 @@ def test_undo_gives_back_every_file_byte_for_byte_and_removes_what_setup_created
     assert "restored as it was before setup" in undone or "removed (setup created it)" in undone
     assert snapshot(home_of(home_env)) == before
     assert setup_ok(installation, home_env, "--undo") == "credbridge: setup has changed nothing here: nothing to undo\n"
+
+
+def test_a_file_holding_plaintext_logins_is_never_copied_and_undo_resets_only_its_key(
+        installation: Installation, home_env: dict[str, str]) -> None:
+    """A copy would outlive `credbridge migrate`: the secret would stay on disk in credbridge's own files."""
+    populated_home(home_env, logins=True)
+    config = home_of(home_env) / ".docker" / "config.json"
+    original = json.loads(config.read_text())
+    setup_ok(installation, home_env, "--helper", HELPER, "--tool", "docker")
+    copies = [path for path in home_of(home_env).rglob("*")
+              if path.is_file() and path != config and PLAINTEXT_LOGIN.encode() in path.read_bytes()]
+    assert copies == []
+    undone = setup_ok(installation, home_env, "--undo")
+    assert f"{config}: held plaintext logins, which setup does not copy, so only credsStore went back" in undone
+    assert json.loads(config.read_text()) == original and config.stat().st_mode & 0o777 == 0o644
 
 
 def test_undo_after_docker_changed_the_file_puts_back_only_creds_store(

@@ -48,6 +48,9 @@ class KeySetting(Protocol):
     def render(self, content: Optional[bytes], value: Any) -> bytes:
         """The file's new content with the key set to `value` (ABSENT: removed)."""
 
+    def holds_logins(self, content: Optional[bytes]) -> bool:
+        """Whether `content` holds plaintext logins: such a file is never copied into the journal."""
+
 
 class DockerConfigKey:
     """`credsStore` of a docker-format config file (docker, docker-py, Apptainer, SingularityCE)."""
@@ -69,6 +72,10 @@ class DockerConfigKey:
         else:
             document[self.key] = value  # in place when present: docker keeps the order of keys
         return dockerconfig.dumps(document)
+
+    def holds_logins(self, content: Optional[bytes]) -> bool:
+        return any(dockerconfig.entry_credentials(key, entry) is not None
+                   for key, entry in dockerconfig.auths(self._document(content)).items())
 
     def _document(self, content: Optional[bytes]) -> dockerconfig.Config:
         """`content` was just read from the file, so the file is what dockerconfig parses."""
@@ -93,6 +100,9 @@ class RegistriesConfKey:
         if self._target.is_main:
             registriesconf.check_format(text, self.path)
         return tomlkey.with_value(text, self.key, value, self.path).encode("utf-8")
+
+    def holds_logins(self, content: Optional[bytes]) -> bool:
+        return False  # registries.conf names helpers and registries, never secrets
 
     def _text(self, content: Optional[bytes]) -> str:
         data = self._target.start_from if content is None else content
@@ -211,7 +221,8 @@ def _apply(setting: KeySetting, value: Any, journal: Journal, dry_run: bool) -> 
             return f"already {setting.key} = {_shown(value)} in {setting.path}: unchanged"
         written = setting.render(content, value)
         mode = stat.S_IMODE(found[1].st_mode) if found else None
-        journal.record(setting.path, setting.format_name, content, mode, before, written, created)
+        kept = None if content is None or setting.holds_logins(content) else content
+        journal.record(setting.path, setting.format_name, content is not None, kept, mode, before, written, created)
         atomicfile.replace(setting.path, written)
         if mode is not None:
             os.chmod(setting.path, mode)
@@ -227,14 +238,16 @@ def _undo_file(entry: Entry, dry_run: bool) -> str:
         found = atomicfile.read(entry.path)
         if found is None:
             return f"{entry.path}: removed since setup, left so"
-        if digest(found[0]) != entry.written_digest:
+        if digest(found[0]) != entry.written_digest or (entry.existed and entry.original is None):
             setting = FORMATS[entry.file_format](entry.path)
             if not dry_run:
                 atomicfile.replace(entry.path, setting.render(found[0], entry.before))
                 os.chmod(entry.path, stat.S_IMODE(found[1].st_mode))
-            return (f"{entry.path}: changed since setup, so only {setting.key} "
+            why = "changed since setup" if digest(found[0]) != entry.written_digest else \
+                "held plaintext logins, which setup does not copy"
+            return (f"{entry.path}: {why}, so only {setting.key} "
                     f"{'would go' if dry_run else 'went'} back to {_shown(entry.before)}")
-        if entry.original is None:
+        if not entry.existed:
             if not dry_run:
                 os.unlink(entry.path)
             return f"{entry.path}: {'would be ' if dry_run else ''}removed (setup created it)"

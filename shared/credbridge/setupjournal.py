@@ -2,8 +2,9 @@
 
 The journal (`$XDG_DATA_HOME/credbridge/setup/journal.json`, 0600, in a
 0700 directory) holds, per file: a copy of its bytes from before
-credbridge's first edit (taken once: later runs keep the first copy), its
-mode, whether it existed, and a digest of what setup last wrote there,
+credbridge's first edit (taken once: later runs keep the first copy; never
+of a file holding plaintext logins, which would outlive their migration:
+undo then resets only the key), its mode, whether it existed, and a digest of what setup last wrote there,
 which tells undo whether anyone changed the file since. It also lists what
 setup created (directories, lock files, the journal's own directories), so
 that undo leaves a home as it found it. An entry is saved before its file
@@ -26,7 +27,8 @@ from credbridge.tomlkey import ABSENT
 class Entry(NamedTuple):
     path: str
     file_format: str  # which key format the file is in (see credbridge.setup.FORMATS)
-    original: Optional[bytes]  # None: setup created the file
+    existed: bool  # False: setup created the file
+    original: Optional[bytes]  # the bytes before setup; None when it created the file or they held logins
     mode: Optional[int]
     before: Any  # the key's value before setup (tomlkey.ABSENT: not set)
     written_digest: str
@@ -54,7 +56,7 @@ class Journal:
     def exists(self) -> bool:
         return atomicfile.inspect(self.path) is not None
 
-    def record(self, path: str, file_format: str, original: Optional[bytes], mode: Optional[int],
+    def record(self, path: str, file_format: str, existed: bool, original: Optional[bytes], mode: Optional[int],
                before: Any, written: bytes, created: list[str]) -> None:
         """Note that `written` replaces `path`; the first record of a path keeps its original for good."""
         newly_created = [item for item in (*missing_directories(self.path), self.path + ".lock") if not os.path.lexists(item)]
@@ -67,7 +69,7 @@ class Journal:
                 if original is not None:
                     backup = f"{len(files) + 1}-{os.path.basename(path)}.orig"
                     atomicfile.replace(os.path.join(self.directory, backup), original)
-                files[path] = {"format": file_format, "backup": backup, "mode": mode,
+                files[path] = {"format": file_format, "existed": existed, "backup": backup, "mode": mode,
                                "before": [] if before is ABSENT else [before]}
             files[path]["written"] = digest(written)
             atomicfile.replace(self.path, json.dumps(state, indent=1).encode())
@@ -85,7 +87,7 @@ class Journal:
                     raise HelperError(f"the backup of {path} is missing from {self.directory}: restore {path} by hand")
                 original = backup[0]
             before = item["before"][0] if item["before"] else ABSENT
-            found.append(Entry(path, item["format"], original, item["mode"], before, item["written"]))
+            found.append(Entry(path, item["format"], item["existed"], original, item["mode"], before, item["written"]))
         return found
 
     def forget(self) -> list[str]:
