@@ -132,7 +132,8 @@ class VaultStore:
         """The secret's entries and version; ({}, 0) when absent or deleted (0 is `cas` for "must not exist")."""
         from hvac.exceptions import InvalidPath
 
-        debuglog.log("vault read", path=self._data_path(key))
+        # Not the path itself: it spells the query out, userinfo (a password, in user:pw@host) included.
+        debuglog.log("vault read", mount=self._mount, prefix=self._prefix)
         try:
             answer = self._vault.call(lambda client: client.secrets.kv.v2.read_secret_version(
                 key, mount_point=self._mount, raise_on_deleted_version=False), self._data_path(key), ("read",))
