@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from typing import Any, Mapping, NamedTuple, Optional, TextIO
 
 from credbridge import config, dockerconfig, migrate, registriesconf, routing
@@ -133,8 +132,10 @@ def _helper_check(tool: str, helper: Optional[str], why: str, env: Mapping[str, 
 
 
 def _keyring_check(env: Mapping[str, str]) -> Optional[Check]:
-    if sys.platform != "linux" or env.get("CREDBRIDGE_KEYRING_BACKEND"):
-        return None
+    from credbridge.stores.oskeyring import backend_choice
+
+    if backend_choice(env) != "secretservice":
+        return None  # macOS / Windows / a python-keyring backend: nothing to probe on a bus
     from credbridge.stores.secretservice import provider_reachable
 
     if not provider_reachable(env):

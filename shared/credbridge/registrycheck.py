@@ -19,7 +19,7 @@ import urllib.request
 from typing import Optional
 
 from credbridge.errors import HelperError
-from credbridge.routing import registry_host
+from credbridge.urls import registry_host
 
 TIMEOUT_SECONDS = 15.0
 DOCKER_HUB_API = "registry-1.docker.io"

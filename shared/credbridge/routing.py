@@ -44,7 +44,7 @@ class Routing(NamedTuple):
 
     def route_for(self, server_url: str) -> Optional[Route]:
         """The most specific route whose pattern matches the registry, if any."""
-        host, port = registry_host(server_url)
+        host, port = urls.registry_host(server_url)
         matching = [route for route in self.routes if pattern_matches(route.pattern, host, port)]
         return max(matching, key=lambda route: _specificity(route.pattern), default=None)
 
@@ -67,18 +67,8 @@ def load_routing(env: Mapping[str, str]) -> Routing:
     return Routing(primary, parsed, tuple(_store_name(name, "read", where) for name in read))
 
 
-def registry_host(server_url: str) -> tuple[str, str]:
-    """('host', ':port') of a server URL in canonical form: what routes are matched against."""
-    authority = urls.canonical(server_url).partition("/")[0]
-    if authority.startswith("["):
-        host, _, port = authority.partition("]")
-        return host + "]", port
-    host, colon, port = authority.rpartition(":")
-    return (host, colon + port) if colon and port.isdigit() else (authority, "")
-
-
 def pattern_matches(pattern: str, host: str, port: str) -> bool:
-    pattern_host, pattern_port = registry_host(pattern.replace("*.", "wildcard.", 1))
+    pattern_host, pattern_port = urls.registry_host(pattern.replace("*.", "wildcard.", 1))
     if pattern_port and pattern_port != port:
         return False
     if pattern.startswith("*."):
@@ -88,7 +78,7 @@ def pattern_matches(pattern: str, host: str, port: str) -> bool:
 
 
 def _specificity(pattern: str) -> tuple[bool, int, bool]:
-    host, port = registry_host(pattern.replace("*.", "wildcard.", 1))
+    host, port = urls.registry_host(pattern.replace("*.", "wildcard.", 1))
     return (not pattern.startswith("*."), len(host), bool(port))
 
 

@@ -36,6 +36,11 @@ def canonical(server_url: str) -> str:
     return host + port + path
 
 
+def registry_host(server_url: str) -> tuple[str, str]:
+    """('host', ':port') of the registry, in canonical form (Docker Hub: 'docker.io'); port '' when absent."""
+    return _split_port(canonical(server_url).partition("/")[0])
+
+
 def _split_port(authority: str) -> tuple[str, str]:
     """('host', ':port') also for bracketed IPv6 literals; port '' when absent."""
     if authority.startswith("["):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from typing import Mapping, Optional
 
-from credbridge import routing
+from credbridge import routing, urls
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.store import Credentials
 
@@ -38,7 +38,7 @@ GLOBAL_PAIRS = (("APPTAINER_DOCKER_USERNAME", "APPTAINER_DOCKER_PASSWORD"),
 
 def registry_variables(server_url: str) -> tuple[str, str]:
     """The (username, password) variable names for one registry."""
-    host, port = routing.registry_host(server_url)
+    host, port = urls.registry_host(server_url)
     stem = PER_REGISTRY_PREFIX + re.sub(r"[^A-Z0-9]", "_", (host + port).upper())
     return stem + "_USERNAME", stem + "_PASSWORD"
 
@@ -69,7 +69,7 @@ class EnvironmentSource:
         scope = self._env.get(SCOPE_VARIABLE)
         if scope is None:
             return GLOBAL_PAIRS
-        host, port = routing.registry_host(server_url)
+        host, port = urls.registry_host(server_url)
         patterns = [pattern.strip().lower() for pattern in scope.split(",") if pattern.strip()]
         return GLOBAL_PAIRS if any(routing.pattern_matches(pattern, host, port) for pattern in patterns) else ()
 

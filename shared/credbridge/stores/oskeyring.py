@@ -31,9 +31,14 @@ BLOB_LIMITS = {"keyring.backends.Windows:WinVaultKeyring": 2560}
 MIN_CHUNK_BYTES = 4
 
 
+def backend_choice(env: Mapping[str, str]) -> str:
+    """CREDBRIDGE_KEYRING_BACKEND, else this platform's keyring: `secretservice` on Linux."""
+    return env.get(BACKEND_ENV) or PLATFORM_DEFAULTS.get(sys.platform, "secretservice")
+
+
 def open_keyring(env: Mapping[str, str]) -> CredentialStore:
     """The store for CREDBRIDGE_KEYRING_BACKEND, else for this platform."""
-    choice = env.get(BACKEND_ENV) or PLATFORM_DEFAULTS.get(sys.platform, "secretservice")
+    choice = backend_choice(env)
     if choice == "secretservice":
         from credbridge.stores.secretservice import SecretServiceStore
 

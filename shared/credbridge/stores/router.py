@@ -17,7 +17,6 @@ through some other helper ends with a clear error.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Mapping, NamedTuple, Optional
 
 from credbridge import debuglog, urls
@@ -158,9 +157,11 @@ def open_source(name: str, env: Mapping[str, str], store_env: Mapping[str, str])
 
 
 def default_primary(env: Mapping[str, str]) -> str:
-    """keyring where one always exists (macOS, Windows, an explicit backend) or a Secret Service
-    answers on the caller's session bus; else the encrypted file, which needs no desktop."""
-    if sys.platform in ("darwin", "win32") or env.get("CREDBRIDGE_KEYRING_BACKEND"):
+    """keyring where one always exists (macOS, Windows, a python-keyring backend chosen) or a Secret
+    Service answers on the caller's session bus; else the encrypted file, which needs no desktop."""
+    from credbridge.stores.oskeyring import backend_choice
+
+    if backend_choice(env) != "secretservice":
         return "keyring"
     from credbridge.stores.secretservice import provider_reachable
 
