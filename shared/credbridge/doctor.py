@@ -102,7 +102,7 @@ def _tool_checks(env: Mapping[str, str], registry: str) -> list[Check]:
         if _on_path(tool, env):
             helpers, source = registriesconf.effective_helpers(env)
             named = [name for name in helpers if name != registriesconf.AUTH_FILES]
-            checks.append(_helper_check(tool, named[0] if named else None, f"credential-helpers in {source}", env))
+            checks.append(_helper_check(tool, named[0] if named else None, "credential-helpers", source, env))
     for flavour in (APPTAINER, SINGULARITY):
         if _on_path(flavour.name, env):
             path = ApptainerFilesStore(env, flavour).readable_authfile()  # Apptainer may read docker's instead
@@ -117,12 +117,14 @@ def _docker_format_check(tool: str, path: str, registry: str, env: Mapping[str, 
         return Check(tool, "fail", str(error), f"fix or remove {path}")
     helpers = document.get("credHelpers")
     key = "credHelpers" if isinstance(helpers, dict) and registry in helpers else "credsStore"
-    return _helper_check(tool, dockerconfig.helper_for(document, registry), f"{key} in {path}", env)
+    return _helper_check(tool, dockerconfig.helper_for(document, registry), key, path, env)
 
 
-def _helper_check(tool: str, helper: Optional[str], why: str, env: Mapping[str, str]) -> Check:
+def _helper_check(tool: str, helper: Optional[str], key: str, where: str, env: Mapping[str, str]) -> Check:
+    """`key` in `where` names `helper` (None: no helper is set there)."""
+    why = f"{key} in {where}"
     if helper is None:
-        return Check(tool, "warn", f"{tool} keeps logins in plaintext files: no helper is set ({why.split(' in ', 1)[1]})",
+        return Check(tool, "warn", f"{tool} keeps logins in plaintext files: no helper is set ({where})",
                      f"credbridge setup --tool {tool}")
     program = f"docker-credential-{helper}"
     if not _on_path(program, env):
