@@ -33,11 +33,21 @@ def config_path(env: Mapping[str, str]) -> str:
     return env.get(CONFIG_ENV) or os.path.join(config_home(env), "credbridge", "config.yaml")
 
 
+#: path -> (the file's identity, its document): the agent asks on every call, and an edited file
+#: must take effect at the next one, so the file is stat()ed each time and parsed only when it changed.
+_PARSED: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
 def load_config(env: Mapping[str, str]) -> dict[str, Any]:
-    """The whole configuration; {} when the file does not exist."""
+    """The whole configuration, {} when the file does not exist; callers only read it (it is shared)."""
     path = config_path(env)
     try:
         with open(path, encoding="utf-8") as file:
+            info = os.fstat(file.fileno())
+            identity = (info.st_ino, info.st_size, info.st_mtime_ns)
+            cached = _PARSED.get(path)
+            if cached is not None and cached[0] == identity:
+                return cached[1]
             text = file.read()
     except FileNotFoundError:
         return {}
@@ -52,9 +62,10 @@ def load_config(env: Mapping[str, str]) -> dict[str, Any]:
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise HelperError(f"the credbridge configuration {path} is not valid YAML{where}: fix or remove it") from None
     if document is None:
-        return {}
+        document = {}
     if not isinstance(document, dict):
         raise HelperError(f"the credbridge configuration {path} must be a YAML mapping (key: value lines)")
+    _PARSED[path] = (identity, document)
     return document
 
 

@@ -16,13 +16,11 @@ through some other helper ends with a clear error.
 
 from __future__ import annotations
 
-import os
 from typing import Mapping, NamedTuple, Optional
 
 from credbridge import debuglog, urls
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.helpercall import CHAIN_VARIABLE, HelperProgram
-from credbridge.config import config_path
 from credbridge.routing import ENVIRONMENT, PRIMARY, ROUTER, Routing, load_routing
 from credbridge.store import Credentials, CredentialStore
 
@@ -42,7 +40,6 @@ class RouterStore:
                               "where a store belongs; name keyring, cryptfile or another store there")
         self._env = env
         self._store_env = {**env, CHAIN_VARIABLE: ",".join([*chain, ROUTER])}
-        self._loaded: Optional[tuple[object, Routing]] = None
         self._default_primary: Optional[str] = None
         self._opened: dict[str, CredentialStore] = {}
 
@@ -116,12 +113,9 @@ class RouterStore:
 
     @property
     def _routing(self) -> Routing:
-        """Read again whenever the config file changed: the agent keeps a router for long, and an
-        edited config.yaml must take effect at the next call."""
-        signature = _file_signature(config_path(self._env))
-        if self._loaded is None or self._loaded[0] != signature:
-            self._loaded = (signature, load_routing(self._env))
-        return self._loaded[1]
+        """Read at each use: the agent keeps a router for long, and an edited config.yaml must take
+        effect at the next call (credbridge.config parses the file again only when it changed)."""
+        return load_routing(self._env)
 
     def writer_for(self, server_url: str) -> str:
         route = self._routing.route_for(server_url)
@@ -188,14 +182,6 @@ class ExternalHelper:
 
     def list(self) -> dict[str, str]:
         return self._program.list()
-
-
-def _file_signature(path: str) -> object:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def _unique(names: list[str]) -> list[str]:
