@@ -46,6 +46,11 @@ def wanted(env: "Mapping[str, str]") -> bool:
     return env.get(VARIABLE, "") not in ("", "0")
 
 
+def active() -> bool:
+    """Whether this call is being logged: for a detail that costs something to work out."""
+    return getattr(_call, "lines", None) is not None
+
+
 def log(event: str, **fields: object) -> None:
     """Record one step of the current call; a no-op unless the call is being captured."""
     lines = getattr(_call, "lines", None)

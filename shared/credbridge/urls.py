@@ -62,8 +62,9 @@ def best_match(query: str, keys: Iterable[str]) -> Optional[str]:
         return query
     wanted = canonical(query)
     found = next((key for key in keys if canonical(key) == wanted), None)
-    how = f"none of {len(keys)} stored keys" if found is None else _how_matched(query, found)
-    debuglog.log("match", query=query, matched=found, how=how, canonical=wanted)
+    if debuglog.active():  # working out how two spellings met is for the log only, not every get
+        how = f"none of {len(keys)} stored keys" if found is None else _how_matched(query, found)
+        debuglog.log("match", query=query, matched=found, how=how, canonical=wanted)
     return found
 
 
