@@ -25,3 +25,11 @@ class MissingServerURL(HelperError):
 class MissingUsername(HelperError):
     def __init__(self) -> None:
         super().__init__("no credentials username")
+
+
+class StoreLocked(HelperError):
+    """The store holds a login for the server but cannot open it without a key or a person.
+
+    The router reports this only when no other store answers; a store that
+    does not hold the server raises CredentialsNotFound even while locked.
+    """
