@@ -1,4 +1,4 @@
-"""A throw-away GNOME Secret Service for tests and benchmarks.
+"""Throw-away Secret Services (gnome-keyring, KeePassXC) for tests and benchmarks.
 
 Why: the secretservice helpers must be exercised against a real
 org.freedesktop.secrets implementation, but never against the developer's own
@@ -14,17 +14,20 @@ under HOME for error messages.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import signal
 import socket
 import struct
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 from xml.sax.saxutils import escape
 
 DEFAULT_PASSWORD = "test-password"
@@ -177,11 +180,7 @@ def _wait_until_usable(kr: PrivateKeyring, gk: subprocess.Popen, log: Path,
             raise RuntimeError(f"default collection not unlocked after {timeout}s: {last}; "
                                f"gnome-keyring log: {_tail(log)}")
         time.sleep(0.1)
-    owner = _run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus",
-                  "/org/freedesktop/DBus", "org.freedesktop.DBus.GetConnectionUnixProcessID",
-                  "string:org.freedesktop.secrets"], kr.env)
-    if owner.stdout.split()[-1:] != [str(gk.pid)]:
-        raise RuntimeError(f"org.freedesktop.secrets is not owned by pid {gk.pid}: {owner.stdout}")
+    _assert_name_owned_by(kr.env, gk.pid)
     helper_round_trip(kr.env)
 
 
@@ -333,3 +332,160 @@ def bus_without_secret_service(home: Path) -> Iterator[dict[str, str]]:
         yield env
     finally:
         _terminate(bus)
+
+
+# -- KeePassXC: the Secret Service of a password manager -------------------------------------------
+
+#: KeePassXC's own settings: Secret Service on, and no dialog when a client reads or deletes an item
+#: (a person would answer those; here nobody can). The database is locked only when a test asks.
+KEEPASSXC_INI = """[General]
+ConfigVersion=2
+UpdateCheckMessageShown=true
+RememberLastDatabases=false
+OpenPreviousDatabasesOnStartup=false
+
+[GUI]
+CheckForUpdates=false
+ShowTrayIcon=false
+
+[FdoSecrets]
+Enabled=true
+ShowNotification=false
+ConfirmAccessItem=false
+ConfirmDeleteItem=false
+"""
+KEEPASSXC_GROUP = "Secret Service"
+_KEEPASSXC_WINDOW = ("--dest=org.keepassxc.KeePassXC.MainWindow", "/keepassxc")
+
+
+@dataclass
+class PrivateKeePassXC:
+    """KeePassXC on Xvfb serving a private session bus; ``env`` (without DISPLAY) is for clients."""
+
+    home: Path
+    env: dict[str, str]
+    database: Path
+    pid: int
+    _procs: list[subprocess.Popen] = field(default_factory=list, repr=False)
+
+    def lock(self) -> None:
+        """Lock the database as KeePassXC's own "Lock databases" does."""
+        _run(["dbus-send", "--session", "--print-reply", *_KEEPASSXC_WINDOW,
+              "org.keepassxc.KeePassXC.MainWindow.lockAllDatabases"], self.env)
+        _wait_for(lambda: is_default_collection_locked(self.env), 10, "KeePassXC did not lock its database")
+
+    def unlock(self, password: str = DEFAULT_PASSWORD) -> None:
+        """Unlock as a person typing the password into KeePassXC's unlock dialog would."""
+        _run(["dbus-send", "--session", "--print-reply", *_KEEPASSXC_WINDOW,
+              "org.keepassxc.KeePassXC.MainWindow.openDatabase", f"string:{self.database}", f"string:{password}"],
+             self.env)
+        _wait_for(lambda: not is_default_collection_locked(self.env), 10, "KeePassXC did not unlock its database")
+
+    def stop(self) -> None:
+        """KeePassXC, then Xvfb, then the bus: by PID, reaped; safe to call repeatedly."""
+        while self._procs:
+            _terminate(self._procs.pop())
+
+
+def start_private_keepassxc(home: Path, password: str = DEFAULT_PASSWORD, timeout: float = 30.0) -> PrivateKeePassXC:
+    """KeePassXC with Secret Service integration, its database open and unlocked, on a private bus.
+
+    The database is made with keepassxc-cli; the exposed group is KeePassXC's
+    FDO_SECRETS_EXPOSED_GROUP entry in the database's custom data, which the
+    CLI cannot set: so the database is exported to XML, the entry added, and
+    imported again. KeePassXC reads the password with --pw-stdin. Returns
+    once KeePassXC owns org.freedesktop.secrets, its default collection is
+    unlocked and Go's helper completes a store/get/erase round trip.
+    """
+    home = Path(home).absolute()
+    for directory in (home, home / "run", home / "tmp"):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run"),
+           "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local" / "share"),
+           "XDG_CACHE_HOME": str(home / ".cache"), "TMPDIR": str(home / "tmp"), "LANG": "C.UTF-8"}
+    # TMPDIR: KeePassXC's single-instance lock and socket live there; another KeePassXC must not answer.
+    database = _keepassxc_database(home, env, password)
+    settings = home / ".config" / "keepassxc" / "keepassxc.ini"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(KEEPASSXC_INI)
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(_start_bus(home, env))
+        env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={home / 'run' / 'bus'}"
+        xvfb, display = _start_xvfb(home, env)
+        procs.append(xvfb)
+        log = home / "keepassxc.log"
+        with log.open("wb") as output:
+            keepassxc = _popen(["keepassxc", "--pw-stdin", str(database)], stdin=subprocess.PIPE, stdout=output,
+                               stderr=subprocess.STDOUT, env={**env, "DISPLAY": display}, cwd=home)
+        procs.append(keepassxc)
+        keepassxc.stdin.write(f"{password}\n".encode())
+        keepassxc.stdin.close()
+        served = PrivateKeePassXC(home, env, database, keepassxc.pid, _procs=procs)
+        _wait_for(lambda: _served_and_unlocked(env, keepassxc, log), timeout,
+                  f"KeePassXC did not serve an unlocked default collection within {timeout:.0f} s: {_tail(log)}")
+        _assert_name_owned_by(env, keepassxc.pid)
+        helper_round_trip(env)
+        return served
+    except BaseException:
+        while procs:
+            _terminate(procs.pop())
+        raise
+
+
+def _keepassxc_database(home: Path, env: Mapping[str, str], password: str) -> Path:
+    """A database whose group KEEPASSXC_GROUP is the one exposed over the Secret Service."""
+    draft, export, database = home / "draft.kdbx", home / "draft.xml", home / "secrets.kdbx"
+    twice = f"{password}\n{password}\n"
+    _run(["keepassxc-cli", "db-create", "-q", "--set-password", "--decryption-time", "100", str(draft)], env, twice)
+    _run(["keepassxc-cli", "mkdir", "-q", str(draft), KEEPASSXC_GROUP], env, f"{password}\n")
+    xml = _run(["keepassxc-cli", "export", "-q", "--format", "xml", str(draft)], env, f"{password}\n").stdout
+    found = re.search(rf"<UUID>([^<]+)</UUID>\s*<Name>{KEEPASSXC_GROUP}</Name>", xml)
+    if found is None:
+        raise RuntimeError(f"keepassxc-cli export has no group {KEEPASSXC_GROUP!r}")
+    group = uuid.UUID(bytes=base64.b64decode(found.group(1)))
+    exposed = f"<CustomData><Item><Key>FDO_SECRETS_EXPOSED_GROUP</Key><Value>{{{group}}}</Value></Item></CustomData>"
+    export.write_text(xml.replace("</Meta>", exposed + "</Meta>", 1))
+    _run(["keepassxc-cli", "import", "-q", "--set-password", "--decryption-time", "100", str(export), str(database)],
+         env, twice)
+    draft.unlink()
+    export.unlink()
+    return database
+
+
+def _start_xvfb(home: Path, env: Mapping[str, str]) -> tuple[subprocess.Popen, str]:
+    """Xvfb on the first free display; -displayfd reports it once the server is ready."""
+    ready_read, ready_write = os.pipe()
+    with (home / "xvfb.log").open("wb") as log:
+        xvfb = _popen(["Xvfb", "-displayfd", str(ready_write), "-nolisten", "tcp", "-screen", "0", "1280x1024x24"],
+                      pass_fds=(ready_write,), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=dict(env), cwd=home)
+    os.close(ready_write)
+    with os.fdopen(ready_read, "rb") as ready:
+        number = ready.readline().decode().strip()
+    if not number.isdigit():
+        _terminate(xvfb)
+        raise RuntimeError(f"Xvfb did not start: {_tail(home / 'xvfb.log')}")
+    return xvfb, f":{number}"
+
+
+def _served_and_unlocked(env: Mapping[str, str], keepassxc: subprocess.Popen, log: Path) -> bool:
+    if keepassxc.poll() is not None:
+        raise RuntimeError(f"keepassxc exited with {keepassxc.returncode}: {_tail(log)}")
+    locked = _dbus_send(env, _DEFAULT, "org.freedesktop.DBus.Properties.Get",
+                        "string:org.freedesktop.Secret.Collection", "string:Locked")
+    return locked.returncode == 0 and "boolean false" in locked.stdout
+
+
+def _assert_name_owned_by(env: Mapping[str, str], pid: int) -> None:
+    owner = _run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus",
+                  "org.freedesktop.DBus.GetConnectionUnixProcessID", "string:org.freedesktop.secrets"], env)
+    if owner.stdout.split()[-1:] != [str(pid)]:
+        raise RuntimeError(f"org.freedesktop.secrets is not owned by pid {pid}: {owner.stdout}")
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, failure: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(failure)
+        time.sleep(0.1)
