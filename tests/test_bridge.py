@@ -65,6 +65,10 @@ if action.startswith("trap"):
     signal.set_wakeup_fd(writer)  # one byte per delivery: a signal delivered twice is counted twice
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: None)
+if action == "sleep":
+    # Die of SIGINT even when the test run was started with it ignored (`tests/run &` in a script):
+    # exec rightly leaves an inherited SIG_IGN alone, as a shell does. Set before reporting, when signals may come.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 with open(report + ".tmp", "w") as out:
     json.dump(facts, out)
 os.rename(report + ".tmp", report)
