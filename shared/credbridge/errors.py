@@ -33,3 +33,11 @@ class StoreLocked(HelperError):
     The router reports this only when no other store answers; a store that
     does not hold the server raises CredentialsNotFound even while locked.
     """
+
+
+class StoreUnavailable(HelperError):
+    """The store's service cannot be reached now (no Secret Service, a Vault that does not answer).
+
+    It cannot know of a login, so the router reads it as "not found" and
+    tools go on anonymously; a write to it still fails with this message.
+    """

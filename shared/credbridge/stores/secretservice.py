@@ -24,7 +24,7 @@ from secretstorage.exceptions import (
 )
 
 from credbridge import debuglog, urls
-from credbridge.errors import CredentialsNotFound, HelperError
+from credbridge.errors import CredentialsNotFound, HelperError, StoreUnavailable
 from credbridge.store import Credentials
 
 SCHEMA = "io.docker.Credentials"
@@ -324,7 +324,7 @@ def _session_bus_address(env: Mapping[str, str]) -> str:
     runtime_bus = os.path.join(env.get("XDG_RUNTIME_DIR", ""), "bus")
     if env.get("XDG_RUNTIME_DIR") and os.path.exists(runtime_bus):
         return "unix:path=" + runtime_bus
-    raise HelperError(
+    raise StoreUnavailable(
         "no D-Bus session bus: DBUS_SESSION_BUS_ADDRESS is unset (an ssh or batch session?): "
         f"run inside `dbus-run-session`, or {HEADLESS_FIX}"
     )
@@ -333,18 +333,18 @@ def _session_bus_address(env: Mapping[str, str]) -> str:
 def _explain(error: Exception, bus_address: str) -> Optional[HelperError]:
     """One actionable line for each way the Secret Service is out of reach; None if unknown."""
     if isinstance(error, (FileNotFoundError, ConnectionRefusedError)):
-        return HelperError(
+        return StoreUnavailable(
             f"cannot connect to the D-Bus session bus at {bus_address} ({error.strerror}): the session that "
             f"owned it has ended; log in again or unset DBUS_SESSION_BUS_ADDRESS, or {HEADLESS_FIX}"
         )
     if isinstance(error, TimeoutError):
-        return HelperError(f"the Secret Service did not answer within {CALL_TIMEOUT_SECONDS:.0f} s; {HEADLESS_FIX}")
+        return StoreUnavailable(f"the Secret Service did not answer within {CALL_TIMEOUT_SECONDS:.0f} s; {HEADLESS_FIX}")
     if isinstance(error, PromptDismissedException):
         return HelperError("the keyring prompt was dismissed: unlock the keyring and try again")
     if isinstance(error, (SecretServiceNotAvailableException, DBusErrorResponse)):
         name = getattr(error, "name", "") or getattr(getattr(error, "__cause__", None), "name", "")
         if "ServiceUnknown" in name or "NameHasNoOwner" in name or isinstance(error, SecretServiceNotAvailableException):
-            return HelperError(
+            return StoreUnavailable(
                 "no Secret Service provider on the D-Bus session bus: start gnome-keyring-daemon "
                 f"(or KeePassXC with Secret Service integration), or {HEADLESS_FIX}"
             )

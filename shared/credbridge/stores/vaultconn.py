@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from credbridge import debuglog
-from credbridge.errors import HelperError
+from credbridge.errors import HelperError, StoreUnavailable
 from credbridge.stores import vaultsettings
 
 T = TypeVar("T")
@@ -183,9 +183,9 @@ class Connection:
             if transient:
                 self._last_trouble = time.monotonic()
             elif not settling:
-                raise HelperError(_unreachable(failures))
+                raise StoreUnavailable(_unreachable(failures))
             if transient and time.monotonic() + RETRY_PAUSE_SECONDS >= deadline:
-                raise HelperError(_unreachable(failures))
+                raise StoreUnavailable(_unreachable(failures))
             time.sleep(RETRY_PAUSE_SECONDS)
 
 
