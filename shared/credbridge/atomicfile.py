@@ -3,7 +3,8 @@
 Parallel batch jobs write the same file at once and a job can be killed at
 any instant, so every read-modify-write holds an exclusive lock on a sibling
 `.lock` file (fcntl record locks also work on NFSv4 shared homes; a thread
-lock adds what they lack inside one process, the agent), and the new content
+lock adds what they lack inside one process, the agent) that lives only as
+long as it is held, and the new content
 is written to a temporary file beside the target, fsynced, renamed over it,
 and the directory fsynced: a reader sees the old file or the new one, never
 half of either. A file or directory that is a symlink, that others could
@@ -100,19 +101,67 @@ def read(path: str) -> Optional[tuple[bytes, os.stat_result]]:
 
 @contextmanager
 def exclusive(path: str) -> Iterator[None]:
-    """Hold the exclusive write lock of `path` (creating its directory 0700); clears stale temp files."""
+    """Hold the exclusive write lock of `path` (creating its directory 0700); clears stale temp files.
+
+    The `.lock` file exists only while it is held: the holder removes it before letting go, so no file
+    the user did not ask for stays beside their config.
+    """
     directory = os.path.dirname(path) or "."
     private_dir(directory)
     with _thread_lock(path):
-        with _writing(path + ".lock"):
-            descriptor = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        descriptor = _acquire(path + ".lock")
         try:
-            _refuse_unsafe(path + ".lock", os.fstat(descriptor))
-            fcntl.lockf(descriptor, fcntl.LOCK_EX)
             _remove_stale_temporaries(path)
             yield
         finally:
+            _remove(path + ".lock")  # still held: a waiter finds its inode gone and opens a new one
             os.close(descriptor)  # releases the lock
+
+
+def _acquire(lock_path: str) -> int:
+    """A locked descriptor of the file that is at `lock_path` now.
+
+    A waiter may get the lock of a file its holder removed meanwhile (or, on NFS, a stale handle):
+    then that lock guards nothing, and it tries again with the file now at the path.
+    """
+    while True:
+        with _writing(lock_path):
+            descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            current = _lock_if_current(descriptor, lock_path)
+        except BaseException:
+            os.close(descriptor)
+            raise
+        if current:
+            return descriptor
+        os.close(descriptor)
+
+
+def _lock_if_current(descriptor: int, lock_path: str) -> bool:
+    """Lock `descriptor`; whether its file is still the one at `lock_path` (else the lock guards nothing)."""
+    _refuse_unsafe(lock_path, os.fstat(descriptor))
+    try:
+        fcntl.lockf(descriptor, fcntl.LOCK_EX)
+        return _same_file(os.fstat(descriptor), lock_path)
+    except OSError as error:
+        if error.errno == errno.ESTALE:  # NFS: another host removed the file while we waited
+            return False
+        raise
+
+
+def _same_file(held: os.stat_result, path: str) -> bool:
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def replace(path: str, data: bytes) -> None:

@@ -27,7 +27,8 @@ EXAMPLES = {
     "list": "  credbridge list\n  credbridge list --json | jq -r '.[].registry'",
     "config": "  credbridge config\n  credbridge config --json",
     "doctor": "  credbridge doctor\n  credbridge doctor --registry ghcr.io --json",
-    "migrate": "  credbridge migrate --dry-run\n  credbridge migrate --to cryptfile --backup",
+    "migrate": "  credbridge migrate --dry-run\n  credbridge migrate --to cryptfile --backup\n"
+               "  credbridge migrate --from pass --erase      (leave docker-credential-pass for the router)",
     "unlock": "  credbridge unlock\n  credbridge unlock --timeout 3600 < ~/.config/credbridge/passphrase",
     "passwd": "  credbridge passwd                     (old, then new passphrase twice)",
     "lock": "  credbridge lock",
@@ -66,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
                                    help="read docker-credential-NAME (default: credsStore of the docker config)")
     migrate_parser = commands.add_parser("migrate", help="move plaintext logins of docker, podman/skopeo, Apptainer and "
                                                         "SingularityCE into an encrypted store")
-    migrate_parser.add_argument("--to", metavar="STORE", help="docker-credential-STORE (default: credsStore of the docker config)")
+    migrate_parser.add_argument("--to", metavar="STORE", help="docker-credential-STORE (default: credsStore of the "
+                                                             "docker config, else credbridge, the router)")
+    migrate_parser.add_argument("--from", dest="source", metavar="STORE",
+                                help="instead of plaintext files, move every login of docker-credential-STORE "
+                                     "(e.g. pass), then point every tool at the target")
+    migrate_parser.add_argument("--erase", action="store_true",
+                                help="with --from: remove the logins from STORE once the target gave each back")
     migrate_parser.add_argument("--dry-run", action="store_true", help="only say what would move")
     migrate_parser.add_argument("--backup", action="store_true", help="keep a 0600 plaintext copy of each rewritten file")
     setup_parser = commands.add_parser("setup", help="point docker, podman, skopeo, buildah, Apptainer and SingularityCE "
@@ -176,13 +183,18 @@ _BRIDGE_COMMANDS = {"authfile": authfile, "exec": exec_with_authfile}
 
 
 def migrate(options: argparse.Namespace) -> int:
+    from credbridge import migrate as moving
     from credbridge.dockerconfig import creds_store
-    from credbridge.migrate import migrate as move
 
-    target = options.to or creds_store(os.environ)
-    if target is None:
-        raise HelperError("no store to move logins into: pass --to keyring (desktop) or --to cryptfile (headless)")
-    if move(os.environ, target, options.dry_run, options.backup) == 0:
+    if options.source:
+        target = options.to or moving.DEFAULT_TARGET  # docker's credsStore likely names the store being left
+        if moving.migrate_from_helper(os.environ, options.source, target, options.dry_run, options.erase) == 0:
+            print(f"credbridge: docker-credential-{options.source} holds no login: nothing to move")
+        return 0
+    if options.erase:
+        raise HelperError("--erase needs --from STORE: plaintext files are rewritten, not erased")
+    target = options.to or creds_store(os.environ) or moving.DEFAULT_TARGET
+    if moving.migrate(os.environ, target, options.dry_run, options.backup) == 0:
         print("credbridge: no plaintext login found: nothing to move")
     return 0
 

@@ -1,4 +1,5 @@
-"""`credbridge migrate`: move plaintext logins out of every tool's config file into a helper.
+"""`credbridge migrate`: move plaintext logins out of every tool's config file, or every login out of
+another helper (`--from pass`), into a helper.
 
 Each login goes into the target helper first and is read back; only then
 is its file rewritten, with the entry replaced by the marker its reader
@@ -11,12 +12,14 @@ nothing.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from typing import Callable, Mapping, NamedTuple
 
-from credbridge import atomicfile, dockerconfig, userdirs
+from credbridge import atomicfile, dockerconfig, setup, userdirs
 from credbridge.errors import HelperError
 from credbridge.helpercall import HelperProgram
+from credbridge.store import Credentials
 from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, SINGULARITY, config_dir
 
 
@@ -39,20 +42,66 @@ def plaintext_files(env: Mapping[str, str]) -> list[PlaintextFile]:
 
 #: Helpers whose store is itself a plaintext file: moving logins there would move nothing out of plaintext.
 PLAINTEXT_HELPERS = frozenset({APPTAINER.name, SINGULARITY.name})
+#: Where logins go when neither --to nor docker's credsStore names a store: the router, one login for every tool.
+DEFAULT_TARGET = "credbridge"
 Say = Callable[[str], None]
 
 
 def migrate(env: Mapping[str, str], target: str, dry_run: bool, backup: bool, say: Say = print) -> int:
     """Move every plaintext login; the number moved (or, with dry_run, that would be)."""
-    if target in PLAINTEXT_HELPERS:
-        raise HelperError(f"docker-credential-{target} keeps logins in plaintext files: migrate --to keyring, cryptfile or another encrypted store")
-    helper = HelperProgram(target, env)
+    helper = target_helper(target, env)
     moved = 0
     for found in plaintext_files(env):
         moved += _migrate_file(found, helper, target, dry_run, backup, say)
     if moved and not dry_run:
-        say("note: Apptainer <= 1.3 and SingularityCE <= 4.0 ignore credsStore: run them as `credbridge exec -- singularity ...`")
+        for note in setup.creds_store_ignored(env):
+            say(f"note: {note}")
     return moved
+
+
+def migrate_from_helper(env: Mapping[str, str], source: str, target: str, dry_run: bool, erase: bool,
+                        say: Say = print) -> int:
+    """Move every login of docker-credential-`source` (Go's pass helper, say) into `target`, read each back,
+    then point every tool at `target`; with `erase`, only then remove them from `source`. The number moved."""
+    if source == target:
+        raise HelperError(f"--from and --to both name {source}: name the store to move into with --to")
+    helper = target_helper(target, env)
+    origin = _installed_helper(source, env, "--from")
+    listed = sorted(origin.list())
+    for server_url in listed:
+        say(f"{'would move' if dry_run else 'moving'} {server_url} (docker-credential-{source}) to docker-credential-{target}")
+    if not dry_run:
+        for server_url in listed:
+            credentials = origin.get(server_url)
+            if credentials is not None:
+                _store_verified(helper, credentials, f"docker-credential-{source} still holds every login")
+    setup.setup(env, target, [], dry_run, say)
+    if erase and not dry_run:
+        for server_url in listed:
+            origin.erase(server_url)
+        say(f"erased {len(listed)} login(s) from docker-credential-{source}")
+    return len(listed)
+
+
+def target_helper(target: str, env: Mapping[str, str]) -> HelperProgram:
+    """The helper to move logins into, refused before anything moves if it cannot take them."""
+    if target in PLAINTEXT_HELPERS:
+        raise HelperError(f"docker-credential-{target} keeps logins in plaintext files: migrate --to keyring, cryptfile or another encrypted store")
+    return _installed_helper(target, env, "--to")
+
+
+def _installed_helper(name: str, env: Mapping[str, str], flag: str) -> HelperProgram:
+    if shutil.which(f"docker-credential-{name}", path=env.get("PATH")) is None:
+        raise HelperError(f"docker-credential-{name} is not on PATH: install it, or name another store with {flag}")
+    return HelperProgram(name, env)
+
+
+def _store_verified(helper: HelperProgram, credentials: Credentials, unchanged: str) -> None:
+    """Store, then read back: only a login the target gives back may leave its old place."""
+    helper.store(credentials)
+    read_back = helper.get(credentials.server_url)
+    if read_back is None or (read_back.username, read_back.secret) != (credentials.username, credentials.secret):
+        raise HelperError(f"{helper.program} did not give back what was stored for {credentials.server_url}: {unchanged}")
 
 
 def _migrate_file(found: PlaintextFile, helper: HelperProgram, target: str, dry_run: bool, backup: bool, say: Say) -> int:
@@ -68,11 +117,7 @@ def _migrate_file(found: PlaintextFile, helper: HelperProgram, target: str, dry_
         if dry_run or not plaintext:
             return len(plaintext)
         for server_url, credentials in plaintext.items():
-            helper.store(credentials)
-            read_back = helper.get(server_url)
-            if read_back is None or (read_back.username, read_back.secret) != (credentials.username, credentials.secret):
-                raise HelperError(f"docker-credential-{target} did not give back what was stored for {server_url}: "
-                                  f"{found.path} left unchanged")
+            _store_verified(helper, credentials, f"{found.path} left unchanged")
             config["auths"][server_url] = {}
             _point_at(config, found, server_url, target)
         if backup and original is not None:

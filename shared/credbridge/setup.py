@@ -171,16 +171,29 @@ def _plan(tool: str, env: Mapping[str, str], helper: str, say: Say) -> Optional[
         return RegistriesConfKey(registriesconf.target(env)), registriesconf.helpers_for(helper)
     flavour, version = _installed_flavour(tool, env)
     if version is not None and version < CREDS_STORE_SINCE[flavour.name]:
-        shown = ".".join(map(str, version))
-        say(f"{tool}: {flavour.name} {shown} ignores credsStore, so nothing was changed: run it as "
-            f"`credbridge exec -- {tool} pull docker://...` (or upgrade to "
-            f"{'.'.join(map(str, CREDS_STORE_SINCE[flavour.name]))} or later)")
+        say(f"{tool}: {_ignores_creds_store(tool, flavour, version)}, so nothing was changed")
         return None
     if helper == flavour.name:
         say(f"{tool}: docker-credential-{helper} is {tool}'s own files: nothing to point at it")
         return None
     # The file the program reads: its own, else (Apptainer >= 1.4) docker's config.json.
     return DockerConfigKey(ApptainerFilesStore(env, flavour).readable_authfile()), helper
+
+
+def creds_store_ignored(env: Mapping[str, str]) -> list[str]:
+    """For each Apptainer or SingularityCE on PATH too old to call a helper: that, and the way round it."""
+    notes = []
+    for tool in (APPTAINER.name, SINGULARITY.name):
+        flavour, version = _installed_flavour(tool, env)
+        if version is not None and version < CREDS_STORE_SINCE[flavour.name]:
+            notes.append(_ignores_creds_store(tool, flavour, version))
+    return notes
+
+
+def _ignores_creds_store(tool: str, flavour: Flavour, version: tuple[int, int]) -> str:
+    since = ".".join(map(str, CREDS_STORE_SINCE[flavour.name]))
+    return (f"{flavour.name} {'.'.join(map(str, version))} ignores credsStore: run it as "
+            f"`credbridge exec -- {tool} pull docker://...` (or upgrade to {since} or later)")
 
 
 def _installed_flavour(tool: str, env: Mapping[str, str]) -> tuple[Flavour, Optional[tuple[int, int]]]:
@@ -212,7 +225,7 @@ def _apply(setting: KeySetting, value: Any, journal: Journal, dry_run: bool) -> 
     setting.render(found and found[0], value)  # refuses a file it cannot edit before a lock or directory is created
     if dry_run:
         return f"would set {setting.key} = {_shown(value)} in {setting.path}{'' if found else ' (a new file)'}"
-    created = [path for path in (*missing_directories(setting.path), setting.path + ".lock") if not os.path.lexists(path)]
+    created = [path for path in missing_directories(setting.path) if not os.path.lexists(path)]
     with atomicfile.exclusive(setting.path):
         found = atomicfile.read(setting.path)
         content = found and found[0]
@@ -258,7 +271,7 @@ def _undo_file(entry: Entry, dry_run: bool) -> str:
 
 
 def _remove_created(path: str) -> None:
-    """A directory only when empty (something else may live there now); a lock file always."""
+    """A directory only when empty (something else may live there now); a file (older journals list lock files) always."""
     try:
         if os.path.isdir(path) and not os.path.islink(path):
             os.rmdir(path)

@@ -6,7 +6,7 @@ credbridge's first edit (taken once: later runs keep the first copy; never
 of a file holding plaintext logins, which would outlive their migration:
 undo then resets only the key), its mode, whether it existed, and a digest of what setup last wrote there,
 which tells undo whether anyone changed the file since. It also lists what
-setup created (directories, lock files, the journal's own directories), so
+setup created (directories, the journal's own directories), so
 that undo leaves a home as it found it. An entry is saved before its file
 is replaced: a setup killed in between leaves an entry whose file still
 holds the original, which undo restores harmlessly.
@@ -59,7 +59,7 @@ class Journal:
     def record(self, path: str, file_format: str, existed: bool, original: Optional[bytes], mode: Optional[int],
                before: Any, written: bytes, created: list[str]) -> None:
         """Note that `written` replaces `path`; the first record of a path keeps its original for good."""
-        newly_created = [item for item in (*missing_directories(self.path), self.path + ".lock") if not os.path.lexists(item)]
+        newly_created = [item for item in missing_directories(self.path) if not os.path.lexists(item)]
         with atomicfile.exclusive(self.path):
             state = self._load()
             state["created"] += [item for item in newly_created + created if item not in state["created"]]

@@ -1,0 +1,139 @@
+"""The first hour on a headless machine, as a new user follows the README: no D-Bus at all.
+
+ssh sessions, HPC login nodes and CI runners: `credbridge setup`, `migrate`,
+`doctor`, `list` and the helpers, run from a fresh HOME by the installed
+commands. Every hint they print must be a command that works, and no file
+the user did not ask for may stay in their tools' directories.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Helper, Installation
+from tests.support.process import Result, run
+
+PASSPHRASE = "first hour passphrase"
+
+
+class Headless:
+    """A fresh HOME and runtime dir, our commands first on PATH, no session bus, every call in process."""
+
+    def __init__(self, installation: Installation, root: Path) -> None:
+        self.installation = installation
+        self.home, self.runtime = root / "home", root / "run"
+        for directory in (self.home, self.runtime):
+            directory.mkdir(mode=0o700)
+        self.passphrase_file = root / "passphrase"
+        self.passphrase_file.write_text(PASSPHRASE + "\n")
+        self.passphrase_file.chmod(0o600)
+        self.env = {"HOME": str(self.home), "XDG_RUNTIME_DIR": str(self.runtime), "LANG": "C.UTF-8",
+                    "PATH": f"{installation.bindir}:{os.environ['PATH']}", "CREDBRIDGE_NO_AGENT": "1"}
+
+    @property
+    def unlocked(self) -> dict[str, str]:
+        """The environment of a batch job that opens the cryptfile with a passphrase file."""
+        return {**self.env, "CREDBRIDGE_PASSPHRASE_FILE": str(self.passphrase_file)}
+
+    def credbridge(self, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> Result:
+        return run([self.installation.executable("credbridge"), *args], stdin, env or self.env, timeout=120)
+
+    def helper(self, name: str, env: dict[str, str] | None = None) -> Helper:
+        return Helper(self.installation.executable(f"docker-credential-{name}"), env or self.env)
+
+    def write_docker_config(self, document: dict) -> Path:
+        path = self.home / ".docker" / "config.json"
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.write_text(json.dumps(document))
+        path.chmod(0o600)
+        return path
+
+
+def plaintext(username: str, secret: str) -> dict[str, str]:
+    return {"auth": base64.b64encode(f"{username}:{secret}".encode()).decode()}
+
+
+@pytest.fixture
+def headless(installation: Installation, tmp_path: Path) -> Headless:
+    return Headless(installation, tmp_path)
+
+
+def assert_ok(result: Result) -> str:
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+    return result.text
+
+
+def assert_fails_with(result: Result, *words: str) -> str:
+    """One line on stderr naming the cause and the fix; nothing half-done on stdout."""
+    message = result.stderr.decode()
+    assert result.returncode == 1 and message.count("\n") == 1, (result.stdout + result.stderr).decode()
+    assert "Traceback" not in message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+# -- no file left that the user did not ask for ------------------------------------------------
+
+def test_no_lock_file_stays_beside_the_users_files(headless: Headless) -> None:
+    headless.write_docker_config({"auths": {"moved.example.org": plaintext("alice", "moved-secret")}})
+    assert_ok(headless.credbridge("setup", "--tool", "docker", "--tool", "podman", env=headless.unlocked))
+    assert_ok(headless.credbridge("migrate", env=headless.unlocked))
+    assert_ok(headless.credbridge("login", "--no-verify", "--password-stdin", "-u", "bob", "login.example.org",
+                                  env=headless.unlocked, stdin="login-secret"))
+    stored = headless.helper("singularity").store("sing.example.org", "carol", "sing-secret")
+    assert stored.returncode == 0, stored
+    assert_ok(headless.credbridge("unlock", env=headless.env, stdin=PASSPHRASE + "\n"))
+    assert_ok(headless.credbridge("lock"))
+    assert (headless.home / ".docker" / "config.json").exists()
+    assert (headless.home / ".singularity" / "docker-config.json").exists()
+    assert sorted(headless.home.rglob("*.lock")) == []
+
+
+#: Adds one to the number in a file, read-modify-write under atomicfile's lock, COUNT times.
+COUNTER = """
+import sys
+from credbridge import atomicfile
+path, count = sys.argv[1], int(sys.argv[2])
+for _ in range(count):
+    with atomicfile.exclusive(path):
+        found = atomicfile.read(path)
+        atomicfile.replace(path, str(int(found[0]) + 1 if found else 1).encode())
+"""
+
+
+def test_the_write_lock_still_excludes_every_other_writer(installation: Installation, tmp_path: Path) -> None:
+    """The lock file comes and goes with every write: no two writers may ever hold it at once."""
+    python = installation.home / ".local" / "share" / "credbridge" / "venv" / "bin" / "python"
+    counter = tmp_path / "shared" / "counter"
+    writers = [subprocess.Popen([str(python), "-c", COUNTER, str(counter), "60"]) for _ in range(4)]
+    assert [writer.wait(timeout=300) for writer in writers] == [0] * 4
+    assert counter.read_text() == "240"
+    assert sorted(path.name for path in counter.parent.iterdir()) == ["counter"]
+
+
+# -- credbridge migrate ---------------------------------------------------------------------------
+
+def test_migrate_with_nothing_configured_moves_into_the_router(headless: Headless) -> None:
+    """`doctor` says `fix: credbridge migrate`: that command must work on a HOME setup never touched."""
+    config = headless.write_docker_config({"auths": {"plain.example.org": plaintext("alice", "plain-secret")}})
+    out = assert_ok(headless.credbridge("migrate", env=headless.unlocked))
+    assert "docker-credential-credbridge" in out and "Apptainer" not in out and "Singularity" not in out, out
+    assert json.loads(config.read_text()) == {"auths": {"plain.example.org": {}}, "credsStore": "credbridge"}
+    got = headless.helper("credbridge", headless.unlocked).get("plain.example.org")
+    assert json.loads(got.stdout)["Secret"] == "plain-secret"
+
+
+def test_migrate_to_a_missing_store_names_the_flag_and_moves_nothing(headless: Headless) -> None:
+    document = {"auths": {"plain.example.org": plaintext("alice", "plain-secret")}}
+    config = headless.write_docker_config(document)
+    refused = headless.credbridge("migrate", "--to", "nosuchstore", env=headless.unlocked)
+    message = assert_fails_with(refused, "docker-credential-nosuchstore is not on PATH", "--to")
+    assert "--store" not in message and refused.stdout == b"", refused.stdout
+    assert json.loads(config.read_text()) == document
