@@ -13,7 +13,6 @@ import fcntl
 import os
 import socket
 import socketserver
-import struct
 import threading
 import time
 from typing import Callable, Mapping
@@ -60,7 +59,7 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         self.server.touch()
         connection: socket.socket = self.request
-        if peer_uid(connection) != os.getuid():
+        if wire.peer_uid(connection) != os.getuid():
             return  # closed unanswered: the client serves itself at once
         connection.settimeout(REQUEST_READ_TIMEOUT_SECONDS)
         try:
@@ -74,19 +73,6 @@ class _Handler(socketserver.BaseRequestHandler):
                 env, f"agent {os.getpid()}", lambda: handle(program, args, stdin, opener))
         connection.sendall(wire.reply(exit_code, output, debug_log))
         self.server.touch()
-
-
-def peer_uid(connection: socket.socket) -> int | None:
-    """Who connected, from the kernel: Linux SO_PEERCRED; macOS/BSD LOCAL_PEERCRED (struct xucred:
-    cr_version, then cr_uid). None where neither exists: such a peer is not served."""
-    if hasattr(socket, "SO_PEERCRED"):
-        _pid, uid, _gid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-        return uid
-    if hasattr(socket, "LOCAL_PEERCRED"):
-        xucred = connection.getsockopt(getattr(socket, "SOL_LOCAL", 0), socket.LOCAL_PEERCRED, 76)
-        _version, uid = struct.unpack_from("=2I", xucred)
-        return uid
-    return None
 
 
 def _read_all(connection: socket.socket) -> bytes:

@@ -78,6 +78,8 @@ def _ask_agent(store: str, program: str, args: "list[str]", stdin: bytes, env: "
     try:
         connection.settimeout(wire.ACK_TIMEOUT_SECONDS)
         connection.connect(wire.agent_socket_path(env))
+        if wire.peer_uid(connection) != posix.getuid():
+            return None  # someone else listens at our socket: not one byte for them
         connection.sendall(wire.request(store, program, args, stdin, env))
         connection.shutdown(_socket.SHUT_WR)
         if connection.recv(1) != wire.ACK:

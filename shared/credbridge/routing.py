@@ -21,12 +21,12 @@ from typing import Any, Mapping, NamedTuple, Optional
 
 from credbridge import config, urls
 from credbridge.errors import HelperError
+from credbridge.helpercall import is_helper_name
 
 ROUTER = "credbridge"
 ENVIRONMENT = "environment"
 PRIMARY = "primary"
 DEFAULT_READ = (ENVIRONMENT, PRIMARY, "apptainer", "singularity")
-_STORE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _PATTERN = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?$|^\[[0-9a-f:.]+\](:[0-9]+)?$")
 
 
@@ -97,7 +97,7 @@ def _writable_store_name(value: Any, key: str, where: str) -> str:
 
 
 def _store_name(value: Any, key: str, where: str) -> str:
-    if not isinstance(value, str) or not _STORE_NAME.match(value):
+    if not is_helper_name(value):
         raise HelperError(f"`{key}` in {where} must name a store (keyring, cryptfile, apptainer, ...), not {value!r}")
     if value == ROUTER:
         raise HelperError(f"`{key}` in {where} names the router itself (credbridge): name the store it should use, "

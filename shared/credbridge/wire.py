@@ -5,6 +5,8 @@ interpreter builtins only: `posix`, not `os` (which -S no longer preloads),
 no json, no typing, not even `from __future__`.
 """
 
+import sys
+
 try:
     import posix
 except ImportError:  # Windows: only the portable parts (relevant_env, ACTIONS_READING_STDIN) are used there
@@ -14,6 +16,7 @@ from credbridge import __version__
 
 TYPE_CHECKING = False  # typing costs more import time than a whole agent round trip
 if TYPE_CHECKING:
+    import _socket
     from typing import Mapping, Optional
 
 #: Actions whose input comes on stdin: `list` must never read it (docker-py
@@ -72,6 +75,23 @@ def private_dir_is_safe(path: str) -> bool:
     except OSError:
         return False
     return info.st_uid == posix.getuid() and (info.st_mode & 0o170777) == 0o040700
+
+
+def peer_uid(connection: "_socket.socket") -> "Optional[int]":
+    """Who is at the other end of a Unix socket, from the kernel (the listener, seen from a client).
+
+    Linux SO_PEERCRED (struct ucred: pid, uid, gid); macOS/BSD LOCAL_PEERCRED (struct xucred:
+    cr_version, cr_uid, ...). None where neither exists: such a peer is trusted by neither side.
+    """
+    import _socket
+
+    if hasattr(_socket, "SO_PEERCRED"):
+        raw = connection.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+    elif hasattr(_socket, "LOCAL_PEERCRED"):
+        raw = connection.getsockopt(getattr(_socket, "SOL_LOCAL", 0), _socket.LOCAL_PEERCRED, 76)
+    else:
+        return None
+    return int.from_bytes(raw[4:8], sys.byteorder)
 
 
 def encode_fields(fields: "list[bytes]") -> bytes:
