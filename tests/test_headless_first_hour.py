@@ -137,3 +137,62 @@ def test_migrate_to_a_missing_store_names_the_flag_and_moves_nothing(headless: H
     message = assert_fails_with(refused, "docker-credential-nosuchstore is not on PATH", "--to")
     assert "--store" not in message and refused.stdout == b"", refused.stdout
     assert json.loads(config.read_text()) == document
+
+
+# -- leaving docker-credential-pass behind ------------------------------------------------------
+
+GO_PASS = "/usr/bin/docker-credential-pass"
+PASS_LOGINS = {"https://index.docker.io/v1/": ("hubuser", "hub-secret"),
+               "ghcr.io": ("octocat", "ghcr-token"), "registry.example.org:5000": ("ci", "ci-secret")}
+
+
+@pytest.fixture
+def pass_store(headless: Headless, tmp_path: Path):
+    """A real GnuPG key (no passphrase: no pinentry prompt) and `pass init` store in a private GNUPGHOME,
+    holding PASS_LOGINS through Go's docker-credential-pass, which ~/.docker/config.json names."""
+    for program in (GO_PASS, "/usr/bin/pass", "/usr/bin/gpg"):
+        assert os.access(program, os.X_OK), f"{program} missing: apt install pass gnupg golang-docker-credential-helpers"
+    gnupg = tmp_path / "gnupg"
+    gnupg.mkdir(mode=0o700)
+    headless.env.update(GNUPGHOME=str(gnupg), PASSWORD_STORE_DIR=str(tmp_path / "password-store"))
+
+    def run_ok(*argv: str, stdin: str = "") -> str:
+        done = run(argv, stdin, headless.env, timeout=120)
+        assert done.returncode == 0, (done.stdout + done.stderr).decode()
+        return done.text
+
+    try:
+        run_ok("gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
+               "credbridge test <test@credbridge.invalid>", "default", "default", "never")
+        fingerprint = next(line.split(":")[9] for line in run_ok("gpg", "--list-keys", "--with-colons").splitlines()
+                           if line.startswith("fpr:"))
+        run_ok("pass", "init", fingerprint)
+        run_ok("pass", "insert", "--echo", "docker-credential-helpers/docker-pass-initialized-check",
+               stdin="pass is initialized\n")
+        go_pass = Helper(GO_PASS, headless.env)
+        for server, (username, secret) in PASS_LOGINS.items():
+            assert go_pass.store(server, username, secret).returncode == 0
+        headless.write_docker_config({"auths": {server: {} for server in PASS_LOGINS}, "credsStore": "pass"})
+        yield go_pass
+    finally:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=headless.env, capture_output=True, timeout=30)
+
+
+def test_migrate_from_pass_moves_verifies_points_every_tool_and_erases(headless: Headless, pass_store: Helper) -> None:
+    unlocked = {**headless.unlocked, **{name: headless.env[name] for name in ("GNUPGHOME", "PASSWORD_STORE_DIR")}}
+    out = assert_ok(headless.credbridge("migrate", "--from", "pass", "--erase", env=unlocked))
+    assert not [secret for _user, secret in PASS_LOGINS.values() if secret in out], out
+    router = headless.helper("credbridge", unlocked)
+    for server, (username, secret) in PASS_LOGINS.items():
+        got = router.get(server)
+        assert json.loads(got.stdout) == {"ServerURL": server, "Username": username, "Secret": secret}, got
+    assert json.loads((headless.home / ".docker" / "config.json").read_text())["credsStore"] == "credbridge"
+    assert "credbridge" in (headless.home / ".config" / "containers" / "registries.conf.d" / "99-credbridge.conf").read_text()
+    assert json.loads(pass_store.list().stdout) == {}
+
+
+def test_migrate_from_pass_keeps_them_in_pass_without_erase(headless: Headless, pass_store: Helper) -> None:
+    unlocked = {**headless.unlocked, **{name: headless.env[name] for name in ("GNUPGHOME", "PASSWORD_STORE_DIR")}}
+    assert_ok(headless.credbridge("migrate", "--from", "pass", env=unlocked))
+    assert json.loads(pass_store.list().stdout) == {server: user for server, (user, _s) in PASS_LOGINS.items()}
+    assert json.loads(headless.helper("credbridge", unlocked).list().stdout) == json.loads(pass_store.list().stdout)
