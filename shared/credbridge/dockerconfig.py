@@ -16,8 +16,9 @@ import os
 import re
 from typing import Any, Mapping, Optional
 
-from credbridge import atomicfile, urls, userdirs
+from credbridge import atomicfile, debuglog, urls, userdirs
 from credbridge.errors import HelperError
+from credbridge.helpercall import is_helper_name
 from credbridge.store import Credentials
 
 #: The Username docker uses for an identity token (OAuth refresh token).
@@ -57,8 +58,7 @@ def docker_config_path(env: Mapping[str, str]) -> str:
 
 def creds_store(env: Mapping[str, str]) -> Optional[str]:
     """The helper docker itself uses (`credsStore` of its config.json), the store a user already chose."""
-    store = (load(docker_config_path(env)) or {}).get("credsStore")
-    return store if isinstance(store, str) and store else None
+    return default_helper(load(docker_config_path(env)) or {})
 
 
 def save(path: str, config: Config) -> None:
@@ -96,10 +96,30 @@ def credentials_entry(credentials: Credentials) -> dict[str, str]:
 
 def helper_for(config: Config, server_url: str) -> Optional[str]:
     """The helper docker/cli would ask for this server: `credHelpers` by registry, else `credsStore`."""
+    per_registry = registry_helpers(config)
+    match = urls.best_match(server_url, per_registry)
+    return per_registry[match] if match is not None else default_helper(config)
+
+
+def registry_helpers(config: Config) -> dict[str, str]:
+    """`credHelpers`: registry -> helper name, the unusable names left out."""
     per_registry = config.get("credHelpers")
-    if isinstance(per_registry, dict):
-        match = urls.best_match(server_url, [key for key, value in per_registry.items() if isinstance(value, str) and value])
-        if match is not None:
-            return per_registry[match]
+    if not isinstance(per_registry, dict):
+        return {}
+    return {registry: name for registry, name in per_registry.items() if _usable_helper_name(name, "credHelpers")}
+
+
+def default_helper(config: Config) -> Optional[str]:
+    """`credsStore`, None when unset or unusable."""
     store = config.get("credsStore")
-    return store if isinstance(store, str) and store else None
+    return store if _usable_helper_name(store, "credsStore") else None
+
+
+def _usable_helper_name(name: object, key: str) -> bool:
+    """A name, never a path: `x/../evil` would run ./evil from wherever the helper runs."""
+    if name == "" or name is None:
+        return False
+    if not is_helper_name(name):
+        debuglog.log("not a helper name: left unused", key=key, name=str(name))
+        return False
+    return True

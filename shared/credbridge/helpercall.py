@@ -8,12 +8,16 @@ never argv or the environment; the helper's stderr reaches the user's
 terminal, as with docker. A config that names the very helper reading it,
 or a chain of helpers that comes back to one already calling, would recurse
 forever: the chain travels in CREDBRIDGE_HELPER_CHAIN and a helper already
-in it is not called again (its credentials are not there).
+in it is not called again (its credentials are not there). A helper is
+found in absolute PATH entries only: an empty entry, `.` or any relative
+one would run a program from the current directory (Go refuses them too).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 from typing import Mapping, Optional
 
@@ -25,12 +29,20 @@ from credbridge.store import Credentials
 HELPER_TIMEOUT_SECONDS = 120
 _NOT_FOUND = str(CredentialsNotFound())
 CHAIN_VARIABLE = "CREDBRIDGE_HELPER_CHAIN"
+#: The <name> of docker-credential-<name>: a name, never a path (also the rule for the router's store names).
+HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def is_helper_name(name: object) -> bool:
+    return isinstance(name, str) and HELPER_NAME.match(name) is not None
 
 
 class HelperProgram:
     """One `docker-credential-<name>` on PATH, run with the caller's environment."""
 
     def __init__(self, name: str, environ: Mapping[str, str]) -> None:
+        if not is_helper_name(name):
+            raise HelperError(f"{name!r} is not a helper name: name docker-credential-NAME by its NAME only")
         self.program = f"docker-credential-{name}"
         self.environ = dict(environ)
 
@@ -56,6 +68,9 @@ class HelperProgram:
             return None
         if not isinstance(answer, dict) or not all(isinstance(answer.get(key), str) for key in ("Username", "Secret")):
             raise HelperError(f"{self.program} get answered something that is not a credential")
+        if not answer["Username"] and not answer["Secret"]:
+            debuglog.log("helper answered an empty login: not found", program=self.program)
+            return None  # Go's pass without a store answers so, exit 0: not a login, the next source may have one
         return Credentials(server_url, answer["Username"], answer["Secret"])
 
     def store(self, credentials: Credentials) -> None:
@@ -69,7 +84,7 @@ class HelperProgram:
     def _call(self, action: str, stdin: bytes, not_found_ok: bool = False) -> Optional[bytes]:
         debuglog.log("calling helper", program=self.program, action=action)
         try:
-            done = subprocess.run([self.program, action], input=stdin, stdout=subprocess.PIPE, env=self.environ,
+            done = subprocess.run([self._resolved(), action], input=stdin, stdout=subprocess.PIPE, env=self.environ,
                                   timeout=HELPER_TIMEOUT_SECONDS, check=False)
         except FileNotFoundError:
             raise HelperError(f"{self.program} is not on PATH: install it, or name another store with --store") from None
@@ -85,6 +100,19 @@ class HelperProgram:
             return None
         first_line = message.splitlines()[0] if message else f"exit status {done.returncode}"
         raise HelperError(f"{self.program} {action} failed: {first_line}")
+
+    def _resolved(self) -> str:
+        """The program in the first absolute PATH entry that holds it executable."""
+        not_executable = None
+        for directory in self.environ.get("PATH", os.defpath).split(os.pathsep):
+            candidate = os.path.join(directory, self.program)
+            if os.path.isabs(directory) and os.path.isfile(candidate):
+                if os.access(candidate, os.X_OK):
+                    return candidate
+                not_executable = not_executable or candidate
+        if not_executable is not None:
+            raise PermissionError()
+        raise FileNotFoundError()
 
     def _json(self, output: Optional[bytes], action: str) -> object:
         """The decoded answer; the raw bytes never reach an error message (they may hold a secret)."""

@@ -156,13 +156,12 @@ class ApptainerFilesStore:
             found = dockerconfig.entry_credentials(key, entry)
             if found is not None:
                 listed[key] = found.username
-        default_helper = config.get("credsStore")
-        if isinstance(default_helper, str) and default_helper:
+        default_helper = dockerconfig.default_helper(config)
+        if default_helper is not None:
             helper = HelperProgram.unless_looping(default_helper, self._env, self._flavour.name)
             if helper is not None:
                 listed.update(helper.list())
-        per_registry = config.get("credHelpers")
-        for registry in per_registry if isinstance(per_registry, dict) else {}:
+        for registry in dockerconfig.registry_helpers(config):
             helper = self._helper(config, registry)
             found = None if helper is None else helper.get(registry)
             if found is not None:

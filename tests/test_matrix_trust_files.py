@@ -1,0 +1,171 @@
+"""Trust, continued: nothing a file, a directory or another helper's answer says can run foreign code,
+wedge a helper, hide a login or take over the terminal.
+
+Every test drives the installed helpers and `credbridge` in a temporary HOME, served in process
+(CREDBRIDGE_NO_AGENT=1: the agent's own bounds are tested with the agent). Planted programs are
+shell scripts that leave a marker file when run: a marker means foreign code ran.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import stat
+import subprocess
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import pytest
+
+from tests.conftest import Installation
+from tests.support.process import Result
+
+GO_PASS = "/usr/bin/docker-credential-pass"
+NOT_FOUND = b"credentials not found in native keychain\n"
+#: No call here may take longer; a hang is ended (with all its descendants) and fails the test.
+CALL_BOUND_SECONDS = 30
+
+
+def call(argv: Sequence[str], stdin: bytes | str = b"", env: Optional[Mapping[str, str]] = None,
+         cwd: Optional[Path] = None, timeout: float = CALL_BOUND_SECONDS, limit_memory: Optional[int] = None) -> Result:
+    """Run a program in its own process group; a call over the bound is killed with every descendant."""
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+
+    def limits() -> None:
+        if limit_memory is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (limit_memory, limit_memory))
+
+    process = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True,
+                               preexec_fn=limits)
+    try:
+        stdout, stderr = process.communicate(data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise AssertionError(f"{argv[0]} did not answer within {timeout} s") from None
+    return Result(stdout, stderr, process.returncode)
+
+
+@pytest.fixture
+def user_env(installation: Installation, tmp_path: Path) -> dict[str, str]:
+    """A bare HOME whose router writes to an (absent) cryptfile: no keyring, no agent, only absolute PATH entries."""
+    home = tmp_path / "home"
+    (home / ".config" / "credbridge").mkdir(mode=0o700, parents=True)
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    (home / ".config" / "credbridge" / "config.yaml").write_text("primary: cryptfile\n")
+    return {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "CREDBRIDGE_NO_AGENT": "1", "LANG": "C.UTF-8",
+            "PATH": f"{installation.bindir}:/usr/bin:/bin", "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store.cbf")}
+
+
+def home(env: Mapping[str, str]) -> Path:
+    return Path(env["HOME"])
+
+
+def write_file(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def write_config(env: Mapping[str, str], text: str) -> None:
+    write_file(home(env) / ".config" / "credbridge" / "config.yaml", text)
+
+
+def planted(directory: Path, name: str, marker: Path, answer: str = "") -> Path:
+    """An executable that leaves `marker` when run (and prints `answer`): foreign code in reach."""
+    script = f"#!/bin/sh\necho ran >> '{marker}'\n" + (f"printf '%s\\n' '{answer}'\n" if answer else "")
+    return write_file(directory / name, script, 0o755)
+
+
+def docker_login(username: str, secret: str) -> dict[str, str]:
+    return {"auth": base64.b64encode(f"{username}:{secret}".encode()).decode()}
+
+
+def apptainer_docker_config(env: Mapping[str, str]) -> Path:
+    return home(env) / ".apptainer" / "docker-config.json"
+
+
+def docker_config(env: Mapping[str, str]) -> Path:
+    return home(env) / ".docker" / "config.json"
+
+
+def helper(installation: Installation, name: str, action: str, stdin: str, env: Mapping[str, str],
+           cwd: Optional[Path] = None) -> Result:
+    return call([installation.executable(f"docker-credential-{name}"), action], stdin, env, cwd)
+
+
+def credbridge(installation: Installation, env: Mapping[str, str], *args: str) -> Result:
+    return call([installation.executable("credbridge"), *args], "", env)
+
+
+def assert_one_line(result: Result, *words: str) -> None:
+    """A helper's failure: one line on stdout naming the cause, exit 1, no traceback."""
+    assert result.returncode == 1 and result.stdout.count(b"\n") == 1, result
+    assert b"Traceback" not in result.stdout + result.stderr, result
+    for word in words:
+        assert word in result.text, (word, result.text)
+
+
+def assert_command_line(result: Result, *words: str) -> None:
+    """A `credbridge` command's failure: one line on stderr naming the file and the fix, no traceback."""
+    text = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 1 and text.count("\n") == 1 and text.startswith("credbridge: "), result
+    for word in words:
+        assert word in text, (word, text)
+
+
+# -- 1. a helper from the current directory ------------------------------------------------------
+
+@pytest.mark.parametrize("path_tail", [":", ":.", ":relative/bin"], ids=["empty-entry", "dot", "relative"])
+def test_a_routed_helper_is_never_found_through_a_relative_path_entry(
+        installation: Installation, user_env: dict[str, str], tmp_path: Path, path_tail: str) -> None:
+    checkout = tmp_path / "untrusted-checkout"
+    marker = tmp_path / "ran"
+    planted(checkout, "docker-credential-planted", marker, '{"Username":"attacker","Secret":"x"}')
+    planted(checkout / "relative" / "bin", "docker-credential-planted", marker, '{"Username":"attacker","Secret":"x"}')
+    write_config(user_env, "primary: cryptfile\nroutes:\n  routed.example: planted\n")
+    env = {**user_env, "PATH": user_env["PATH"] + path_tail}
+    got = helper(installation, "credbridge", "get", "routed.example", env, cwd=checkout)
+    assert not marker.exists(), "a helper in the current directory ran"
+    assert_one_line(got, "docker-credential-planted is not on PATH")
+
+
+# -- 2. helper names with a slash -----------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["credHelpers", "credsStore"])
+@pytest.mark.parametrize("where", ["apptainer", "docker-fallback"])
+def test_a_helper_name_with_a_slash_in_a_docker_config_runs_nothing(
+        installation: Installation, user_env: dict[str, str], tmp_path: Path, key: str, where: str) -> None:
+    checkout = tmp_path / "untrusted-checkout"
+    marker = tmp_path / "ran"
+    (checkout / "docker-credential-x").mkdir(parents=True)
+    planted(checkout, "evil", marker, '{"Username":"attacker","Secret":"x"}')
+    named = {"x.example": "x/../evil"} if key == "credHelpers" else "x/../evil"
+    path = apptainer_docker_config(user_env) if where == "apptainer" else docker_config(user_env)
+    write_file(path, json.dumps({key: named}))
+    for action in ("get", "list"):
+        result = helper(installation, "apptainer", action, "x.example", user_env, cwd=checkout)
+        assert not marker.exists(), f"{action} ran a program named by {path}"
+        assert b"attacker" not in result.stdout, result
+    assert helper(installation, "apptainer", "get", "x.example", user_env, cwd=checkout).stdout == NOT_FOUND
+
+
+# -- 7. an empty answer is not a login ------------------------------------------------------------
+
+def test_go_pass_without_a_store_answers_empty_and_the_router_goes_on_to_apptainer(
+        installation: Installation, user_env: dict[str, str]) -> None:
+    assert os.access(GO_PASS, os.X_OK), "install golang-docker-credential-helpers (docker-credential-pass)"
+    write_config(user_env, "primary: cryptfile\nread: [pass, apptainer]\n")
+    write_file(apptainer_docker_config(user_env), json.dumps({"auths": {"x.example": docker_login("alice", "s3cret")}}))
+    empty = call([GO_PASS, "get"], "x.example", user_env)
+    assert (empty.returncode, json.loads(empty.stdout)["Username"]) == (0, ""), "Go's pass no longer answers empty"
+    got = helper(installation, "credbridge", "get", "x.example", user_env)
+    assert got.returncode == 0, got
+    assert (json.loads(got.stdout)["Username"], json.loads(got.stdout)["Secret"]) == ("alice", "s3cret")
