@@ -5,6 +5,10 @@ WWW-Authenticate header; for `Basic` the same request is retried with the
 credentials, for `Bearer` the token service named in `realm` is asked for
 a token with them. HTTPS first; plain HTTP only for loopback hosts, which
 docker also treats as insecure registries by default.
+
+Credentials never follow a redirect to another scheme, host or port (the
+rule of docker and of requests): such a redirect ends the check with a line
+naming where it pointed, rather than a login confirmed by someone else.
 """
 
 from __future__ import annotations
@@ -18,12 +22,38 @@ import urllib.parse
 import urllib.request
 from typing import Optional
 
+from credbridge import urls
 from credbridge.errors import HelperError
 from credbridge.urls import registry_host
 
 TIMEOUT_SECONDS = 15.0
 DOCKER_HUB_API = "registry-1.docker.io"
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class _SameOriginForCredentials(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect carrying an Authorization header only within the origin it was sent to."""
+
+    def redirect_request(self, req: urllib.request.Request, fp, code: int, msg: str, headers, newurl: str):  # type: ignore[no-untyped-def]
+        if req.has_header("Authorization") and _origin(newurl) != _origin(req.full_url):
+            raise HelperError(f"the registry redirected the login check from {urls.redacted(req.full_url)} to "
+                              f"{urls.redacted(newurl)}: credentials go only to the server asked; "
+                              "log in to that registry by its own name if you trust it")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme, 0)
+
+
+def _open(target: "str | urllib.request.Request"):  # type: ignore[no-untyped-def]
+    """urlopen with certificate checks and the same-origin rule for credentials."""
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl.create_default_context()),
+                                         _SameOriginForCredentials())
+    return opener.open(target, timeout=TIMEOUT_SECONDS)
 
 
 def verify(server_url: str, username: str, secret: str) -> None:
@@ -49,7 +79,7 @@ def verify(server_url: str, username: str, secret: str) -> None:
 def _challenge(url: str) -> Optional[str]:
     """The WWW-Authenticate header of the 401, or None when /v2/ is open."""
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS, context=ssl.create_default_context()):
+        with _open(url):
             return None
     except urllib.error.HTTPError as error:
         if error.code == 401:
@@ -71,7 +101,7 @@ def _answer(url: str, challenge: str, basic: str, username: str, server_url: str
     else:
         raise HelperError(f"{url} asks for {scheme or 'an unnamed'} authentication, which docker logins cannot answer")
     try:
-        with urllib.request.urlopen(target, timeout=TIMEOUT_SECONDS, context=ssl.create_default_context()):
+        with _open(target):
             return
     except urllib.error.HTTPError as error:
         if error.code in (401, 403):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import http.server
 import io
 import json
 import os
@@ -19,12 +20,14 @@ import signal
 import socket
 import subprocess
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Iterator, Mapping
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 TEST_REPO = "test/hello"
@@ -213,3 +216,58 @@ def _wait_for_401(reg: Registry, proc: subprocess.Popen, log: Path, timeout: flo
 
 def _clean_env(home: Path) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
+
+
+# -- scripted loopback HTTP servers that record what they receive (redirect and credential-leak tests) --------
+
+#: answer(method, path, headers) -> (status, response headers, body); headers' names in lower case.
+Answer = Callable[[str, str, Mapping[str, str]], "tuple[int, dict[str, str], bytes]"]
+
+
+@dataclass
+class RecordingServer:
+    """An HTTP server on one loopback address: answers from a script, remembers every request's headers."""
+
+    url: str
+    received: list[tuple[str, str, dict[str, str]]]
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of header `name` that reached this server: what an attacker listening here holds."""
+        return [headers[name.lower()] for _method, _path, headers in self.received if name.lower() in headers]
+
+
+@contextmanager
+def recording_server(host: str, answer: Answer) -> Iterator[RecordingServer]:
+    """Serve `answer` on http://host:<free port> in a thread; stopped when the block ends."""
+    received: list[tuple[str, str, dict[str, str]]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            self.rfile.read(int(headers.get("content-length") or 0))
+            received.append((self.command, self.path, headers))
+            status, reply_headers, body = answer(self.command, self.path, headers)
+            self.send_response(status)
+            for name, value in {**reply_headers, "Content-Length": str(len(body))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_LIST = _serve
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield RecordingServer(f"http://{host}:{server.server_address[1]}", received)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def redirecting_to(target: str, status: int = 302) -> Answer:
+    """Every request sent on to the same path at `target` (an origin: scheme://host:port)."""
+    return lambda _method, path, _headers: (status, {"Location": target + path}, b"")
