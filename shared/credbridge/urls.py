@@ -15,6 +15,13 @@ from typing import Iterable, Optional
 from credbridge import debuglog
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+REDACTED = "<redacted>"
+#: `user:password@` in a URL anywhere in a text, with or without a scheme: starting the text, a word, a quoted
+#: string or a list item. The password runs to the last `@` before a `/`, a blank or a quote (it may hold `@`).
+_PASSWORD_IN_USERINFO = re.compile(
+    r"""(?P<start>[A-Za-z][A-Za-z0-9+.-]*://|(?<![^\s'"(\[{<,=]))(?P<user>[^\s/@:'"]*):[^\s/'"]*@""")
+#: `scheme://token@`: userinfo without a colon after a scheme is a token as often as a name (git's `ghp_...@`).
+_TOKEN_IN_USERINFO = re.compile(r"""(?P<start>[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@:'"]+@""")
 _DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
 # Docker Hub's legacy API roots name the registry itself, not a repository.
 _DOCKER_HUB_ROOT_PATHS = frozenset({"", "/v1", "/v2"})
@@ -34,6 +41,19 @@ def canonical(server_url: str) -> str:
     if host in _DOCKER_HUB_HOSTS and port == "":
         return "docker.io" + ("" if path in _DOCKER_HUB_ROOT_PATHS else path)
     return host + port + path
+
+
+def redacted(text: str) -> str:
+    """The text with the password of every URL in it replaced: `https://alice:<redacted>@host/...`.
+
+    The one function for every URL a person or a log may see (debug lines,
+    error lines, command output): a registry or Vault address may carry
+    credentials in its userinfo, and those are never shown.
+    """
+    if "@" not in text:
+        return text
+    text = _PASSWORD_IN_USERINFO.sub(lambda found: f"{found['start']}{found['user']}:{REDACTED}@", text)
+    return _TOKEN_IN_USERINFO.sub(lambda found: f"{found['start']}{REDACTED}@", text)
 
 
 def registry_host(server_url: str) -> tuple[str, str]:
