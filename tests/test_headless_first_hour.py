@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -196,3 +197,19 @@ def test_migrate_from_pass_keeps_them_in_pass_without_erase(headless: Headless, 
     assert_ok(headless.credbridge("migrate", "--from", "pass", env=unlocked))
     assert json.loads(pass_store.list().stdout) == {server: user for server, (user, _s) in PASS_LOGINS.items()}
     assert json.loads(headless.helper("credbridge", unlocked).list().stdout) == json.loads(pass_store.list().stdout)
+
+
+# -- usage and help -------------------------------------------------------------------------------
+
+def test_a_mistyped_option_shows_the_commands_own_usage(headless: Headless) -> None:
+    mistyped = headless.credbridge("list", "--jsn")
+    assert mistyped.returncode == 2 and mistyped.stderr.decode().startswith("usage: credbridge list "), mistyped.stderr
+
+
+@pytest.mark.parametrize("command", ["setup", "unlock", "passwd", "lock", "exec", "authfile", "migrate", "agent",
+                                     "stop-agent", "login", "doctor"])
+def test_each_commands_help_opens_with_the_line_the_top_level_help_gives_it(headless: Headless, command: str) -> None:
+    overview = assert_ok(headless.credbridge("--help"))
+    line = re.search(rf"^    {command} +(.*)$", overview, re.MULTILINE).group(1).split()[:4]
+    own = " ".join(assert_ok(headless.credbridge(command, "--help")).split())
+    assert " ".join([line[0].capitalize(), *line[1:]]) in own, own

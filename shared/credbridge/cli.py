@@ -26,7 +26,7 @@ EXAMPLES = {
     "logout": "  credbridge logout ghcr.io\n  credbridge logout                     (Docker Hub)",
     "list": "  credbridge list\n  credbridge list --json | jq -r '.[].registry'",
     "config": "  credbridge config\n  credbridge config --json",
-    "doctor": "  credbridge doctor\n  credbridge doctor --registry ghcr.io --json",
+    "doctor": "  credbridge doctor\n  credbridge doctor ghcr.io --json",
     "migrate": "  credbridge migrate --dry-run\n  credbridge migrate --to cryptfile --backup\n"
                "  credbridge migrate --from pass --erase      (leave docker-credential-pass for the router)",
     "unlock": "  credbridge unlock\n  credbridge unlock --timeout 3600 < ~/.config/credbridge/passphrase",
@@ -47,26 +47,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="credbridge", description="Docker credential helpers for every container tool.")
     parser.add_argument("--version", action="version", version=f"credbridge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("agent", help="serve helper calls in the foreground (helpers start it on demand)")
-    commands.add_parser("stop-agent", help="stop this user's agent (it also exits by itself when idle)")
+    _add_command(commands, "agent", "serve helper calls in the foreground (helpers start it on demand)")
+    _add_command(commands, "stop-agent", "stop this user's agent (it also exits by itself when idle)")
     for name, help_text in (("unlock", "unlock the cryptfile for this login session (creates it on first use)"),
                             ("passwd", "re-encrypt the cryptfile under a new passphrase")):
-        command = commands.add_parser(name, help=f"{help_text}; passphrases from the terminal, else one a line on stdin")
+        command = _add_command(commands, name, f"{help_text}; passphrases from the terminal, else one a line on stdin")
         command.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                              help="forget the key after this long (default: 12 hours)")
-    commands.add_parser("lock", help="forget the cached cryptfile key at once (helpers and agent alike)")
-    authfile_parser = commands.add_parser("authfile", help="write a Docker-format authfile from a credential store")
+    _add_command(commands, "lock", "forget the cached cryptfile key at once (helpers and agent alike)")
+    authfile_parser = _add_command(commands, "authfile", "write a Docker-format authfile from a credential store")
     authfile_parser.add_argument("registries", nargs="*", metavar="REGISTRY", help="only these (default: every one)")
     authfile_parser.add_argument("-o", "--output", metavar="FILE", help="write FILE (mode 0600) instead of stdout")
-    exec_parser = commands.add_parser("exec", help="run COMMAND with a private authfile that is removed when it ends")
+    exec_parser = _add_command(commands, "exec", "run COMMAND with a private authfile that is removed when it ends")
     exec_parser.add_argument("--registry", action="append", default=[], dest="registries", metavar="REGISTRY",
                              help="only this registry (repeatable; default: every one)")
     exec_parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
     for bridge_parser in (authfile_parser, exec_parser):
         bridge_parser.add_argument("--store", metavar="NAME",
                                    help="read docker-credential-NAME (default: credsStore of the docker config)")
-    migrate_parser = commands.add_parser("migrate", help="move plaintext logins of docker, podman/skopeo, Apptainer and "
-                                                        "SingularityCE into an encrypted store")
+    migrate_parser = _add_command(commands, "migrate", "move plaintext logins of docker, podman/skopeo, Apptainer and "
+                                                       "SingularityCE (or every login of another helper) into an "
+                                                       "encrypted store")
     migrate_parser.add_argument("--to", metavar="STORE", help="docker-credential-STORE (default: credsStore of the "
                                                              "docker config, else credbridge, the router)")
     migrate_parser.add_argument("--from", dest="source", metavar="STORE",
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                                 help="with --from: remove the logins from STORE once the target gave each back")
     migrate_parser.add_argument("--dry-run", action="store_true", help="only say what would move")
     migrate_parser.add_argument("--backup", action="store_true", help="keep a 0600 plaintext copy of each rewritten file")
-    setup_parser = commands.add_parser("setup", help="point docker, podman, skopeo, buildah, Apptainer and SingularityCE "
-                                                    "at one credential helper (--undo reverts)")
+    setup_parser = _add_command(commands, "setup", "point docker, podman, skopeo, buildah, Apptainer and SingularityCE "
+                                                   "at one credential helper (--undo reverts)")
     setup_parser.add_argument("--helper", default="credbridge", metavar="NAME", help="docker-credential-NAME (default: credbridge)")
     setup_parser.add_argument("--tool", action="append", default=[], dest="tools", choices=SETUP_TOOLS,
                               help="only this tool (repeatable; default: every one found on PATH)")
@@ -87,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, examples in EXAMPLES.items():
         commands.choices[name].epilog = "examples:\n" + examples
         commands.choices[name].formatter_class = argparse.RawDescriptionHelpFormatter
-    options = parser.parse_args(argv)
+    options, unknown = parser.parse_known_args(argv)
+    if unknown:  # the command's own usage, not the top level's
+        commands.choices[options.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     if options.command == "exec":
         options.argv = options.argv[1:] if options.argv[:1] == ["--"] else options.argv
         if not options.argv:
@@ -209,9 +212,15 @@ def setup(options: argparse.Namespace) -> int:
     return 0
 
 
+def _add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str,
+                 help_text: str) -> argparse.ArgumentParser:
+    """`credbridge NAME --help` opens with the line the top-level help gives NAME."""
+    return commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+
+
 def _add_router_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        return _add_command(commands, name, help_text)
 
     login_parser = command("login", "log in to a registry through docker-credential-credbridge")
     login_parser.add_argument("registry", nargs="?", metavar="REGISTRY", help="host[:port] (default: Docker Hub)")
@@ -224,8 +233,10 @@ def _add_router_commands(commands: "argparse._SubParsersAction[argparse.Argument
     list_parser = command("list", "show every login the router finds: registry, user and the store holding it")
     config_parser = command("config", "show the router's effective configuration and where each part comes from")
     doctor_parser = command("doctor", "check that every tool finds the same logins, safely stored")
-    doctor_parser.add_argument("--registry", default="docker.io",
-                               help="explain which helper each tool calls for this registry (default: docker.io)")
+    doctor_parser.add_argument("registry", nargs="?", metavar="REGISTRY",
+                               help="explain which helper each tool calls for this registry, and where its login is "
+                                    "(default: docker.io)")
+    doctor_parser.add_argument("--registry", dest="registry_option", metavar="REGISTRY", help="the same as REGISTRY")
     for parser in (list_parser, config_parser, doctor_parser):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -275,7 +286,7 @@ def show_config(options: argparse.Namespace) -> int:
 def check_health(options: argparse.Namespace) -> int:
     from credbridge import doctor
 
-    report = doctor.examine(os.environ, options.registry)
+    report = doctor.examine(os.environ, options.registry or options.registry_option or "docker.io")
     print(doctor.render_report(report, options.json, doctor.use_colour(sys.stdout, os.environ)))
     return 0 if report.healthy else 1
 
