@@ -115,4 +115,10 @@ for entry in distribution("credbridge").entry_points:
     print(f"credbridge: installed {path}")
 PY
 fi
-case ":$PATH:" in *":$bindir:"*) ;; *) echo "credbridge: add $bindir to your PATH" ;; esac
+# Tools find helpers only on PATH: say so now, with the line that fixes it, not at the first failing pull.
+case ":$PATH:" in
+    *":$bindir:"*) ;;
+    *) case $bindir in "$HOME"/*) shown="\$HOME/${bindir#"$HOME"/}" ;; *) shown=$bindir ;; esac
+       echo "credbridge: $bindir is not on PATH, so docker, podman and the other tools will not find the helpers:"
+       echo "credbridge: run  export PATH=\"$shown:\$PATH\"  and add that line to ~/.profile" ;;
+esac

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Helper, Installation
+from tests.conftest import REPO, Helper, Installation, install_env
 from tests.support.process import Result, run
 
 PASSPHRASE = "first hour passphrase"
@@ -213,3 +213,25 @@ def test_each_commands_help_opens_with_the_line_the_top_level_help_gives_it(head
     line = re.search(rf"^    {command} +(.*)$", overview, re.MULTILINE).group(1).split()[:4]
     own = " ".join(assert_ok(headless.credbridge(command, "--help")).split())
     assert " ".join([line[0].capitalize(), *line[1:]]) in own, own
+
+
+# -- PATH -----------------------------------------------------------------------------------------
+
+def test_setup_and_its_dry_run_both_say_that_path_lacks_the_helpers(headless: Headless) -> None:
+    """Run as `~/.local/bin/credbridge setup` from a shell whose PATH lacks ~/.local/bin."""
+    without_bindir = {**headless.env, "PATH": os.environ["PATH"]}
+    for dry_run in (["--dry-run"], []):
+        refused = headless.credbridge("setup", "--tool", "docker", *dry_run, env=without_bindir)
+        assert_fails_with(refused, "not on PATH", str(headless.installation.bindir), "export PATH=", "~/.profile")
+        assert b"would set" not in refused.stdout
+    assert not (headless.home / ".docker").exists()
+
+
+def test_install_says_how_to_put_its_bindir_on_path(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    done = subprocess.run([str(REPO / "install.sh")], env={**install_env(home), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"{home}/.local/bin is not on PATH" in done.stdout
+    assert 'export PATH="$HOME/.local/bin:$PATH"' in done.stdout and "~/.profile" in done.stdout, done.stdout

@@ -19,6 +19,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 from contextlib import nullcontext
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol, Sequence
 
@@ -131,8 +132,7 @@ def setup(env: Mapping[str, str], helper: str, tools: Sequence[str], dry_run: bo
     if not chosen:
         say("credbridge: no container tool found on PATH: name one with --tool")
         return
-    if shutil.which(f"docker-credential-{helper}", path=env.get("PATH")) is None and not dry_run:
-        raise HelperError(f"docker-credential-{helper} is not on PATH: install it, or choose another with --helper")
+    _check_on_path(f"docker-credential-{helper}", env)
     changes: dict[str, Change] = {}
     for tool in chosen:
         planned = _plan(tool, env, helper, say)
@@ -142,6 +142,19 @@ def setup(env: Mapping[str, str], helper: str, tools: Sequence[str], dry_run: bo
     journal = Journal(env)
     for change in changes.values():
         say(f"{', '.join(change.tools)}: {_apply(change.setting, change.value, journal, dry_run)}")
+
+
+def _check_on_path(program: str, env: Mapping[str, str]) -> None:
+    """Tools find a helper only on PATH: a dry run checks that as the real run does, and names the fix."""
+    if shutil.which(program, path=env.get("PATH")) is not None:
+        return
+    home = env.get("HOME", "")
+    for directory in dict.fromkeys([os.path.dirname(os.path.abspath(sys.argv[0])), os.path.join(home, ".local", "bin")]):
+        if os.access(os.path.join(directory, program), os.X_OK):
+            shown = "$HOME" + directory[len(home):] if home and directory.startswith(home + os.sep) else directory
+            raise HelperError(f"{program} is in {directory}, which is not on PATH, so no tool would find it: "
+                              f"run `export PATH=\"{shown}:$PATH\"` and add that line to ~/.profile")
+    raise HelperError(f"{program} is not on PATH: install it, or choose another with --helper")
 
 
 def undo(env: Mapping[str, str], dry_run: bool, say: Say = print) -> None:
