@@ -235,3 +235,14 @@ def test_install_says_how_to_put_its_bindir_on_path(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert f"{home}/.local/bin is not on PATH" in done.stdout
     assert 'export PATH="$HOME/.local/bin:$PATH"' in done.stdout and "~/.profile" in done.stdout, done.stdout
+
+
+# -- credbridge list ------------------------------------------------------------------------------
+
+def test_list_says_a_plaintext_docker_login_is_in_dockers_file(headless: Headless) -> None:
+    config = headless.write_docker_config({"auths": {"plain.example.org": plaintext("alice", "plain-secret")}})
+    listed = assert_ok(headless.credbridge("list", env=headless.unlocked))
+    [row] = [line for line in listed.splitlines() if line.startswith("plain.example.org")]
+    assert f"docker config, plaintext ({config}; Apptainer reads it too)" in row, listed
+    [entry] = json.loads(assert_ok(headless.credbridge("list", "--json", env=headless.unlocked)))
+    assert entry["store"].startswith("docker config, plaintext"), entry

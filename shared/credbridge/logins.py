@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Callable, Mapping, Optional
 
-from credbridge import registrycheck, urls
+from credbridge import dockerconfig, registrycheck, urls
 from credbridge.errors import CredentialsNotFound
 from credbridge.store import Credentials
+from credbridge.stores.apptainer import APPTAINER, ApptainerFilesStore
 from credbridge.stores.router import Login, RouterStore
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -49,7 +50,21 @@ def logout(env: Mapping[str, str], registry: Optional[str], say: Say) -> None:
 
 
 def list_logins(env: Mapping[str, str]) -> list[Login]:
-    return sorted(RouterStore(env).logins())
+    return sorted(_where_really(login, env) for login in RouterStore(env).logins())
+
+
+def _where_really(login: Login, env: Mapping[str, str]) -> Login:
+    """Apptainer without a file of its own reads docker's config.json: a plaintext login found there
+    through the apptainer store is in docker's file, not Apptainer's."""
+    if login.store != APPTAINER.name:
+        return login
+    docker_config = dockerconfig.docker_config_path(env)
+    if ApptainerFilesStore(env, APPTAINER).readable_authfile() != docker_config:
+        return login
+    entry = dockerconfig.auths(dockerconfig.load(docker_config) or {}).get(login.server_url)
+    if dockerconfig.entry_credentials(login.server_url, entry) is None:
+        return login
+    return login._replace(store=f"docker config, plaintext ({docker_config}; Apptainer reads it too)")
 
 
 def render_logins(logins: list[Login], as_json: bool) -> str:
