@@ -58,7 +58,7 @@ def user_env(installation: Installation, tmp_path: Path) -> dict[str, str]:
     (home / ".config" / "credbridge").mkdir(mode=0o700, parents=True)
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
-    (home / ".config" / "credbridge" / "config.yaml").write_text("primary: cryptfile\n")
+    write_file(home / ".config" / "credbridge" / "config.yaml", "primary: cryptfile\n")
     return {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "CREDBRIDGE_NO_AGENT": "1", "LANG": "C.UTF-8",
             "PATH": f"{installation.bindir}:/usr/bin:/bin", "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store.cbf")}
 
@@ -169,3 +169,56 @@ def test_go_pass_without_a_store_answers_empty_and_the_router_goes_on_to_apptain
     got = helper(installation, "credbridge", "get", "x.example", user_env)
     assert got.returncode == 0, got
     assert (json.loads(got.stdout)["Username"], json.loads(got.stdout)["Secret"]) == ("alice", "s3cret")
+
+
+# -- 5. files that are not files: a FIFO must not wedge a call --------------------------------------
+
+FIFO_PLACES = {
+    "docker-config-fallback": lambda env: docker_config(env),
+    "apptainer-docker-config": lambda env: apptainer_docker_config(env),
+    "apptainer-remote-yaml": lambda env: home(env) / ".apptainer" / "remote.yaml",
+    "singularity-docker-config": lambda env: home(env) / ".singularity" / "docker-config.json",
+}
+
+
+@pytest.mark.parametrize("place", FIFO_PLACES)
+def test_a_fifo_in_place_of_a_file_is_one_line_naming_it_not_a_hang(
+        installation: Installation, user_env: dict[str, str], place: str) -> None:
+    fifo = FIFO_PLACES[place](user_env)
+    fifo.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.mkfifo(fifo, 0o600)
+    store = "singularity" if place.startswith("singularity") else "apptainer"
+    assert_one_line(helper(installation, store, "get", "x.example", user_env), str(fifo), "not a regular file")
+    routed = helper(installation, "credbridge", "get", "x.example", user_env)
+    assert routed.returncode == 1 and b"Traceback" not in routed.stdout + routed.stderr, routed
+
+
+def test_a_fifo_in_place_of_the_credbridge_config_is_one_line_naming_it(
+        installation: Installation, user_env: dict[str, str]) -> None:
+    config = home(user_env) / ".config" / "credbridge" / "config.yaml"
+    config.unlink()
+    os.mkfifo(config, 0o600)
+    assert_one_line(helper(installation, "credbridge", "get", "x.example", user_env), str(config), "not a regular file")
+    assert_command_line(credbridge(installation, user_env, "config"), str(config), "not a regular file")
+
+
+# -- 6. no command ends in a traceback ------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["setup", "--tool", "docker"], ["migrate", "--to", "cryptfile", "--dry-run"],
+                                     ["list"]], ids=lambda command: command[0])
+def test_a_directory_in_place_of_dockers_config_ends_every_command_in_one_line(
+        installation: Installation, user_env: dict[str, str], command: list[str]) -> None:
+    docker_config(user_env).mkdir(mode=0o700, parents=True)
+    done = credbridge(installation, user_env, *command)
+    assert b"Traceback" not in done.stdout + done.stderr, done.stderr.decode()
+    if command[0] in ("setup", "migrate"):
+        assert_command_line(done, str(docker_config(user_env)), "not a regular file")
+
+
+def test_deeply_nested_json_in_dockers_config_is_one_line_naming_it(
+        installation: Installation, user_env: dict[str, str]) -> None:
+    write_file(docker_config(user_env), '{"auths": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert_one_line(helper(installation, "apptainer", "get", "x.example", user_env), str(docker_config(user_env)))
+    listed = credbridge(installation, user_env, "list")
+    assert b"Traceback" not in listed.stdout + listed.stderr, listed.stderr.decode()
+    assert listed.returncode == 0 or listed.stderr.decode().count("\n") == 1, listed

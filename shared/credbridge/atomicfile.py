@@ -78,12 +78,29 @@ def inspect(path: str) -> Optional[os.stat_result]:
     return info
 
 
+def open_regular(path: str, flags: int = 0) -> tuple[int, os.stat_result]:
+    """A read descriptor of the regular file at `path`, and its fstat: anything else is one line naming it.
+
+    The open never blocks: a FIFO planted in a file's place would otherwise wait for a writer forever.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | flags)
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO, socket or device"
+            raise HelperError(f"{path} is not a regular file ({kind}): move it away, or put the file there")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor, info
+
+
 def read(path: str) -> Optional[tuple[bytes, os.stat_result]]:
     """The content and the stat of exactly that content (files are replaced, never rewritten), or None."""
     if inspect(path) is None:
         return None
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        descriptor, info = open_regular(path, os.O_NOFOLLOW)
     except FileNotFoundError:
         return None
     except OSError as error:
@@ -91,7 +108,6 @@ def read(path: str) -> Optional[tuple[bytes, os.stat_result]]:
             raise HelperError(f"{path} is a symlink: replace it with the real file") from None
         raise
     try:
-        info = os.fstat(descriptor)
         _refuse_unsafe(path, info)
         with os.fdopen(descriptor, "rb", closefd=False) as stream:
             return stream.read(), info

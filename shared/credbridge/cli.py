@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, EOFError):
         print("credbridge: cancelled", file=sys.stderr)
         return 1
+    except Exception as error:  # the guard, as for the helpers: one secret-free line, never a traceback
+        from credbridge.protocol import describe_unexpected
+
+        print(describe_unexpected(error), file=sys.stderr)
+        return 1
 
 
 def stop_agent() -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
+from credbridge import atomicfile
 from credbridge.errors import HelperError
 from credbridge.userdirs import config_home
 
@@ -42,8 +43,8 @@ def load_config(env: Mapping[str, str]) -> dict[str, Any]:
     """The whole configuration, {} when the file does not exist; callers only read it (it is shared)."""
     path = config_path(env)
     try:
-        with open(path, encoding="utf-8") as file:
-            info = os.fstat(file.fileno())
+        descriptor, info = atomicfile.open_regular(path)
+        with open(descriptor, encoding="utf-8") as file:
             identity = (info.st_ino, info.st_size, info.st_mtime_ns)
             cached = _PARSED.get(path)
             if cached is not None and cached[0] == identity:

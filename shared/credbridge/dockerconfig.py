@@ -40,6 +40,8 @@ def load(path: str) -> Optional[Config]:
         config = json.loads(found[0].decode("utf-8")) if found[0].strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise HelperError(f"{path} is not valid JSON ({error.__class__.__name__} at byte {getattr(error, 'pos', 0)}): fix or move it") from None
+    except RecursionError:
+        raise HelperError(f"{path} is nested too deeply to be a docker config file: fix or move it") from None
     if not isinstance(config, dict):
         raise HelperError(f"{path} is not a JSON object: fix or move it")
     return config
