@@ -156,18 +156,19 @@ def test_a_source_that_fails_is_reported_only_when_no_other_source_has_it(instal
 
 # -- the environment source ------------------------------------------------------------------------
 
-def test_per_registry_variables_answer_for_their_registry_only(installation: Installation, env: dict[str, str]) -> None:
-    router = helper(installation, {**env, "CREDBRIDGE_AUTH_REGISTRY_EXAMPLE_COM_5000_USERNAME": "ci",
-                                   "CREDBRIDGE_AUTH_REGISTRY_EXAMPLE_COM_5000_PASSWORD": "ci-token"})
+def test_per_registry_variables_answer_for_the_registry_they_are_bound_to_only(installation: Installation,
+                                                                            env: dict[str, str]) -> None:
+    router = helper(installation, {**env, "CREDBRIDGE_AUTH_CI_REGISTRY": "registry.example.com:5000",
+                                   "CREDBRIDGE_AUTH_CI_USERNAME": "ci", "CREDBRIDGE_AUTH_CI_PASSWORD": "ci-token"})
     assert json.loads(router.get("https://registry.example.com:5000").stdout) == {
         "ServerURL": "https://registry.example.com:5000", "Username": "ci", "Secret": "ci-token"}
     assert router.get("registry.example.com").returncode == 1
-    assert router.list().stdout == b"{}\n", "the environment is not a store: nothing to list"
+    assert json.loads(router.list().stdout) == {"registry.example.com:5000": "ci"}, "bound by value: listed"
 
 
 def test_apptainer_variables_take_precedence_over_singularity_and_docker_ones(installation: Installation,
                                                                             env: dict[str, str]) -> None:
-    variables = {"DOCKER_USERNAME": "d", "DOCKER_PASSWORD": "docker-pw",
+    variables = {"DOCKER_USERNAME": "d", "DOCKER_PASSWORD": "docker-pw", "CREDBRIDGE_ENV_REGISTRIES": "any.example",
                  "SINGULARITY_DOCKER_USERNAME": "s", "SINGULARITY_DOCKER_PASSWORD": "singularity-pw"}
     router = helper(installation, {**env, **variables})
     assert secret_of(router.get("any.example").stdout) == "singularity-pw"
@@ -176,20 +177,24 @@ def test_apptainer_variables_take_precedence_over_singularity_and_docker_ones(in
     assert secret_of(router.get("any.example").stdout) == "apptainer-pw"
 
 
-def test_the_environment_comes_before_stored_logins_and_can_be_scoped(installation: Installation,
-                                                                     env: dict[str, str]) -> None:
+def test_the_global_pairs_go_only_where_scoped_and_then_before_stored_logins(installation: Installation,
+                                                                            env: dict[str, str]) -> None:
     stored_ok(helper(installation, env), SERVER, "alice", "stored")
     ci = {**env, "DOCKER_USERNAME": "ci", "DOCKER_PASSWORD": "ci-token"}
-    assert secret_of(helper(installation, ci).get(SERVER).stdout) == "ci-token"
+    assert secret_of(helper(installation, ci).get(SERVER).stdout) == "stored"
+    assert helper(installation, ci).get("https://index.docker.io/v1/").returncode == 1
     scoped = {**ci, "CREDBRIDGE_ENV_REGISTRIES": "docker.io,*.corp.example"}
     assert secret_of(helper(installation, scoped).get(SERVER).stdout) == "stored"
     assert secret_of(helper(installation, scoped).get("https://index.docker.io/v1/").stdout) == "ci-token"
+    scoped_here = {**ci, "CREDBRIDGE_ENV_REGISTRIES": SERVER}
+    assert secret_of(helper(installation, scoped_here).get(SERVER).stdout) == "ci-token"
 
 
-def test_half_a_variable_pair_is_one_line_naming_the_missing_half(installation: Installation, env: dict[str, str]) -> None:
-    result = helper(installation, {**env, "APPTAINER_DOCKER_USERNAME": "a"}).get(SERVER)
+def test_half_a_bound_pair_is_one_line_naming_the_missing_half(installation: Installation, env: dict[str, str]) -> None:
+    result = helper(installation, {**env, "CREDBRIDGE_AUTH_A_REGISTRY": SERVER, "CREDBRIDGE_AUTH_A_USERNAME": "a"}).get(SERVER)
     assert (result.returncode, result.stderr) == (1, b"")
-    assert result.text == "APPTAINER_DOCKER_USERNAME is set but APPTAINER_DOCKER_PASSWORD is not: set both, or neither\n"
+    assert result.text == (f"CREDBRIDGE_AUTH_A_REGISTRY binds {SERVER} but CREDBRIDGE_AUTH_A_PASSWORD is not set: "
+                           "set it, or unset CREDBRIDGE_AUTH_A_REGISTRY\n")
 
 
 def test_the_environment_cannot_be_written(installation: Installation, env: dict[str, str]) -> None:

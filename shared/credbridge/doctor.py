@@ -16,7 +16,8 @@ from typing import Any, Mapping, NamedTuple, Optional, TextIO
 from credbridge import config, dockerconfig, migrate, registriesconf, routing
 from credbridge.errors import HelperError
 from credbridge.stores.apptainer import APPTAINER, REMOTE_YAML_NAME, SINGULARITY, ApptainerFilesStore, config_dir
-from credbridge.stores.environment import GLOBAL_PAIRS, PER_REGISTRY_PREFIX, SCOPE_VARIABLE
+from credbridge.stores.environment import (AUTH_CONFIG_VARIABLE, GLOBAL_PAIRS, PER_REGISTRY_PREFIX, SCOPE_VARIABLE,
+                                           environment_logins)
 
 OUR_PROGRAMS = ("docker-credential-credbridge", "docker-credential-keyring", "docker-credential-cryptfile",
                 "docker-credential-apptainer", "docker-credential-singularity", "docker-credential-vault", "credbridge")
@@ -54,10 +55,11 @@ def effective_config(env: Mapping[str, str]) -> dict[str, Any]:
         reason = ("default: a Secret Service runs on the session bus" if primary == "keyring"
                   else "default: no Secret Service on the session bus, as on a headless machine")
     variables = sorted(name for name in env if name.startswith(PER_REGISTRY_PREFIX) or name == SCOPE_VARIABLE
-                       or any(name in pair for pair in GLOBAL_PAIRS))
+                       or name == AUTH_CONFIG_VARIABLE or any(name in pair for pair in GLOBAL_PAIRS))
     return {"file": path, "file_exists": os.path.exists(path), "primary": primary, "primary_reason": reason,
             "routes": [{"pattern": route.pattern, "store": route.store} for route in settings.routes],
-            "read": list(settings.read), "environment_variables": variables}
+            "read": list(settings.read), "environment_variables": variables,
+            "environment_logins": [login._asdict() for login in environment_logins(env)]}
 
 
 def render_config(effective: dict[str, Any], as_json: bool) -> str:
@@ -69,7 +71,15 @@ def render_config(effective: dict[str, Any], as_json: bool) -> str:
                                 or "none"),
              "read order:  " + " -> ".join(effective["read"]),
              "environment: " + (", ".join(effective["environment_variables"]) or "no credential variables set")]
+    lines += [f"  {_environment_login_line(login)}" for login in effective["environment_logins"]]
     return "\n".join(lines)
+
+
+def _environment_login_line(login: dict[str, Any]) -> str:
+    """`VARIABLES -> registries`, or why they go nowhere (names only: a value is never shown)."""
+    problem = f"{login['problem']}: {login['fix']}" if login["problem"] else ""
+    bound = ", ".join(login["registries"])
+    return f"{'/'.join(login['variables'])} -> " + (f"{bound} ({problem})" if bound and problem else problem or bound)
 
 
 # -- credbridge doctor ----------------------------------------------------------------------------
@@ -81,6 +91,7 @@ def examine(env: Mapping[str, str], registry: str) -> Report:
     checks += _tool_checks(env, registry)
     checks += [_keyring_check(env), _cryptfile_check(env, in_use="cryptfile" in writes_to)]
     checks += _plaintext_checks(env) + _permission_checks(env) + _shadow_checks(env)
+    checks += _environment_checks(env)
     return Report(registry, [check for check in checks if check is not None])
 
 
@@ -203,6 +214,15 @@ def _permission_checks(env: Mapping[str, str]) -> list[Check]:
         if mode & 0o077:
             checks.append(Check("permissions", "fail", f"{path} is mode {mode:04o}: other users may read it",
                                 f"chmod 600 {path}"))
+    return checks
+
+
+def _environment_checks(env: Mapping[str, str]) -> list[Check]:
+    """Each login held in environment variables, the registries it is offered to, and a pair bound to none."""
+    checks = []
+    for login in environment_logins(env):
+        line = f"{'/'.join(login.variables)} -> " + (login.problem or ", ".join(login.registries))
+        checks.append(Check("environment", "warn" if login.problem else "ok", line, login.fix))
     return checks
 
 

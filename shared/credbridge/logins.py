@@ -14,7 +14,7 @@ from credbridge import dockerconfig, registrycheck, urls
 from credbridge.errors import CredentialsNotFound
 from credbridge.store import Credentials
 from credbridge.stores.apptainer import APPTAINER, ApptainerFilesStore
-from credbridge.stores.router import Login, RouterStore
+from credbridge.stores.router import Login, RouterStore, Survey
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 Say = Callable[[str], None]
@@ -49,8 +49,9 @@ def logout(env: Mapping[str, str], registry: Optional[str], say: Say) -> None:
     say(f"Removed the login for {key}")
 
 
-def list_logins(env: Mapping[str, str]) -> list[Login]:
-    return sorted(_where_really(login, env) for login in RouterStore(env).logins())
+def list_logins(env: Mapping[str, str]) -> Survey:
+    survey = RouterStore(env).survey()
+    return Survey(sorted(_where_really(login, env) for login in survey.logins), survey.unreadable)
 
 
 def _where_really(login: Login, env: Mapping[str, str]) -> Login:
@@ -67,12 +68,18 @@ def _where_really(login: Login, env: Mapping[str, str]) -> Login:
     return login._replace(store=f"docker config, plaintext ({docker_config}; Apptainer reads it too)")
 
 
-def render_logins(logins: list[Login], as_json: bool) -> str:
+def render_logins(survey: Survey, as_json: bool) -> str:
+    """The logins; each store that could not be read (locked, unreachable) is named with why, not hidden."""
     if as_json:
-        return json.dumps([{"registry": login.server_url, "username": login.username, "store": login.store}
-                           for login in logins], indent=2)
-    if not logins:
-        return "no logins (log in with `credbridge login REGISTRY`, `docker login` or `podman login`)"
-    rows = [("REGISTRY", "USER", "STORE"), *logins]
+        rows = [{"registry": login.server_url, "username": login.username, "store": login.store}
+                for login in survey.logins]
+        rows += [{"registry": None, "username": None, "store": store, "unreadable": why}
+                 for store, why in survey.unreadable.items()]
+        return json.dumps(rows, indent=2)
+    notes = [f"{store}: not listed: {why}" for store, why in survey.unreadable.items()]
+    if not survey.logins:
+        return "\n".join(["no logins (log in with `credbridge login REGISTRY`, `docker login` or `podman login`)",
+                          *notes])
+    rows = [("REGISTRY", "USER", "STORE"), *survey.logins]
     widths = [max(len(row[column]) for row in rows) for column in range(2)]
-    return "\n".join(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}" for row in rows)
+    return "\n".join([*(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}" for row in rows), *notes])

@@ -67,6 +67,18 @@ def load_routing(env: Mapping[str, str]) -> Routing:
     return Routing(primary, parsed, tuple(_store_name(name, "read", where) for name in read))
 
 
+def is_pattern(text: str) -> bool:
+    """A route pattern: `host[:port]`, `*.domain[:port]` or `[ipv6][:port]`, lower-case."""
+    return bool(_PATTERN.match(text))
+
+
+def exact_registry(text: str) -> Optional[str]:
+    """The canonical `host[:port]` of one registry (a URL's scheme and Docker Hub's v1 path allowed);
+    None for a wildcard, a repository path, userinfo or anything else that is not one registry."""
+    registry = urls.canonical(text)
+    return registry if is_pattern(registry) and not registry.startswith("*.") else None
+
+
 def pattern_matches(pattern: str, host: str, port: str) -> bool:
     pattern_host, pattern_port = urls.registry_host(pattern.replace("*.", "wildcard.", 1))
     if pattern_port and pattern_port != port:
@@ -84,7 +96,7 @@ def _specificity(pattern: str) -> tuple[bool, int, bool]:
 
 def _pattern(pattern: Any, where: str) -> str:
     text = str(pattern).strip().lower()
-    if not _PATTERN.match(text):
+    if not is_pattern(text):
         raise HelperError(f"route pattern {pattern!r} in {where} is not a registry host[:port] or *.domain[:port]")
     return text
 

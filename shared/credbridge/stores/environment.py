@@ -1,46 +1,55 @@
 """Logins handed over in environment variables: a read-only source of the router.
 
 CI jobs and batch scripts pass credentials in the environment rather than
-logging in. Two kinds, the more specific first:
+logging in. A variable is offered only to the registries it is bound to by
+value, matched as a stored login is (credbridge.urls: exact, else the
+anchored canonical form), never by a name mangled out of a host:
 
-- per registry: `CREDBRIDGE_AUTH_<HOST>_USERNAME` and `..._PASSWORD`, where
-  <HOST> is the canonical registry host[:port] (Docker Hub is `docker.io`)
-  upper-cased, every character other than A-Z and 0-9 becoming `_`:
-  `ghcr.io` -> `CREDBRIDGE_AUTH_GHCR_IO_USERNAME`,
-  `registry.example.com:5000` -> `CREDBRIDGE_AUTH_REGISTRY_EXAMPLE_COM_5000_PASSWORD`;
-- for every registry, as Apptainer/SingularityCE read them and in their
-  precedence: `APPTAINER_DOCKER_USERNAME`/`_PASSWORD`, then
-  `SINGULARITY_DOCKER_*`, then `DOCKER_USERNAME`/`DOCKER_PASSWORD`.
-  `CREDBRIDGE_ENV_REGISTRIES` (comma-separated route patterns, e.g.
-  `docker.io,*.corp.example`) limits them to those registries, so a CI
-  secret meant for one registry is not offered to every registry pulled from.
+- `CREDBRIDGE_AUTH_<NAME>_REGISTRY=registry.gitlab.com` beside
+  `CREDBRIDGE_AUTH_<NAME>_USERNAME` and `..._PASSWORD`, NAME free. The
+  value is one registry, host[:port], no wildcard: whoever reads the job
+  sees which registry gets the secret. Two NAMEs binding one registry are
+  refused for that registry (one line naming both), never guessed between.
+- `DOCKER_AUTH_CONFIG`: a whole docker config.json, as recent docker CLIs
+  read it; each `auths` key binds its own entry.
+- the pairs Apptainer reads for its one command (`APPTAINER_DOCKER_*`,
+  then `SINGULARITY_DOCKER_*`, then `DOCKER_USERNAME`/`DOCKER_PASSWORD`):
+  offered to no registry unless `CREDBRIDGE_ENV_REGISTRIES` (route
+  patterns, e.g. `docker.io,*.corp.example`) names it. Half a pair
+  (`DOCKER_USERNAME` alone, often set to name images) is ignored.
 
-Nothing is stored or erased here, and `list` is empty: a name mangled into
-a variable cannot be turned back into the registry's name with certainty.
+The more specific kind answers first, in the order above. Nothing is stored
+or erased here; `list` shows each login bound to one exact registry.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
-from credbridge import routing, urls
+from credbridge import debuglog, dockerconfig, routing, urls
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.store import Credentials
 
 PER_REGISTRY_PREFIX = "CREDBRIDGE_AUTH_"
 SCOPE_VARIABLE = "CREDBRIDGE_ENV_REGISTRIES"
+AUTH_CONFIG_VARIABLE = "DOCKER_AUTH_CONFIG"
+AUTH_CONFIG_FIX = "set it to a docker config.json, or unset it"
 #: Apptainer's order: its own names, then SingularityCE's, then the bare docker ones.
 GLOBAL_PAIRS = (("APPTAINER_DOCKER_USERNAME", "APPTAINER_DOCKER_PASSWORD"),
                 ("SINGULARITY_DOCKER_USERNAME", "SINGULARITY_DOCKER_PASSWORD"),
                 ("DOCKER_USERNAME", "DOCKER_PASSWORD"))
+_BINDING_PART = re.compile(r"^CREDBRIDGE_AUTH_(.+)_(REGISTRY|USERNAME|PASSWORD)$")
 
 
-def registry_variables(server_url: str) -> tuple[str, str]:
-    """The (username, password) variable names for one registry."""
-    host, port = urls.registry_host(server_url)
-    stem = PER_REGISTRY_PREFIX + re.sub(r"[^A-Z0-9]", "_", (host + port).upper())
-    return stem + "_USERNAME", stem + "_PASSWORD"
+class EnvironmentLogin(NamedTuple):
+    """One login the environment holds, for `doctor` and `config`: names, never values."""
+
+    variables: tuple[str, ...]
+    registries: tuple[str, ...]  # what it is offered to (route patterns for the global pairs)
+    problem: str = ""  # why it is offered to nothing, or to less than it seems; "" when fine
+    fix: str = ""  # what to do about the problem
 
 
 class EnvironmentSource:
@@ -50,11 +59,11 @@ class EnvironmentSource:
         self._env = env
 
     def get(self, server_url: str) -> Credentials:
-        for username_name, password_name in (registry_variables(server_url), *self._global_pairs(server_url)):
-            found = self._pair(username_name, password_name)
-            if found is not None:
-                return Credentials(server_url, *found)
-        raise CredentialsNotFound()
+        found = (_bound_pair(self._env, server_url) or _auth_config_entry(self._env, server_url)
+                 or _global_pair(self._env, server_url))
+        if found is None:
+            raise CredentialsNotFound()
+        return Credentials(server_url, *found)
 
     def store(self, credentials: Credentials) -> None:
         raise HelperError("the environment is a read-only credential source: route this registry to a store")
@@ -63,22 +72,190 @@ class EnvironmentSource:
         """Nothing to erase: what the environment holds ends with the process that set it."""
 
     def list(self) -> dict[str, str]:
-        return {}
+        """Each login bound to one exact registry, keyed by that registry, spelled as bound."""
+        listed: dict[str, str] = {}
+        for registry in _listable_registries(self._env):
+            try:
+                listed.setdefault(registry, self.get(registry).username)
+            except HelperError as error:  # ambiguous or half bound: `doctor` says why
+                debuglog.log("environment list skips", registry=registry, error=str(error))
+        return listed
 
-    def _global_pairs(self, server_url: str) -> tuple[tuple[str, str], ...]:
-        scope = self._env.get(SCOPE_VARIABLE)
-        if scope is None:
-            return GLOBAL_PAIRS
-        host, port = urls.registry_host(server_url)
-        patterns = [pattern.strip().lower() for pattern in scope.split(",") if pattern.strip()]
-        return GLOBAL_PAIRS if any(routing.pattern_matches(pattern, host, port) for pattern in patterns) else ()
 
-    def _pair(self, username_name: str, password_name: str) -> Optional[tuple[str, str]]:
-        username, password = self._env.get(username_name), self._env.get(password_name)
-        if not username and not password:
-            return None
-        if not username or not password:
-            missing = password_name if username else username_name
-            raise HelperError(f"{username_name if username else password_name} is set but {missing} is not: "
-                              "set both, or neither")
-        return username, password
+# -- CREDBRIDGE_AUTH_<NAME>_* ---------------------------------------------------------------------
+
+def _bindings(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """NAME -> {REGISTRY|USERNAME|PASSWORD: variable name} for every non-empty part set."""
+    found: dict[str, dict[str, str]] = {}
+    for variable in sorted(env):
+        match = _BINDING_PART.match(variable)
+        if match and env[variable]:
+            found.setdefault(match.group(1), {})[match.group(2)] = variable
+    return found
+
+
+def _bound_registry(env: Mapping[str, str], parts: Mapping[str, str]) -> Optional[str]:
+    """The one registry a NAME is bound to, canonical; None when unbound or not one host[:port]."""
+    variable = parts.get("REGISTRY")
+    return routing.exact_registry(env[variable]) if variable else None
+
+
+def _bound_pair(env: Mapping[str, str], server_url: str) -> Optional[tuple[str, str]]:
+    wanted = urls.canonical(server_url)
+    names = [name for name, parts in _bindings(env).items() if _bound_registry(env, parts) == wanted]
+    if not names:
+        return None
+    if len(names) > 1:
+        bound = " and ".join(f"{PER_REGISTRY_PREFIX}{name}_REGISTRY" for name in names)
+        raise HelperError(f"{bound} bind the same registry {wanted}: unset all but one of them")
+    stem = PER_REGISTRY_PREFIX + names[0]
+    username, password = env.get(stem + "_USERNAME"), env.get(stem + "_PASSWORD")
+    if not username or not password:
+        missing = stem + ("_PASSWORD" if username else "_USERNAME")
+        raise HelperError(f"{stem}_REGISTRY binds {wanted} but {missing} is not set: set it, or unset {stem}_REGISTRY")
+    debuglog.log("environment", server=server_url, variables=f"{stem}_*")
+    return username, password
+
+
+# -- DOCKER_AUTH_CONFIG ---------------------------------------------------------------------------
+
+def _auth_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """The `auths` of DOCKER_AUTH_CONFIG ({} when unset); a bad value is one line that never quotes it."""
+    auths, problem = _read_auth_config(env)
+    if problem:
+        raise HelperError(f"{problem}: {AUTH_CONFIG_FIX}")
+    return auths
+
+
+def _read_auth_config(env: Mapping[str, str]) -> tuple[dict[str, Any], str]:
+    """(auths, "") or ({}, what is wrong with the variable)."""
+    text = env.get(AUTH_CONFIG_VARIABLE, "")
+    if not text.strip():
+        return {}, ""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        return {}, f"{AUTH_CONFIG_VARIABLE} is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+    if not isinstance(document, dict) or not isinstance(document.get("auths", {}), dict):
+        return {}, f"{AUTH_CONFIG_VARIABLE} is not a docker config.json (an object with an `auths` object)"
+    return document.get("auths", {}), ""
+
+
+def _auth_config_entry(env: Mapping[str, str], server_url: str) -> Optional[tuple[str, str]]:
+    auths = _auth_config(env)
+    key = urls.best_match(server_url, auths)
+    found = None if key is None else _entry_credentials(key, auths[key])
+    if found is None:
+        return None
+    debuglog.log("environment", server=server_url, variables=AUTH_CONFIG_VARIABLE, key=key)
+    return found.username, found.secret
+
+
+def _entry_credentials(key: str, entry: Any) -> Optional[Credentials]:
+    """As docker reads an entry: `identitytoken`, else `auth`, else the `username`/`password` fields."""
+    found = dockerconfig.entry_credentials(key, entry)
+    if found is not None or not isinstance(entry, dict) or entry.get("auth"):
+        return found
+    username, password = entry.get("username"), entry.get("password")
+    if isinstance(username, str) and isinstance(password, str) and username and password:
+        return Credentials(key, username, password)
+    return None
+
+
+# -- the global pairs -----------------------------------------------------------------------------
+
+def scope_patterns(env: Mapping[str, str]) -> list[str]:
+    """The valid route patterns of CREDBRIDGE_ENV_REGISTRIES, lower-cased."""
+    patterns = [pattern.strip().lower() for pattern in env.get(SCOPE_VARIABLE, "").split(",")]
+    return [pattern for pattern in patterns if routing.is_pattern(pattern)]
+
+
+def _global_pair(env: Mapping[str, str], server_url: str) -> Optional[tuple[str, str]]:
+    host, port = urls.registry_host(server_url)
+    if not any(routing.pattern_matches(pattern, host, port) for pattern in scope_patterns(env)):
+        if any(env.get(name) for pair in GLOBAL_PAIRS for name in pair):
+            debuglog.log("environment pairs not offered", server=server_url, because=f"not in {SCOPE_VARIABLE}")
+        return None
+    for username_name, password_name in GLOBAL_PAIRS:
+        username, password = env.get(username_name), env.get(password_name)
+        if username and password:
+            debuglog.log("environment", server=server_url, variables=f"{username_name}/{password_name}")
+            return username, password
+        if username or password:
+            debuglog.log("environment ignores half a pair", set=username_name if username else password_name)
+    return None
+
+
+# -- what doctor, config and list show ------------------------------------------------------------
+
+def _listable_registries(env: Mapping[str, str]) -> list[str]:
+    """Every exact registry some variable binds (wildcards in CREDBRIDGE_ENV_REGISTRIES cannot be listed)."""
+    bound = [_bound_registry(env, parts) for parts in _bindings(env).values()]
+    configured = list(_read_auth_config(env)[0])
+    scoped = [pattern for pattern in scope_patterns(env) if not pattern.startswith("*.")]
+    first_spelling: dict[str, str] = {}
+    for registry in [*bound, *configured, *scoped]:
+        if registry:
+            first_spelling.setdefault(urls.canonical(registry), registry)
+    return list(first_spelling.values())
+
+
+def environment_logins(env: Mapping[str, str]) -> list[EnvironmentLogin]:
+    """Every credential the environment holds, with the registries it goes to and what is wrong with it."""
+    return [*_binding_logins(env), *_auth_config_logins(env), *_global_logins(env)]
+
+
+def _binding_logins(env: Mapping[str, str]) -> list[EnvironmentLogin]:
+    bindings = _bindings(env)
+    registries = {name: _bound_registry(env, parts) for name, parts in bindings.items()}
+    logins = []
+    for name, parts in bindings.items():
+        stem, registry = PER_REGISTRY_PREFIX + name, registries[name]
+        variables = tuple(parts[part] for part in ("REGISTRY", "USERNAME", "PASSWORD") if part in parts)
+        others = [other for other, bound in registries.items() if other != name and bound and bound == registry]
+        if "REGISTRY" not in parts:
+            problem, fix = "offered to no registry", f"set {stem}_REGISTRY=<registry host[:port]> to use it"
+        elif registry is None:
+            problem, fix = f"{stem}_REGISTRY is not one registry host[:port]", "name one registry, no path or wildcard"
+        elif others:
+            problem, fix = f"{PER_REGISTRY_PREFIX}{others[0]}_REGISTRY binds it too", "unset one of them"
+        elif len(variables) < 3:
+            problem, fix = "half a pair", f"set both {stem}_USERNAME and {stem}_PASSWORD"
+        else:
+            problem, fix = "", ""
+        logins.append(EnvironmentLogin(variables, (registry,) if registry else (), problem, fix))
+    return logins
+
+
+def _auth_config_logins(env: Mapping[str, str]) -> list[EnvironmentLogin]:
+    if not env.get(AUTH_CONFIG_VARIABLE, "").strip():
+        return []
+    auths, problem = _read_auth_config(env)
+    if problem:
+        return [EnvironmentLogin((AUTH_CONFIG_VARIABLE,), (), problem, AUTH_CONFIG_FIX)]
+    usable = tuple(key for key, entry in auths.items() if _entry_credentials(key, entry) is not None)
+    if usable:
+        return [EnvironmentLogin((AUTH_CONFIG_VARIABLE,), usable)]
+    return [EnvironmentLogin((AUTH_CONFIG_VARIABLE,), (), "holds no login", "add `auth` entries under `auths`")]
+
+
+def _global_logins(env: Mapping[str, str]) -> list[EnvironmentLogin]:
+    scope = tuple(scope_patterns(env))
+    logins, first = [], None
+    for pair in GLOBAL_PAIRS:
+        present = tuple(name for name in pair if env.get(name))
+        if not present:
+            continue
+        if len(present) == 1:
+            missing = pair[1] if present[0] == pair[0] else pair[0]
+            problem, fix = "half a pair, ignored", f"set {missing} too, if this is a login"
+        elif not scope:
+            problem, fix = "offered to no registry", f"set {SCOPE_VARIABLE}=docker.io to use it"
+        elif first is not None:
+            problem, fix = f"never used: {first[0]}/{first[1]} comes first", f"unset {present[0]} and {present[1]}"
+        else:
+            problem, fix = "", ""
+        if len(present) == 2:
+            first = first or pair
+        logins.append(EnvironmentLogin(present, scope if len(present) == 2 and not problem else (), problem, fix))
+    return logins

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Mapping, NamedTuple, Optional
 
 from credbridge import debuglog, urls
-from credbridge.errors import CredentialsNotFound, HelperError
+from credbridge.errors import CredentialsNotFound, HelperError, StoreLocked, StoreUnavailable
 from credbridge.helpercall import CHAIN_VARIABLE, HelperProgram
 from credbridge.routing import ENVIRONMENT, PRIMARY, ROUTER, Routing, load_routing
 from credbridge.store import Credentials, CredentialStore
@@ -29,6 +29,13 @@ class Login(NamedTuple):
     server_url: str
     username: str
     store: str
+
+
+class Survey(NamedTuple):
+    """What `list` found: the logins, and each store that could not be read (store -> why)."""
+
+    logins: list[Login]
+    unreadable: dict[str, str]
 
 
 class RouterStore:
@@ -49,12 +56,16 @@ class RouterStore:
         self._open(writer).store(credentials)
 
     def get(self, server_url: str) -> Credentials:
-        """The first source that has it; a source's failure is reported only if no other has it."""
+        """The first source that has it. A source that cannot be reached counts as not having it, so an
+        anonymous pull goes on; a locked or damaged one is reported only if no other source has it."""
         failures: list[HelperError] = []
         for name in self.readers_for(server_url):
             try:
                 found = self._open(name).get(server_url)
             except CredentialsNotFound:
+                continue
+            except StoreUnavailable as error:
+                debuglog.log("router source unavailable, read as not found", store=name, error=str(error))
                 continue
             except HelperError as error:
                 debuglog.log("router source failed", store=name, error=str(error))
@@ -80,26 +91,30 @@ class RouterStore:
             raise failures[0]
 
     def list(self) -> dict[str, str]:
-        return {login.server_url: login.username for login in self.logins()}
+        return {login.server_url: login.username for login in self.survey().logins}
 
-    def logins(self) -> list[Login]:
+    def survey(self) -> Survey:
         """Every source merged, one entry per registry (the first source's spelling and user win).
 
-        A secondary source that fails is left out, so one broken file does not
-        break `docker build`; a failing primary store is an error.
+        A source that is locked or cannot be reached, or a secondary source
+        that fails, is named in `unreadable` and the rest are listed, so one
+        broken file does not break `docker build`; a damaged primary store is
+        an error.
         """
         merged: dict[str, Login] = {}
+        unreadable: dict[str, str] = {}
         for name in self.listed_stores():
             try:
                 listed = self._open(name).list()
             except HelperError as error:
-                if name == self.primary():
+                if name == self.primary() and not isinstance(error, (StoreLocked, StoreUnavailable)):
                     raise
                 debuglog.log("router list source failed", store=name, error=str(error))
+                unreadable[name] = str(error)
                 continue
             for server, username in sorted(listed.items()):
                 merged.setdefault(urls.canonical(server), Login(server, username, name))
-        return list(merged.values())
+        return Survey(list(merged.values()), unreadable)
 
     # -- where each registry goes ---------------------------------------------
 
