@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -54,8 +55,9 @@ facts = {
     "pid": os.getpid(),
     "env": {name: os.environ.get(name) for name in sys.argv[3:]},
     "file_mode": os.stat(authfile).st_mode & 0o777,
-    "dir_mode": os.stat(os.path.dirname(authfile)).st_mode & 0o777,
+    "dir_mode": os.stat(os.environ["DOCKER_CONFIG"]).st_mode & 0o777,
     "content": open(authfile).read(),
+    "docker_config_json": open(os.path.join(os.environ["DOCKER_CONFIG"], "config.json")).read(),
 }
 if action == "trap-apart":
     os.setpgid(0, 0)  # out of the terminal's foreground group: only what exec passes on reaches us
@@ -300,7 +302,10 @@ def test_the_store_defaults_to_credsStore_and_its_absence_asks_for_store(logged_
 
 
 def test_a_failing_helper_is_one_line_naming_it_and_its_message(logged_in: Bridge) -> None:
-    never_unlocked = {**logged_in.env, "CREDBRIDGE_CRYPTFILE": str(logged_in.tmp_path / "other" / "credentials.cbf")}
+    copy = logged_in.tmp_path / "other" / "credentials.cbf"
+    copy.parent.mkdir(mode=0o700)
+    copy.write_bytes(Path(logged_in.env["CREDBRIDGE_CRYPTFILE"]).read_bytes())
+    never_unlocked = {**logged_in.env, "CREDBRIDGE_CRYPTFILE": str(copy)}
     assert_one_line_error(logged_in.credbridge("authfile", env=never_unlocked),
                           "docker-credential-cryptfile list failed: cryptfile is locked: run 'credbridge unlock'")
     assert_one_line_error(logged_in.credbridge("authfile", "--store", "nonesuch"),
@@ -326,10 +331,11 @@ def test_exec_gives_the_command_a_private_authfile_through_every_variable(logged
     directory = Path(facts["env"]["DOCKER_CONFIG"])
     assert directory.parent == Path(logged_in.env["XDG_RUNTIME_DIR"]) / "credbridge"
     assert directory.name.startswith(f"exec-{running.process.pid}-")
-    assert facts["env"] == {**dict.fromkeys(AUTHFILE_VARIABLES, str(directory / "config.json")),
-                            "DOCKER_CONFIG": str(directory)}
+    authfile = facts["env"]["REGISTRY_AUTH_FILE"]
+    assert re.fullmatch(rf"/proc/{running.process.pid}/fd/\d+", authfile), authfile
+    assert facts["env"] == {**dict.fromkeys(AUTHFILE_VARIABLES, authfile), "DOCKER_CONFIG": str(directory)}
     assert (facts["file_mode"], facts["dir_mode"]) == (0o600, 0o700)
-    assert facts["content"].encode() == logged_in.credbridge("authfile").stdout
+    assert facts["content"].encode() == facts["docker_config_json"].encode() == logged_in.credbridge("authfile").stdout
     assert not directory.exists()
 
 
@@ -425,14 +431,14 @@ def test_ctrl_c_at_the_terminal_is_not_passed_on_a_second_time(logged_in: Bridge
 
 
 @pytest.mark.parametrize("next_command", [["exec", "--", "true"], ["authfile"]], ids=["exec", "authfile"])
-def test_the_file_of_a_sigkilled_exec_is_removed_by_the_next_run(logged_in: Bridge, next_command: list[str]) -> None:
+def test_the_directory_of_a_sigkilled_exec_is_removed_by_the_next_run(logged_in: Bridge, next_command: list[str]) -> None:
     running = logged_in.start_exec("trap")
     facts = running.facts()
     directory = Path(facts["env"]["DOCKER_CONFIG"])
     running.process.send_signal(signal.SIGKILL)
     running.finish()
     os.kill(facts["pid"], signal.SIGKILL)  # the orphaned command, which exec could not reach
-    assert (directory / "config.json").exists()
+    assert directory.exists()
 
     assert logged_in.credbridge(*next_command).returncode == 0
     assert not directory.exists()
@@ -448,6 +454,17 @@ def test_skopeo_under_exec_reads_the_bridged_registry_auth_file(logged_in: Bridg
 
     logged_in.login(registry.host, registry.username, registry.password)
     result = logged_in.credbridge("exec", "--", *inspect)
+    assert result.returncode == 0, explain_result(result)
+    assert json.loads(result.stdout)["Name"] == f"{registry.host}/test/hello"
+
+
+def test_skopeo_started_by_the_command_with_its_descriptors_closed_reads_the_authfile(
+        logged_in: Bridge, registry: Registry) -> None:
+    """Python's subprocess (like sudo) closes what it inherited: the authfile must not depend on a descriptor."""
+    logged_in.login(registry.host, registry.username, registry.password)
+    inspect = [program("skopeo", logged_in.env), "inspect", "--tls-verify=false", f"docker://{registry.test_image}"]
+    script = f"import subprocess, sys; sys.exit(subprocess.run({inspect!r}, close_fds=True).returncode)"
+    result = logged_in.credbridge("exec", "--", sys.executable, "-c", script)
     assert result.returncode == 0, explain_result(result)
     assert json.loads(result.stdout)["Name"] == f"{registry.host}/test/hello"
 
@@ -476,3 +493,13 @@ def test_docker_cli_under_exec_reads_the_bridged_docker_config(logged_in: Bridge
     result = logged_in.credbridge("exec", "--registry", registry.host, "--", *inspect)
     assert result.returncode == 0, explain_result(result)
     assert len(json.loads(result.stdout)["layers"]) == 1
+
+
+def test_docker_py_under_exec_reads_the_bridged_docker_config(logged_in: Bridge) -> None:
+    """docker-py reads DOCKER_CONFIG/config.json itself (it has no REGISTRY_AUTH_FILE)."""
+    script = ("import docker.auth, json; config = docker.auth.load_config(); "
+              f"print(json.dumps(docker.auth.resolve_authconfig(config, {SERVER!r})))")
+    result = logged_in.credbridge("exec", "--registry", SERVER, "--", sys.executable, "-c", script)
+    assert result.returncode == 0, explain_result(result)
+    found = json.loads(result.stdout)
+    assert (found["username"], found["password"]) == (USERNAME, SECRET)

@@ -2,9 +2,14 @@
 
 SingularityCE <= 4.0, Apptainer <= 1.3 and some CI tools ignore credsStore
 and read only `auths` from a file. `authfile` writes such a file from any
-helper; `exec` writes one into a private directory that lives exactly as long
-as the command it serves, so the plaintext never outlives its use. A
-directory left by a SIGKILLed exec is removed by the next run.
+helper. `exec` keeps it in an anonymous memory file that its command, and
+every program the command runs, reads as /proc/<exec's pid>/fd/N: through
+the authfile variables, and through DOCKER_CONFIG, a private directory whose
+config.json is a symlink to it (docker and docker-py want a directory). So
+the plaintext is on no filesystem and ends with exec however exec ends,
+SIGKILL included; the path works in grandchildren started with their
+descriptors closed (Python's subprocess, sudo), which /dev/fd/N would not.
+The directory, which holds no secret, is removed by exec or by the next run.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import re
 import secrets
 import shutil
 import sys
+import tempfile
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Optional, Sequence
 
@@ -44,7 +50,7 @@ def write_authfile(registries: Sequence[str], output: Optional[str], store: Opti
 
 def run_with_authfile(command: Sequence[str], registries: Sequence[str], store: Optional[str],
                       environ: Mapping[str, str]) -> int:
-    """`credbridge exec`: COMMAND's exit status; its private authfile is gone when this returns."""
+    """`credbridge exec`: COMMAND's exit status; its authfile lives in our memory and dies with us."""
     data = build(configured_store(store, environ), registries, environ)
     base = wire.agent_dir(environ)
     with _writing(base):
@@ -52,14 +58,32 @@ def run_with_authfile(command: Sequence[str], registries: Sequence[str], store: 
     remove_stale_exec_dirs(base)
     supervise.block_signals()
     directory = os.path.join(base, f"exec-{os.getpid()}-{secrets.token_hex(8)}")
-    path = os.path.join(directory, "config.json")
     try:
         with _writing(directory):
             os.mkdir(directory, 0o700)
-            atomicfile.replace(path, data)  # no lock needed: the directory is new and ours alone
-        return supervise.run(command, {**environ, **dict.fromkeys(AUTHFILE_VARIABLES, path), "DOCKER_CONFIG": directory})
+            authfile = _anonymous_file(data, directory)
+            os.symlink(authfile, os.path.join(directory, "config.json"))
+        return supervise.run(command, {**environ, **dict.fromkeys(AUTHFILE_VARIABLES, authfile), "DOCKER_CONFIG": directory})
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _anonymous_file(data: bytes, directory: str) -> str:
+    """A path to `data` that only this process keeps alive: /proc/OUR_PID/fd/N, readable by our uid alone.
+
+    A memory file (memfd) is on no filesystem at all. Where the kernel or libc has none (RHEL 7),
+    a file in our private directory, unlinked before a byte is written to it. The descriptor is
+    not inherited: nothing but this process holds the secret.
+    """
+    try:
+        descriptor = os.memfd_create("credbridge-authfile", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        descriptor, name = tempfile.mkstemp(dir=directory)
+        os.unlink(name)
+    os.fchmod(descriptor, 0o600)  # what a reader that checks the mode of an authfile expects
+    with open(descriptor, "wb", closefd=False) as memory:
+        memory.write(data)
+    return f"/proc/{os.getpid()}/fd/{descriptor}"
 
 
 def configured_store(store: Optional[str], environ: Mapping[str, str]) -> str:
