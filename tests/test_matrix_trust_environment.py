@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import SERVING, Helper, Installation, router_env
 from tests.support.matrix import NOT_FOUND, assert_one_line_error
 from tests.support.process import Result, run
-from tests.support.registry import Registry
+from tests.support.registry import Registry, free_port
 
 CI_SECRET = "ci-s3cret-must-stay-home"
 GLOBAL_PAIRS = [("APPTAINER_DOCKER_USERNAME", "APPTAINER_DOCKER_PASSWORD"),
@@ -312,3 +312,13 @@ def test_an_unreachable_keyring_reads_as_not_found_but_a_write_to_it_still_fails
     listed = credbridge(installation, env, "list")
     assert (listed.returncode, listed.stderr) == (0, b""), listed
     assert any(line.startswith("keyring: ") and "D-Bus" in line for line in listed.text.splitlines()), listed.text
+
+
+def test_a_vault_that_does_not_answer_reads_as_not_found_but_a_write_to_it_still_fails(
+        installation: Installation, headless: dict[str, str]) -> None:
+    env = {**configured(headless, "primary: vault\n"), "VAULT_ADDR": f"http://127.0.0.1:{free_port()}",
+           "VAULT_TOKEN": "token-for-a-vault-that-is-down"}
+    routed = router(installation, env)
+    assert answer(routed.get("apptainer.example")) == ("carol", "from-apptainer")
+    assert_not_found(routed.get("unknown.example"))
+    assert_one_line_error(routed.store("new.example", "erin", "s3cret"), "cannot use Vault", "connection refused")
