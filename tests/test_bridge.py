@@ -248,13 +248,22 @@ def test_authfile_reads_any_helper_such_as_go_secretservice(request: pytest.Fixt
 # -- authfile: where it goes ----------------------------------------------------------
 
 
-def test_authfile_output_file_is_0600_in_a_0700_directory(logged_in: Bridge) -> None:
-    output = logged_in.tmp_path / "new-dir" / "auth.json"
+def test_authfile_output_file_is_0600_and_alone_in_its_directory(logged_in: Bridge) -> None:
+    """No `.lock` or temporary file stays beside it: the user asked for one file."""
+    output = logged_in.tmp_path / "private" / "auth.json"
+    output.parent.mkdir(mode=0o700)
     result = logged_in.credbridge("authfile", "-o", str(output), SERVER)
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b""), explain_result(result)
     assert json.loads(output.read_text()) == {"auths": {SERVER: {"auth": basic(USERNAME, SECRET)}}}
     assert output.stat().st_mode & 0o777 == 0o600
-    assert output.parent.stat().st_mode & 0o777 == 0o700
+    assert os.listdir(output.parent) == ["auth.json"]
+
+
+def test_authfile_into_a_missing_directory_is_one_line_naming_it_and_creates_nothing(logged_in: Bridge) -> None:
+    missing = logged_in.tmp_path / "nonexistent" / "dir"
+    result = logged_in.credbridge("authfile", "-o", str(missing / "x.json"))
+    assert_one_line_error(result, f"{missing} does not exist", f"mkdir -m 700 -p {missing}")
+    assert not missing.parent.exists()
 
 
 def test_authfile_refuses_to_print_secrets_on_a_terminal(logged_in: Bridge) -> None:
@@ -292,13 +301,17 @@ def test_a_registry_without_credentials_is_one_line_error_and_writes_nothing(log
     assert logged_in.exec_dirs() == before
 
 
-def test_the_store_defaults_to_credsStore_and_its_absence_asks_for_store(logged_in: Bridge) -> None:
+def test_the_store_defaults_to_credsStore_and_without_one_to_the_router(logged_in: Bridge) -> None:
+    """One login, every tool: with nothing configured, the router finds the logins wherever they are."""
     named = logged_in.credbridge("authfile", "--store", "cryptfile")
     assert logged_in.credbridge("authfile").stdout == named.stdout != b""
 
     Path(logged_in.env["DOCKER_CONFIG"], "config.json").write_text('{"auths": {}}')
-    assert_one_line_error(logged_in.credbridge("authfile"), "no credsStore in", "--store")
-    assert_one_line_error(logged_in.credbridge("exec", "--", "true"), "no credsStore in", "--store")
+    routed = logged_in.credbridge("authfile")
+    assert (routed.returncode, routed.stdout) == (0, named.stdout), explain_result(routed)
+    running = logged_in.start_exec("0")
+    assert running.facts()["content"].encode() == named.stdout
+    assert running.finish() == 0, running.explain()
 
 
 def test_a_failing_helper_is_one_line_naming_it_and_its_message(logged_in: Bridge) -> None:

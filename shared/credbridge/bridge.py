@@ -17,13 +17,14 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shlex
 import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Optional, Sequence
 
-from credbridge import atomicfile, dockerconfig, supervise, urls, wire
+from credbridge import atomicfile, dockerconfig, routing, supervise, urls, wire
 from credbridge.errors import HelperError
 from credbridge.helpercall import HelperProgram
 from credbridge.store import Credentials
@@ -44,8 +45,17 @@ def write_authfile(registries: Sequence[str], output: Optional[str], store: Opti
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
+    _refuse_missing_parent(output)
     with _writing(output), atomicfile.exclusive(output):
         atomicfile.replace(output, data)
+
+
+def _refuse_missing_parent(output: str) -> None:
+    """-o names a file: creating directories the user did not ask for would put a secret where no one looks."""
+    parent = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(parent):
+        raise HelperError(f"cannot write {output}: {parent} does not exist: "
+                          f"create it with `mkdir -m 700 -p {shlex.quote(parent)}`, or name another -o FILE")
 
 
 def run_with_authfile(command: Sequence[str], registries: Sequence[str], store: Optional[str],
@@ -87,12 +97,8 @@ def _anonymous_file(data: bytes, directory: str) -> str:
 
 
 def configured_store(store: Optional[str], environ: Mapping[str, str]) -> str:
-    """--store, else the credsStore docker itself would use."""
-    configured = store or dockerconfig.creds_store(environ)
-    if not configured:
-        raise HelperError(f"no credsStore in {dockerconfig.docker_config_path(environ)}: "
-                          "name the store with --store (for example --store cryptfile)")
-    return configured
+    """--store, else the credsStore docker itself would use, else the router: one login serves every tool."""
+    return store or dockerconfig.creds_store(environ) or routing.ROUTER
 
 
 def build(store: str, registries: Sequence[str], environ: Mapping[str, str]) -> bytes:

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     exec_parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
     for bridge_parser in (authfile_parser, exec_parser):
         bridge_parser.add_argument("--store", metavar="NAME",
-                                   help="read docker-credential-NAME (default: credsStore of the docker config)")
+                                   help="read docker-credential-NAME (default: credsStore of the docker config, else credbridge)")
     migrate_parser = _add_command(commands, "migrate", "move plaintext logins of docker, podman/skopeo, Apptainer and "
                                                        "SingularityCE (or every login of another helper) into an "
                                                        "encrypted store")
