@@ -95,6 +95,17 @@ def private_keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyrin
         keyring.stop()
 
 
+@pytest.fixture(scope="session")
+def private_keepassxc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyring_session.PrivateKeePassXC]:
+    """KeePassXC's Secret Service on a private bus: the most common provider after gnome-keyring."""
+    assert shutil.which("keepassxc") and shutil.which("Xvfb"), "KeePassXC is not installed (apt install keepassxc xvfb)"
+    keepassxc = keyring_session.start_private_keepassxc(tmp_path_factory.mktemp("keepassxc-home"))
+    try:
+        yield keepassxc
+    finally:
+        keepassxc.stop()
+
+
 @contextmanager
 def agent_serving(installation: Installation, env: dict[str, str]) -> Iterator[int]:
     """A `credbridge agent` for this environment, up before the first call, stopped after."""
@@ -141,6 +152,13 @@ def fresh_agent_runtime(installation: Installation, private_keyring: keyring_ses
                     pass
 
 
+@pytest.fixture(scope="session")
+def keepassxc_agent(installation: Installation, private_keepassxc: keyring_session.PrivateKeePassXC) -> Iterator[int]:
+    """The per-user agent for the private KeePassXC's environment."""
+    with agent_serving(installation, with_helpers_on_path(installation, private_keepassxc.env)) as pid:
+        yield pid
+
+
 def with_helpers_on_path(installation: Installation, env: dict[str, str]) -> dict[str, str]:
     return {**env, "PATH": f"{installation.bindir}:{env['PATH']}"}
 
@@ -149,22 +167,40 @@ SERVING = ["agent", "direct"]
 CRYPTFILE_PASSPHRASE = "correct horse battery staple"
 
 
-def keyring_env(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
-    """Environment for a helper call on a clean private keyring, served by the agent or in process."""
-    env = with_helpers_on_path(request.getfixturevalue("installation"), request.getfixturevalue("private_keyring").env)
-    if serving == "agent":
-        request.getfixturevalue("running_agent")
-    else:
-        env["CREDBRIDGE_NO_AGENT"] = "1"
-    keyring_session.delete_all_docker_items(env)
-    return env
+def secret_service_env(provider: str, agent: str) -> "Callable[[pytest.FixtureRequest, str], dict[str, str]]":
+    """An env builder: a helper call on the Secret Service of fixture `provider`, emptied of Docker items,
+    served by the agent of fixture `agent` or in process."""
+
+    def build(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
+        env = with_helpers_on_path(request.getfixturevalue("installation"), request.getfixturevalue(provider).env)
+        if serving == "agent":
+            request.getfixturevalue(agent)
+        else:
+            env["CREDBRIDGE_NO_AGENT"] = "1"
+        keyring_session.delete_all_docker_items(env)
+        return env
+
+    return build
+
+
+keyring_env = secret_service_env("private_keyring", "running_agent")
+keepassxc_env = secret_service_env("private_keepassxc", "keepassxc_agent")
+#: The Secret Service providers helper_env can run on.
+SECRET_SERVICES = {"gnome-keyring": keyring_env, "keepassxc": keepassxc_env}
+#: `@on_every_secret_service` runs a test of go_helper/keyring_helper on each provider in turn.
+on_every_secret_service = pytest.mark.parametrize("secret_service", list(SECRET_SERVICES))
+
+
+@pytest.fixture
+def secret_service() -> str:
+    """The provider helper_env runs on: gnome-keyring, unless on_every_secret_service says."""
+    return "gnome-keyring"
 
 
 @pytest.fixture(params=SERVING)
-def helper_env(request: pytest.FixtureRequest, installation: Installation,
-               private_keyring: keyring_session.PrivateKeyring) -> dict[str, str]:
-    """Environment for a helper call on a clean private keyring, served by the agent or in process."""
-    return keyring_env(request, request.param)
+def helper_env(request: pytest.FixtureRequest, installation: Installation, secret_service: str) -> dict[str, str]:
+    """Environment for a helper call on a clean private Secret Service, served by the agent or in process."""
+    return SECRET_SERVICES[secret_service](request, request.param)
 
 
 @pytest.fixture(scope="session")

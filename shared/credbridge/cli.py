@@ -242,6 +242,8 @@ def _add_router_commands(commands: "argparse._SubParsersAction[argparse.Argument
                                help="explain which helper each tool calls for this registry, and where its login is "
                                     "(default: docker.io)")
     doctor_parser.add_argument("--registry", dest="registry_option", metavar="REGISTRY", help="the same as REGISTRY")
+    doctor_parser.add_argument("--write-test", action="store_true",
+                               help="prove the keyring works: store, read back and erase a throwaway login")
     for parser in (list_parser, config_parser, doctor_parser):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -291,7 +293,7 @@ def show_config(options: argparse.Namespace) -> int:
 def check_health(options: argparse.Namespace) -> int:
     from credbridge import doctor
 
-    report = doctor.examine(os.environ, options.registry or options.registry_option or "docker.io")
+    report = doctor.examine(os.environ, options.registry or options.registry_option or "docker.io", options.write_test)
     print(doctor.render_report(report, options.json, doctor.use_colour(sys.stdout, os.environ)))
     return 0 if report.healthy else 1
 

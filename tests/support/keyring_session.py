@@ -365,6 +365,7 @@ class PrivateKeePassXC:
     home: Path
     env: dict[str, str]
     database: Path
+    display: str
     pid: int
     _procs: list[subprocess.Popen] = field(default_factory=list, repr=False)
 
@@ -374,12 +375,34 @@ class PrivateKeePassXC:
               "org.keepassxc.KeePassXC.MainWindow.lockAllDatabases"], self.env)
         _wait_for(lambda: is_default_collection_locked(self.env), 10, "KeePassXC did not lock its database")
 
+    def answer_unlock_dialog(self, password: str = DEFAULT_PASSWORD, timeout: float = 20.0) -> None:
+        """Type the password into KeePassXC's unlock dialog once it shows, as a person at the screen would."""
+        deadline = time.monotonic() + timeout
+        while not (dialogs := self._unlock_dialogs()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"KeePassXC showed no unlock dialog within {timeout:.0f} s")
+            time.sleep(0.1)
+        display = {**self.env, "DISPLAY": self.display}
+        _run(["xdotool", "windowfocus", "--sync", dialogs[0]], display)
+        _run(["xdotool", "type", "--delay", "10", password], display)
+        _run(["xdotool", "key", "Return"], display)
+        _wait_for(lambda: not is_default_collection_locked(self.env), 10, "KeePassXC did not unlock its database")
+
     def unlock(self, password: str = DEFAULT_PASSWORD) -> None:
-        """Unlock as a person typing the password into KeePassXC's unlock dialog would."""
+        """Unlock through a dialog a client left open, else through KeePassXC's own D-Bus interface."""
+        if self._unlock_dialogs():
+            self.answer_unlock_dialog(password)
+            return
         _run(["dbus-send", "--session", "--print-reply", *_KEEPASSXC_WINDOW,
               "org.keepassxc.KeePassXC.MainWindow.openDatabase", f"string:{self.database}", f"string:{password}"],
              self.env)
         _wait_for(lambda: not is_default_collection_locked(self.env), 10, "KeePassXC did not unlock its database")
+
+    def _unlock_dialogs(self) -> list[str]:
+        """Window ids of the unlock dialogs KeePassXC shows now."""
+        found = _run(["xdotool", "search", "--onlyvisible", "--name", "^Unlock Database"],
+                     {**self.env, "DISPLAY": self.display}, check=False)
+        return found.stdout.split()
 
     def stop(self) -> None:
         """KeePassXC, then Xvfb, then the bus: by PID, reaped; safe to call repeatedly."""
@@ -421,7 +444,7 @@ def start_private_keepassxc(home: Path, password: str = DEFAULT_PASSWORD, timeou
         procs.append(keepassxc)
         keepassxc.stdin.write(f"{password}\n".encode())
         keepassxc.stdin.close()
-        served = PrivateKeePassXC(home, env, database, keepassxc.pid, _procs=procs)
+        served = PrivateKeePassXC(home, env, database, display, keepassxc.pid, _procs=procs)
         _wait_for(lambda: _served_and_unlocked(env, keepassxc, log), timeout,
                   f"KeePassXC did not serve an unlocked default collection within {timeout:.0f} s: {_tail(log)}")
         _assert_name_owned_by(env, keepassxc.pid)

@@ -3,8 +3,10 @@
 Reads and writes the very items of Go's docker-credential-secretservice
 (schema io.docker.Credentials, same attributes, collection behind the
 `default` alias), so users can switch helpers in either direction without
-logging in again. Every D-Bus call has a deadline: a Secret Service that
-stops answering must not hang `docker pull`.
+logging in again. Every D-Bus call and every prompt has a deadline: a
+Secret Service that stops answering must not hang `docker pull`, and the
+error then names the provider (gnome-keyring, KeePassXC, KWallet) and what
+it waits for.
 """
 
 from __future__ import annotations
@@ -15,16 +17,14 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 import secretstorage
 from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call
 from jeepney.bus import get_bus
+from jeepney.bus_messages import MatchRule, message_bus
 from jeepney.io.blocking import DBusConnection, prep_socket
 from jeepney.wrappers import DBusErrorResponse, Properties
-from secretstorage.exceptions import (
-    ItemNotFoundException,
-    PromptDismissedException,
-    SecretServiceNotAvailableException,
-)
+from secretstorage.exceptions import ItemNotFoundException, SecretServiceNotAvailableException
+from secretstorage.util import format_secret
 
 from credbridge import debuglog, urls
-from credbridge.errors import CredentialsNotFound, HelperError, StoreUnavailable
+from credbridge.errors import CredentialsNotFound, HelperError, StoreLocked, StoreUnavailable
 from credbridge.store import Credentials
 
 SCHEMA = "io.docker.Credentials"
@@ -34,7 +34,10 @@ DOCKER_ITEM = {"docker_cli": "1", "xdg:schema": SCHEMA}
 CREDS_LABEL = "Docker Credentials"
 SECRETS_BUS_NAME = "org.freedesktop.secrets"
 SERVICE = DBusAddress("/org/freedesktop/secrets", SECRETS_BUS_NAME, "org.freedesktop.Secret.Service")
+PROMPT_INTERFACE = "org.freedesktop.Secret.Prompt"
 CALL_TIMEOUT_SECONDS = 10.0
+#: How long a prompt may wait for a person: one at the screen needs time to type a password.
+PROMPT_TIMEOUT_SECONDS = {"desktop": 60.0, "headless": 5.0}
 #: Requests awaiting a reply at once: dbus-daemon's built-in max_replies_per_connection is 128 (Debian's
 #: session bus raises it to 50000), and over the limit it answers with errors instead.
 PIPELINE_WINDOW = 64
@@ -42,6 +45,16 @@ PIPELINE_WINDOW = 64
 VANISHED_ERRORS = frozenset({"org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownMethod",
                              "org.freedesktop.Secret.Error.NoSuchObject"})
 HEADLESS_FIX = "on a machine without a desktop session, start one with `dbus-run-session` and `gnome-keyring-daemon --unlock`"
+UNKNOWN_PROVIDER = "the Secret Service"
+#: The provider owning org.freedesktop.secrets, by its process name (/proc/<pid>/comm, cut at 15 bytes).
+PROVIDER_NAMES = {"gnome-keyring-d": "gnome-keyring", "keepassxc": "KeePassXC", "kwalletd5": "KWallet",
+                  "kwalletd6": "KWallet", "ksecretd": "KWallet"}
+#: What a person does when the provider waits for them: each provider locks in its own way.
+UNLOCK_ADVICE = {
+    "gnome-keyring": f"unlock the keyring in your desktop session; {HEADLESS_FIX}",
+    "KeePassXC": "unlock the database in KeePassXC (its Secret Service integration must expose a group of it)",
+    "KWallet": "open the wallet in KWallet (kwalletmanager5), or log in again so that PAM opens it",
+}
 
 
 T = TypeVar("T")
@@ -59,7 +72,8 @@ class SecretServiceStore:
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self._bus_address = _session_bus_address(env)
-        self._unlock_timeout = 60.0 if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY") else 5.0
+        self._prompt_timeout = PROMPT_TIMEOUT_SECONDS["desktop" if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")
+                                                      else "headless"]
         self._connection: Optional[DBusConnection] = None
         self._session: Any = None
 
@@ -80,12 +94,20 @@ class SecretServiceStore:
                 "username": credentials.username,
                 **DOCKER_ITEM,
             }
-            # Display label as written by the Debian/Ubuntu build (0.6.x) of the Go
-            # helper, whose `list` reports labels: its list then still works.
-            collection.create_item(credentials.server_url, attributes, credentials.secret.encode(), replace=True)
-            for path, attributes in self._docker_items({"server": credentials.server_url}).items():
-                if attributes.get("username") != credentials.username:
-                    self._item(path).delete()
+            earlier = self._docker_items({"server": credentials.server_url})
+            same_login = [path for path, found in earlier.items() if found.get("username") == credentials.username]
+            if same_login:
+                # Updated in place, not replaced through CreateItem: KeePassXC before 2.7.6 asks a
+                # person to allow a replace even with access confirmation off (its issue #9255).
+                self._set_secret(same_login[0], credentials.secret.encode())
+            else:
+                # Display label as written by the Debian/Ubuntu build (0.6.x) of the Go
+                # helper, whose `list` reports labels: its list then still works.
+                self._create_item(collection.collection_path, credentials.server_url, attributes,
+                                  credentials.secret.encode())
+            for path in earlier:
+                if path not in same_login[:1]:
+                    self._delete(path)
 
         self._call(run)
 
@@ -112,9 +134,8 @@ class SecretServiceStore:
             doomed = set(urls.same_registry(server_url, servers))
             for path, attributes in everything.items():
                 if attributes.get("server", "") in doomed:
-                    item = self._item(path)
-                    self._unlock(item, path)
-                    item.delete()
+                    self._unlock(self._item(path), path)
+                    self._delete(path)
 
         self._call(run)
 
@@ -186,20 +207,69 @@ class SecretServiceStore:
             self._unlock_paths([path])
 
     def _unlock_paths(self, paths: list[str]) -> None:
-        """One Unlock request for all paths; a prompt nobody answers in time counts as dismissed."""
-        try:
-            dismissed = secretstorage.util.unlock_objects(self._bus(), paths, timeout=self._unlock_timeout)
-        except TimeoutError:
-            dismissed = True
-        if dismissed:
-            raise self._locked_error()
+        """One Unlock request for all paths."""
+        _unlocked, prompt = self._checked(
+            self._bus().send_and_get_reply(new_method_call(SERVICE, "Unlock", "ao", (paths,))))
+        self._complete(prompt, "unlock")
 
-    def _locked_error(self) -> HelperError:
-        return HelperError(
-            f"the keyring is locked and was not unlocked within {self._unlock_timeout:.0f} s "
-            "(no one answered the unlock prompt): unlock it in your desktop session; "
-            f"{HEADLESS_FIX}"
-        )
+    def _create_item(self, collection_path: str, label: str, attributes: dict[str, str], secret: bytes) -> None:
+        """CreateItem replacing the item with the same attributes; KeePassXC answers with a prompt."""
+        properties = {"org.freedesktop.Secret.Item.Label": ("s", label),
+                      "org.freedesktop.Secret.Item.Attributes": ("a{ss}", attributes)}
+        collection = DBusAddress(collection_path, SECRETS_BUS_NAME, "org.freedesktop.Secret.Collection")
+        _item, prompt = self._checked(self._bus().send_and_get_reply(new_method_call(
+            collection, "CreateItem", "a{sv}(oayays)b",
+            (properties, format_secret(self._secret_session(), secret, "text/plain"), True))))
+        self._complete(prompt, "store the login")
+
+    def _set_secret(self, path: str, secret: bytes) -> None:
+        item = DBusAddress(path, SECRETS_BUS_NAME, "org.freedesktop.Secret.Item")
+        self._checked(self._bus().send_and_get_reply(new_method_call(
+            item, "SetSecret", "(oayays)", (format_secret(self._secret_session(), secret, "text/plain"),))))
+
+    def _delete(self, path: str) -> None:
+        """Delete one item; one deleted meanwhile (by a concurrent erase) is as good as deleted."""
+        reply = self._bus().send_and_get_reply(
+            new_method_call(DBusAddress(path, SECRETS_BUS_NAME, "org.freedesktop.Secret.Item"), "Delete"))
+        if not _deleted_meanwhile(reply):
+            self._complete(self._checked(reply)[0], "delete the login")
+
+    def _complete(self, prompt: str, purpose: str) -> None:
+        """Run a prompt (if the provider asked for one) until its Completed signal, within the prompt deadline.
+
+        KeePassXC emits Completed without a destination: the bus lets such a
+        signal in only through a match rule, so one is added before Prompt
+        is called (gnome-keyring sends it to the caller; it arrives either
+        way). A prompt nobody answers in time is dismissed.
+        """
+        if prompt == "/":
+            return
+        bus = self._bus()
+        # The bus resolves the well-known sender name; the message itself carries the unique name.
+        completed = MatchRule(type="signal", interface=PROMPT_INTERFACE, member="Completed", path=prompt)
+        from_provider = MatchRule(type="signal", sender=SECRETS_BUS_NAME, interface=PROMPT_INTERFACE,
+                                  member="Completed", path=prompt)
+        self._checked(bus.send_and_get_reply(message_bus.AddMatch(from_provider)))
+        address = DBusAddress(prompt, SECRETS_BUS_NAME, PROMPT_INTERFACE)
+        with bus.filter(completed) as signals:
+            self._checked(bus.send_and_get_reply(new_method_call(address, "Prompt", "s", ("",))))
+            try:
+                dismissed, _result = bus.recv_until_filtered(signals, timeout=self._prompt_timeout).body
+            except TimeoutError:
+                bus.send(new_method_call(address, "Dismiss"))  # closes the provider's dialog; no need to wait
+                self._disconnect()  # drops the match rule with the connection
+                raise self._prompt_error(purpose, f"was not answered within {self._prompt_timeout:.0f} s") from None
+        self._checked(bus.send_and_get_reply(message_bus.RemoveMatch(from_provider)))  # the agent's connection lives on
+        if dismissed:
+            raise self._prompt_error(purpose, "was dismissed")
+
+    def _prompt_error(self, purpose: str, why: str) -> HelperError:
+        """One line naming the provider, what its prompt was for, and what a person does about it."""
+        provider = _provider_at(self._bus_address)
+        if purpose == "unlock":
+            return StoreLocked(f"{provider} is locked and its unlock prompt {why}: {unlock_advice(provider)}")
+        return HelperError(f"{provider}'s prompt to {purpose} {why}: answer it in {provider}, "
+                           f"or {unlock_advice(provider)}")
 
     def _search_items(self, extra: dict[str, str]) -> tuple[list[str], list[str]]:
         """(unlocked, locked) paths of the Docker items matching `extra`, in every collection."""
@@ -338,9 +408,9 @@ def _explain(error: Exception, bus_address: str) -> Optional[HelperError]:
             f"owned it has ended; log in again or unset DBUS_SESSION_BUS_ADDRESS, or {HEADLESS_FIX}"
         )
     if isinstance(error, TimeoutError):
-        return StoreUnavailable(f"the Secret Service did not answer within {CALL_TIMEOUT_SECONDS:.0f} s; {HEADLESS_FIX}")
-    if isinstance(error, PromptDismissedException):
-        return HelperError("the keyring prompt was dismissed: unlock the keyring and try again")
+        provider = _provider_at(bus_address)
+        return StoreUnavailable(f"{provider} did not answer within {CALL_TIMEOUT_SECONDS:.0f} s "
+                                f"(it may be waiting to be unlocked): {unlock_advice(provider)}")
     if isinstance(error, (SecretServiceNotAvailableException, DBusErrorResponse)):
         name = getattr(error, "name", "") or getattr(getattr(error, "__cause__", None), "name", "")
         if "ServiceUnknown" in name or "NameHasNoOwner" in name or isinstance(error, SecretServiceNotAvailableException):
@@ -354,6 +424,40 @@ def _explain(error: Exception, bus_address: str) -> Optional[HelperError]:
     if isinstance(error, ValueError):
         return HelperError(f"cannot use the D-Bus address {bus_address!r}: it is not a valid unix: address")
     return None
+
+
+def unlock_advice(provider: str) -> str:
+    """What a person does when `provider` (as provider_name says) waits for them."""
+    return UNLOCK_ADVICE.get(provider, f"unlock it in {provider} or answer its prompt; {HEADLESS_FIX}")
+
+
+def provider_name(env: Mapping[str, str]) -> Optional[str]:
+    """The program serving the Secret Service on the caller's session bus, as people call it; None if none."""
+    try:
+        address = _session_bus_address(env)
+    except HelperError:
+        return None
+    name = _provider_at(address)
+    return None if name == UNKNOWN_PROVIDER else name
+
+
+def _provider_at(bus_address: str, timeout: float = 2.0) -> str:
+    """Who owns org.freedesktop.secrets, asked of the bus itself (it answers even when the provider hangs)."""
+    try:
+        bus = _BoundedConnection(prep_socket(get_bus(bus_address), timeout=timeout))
+    except (OSError, ValueError):
+        return UNKNOWN_PROVIDER
+    try:
+        reply = bus.send_and_get_reply(message_bus.GetConnectionUnixProcessID(SECRETS_BUS_NAME), timeout=timeout)
+        if reply.header.message_type == MessageType.error:
+            return UNKNOWN_PROVIDER
+        with open(f"/proc/{reply.body[0]}/comm", encoding="utf-8", errors="replace") as comm:
+            command = comm.read().strip()
+    except (OSError, TimeoutError):
+        return UNKNOWN_PROVIDER
+    finally:
+        bus.close()
+    return PROVIDER_NAMES.get(command, command or UNKNOWN_PROVIDER)
 
 
 def provider_reachable(env: Mapping[str, str], timeout: float = 2.0) -> bool:
