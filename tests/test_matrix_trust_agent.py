@@ -127,3 +127,91 @@ def test_a_listener_of_another_user_at_the_agent_socket_gets_not_one_byte(
     assert set(received) <= {"0"}, f"the squatter received {received} bytes"
     found = helper(installation, "apptainer", {**env, "CREDBRIDGE_NO_AGENT": "1"}, "get", "squat.example")
     assert json.loads(found.stdout)["Secret"] == "hunter2-agent"
+
+
+def helper_in(directory: Path, installation: Installation, store: str, env: dict[str, str], action: str,
+              stdin: str = "", timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
+    """A helper call made from `directory`, as a tool run there makes it."""
+    return subprocess.run([installation.executable(f"docker-credential-{store}"), action], input=stdin.encode(),
+                          capture_output=True, env=env, cwd=directory, timeout=timeout, check=False)
+
+
+def agent_socket(env: dict[str, str]) -> list[Path]:
+    return list((Path(env["XDG_RUNTIME_DIR"]) / "credbridge").glob("agent-*.sock"))
+
+
+def started_agent(installation: Installation, env: dict[str, str], store: str = "apptainer") -> int:
+    """The pid of the agent a first (in-process) call leaves behind."""
+    assert helper(installation, store, env, "list").returncode == 0
+    wait_for(lambda: agent_socket(env))
+    [pid] = agents_of_home(Path(env["HOME"]))
+    return pid
+
+
+def private_file(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def test_a_relative_cryptfile_is_where_the_caller_is_not_where_the_agent_started(
+        installation: Installation, session: dict[str, str], tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    env = {**session, "CREDBRIDGE_CRYPTFILE": "creds.cbf",
+           "CREDBRIDGE_PASSPHRASE_FILE": str(private_file(tmp_path / "passphrase", "correct horse\n"))}
+    assert helper_in(first, installation, "cryptfile", env, "list").returncode == 0
+    wait_for(lambda: agent_socket(env))
+    [agent] = agents_of_home(Path(env["HOME"]))
+    stored = helper_in(second, installation, "cryptfile", {**env, "CREDBRIDGE_DEBUG": "1"}, "store", LOGIN)
+    assert stored.returncode == 0 and b"served_by='agent" in stored.stderr, stored
+    assert (second / "creds.cbf").exists() and not (first / "creds.cbf").exists()
+    assert os.readlink(f"/proc/{agent}/cwd") == "/"
+
+
+def routed_to_a_hanging_helper(session: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The router with hang.example routed to docker-credential-sleepy, whose `get` never answers."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    sleepy = bindir / "docker-credential-sleepy"
+    sleepy.write_text('#!/bin/sh\n[ "$1" = get ] && exec sleep 100\n[ "$1" = list ] && echo "{}"\nexit 0\n')
+    sleepy.chmod(0o755)
+    config = Path(session["HOME"]) / ".config" / "credbridge" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("primary: apptainer\nroutes:\n  hang.example: sleepy\nread: [primary]\n")
+    return {**session, "PATH": f"{bindir}:{session['PATH']}", "CREDBRIDGE_AGENT_CALL_SECONDS": "3"}
+
+
+def test_a_call_hung_in_a_helper_is_answered_and_blocks_no_other_call(
+        installation: Installation, session: dict[str, str], tmp_path: Path) -> None:
+    env = routed_to_a_hanging_helper(session, tmp_path)
+    assert helper(installation, "credbridge", env, "store", LOGIN).returncode == 0
+    started_agent(installation, env, "credbridge")
+    with private_file(tmp_path / "request", "hang.example").open("rb") as request:
+        hung = subprocess.Popen([installation.executable("docker-credential-credbridge"), "get"], env=env,
+                                stdin=request, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)  # the hung call holds its store now
+        for action, stdin in (("get", "squat.example"), ("list", ""), ("store", LOGIN), ("get", "squat.example")):
+            answer = helper(installation, "credbridge", env, action, stdin)  # within process.run's bounded wait
+            assert answer.returncode == 0, (action, answer)
+        out, _err = hung.communicate(timeout=60)
+    finally:
+        hung.kill()
+    assert hung.returncode == 1 and out.count(b"\n") == 1 and b"did not finish within 3 s" in out, out
+
+
+def test_a_fifo_read_by_a_call_does_not_wedge_the_agent(
+        installation: Installation, session: dict[str, str]) -> None:
+    env = {**session, "CREDBRIDGE_AGENT_CALL_SECONDS": "3"}
+    started_agent(installation, env)
+    config = Path(env["HOME"]) / ".docker" / "config.json"
+    config.parent.mkdir()
+    os.mkfifo(config)
+    first = helper(installation, "apptainer", env, "get", "squat.example")
+    assert first.returncode == 1 and first.stdout.count(b"\n") == 1, first
+    config.unlink()
+    private_file(config, '{"auths": {"squat.example": {"auth": "dTpodW50ZXIy"}}}')
+    found = helper(installation, "apptainer", env, "get", "squat.example")
+    assert json.loads(found.stdout)["Secret"] == "hunter2", found

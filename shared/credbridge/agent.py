@@ -5,6 +5,11 @@ and Secret Service session, parsed stores) so that a helper call costs one
 Unix-socket round trip. Only the user's own processes are served (checked
 with SO_PEERCRED), each call with the caller's environment; the agent exits
 after a spell of idleness, or when its socket is taken away.
+
+Nothing a caller does can wedge it: each call runs on a store instance of
+its own and has a deadline (a hung keyring, FIFO or helper is answered with
+one error line and abandoned, the next call goes on at once), and
+connections, request sizes and the bytes being read are all bounded.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import socket
 import socketserver
 import threading
 import time
-from typing import Callable, Mapping
+from typing import Mapping, Optional
 
 from credbridge import debuglog, wire
 from credbridge.protocol import handle
@@ -23,34 +28,117 @@ from credbridge.store import CredentialStore
 from credbridge.stores import open_store
 
 DEFAULT_IDLE_SECONDS = 900
-MAX_REQUEST_BYTES = 32 * 1024 * 1024
-REQUEST_READ_TIMEOUT_SECONDS = 10.0
-MAX_CACHED_STORES = 16
+#: A call still running after this long is answered with an error and abandoned: a little below the
+#: client's own wait, so the caller hears why instead of timing out (CREDBRIDGE_AGENT_CALL_SECONDS).
+DEFAULT_CALL_SECONDS = wire.REPLY_TIMEOUT_SECONDS - 10
+#: The whole request must arrive within this (not per read: a trickle cannot hold a connection).
+REQUEST_READ_SECONDS = 10.0
+MAX_CONNECTIONS = 64
+#: Bytes of requests being read, all connections together (each is at most wire.MAX_REQUEST_BYTES).
+MAX_BUFFERED_BYTES = 4 * wire.MAX_REQUEST_BYTES
+#: Abandoned calls still stuck in a store: beyond this the agent exits (its threads with it) and the
+#: next helper call starts a fresh one.
+MAX_STUCK_CALLS = 8
+MAX_CACHED_ENVIRONMENTS = 16
+MAX_IDLE_STORES_PER_ENVIRONMENT = 4
 
 
 class StoreCache:
-    """One store per (helper, environment): a test's private bus never meets the user's."""
+    """Idle stores per (helper, environment), each lent to one call at a time.
+
+    A call never waits for another: it borrows an idle store or opens one.
+    A store a hung call still holds is simply never given back, and `clear`
+    (on lock and key expiry) drops every store and every caller environment
+    kept as a key, even those lent out at that moment.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[tuple, tuple[list, threading.Lock]] = {}
+        self._idle: dict[tuple, list[CredentialStore]] = {}
+        self._generation = 0
 
-    def session(self, name: str, env: Mapping[str, str]) -> tuple[Callable[[], CredentialStore], threading.Lock]:
-        """An opener that builds the store once, and the lock that serialises its calls."""
-        key = (name, tuple(sorted(env.items())))
+    def lease(self, name: str, env: Mapping[str, str]) -> "StoreLease":
+        return StoreLease(self, name, env)
+
+    def borrow(self, key: tuple) -> tuple[Optional[CredentialStore], int]:
+        """An idle store for this key (None: open one), and the generation it belongs to."""
         with self._lock:
-            if key not in self._entries:
-                if len(self._entries) >= MAX_CACHED_STORES:
-                    self._entries.pop(next(iter(self._entries)))
-                self._entries[key] = ([], threading.Lock())
-            slot, lock = self._entries[key]
+            idle = self._idle.get(key)
+            return (idle.pop() if idle else None), self._generation
 
-        def opener() -> CredentialStore:
-            if not slot:
-                slot.append(open_store(name, env))
-            return slot[0]
+    def give_back(self, key: tuple, generation: int, store: CredentialStore) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return  # cleared since it was lent out
+            if key not in self._idle and len(self._idle) >= MAX_CACHED_ENVIRONMENTS:
+                self._idle.pop(next(iter(self._idle)))
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < MAX_IDLE_STORES_PER_ENVIRONMENT:
+                idle.append(store)
 
-        return opener, lock
+    def clear(self) -> None:
+        with self._lock:
+            self._idle.clear()
+            self._generation += 1
+
+
+class StoreLease:
+    """The store of one call: opened (or borrowed) only if the action needs one, given back after."""
+
+    def __init__(self, cache: StoreCache, name: str, env: Mapping[str, str]) -> None:
+        self._cache, self._name, self._env = cache, name, env
+        self._key = (name, tuple(sorted(env.items())))
+        self._store: Optional[CredentialStore] = None
+        self._generation = 0
+
+    def open(self) -> CredentialStore:
+        if self._store is None:
+            self._store, self._generation = self._cache.borrow(self._key)
+            if self._store is None:
+                self._store = open_store(self._name, self._env)
+        return self._store
+
+    def give_back(self) -> None:
+        if self._store is not None:
+            self._cache.give_back(self._key, self._generation, self._store)
+
+
+class Call:
+    """One helper call, run in a thread of its own so that the connection can be answered at the deadline."""
+
+    def __init__(self, server: "AgentServer", store: str, program: str, args: list[str], stdin: bytes,
+                 env: Mapping[str, str]) -> None:
+        self._server, self._program, self._args, self._stdin, self._env = server, program, args, stdin, env
+        self._lease = server.stores.lease(store, env)
+        self._finished = threading.Event()
+        self._abandoned = False
+        self._reply = b""
+
+    def answer(self, seconds: float) -> bytes:
+        """The reply, or a timeout error once `seconds` have passed (the call then goes on unwatched)."""
+        threading.Thread(target=self._run, daemon=True).start()
+        if self._finished.wait(seconds):
+            return self._reply
+        with self._server.counting:
+            self._abandoned = not self._finished.is_set()
+            self._server.stuck_calls += self._abandoned
+        if not self._abandoned:
+            return self._reply
+        action = " ".join(self._args)
+        return wire.reply(1, (f"credbridge: {self._program} {action} did not finish within {seconds:g} s and was given up "
+                              f"(a keyring waiting for a prompt, a FIFO or a hung helper?): "
+                              f"run it again with CREDBRIDGE_DEBUG=1 to see where it stops\n").encode())
+
+    def _run(self) -> None:
+        (output, exit_code), debug_log = debuglog.capture(
+            self._env, f"agent {os.getpid()}", lambda: handle(self._program, self._args, self._stdin, self._lease.open))
+        with self._server.counting:
+            self._reply = wire.reply(exit_code, output, debug_log)
+            self._finished.set()
+            if self._abandoned:
+                self._server.stuck_calls -= 1  # its store is not given back: it hung once
+                return
+        self._lease.give_back()
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -61,45 +149,97 @@ class _Handler(socketserver.BaseRequestHandler):
         connection: socket.socket = self.request
         if wire.peer_uid(connection) != os.getuid():
             return  # closed unanswered: the client serves itself at once
-        connection.settimeout(REQUEST_READ_TIMEOUT_SECONDS)
         try:
-            store, program, args, stdin, env = wire.parse_request(_read_all(connection))
+            request = self.server.read_request(connection)
         except (OSError, ValueError):
             return
         connection.sendall(wire.ACK)
-        opener, lock = self.server.stores.session(store, env)
-        with lock:
-            (output, exit_code), debug_log = debuglog.capture(
-                env, f"agent {os.getpid()}", lambda: handle(program, args, stdin, opener))
-        connection.sendall(wire.reply(exit_code, output, debug_log))
+        command = wire.parse_control(request)
+        if command is not None:
+            connection.sendall(self.server.control(command))
+            return
+        try:
+            store, program, args, stdin, env = wire.parse_request(request)
+        except ValueError:
+            return
+        del request
+        connection.sendall(Call(self.server, store, program, args, stdin, env).answer(self.server.call_seconds))
         self.server.touch()
-
-
-def _read_all(connection: socket.socket) -> bytes:
-    chunks, size = [], 0
-    while chunk := connection.recv(1 << 16):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_REQUEST_BYTES:
-            raise ValueError("request too large")
-    return b"".join(chunks)
 
 
 class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    block_on_close = False
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, call_seconds: float) -> None:
         self.stores = StoreCache()
+        self.call_seconds = call_seconds
         self.last_activity = time.monotonic()
+        self.counting = threading.Lock()
+        self.connections = 0
+        self.buffered_bytes = 0
+        self.stuck_calls = 0
+        self.stopping = False
         super().__init__(path, _Handler)
         self.identity = _identity(path)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        """A connection over the cap is closed at once: its client serves the call itself."""
+        with self.counting:
+            full = self.connections >= MAX_CONNECTIONS
+            self.connections += not full
+        if full:
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.counting:
+                self.connections -= 1
+
+    def read_request(self, connection: socket.socket) -> bytes:
+        """The whole request within REQUEST_READ_SECONDS, within the size and shared byte limits."""
+        deadline = time.monotonic() + REQUEST_READ_SECONDS
+        chunks: list[bytes] = []
+        try:
+            while True:
+                connection.settimeout(max(deadline - time.monotonic(), 0.001))
+                chunk = connection.recv(1 << 16)
+                if not chunk:
+                    return b"".join(chunks)
+                self._reserve(len(chunk), sum(map(len, chunks)))
+                chunks.append(chunk)
+        finally:
+            with self.counting:
+                self.buffered_bytes -= sum(map(len, chunks))
+
+    def _reserve(self, size: int, held: int) -> None:
+        with self.counting:
+            if held + size > wire.MAX_REQUEST_BYTES or self.buffered_bytes + size > MAX_BUFFERED_BYTES:
+                raise ValueError("request too large, or too many bytes being read at once")
+            self.buffered_bytes += size
+
+    def control(self, command: str) -> bytes:
+        """`credbridge lock`: forget every store and caller environment; `stop-agent`: exit."""
+        if command == "lock":
+            self.stores.clear()
+        elif command == "stop":
+            self.stopping = True
+        else:
+            return wire.reply(1, f"credbridge agent: unknown control command {command!r}\n".encode())
+        return wire.reply(0, b"")
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
 
     def still_wanted(self, idle_seconds: float) -> bool:
-        """False once idle too long, or once our socket file was removed or replaced."""
+        """False once idle too long, asked to stop, too many calls are stuck, or our socket file went."""
         return (time.monotonic() - self.last_activity < idle_seconds
+                and not self.stopping
+                and self.stuck_calls < MAX_STUCK_CALLS
                 and _identity(self.server_address) == self.identity)
 
 
@@ -121,10 +261,20 @@ def ensure_private_dir(path: str) -> None:
         raise SystemExit(f"credbridge agent: {path} is not a private directory owned by you (mode 0700)")
 
 
+def _seconds(name: str, default: float, ceiling: float = float("inf")) -> float:
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        value = default
+    return min(value, ceiling) if value > 0 else default
+
+
 def main() -> None:
     """Serve until idle; exits at once if another agent already holds the lock."""
     os.umask(0o077)
-    idle_seconds = float(os.environ.get("CREDBRIDGE_AGENT_IDLE_SECONDS", DEFAULT_IDLE_SECONDS))
+    os.chdir("/")  # nothing resolves against wherever the first helper call happened
+    idle_seconds = _seconds("CREDBRIDGE_AGENT_IDLE_SECONDS", DEFAULT_IDLE_SECONDS)
+    call_seconds = _seconds("CREDBRIDGE_AGENT_CALL_SECONDS", DEFAULT_CALL_SECONDS, DEFAULT_CALL_SECONDS)
     ensure_private_dir(wire.agent_dir(os.environ))
     lock = os.open(wire.agent_lock_path(os.environ), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
@@ -134,10 +284,10 @@ def main() -> None:
     path = wire.agent_socket_path(os.environ)
     if os.path.lexists(path):
         os.unlink(path)
-    server = AgentServer(path)
+    server = AgentServer(path, call_seconds)
     os.ftruncate(lock, 0)
     os.write(lock, f"{os.getpid()}\n".encode())
-    server.timeout = min(5.0, idle_seconds)
+    server.timeout = min(1.0, idle_seconds)
     try:
         while server.still_wanted(idle_seconds):
             server.handle_request()

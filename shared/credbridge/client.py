@@ -18,6 +18,7 @@ except ImportError:  # Windows: no Unix-socket agent there, every call is served
 
 TYPE_CHECKING = False  # typing costs more import time than a whole agent round trip
 if TYPE_CHECKING:
+    import _socket
     from typing import NoReturn, Optional
 
 MAX_STDIN_BYTES = 16 * 1024 * 1024
@@ -74,21 +75,12 @@ def _ask_agent(store: str, program: str, args: "list[str]", stdin: bytes, env: "
         if not _exists(directory):
             _start_agent(env)
         return None  # someone else's or loose directory: never trust a socket in it
+    request = wire.request(store, program, args, stdin, env)
+    if len(request) > wire.MAX_REQUEST_BYTES:
+        return None
     connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        connection.settimeout(wire.ACK_TIMEOUT_SECONDS)
-        connection.connect(wire.agent_socket_path(env))
-        if wire.peer_uid(connection) != posix.getuid():
-            return None  # someone else listens at our socket: not one byte for them
-        connection.sendall(wire.request(store, program, args, stdin, env))
-        connection.shutdown(_socket.SHUT_WR)
-        if connection.recv(1) != wire.ACK:
-            return None
-        connection.settimeout(wire.REPLY_TIMEOUT_SECONDS)
-        chunks = []
-        while chunk := connection.recv(1 << 16):
-            chunks.append(chunk)
-        return _answer(wire.parse_reply(b"".join(chunks)), env)
+        return _answer(wire.parse_reply(_exchange(connection, wire.agent_socket_path(env), request)), env)
     except (FileNotFoundError, ConnectionRefusedError):
         _start_agent(env)
         return None
@@ -96,6 +88,48 @@ def _ask_agent(store: str, program: str, args: "list[str]", stdin: bytes, env: "
         return None
     finally:
         connection.close()
+
+
+def _exchange(connection: "_socket.socket", path: str, request: bytes) -> bytes:
+    """Send `request` to the agent at `path` and read its reply; b"" if it does not take the call.
+
+    Not one byte goes to a listener that is not this user's. Once the agent
+    has acknowledged the call, a missing reply is an error, not a reason to
+    run the call again here (it would hang the same way).
+    """
+    import _socket
+
+    connection.settimeout(wire.ACK_TIMEOUT_SECONDS)
+    connection.connect(path)
+    if wire.peer_uid(connection) != posix.getuid():
+        return b""  # someone else listens at our socket
+    connection.sendall(request)
+    connection.shutdown(_socket.SHUT_WR)
+    if connection.recv(1) != wire.ACK:
+        return b""
+    connection.settimeout(wire.REPLY_TIMEOUT_SECONDS)
+    chunks = []
+    try:
+        while chunk := connection.recv(1 << 16):
+            chunks.append(chunk)
+    except _socket.timeout:
+        return wire.reply(1, (f"credbridge: the agent took the call but gave no answer within {wire.REPLY_TIMEOUT_SECONDS:g} s: "
+                              "run `credbridge stop-agent` and try again\n").encode())
+    return b"".join(chunks)
+
+
+def tell_agent(path: str, command: str) -> bool:
+    """Send a control command (wire.control_request) to this user's agent at `path`; True once it obeyed."""
+    import _socket
+
+    connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        reply = wire.parse_reply(_exchange(connection, path, wire.control_request(command)))
+    except OSError:
+        return False
+    finally:
+        connection.close()
+    return reply is not None and reply[0] == 0
 
 
 def _answer(reply: "Optional[tuple[int, bytes, bytes]]", env: "dict[str, str]") -> "Optional[tuple[int, bytes]]":
@@ -124,7 +158,8 @@ def _start_agent(env: "dict[str, str]") -> None:
         return
     argv = _agent_argv()
     child_env = {name: value for name, value in posix.environ.items()
-                 if name in (b"PATH", b"HOME", b"XDG_RUNTIME_DIR", b"CREDBRIDGE_AGENT_IDLE_SECONDS")}
+                 if name in (b"PATH", b"HOME", b"XDG_RUNTIME_DIR", b"XDG_STATE_HOME",
+                             b"CREDBRIDGE_AGENT_IDLE_SECONDS", b"CREDBRIDGE_AGENT_CALL_SECONDS")}
     try:
         posix.posix_spawn(
             argv[0], argv, child_env,

@@ -26,9 +26,18 @@ ACTIONS_READING_STDIN = frozenset({"store", "get", "erase"})
 #: PATH: a store that delegates (credsStore in a config file) runs the helper the caller would find.
 RELEVANT_ENV_NAMES = frozenset({"HOME", "USER", "LOGNAME", "PATH", "DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS",
                                 "REGISTRY_AUTH_FILE"})
+#: Variables naming a file or directory. A relative one means relative to the caller's directory,
+#: which the agent (running in /) cannot know: the client makes them absolute before anything is served.
+PATH_VARIABLES = ("CREDBRIDGE_CRYPTFILE", "CREDBRIDGE_PASSPHRASE_FILE", "CREDBRIDGE_CONFIG", "DOCKER_CONFIG",
+                  "REGISTRY_AUTH_FILE", "APPTAINER_CONFIGDIR", "SINGULARITY_CONFIGDIR", "APPTAINER_AUTH_FILE",
+                  "APPTAINER_AUTHFILE", "SINGULARITY_AUTHFILE", "VAULT_CACERT", "BAO_CACERT")
 RELEVANT_ENV_PREFIXES = ("XDG_", "CREDBRIDGE_", "DOCKER_", "APPTAINER_", "SINGULARITY_", "VAULT_", "BAO_")
 #: Version 2 replies carry the call's debug log (credbridge.debuglog) for the caller to write.
 REQUEST_MAGIC = b"credbridge-request-2"
+#: Asks an agent to forget its stores (`credbridge lock`) or to exit (`credbridge stop-agent`).
+CONTROL_MAGIC = b"credbridge-control-1"
+#: A bigger request (a huge secret on stdin) is served in process: the agent never buffers more per call.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 #: Sent by the agent as soon as it holds the whole request: a wedged agent is
 #: noticed within ACK_TIMEOUT_SECONDS, a slow keyring prompt is still waited for.
 ACK = b"+"
@@ -44,11 +53,20 @@ def relevant_env(environ: "Mapping[str, str]") -> "dict[str, str]":
 
 
 def process_env() -> "dict[str, str]":
-    """This process's relevant environment, decoded as os.environ would, without importing os."""
-    return relevant_env({
+    """This process's relevant environment, decoded as os.environ would (without importing os),
+    with relative paths made absolute against this process's directory."""
+    env = relevant_env({
         name.decode("utf-8", "surrogateescape"): value.decode("utf-8", "surrogateescape")
         for name, value in posix.environ.items()
     })
+    relative = [name for name in PATH_VARIABLES if env.get(name, "/")[:1] not in ("/", "")]
+    if relative:
+        try:
+            directory = posix.getcwd().rstrip("/")
+        except OSError:  # a removed directory: what cannot be resolved is left as it is
+            return env
+        env.update((name, f"{directory}/{env[name]}") for name in relative)
+    return env
 
 
 def agent_dir(environ: "Mapping[str, str]") -> str:
@@ -132,6 +150,21 @@ def parse_request(data: bytes) -> "tuple[str, str, list[str], bytes, dict[str, s
     _magic, store, program, stdin, env, *args = fields
     decode = lambda raw: raw.decode("utf-8", "surrogateescape")  # noqa: E731
     return decode(store), decode(program), [decode(arg) for arg in args], stdin, decode_env(env)
+
+
+def control_request(command: str) -> bytes:
+    return encode_fields([CONTROL_MAGIC, command.encode()])
+
+
+def parse_control(data: bytes) -> "Optional[str]":
+    """The command of a control request, None for anything else."""
+    if data[4:4 + len(CONTROL_MAGIC)] != CONTROL_MAGIC:
+        return None
+    try:
+        _magic, command = decode_fields(data)
+    except ValueError:
+        return None
+    return command.decode("utf-8", "replace")
 
 
 def reply(exit_code: int, output: bytes, debug_log: bytes = b"") -> bytes:
