@@ -228,7 +228,7 @@ def cryptfile_env(request: pytest.FixtureRequest, serving: str) -> dict[str, str
         request.getfixturevalue("cryptfile_agent")
     else:
         env["CREDBRIDGE_NO_AGENT"] = "1"
-    unlocked = run([request.getfixturevalue("installation").executable("credbridge"), "unlock"],
+    unlocked = run([request.getfixturevalue("installation").executable("credbridge"), "unlock", "--new"],
                    CRYPTFILE_PASSPHRASE + "\n", env)
     assert unlocked.returncode == 0, unlocked.stderr
     return env

@@ -69,13 +69,15 @@ def assert_all_calls_fail(helper: Helper, *words: str) -> None:
 # -- locked ------------------------------------------------------------------
 
 def test_locked_store_answers_one_line_quickly(installation: Installation, locked_env: dict[str, str]) -> None:
+    """Locked and not created yet: a store is refused; reads find nothing (a missing file holds nothing)."""
     helper = Helper(installation.executable("docker-credential-cryptfile"), locked_env)
-    for call in (lambda: helper.get(SERVER), helper.list, lambda: helper("store", stdin=store_json(SERVER)),
-                 lambda: helper.erase(SERVER)):
+    for call, answer in ((lambda: helper("store", stdin=store_json(SERVER)), (1, LOCKED)),
+                         (lambda: helper.get(SERVER), (1, b"credentials not found in native keychain\n")),
+                         (helper.list, (0, b"{}\n")), (lambda: helper.erase(SERVER), (0, b""))):
         started = time.monotonic()
         result = call()
         assert time.monotonic() - started < 2
-        assert (result.returncode, result.stdout, result.stderr) == (1, LOCKED, b"")
+        assert (result.returncode, result.stdout, result.stderr) == (*answer, b"")
     assert not cryptfile(locked_env).exists()
 
 
@@ -152,7 +154,7 @@ def test_passphrase_file_serves_batch_jobs(installation: Installation, locked_en
     (lambda data: data[:-1] + bytes([data[-1] ^ 1]), ["damaged"]),
     (lambda data: data[: len(data) - 20], ["damaged"]),
     (lambda data: data[:30], ["truncated"]),
-    (lambda data: data[:4] + (2).to_bytes(2, "big") + data[6:], ["newer credbridge", "upgrade"]),
+    (lambda data: data[:4] + (3).to_bytes(2, "big") + data[6:], ["newer credbridge", "upgrade"]),
     (lambda data: b"", ["truncated"]),
     (lambda data: b'{"auths": {}}\n' + data, ["not a credbridge cryptfile"]),
 ], ids=["flipped-bit", "cut-ciphertext", "cut-header", "newer-format", "empty", "not-ours"])
@@ -241,7 +243,7 @@ def test_sigkill_during_writes_keeps_every_acknowledged_entry(installation: Inst
                                                               tmp_path: Path) -> None:
     """Kill -9 storing processes at random moments; the file always opens and holds every store that exited 0."""
     env = {**cryptfile_session, "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "credentials.cbf"), "CREDBRIDGE_NO_AGENT": "1"}
-    assert credbridge(installation, env, "unlock", stdin=CRYPTFILE_PASSPHRASE).returncode == 0
+    assert credbridge(installation, env, "unlock", "--new", stdin=CRYPTFILE_PASSPHRASE).returncode == 0
     helper = Helper(installation.executable("docker-credential-cryptfile"), env)
     acknowledged: dict[str, str] = {}
     killed = 0

@@ -9,6 +9,7 @@ router's logins, configuration and health check.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -54,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         command = _add_command(commands, name, f"{help_text}; passphrases from the terminal, else one a line on stdin")
         command.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                              help="forget the key after this long (default: 12 hours)")
+    commands.choices["unlock"].add_argument("--new", action="store_true",
+                                            help="create the cryptfile from a passphrase on stdin (a terminal asks twice instead)")
+    commands.choices["unlock"].add_argument("--accept-rollback", action="store_true",
+                                            help="keep a cryptfile that is older than, or not, the one last seen at its path")
     _add_command(commands, "lock", "forget the cached cryptfile key at once (helpers and agent alike)")
     authfile_parser = _add_command(commands, "authfile", "write a Docker-format authfile from a credential store")
     authfile_parser.add_argument("registries", nargs="*", metavar="REGISTRY", help="only these (default: every one)")
@@ -136,13 +141,18 @@ def stop_agent() -> int:
 
 def unlock(options: argparse.Namespace) -> int:
     from credbridge import keycache
-    from credbridge.stores.cryptfile import CryptFileStore
+    from credbridge.stores.cryptfile import MIN_PASSPHRASE_CHARACTERS, CryptFileStore
 
     store = CryptFileStore(os.environ)
     creating = not os.path.lexists(store.path)
+    if options.new and not creating:
+        raise HelperError(f"{store.path} already exists: run 'credbridge unlock' without --new")
+    if creating and not options.new and not sys.stdin.isatty():
+        raise HelperError(f"there is no cryptfile at {store.path}: to create it from a passphrase on stdin, "
+                          f"run 'credbridge unlock --new' (at least {MIN_PASSPHRASE_CHARACTERS} characters)")
     [passphrase] = _read_passphrases(["New cryptfile passphrase: " if creating else "Cryptfile passphrase: "],
                                      confirm_last=creating)
-    store.unlock(passphrase, options.timeout or keycache.DEFAULT_SECONDS)
+    store.unlock(passphrase, options.timeout or keycache.DEFAULT_SECONDS, creating, options.accept_rollback)
     print(f"credbridge: {'created and ' if creating else ''}unlocked {store.path}")
     return 0
 
@@ -319,9 +329,13 @@ def _read_passphrases(prompts: list[str], confirm_last: bool) -> list[bytes]:
 
 
 def _positive_seconds(text: str) -> float:
-    seconds = float(text)
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    """A number of seconds: argparse would name this function for a ValueError, so every refusal says why."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 (for example 3600)")
     return seconds
 
 

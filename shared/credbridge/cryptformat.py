@@ -4,10 +4,28 @@
 
 The header names the KDF with its parameters and salt, so they can be
 raised later without breaking old files, and a key check value, so that a
-wrong passphrase and a damaged file get different answers. Everything
-before the nonce is authenticated as associated data. The plaintext is the
-JSON map ServerURL -> {Username, Secret}: server names and usernames are
-encrypted too. Every seal draws a fresh random nonce.
+wrong passphrase and a damaged file get different answers. KDF parameters
+outside credbridge's floor and ceiling are refused before any derivation:
+a planted header can neither make guessing cheap nor make `unlock` run for
+hours or exhaust memory. Everything before the nonce is authenticated as
+associated data. The plaintext is the JSON map ServerURL -> {Username,
+Secret}: server names and usernames are encrypted too. Every seal draws a
+fresh random nonce.
+
+Format 2 adds to the header:
+- `file`, a random id drawn when the file is created and kept by every
+  rewrite, and `generation`, bumped by every write: with them a reader
+  tells an older copy of the same file (rollback) from a file made anew.
+- `index`, a salted hash of the canonical form (credbridge.urls.canonical)
+  of every stored registry, so that a locked file can answer "not found"
+  for a registry it does not hold without the key and without naming any
+  server. While locked the index cannot be authenticated (only the key
+  does that): someone who can write the file can hide a login from it, and
+  that only turns "locked" into "not found", which a pull survives. Like
+  gnome-keyring's hashed attributes, a guessed registry name can be tested
+  against it; it never spells one out. It is fresh-salted on every write.
+Format 1 files (no id, generation 0, no index) are read, and written as
+format 2 by the next write.
 """
 
 from __future__ import annotations
@@ -18,22 +36,32 @@ import hmac
 import json
 import os
 import struct
-from typing import Any
+from typing import Any, Iterable, NamedTuple, Optional
 
 from credbridge.errors import HelperError
+from credbridge.urls import canonical
 
 MAGIC = b"CBCF"
-VERSION = 1
+VERSION = 2
 _PREFIX = struct.Struct(">4sHI")
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _KEY_BYTES = 32
-_MAX_HEADER_BYTES = 64 * 1024
+_INDEX_HASH_BYTES = 16
+#: The index holds 16 bytes per registry: room for some 190,000 of them.
+_MAX_HEADER_BYTES = 4 * 1024 * 1024
 _CHECK_LABEL = b"credbridge cryptfile key check"
 #: RFC 9106's second recommended Argon2id setting (64 MiB, 3 passes, 4 lanes).
 ARGON2ID_PARAMS = {"memory_kib": 64 * 1024, "iterations": 3, "lanes": 4}
 #: scrypt where OpenSSL lacks Argon2id: 128 MiB, as strong as practical in a prompt.
 SCRYPT_PARAMS = {"n": 2 ** 17, "r": 8, "p": 1}
+#: (floor, ceiling) per parameter. Floors are what credbridge writes; ceilings keep one derivation
+#: within 1 GiB of memory and 32 times the work of ours (seconds, not hours).
+KDF_BOUNDS = {
+    "argon2id": {"memory_kib": (64 * 1024, 1024 * 1024), "iterations": (3, 6), "lanes": (1, 16)},
+    "scrypt": {"n": (2 ** 17, 2 ** 20), "r": (8, 8), "p": (1, 2)},
+}
+_KEY_FIELDS = ("kdf", "salt", "check")
 
 Entries = dict[str, dict[str, str]]
 
@@ -46,24 +74,38 @@ class Damaged(HelperError):
     """The file cannot be read; the message completes "the cryptfile <path> ..."."""
 
 
+class Sealed(NamedTuple):
+    """What a sealed file's header says before anything is decrypted; trustworthy only once unsealed."""
+
+    header: bytes
+    key_header: bytes  # see key_header()
+    file_id: str  # "" in format 1
+    generation: int  # 0 in format 1
+
+
 def new_header(passphrase: bytes) -> tuple[bytes, bytes]:
-    """(header, key) for a new file: fresh salt, the strongest KDF this build offers."""
+    """(key header, key) for a new file: fresh salt, the strongest KDF this build offers."""
     salt = os.urandom(16)
     for kdf, params in (("argon2id", ARGON2ID_PARAMS), ("scrypt", SCRYPT_PARAMS)):
         try:
             key = _derive(kdf, params, salt, passphrase)
         except _KdfUnavailable:
             continue
-        fields = {"kdf": kdf, **params, "salt": _b64(salt), "check": _b64(_check_value(key))}
-        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode(), key
+        return _json({"kdf": kdf, **params, "salt": _b64(salt), "check": _b64(_check_value(key))}), key
     raise HelperError("neither Argon2id nor scrypt is available in this Python's cryptography/OpenSSL build")
+
+
+def key_header(header: bytes) -> bytes:
+    """The part of a header the key depends on (KDF, parameters, salt, check): equal for every
+    generation of a file until its passphrase changes; what the key cache keeps."""
+    return _key_part(_header_fields(header))
 
 
 def derive_key(header: bytes, passphrase: bytes) -> bytes | None:
     """The key this passphrase gives under `header`, or None when it is the wrong passphrase."""
     fields = _header_fields(header)
     try:
-        key = _derive(fields["kdf"], {k: v for k, v in fields.items() if k not in ("kdf", "salt", "check")},
+        key = _derive(fields["kdf"], {name: fields[name] for name in KDF_BOUNDS[fields["kdf"]]},
                       base64.b64decode(fields["salt"]), passphrase)
     except _KdfUnavailable:
         raise HelperError(f"this file needs the {fields['kdf']} KDF, which this Python's cryptography/OpenSSL build lacks") from None
@@ -72,7 +114,7 @@ def derive_key(header: bytes, passphrase: bytes) -> bytes | None:
     return key if hmac.compare_digest(_check_value(key), base64.b64decode(fields["check"])) else None
 
 
-def header_of(data: bytes) -> bytes:
+def parse(data: bytes) -> Sealed:
     """The header of a sealed file; Damaged for anything that is not a whole file of our format."""
     if len(data) < _PREFIX.size:
         raise Damaged(f"is truncated: {RESTORE}")
@@ -86,26 +128,51 @@ def header_of(data: bytes) -> bytes:
     if len(data) < _PREFIX.size + header_length + _NONCE_BYTES + _TAG_BYTES:
         raise Damaged(f"is truncated: {RESTORE}")
     header = data[_PREFIX.size:_PREFIX.size + header_length]
-    _header_fields(header)
-    return header
+    fields = _header_fields(header)
+    file_id, generation = fields.get("file", ""), fields.get("generation", 0)
+    if not isinstance(file_id, str) or not _is_int(generation) or generation < 0:
+        raise Damaged(f"has a damaged header (bad generation): {RESTORE}")
+    return Sealed(header, _key_part(fields), file_id, generation)
 
 
-def seal(header: bytes, key: bytes, entries: Entries) -> bytes:
+def may_hold(header: bytes, server_url: str) -> bool:
+    """Whether the file may hold a login for `server_url`, decided without the key (see the module's
+    docstring for what that trusts). A format 1 file has no index: it may hold anything."""
+    index = _header_fields(header).get("index")
+    if index is None:
+        return True
+    try:
+        salt, hashes = base64.b64decode(index["salt"]), base64.b64decode(index["hashes"])
+    except (KeyError, TypeError, ValueError):
+        raise Damaged(f"has a damaged header (bad index): {RESTORE}") from None
+    wanted = _index_hash(salt, server_url)
+    return any(hmac.compare_digest(wanted, hashes[start:start + _INDEX_HASH_BYTES])
+               for start in range(0, len(hashes), _INDEX_HASH_BYTES))
+
+
+def seal(header: bytes, key: bytes, entries: Entries, after: Optional[Sealed] = None) -> bytes:
+    """The file that follows `after` (its id, the next generation), or a new file when None.
+
+    `header` gives the key's part (key_header); the index is built afresh from `entries`.
+    """
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    associated = _PREFIX.pack(MAGIC, VERSION, len(header)) + header
+    fields = json.loads(key_header(header))
+    fields.update(file=after.file_id if after and after.file_id else _b64(os.urandom(12)),
+                  generation=after.generation + 1 if after else 1, index=_index(entries))
+    full_header = _json(fields)
+    associated = _PREFIX.pack(MAGIC, VERSION, len(full_header)) + full_header
     nonce = os.urandom(_NONCE_BYTES)
     plaintext = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).encode()
     return associated + nonce + AESGCM(key).encrypt(nonce, plaintext, associated)
 
 
 def unseal(data: bytes, key: bytes) -> Entries:
-    """The entries of a file whose header was checked with header_of and whose key was verified."""
+    """The entries of a file whose header was checked with parse and whose key was verified."""
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    header = header_of(data)
-    boundary = _PREFIX.size + len(header)
+    boundary = _PREFIX.size + len(parse(data).header)
     nonce, ciphertext = data[boundary:boundary + _NONCE_BYTES], data[boundary + _NONCE_BYTES:]
     try:
         plaintext = AESGCM(key).decrypt(nonce, ciphertext, data[:boundary])
@@ -130,13 +197,12 @@ def _derive(kdf: str, params: dict[str, Any], salt: bytes, passphrase: bytes) ->
                 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
             except ImportError:
                 raise _KdfUnavailable() from None
-            return Argon2id(salt=salt, length=_KEY_BYTES, iterations=int(params["iterations"]),
-                            lanes=int(params["lanes"]), memory_cost=int(params["memory_kib"])).derive(passphrase)
+            return Argon2id(salt=salt, length=_KEY_BYTES, iterations=params["iterations"],
+                            lanes=params["lanes"], memory_cost=params["memory_kib"]).derive(passphrase)
         if kdf == "scrypt":
             from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-            return Scrypt(salt=salt, length=_KEY_BYTES, n=int(params["n"]), r=int(params["r"]),
-                          p=int(params["p"])).derive(passphrase)
+            return Scrypt(salt=salt, length=_KEY_BYTES, n=params["n"], r=params["r"], p=params["p"]).derive(passphrase)
     except UnsupportedAlgorithm:
         raise _KdfUnavailable() from None
     raise _KdfUnavailable()
@@ -145,15 +211,53 @@ def _derive(kdf: str, params: dict[str, Any], salt: bytes, passphrase: bytes) ->
 def _header_fields(header: bytes) -> dict[str, Any]:
     try:
         fields = json.loads(header)
-        if isinstance(fields, dict) and {"kdf", "salt", "check"} <= fields.keys():
-            return fields
     except ValueError:
-        pass
-    raise Damaged(f"has a damaged header: {RESTORE}")
+        fields = None
+    if not isinstance(fields, dict) or not set(_KEY_FIELDS) <= fields.keys() or fields["kdf"] not in KDF_BOUNDS:
+        raise Damaged(f"has a damaged header: {RESTORE}")
+    _refuse_out_of_bounds(fields)
+    return fields
+
+
+def _key_part(fields: dict[str, Any]) -> bytes:
+    return _json({name: fields[name] for name in (*_KEY_FIELDS, *KDF_BOUNDS[fields["kdf"]])})
+
+
+def _refuse_out_of_bounds(fields: dict[str, Any]) -> None:
+    """Before any derivation: a parameter below the floor makes guessing cheap, above the ceiling
+    it makes a helper call run for hours or run out of memory."""
+    kdf = fields["kdf"]
+    for name, (floor, ceiling) in KDF_BOUNDS[kdf].items():
+        value = fields.get(name)
+        if not _is_int(value):
+            raise Damaged(f"has a damaged header (bad KDF parameter {name}): {RESTORE}")
+        if not floor <= value <= ceiling:
+            side, limit = ("below", floor) if value < floor else ("above", ceiling)
+            raise Damaged(f"has KDF parameters {side} credbridge's limits ({kdf} {name} {value}, limit {limit}), "
+                          f"so credbridge did not write it: {RESTORE}")
+
+
+def _index(entries: Entries) -> dict[str, str]:
+    salt = os.urandom(16)
+    hashes = sorted({_index_hash(salt, server_url) for server_url in entries})
+    return {"salt": _b64(salt), "hashes": _b64(b"".join(hashes))}
+
+
+def _index_hash(salt: bytes, server_url: str) -> bytes:
+    """The same canonical form get matches by (an exact key is also canonically equal)."""
+    return hmac.new(salt, canonical(server_url).encode("utf-8", "surrogateescape"), hashlib.sha256).digest()[:_INDEX_HASH_BYTES]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_value(key: bytes) -> bytes:
     return hmac.new(key, _CHECK_LABEL, hashlib.sha256).digest()[:16]
+
+
+def _json(fields: dict[str, Any]) -> bytes:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _b64(raw: bytes) -> str:

@@ -23,3 +23,8 @@ def data_home(env: Mapping[str, str]) -> str:
 def config_home(env: Mapping[str, str]) -> str:
     """$XDG_CONFIG_HOME, else ~/.config."""
     return env.get("XDG_CONFIG_HOME") or os.path.join(home(env), ".config")
+
+
+def state_home(env: Mapping[str, str]) -> str:
+    """$XDG_STATE_HOME, else ~/.local/state: what must outlive a logout but is no one's data."""
+    return env.get("XDG_STATE_HOME") or os.path.join(home(env), ".local", "state")

@@ -1,27 +1,34 @@
 """docker-credential-cryptfile: every credential in one encrypted file, for headless machines.
 
 The key comes from the session's key cache (`credbridge unlock`), else from
-CREDBRIDGE_PASSPHRASE_FILE (batch jobs); with neither the store is locked.
-Both are consulted on every call, so `credbridge lock` takes effect at once,
-also in the agent. The decrypted content is kept only while the file on
-disk is the very one it came from (inode, size, times), so an instance in
-the agent never serves stale data. Writes lock, re-read and replace the file
-atomically (credbridge.atomicfile); a failed operation never writes.
+CREDBRIDGE_PASSPHRASE_FILE (batch jobs, refused like ssh refuses a loose
+key when others could read it); with neither the store is locked. Both are
+consulted on every call, so `credbridge lock` takes effect at once, also in
+the agent. A missing file holds nothing and needs no key; a locked file
+answers "not found" for a registry its header's index does not name
+(credbridge.cryptformat) and StoreLocked for one it does. The decrypted
+content is kept only while the file on disk is the very one it came from
+(inode, size, times), so an instance in the agent never serves stale data;
+each decryption also checks that the file did not go back to an older
+generation (credbridge.cryptgenerations). Writes lock, re-read and replace
+the file atomically (credbridge.atomicfile); a failed operation never writes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from typing import Callable, Mapping, Optional, TypeVar
+from typing import Callable, Mapping, NamedTuple, Optional, TypeVar
 
-from credbridge import atomicfile, cryptformat, debuglog, keycache, urls, userdirs
-from credbridge.errors import CredentialsNotFound, HelperError
+from credbridge import atomicfile, cryptformat, cryptgenerations, debuglog, keycache, urls, userdirs
+from credbridge.errors import CredentialsNotFound, HelperError, StoreLocked
 from credbridge.store import Credentials
 
 T = TypeVar("T")
 
 LOCKED = "cryptfile is locked: run 'credbridge unlock'"
+#: Asked of every new passphrase (not of existing ones, which open the files they always opened).
+MIN_PASSPHRASE_CHARACTERS = 8
 
 
 def cryptfile_path(env: Mapping[str, str]) -> str:
@@ -31,8 +38,32 @@ def cryptfile_path(env: Mapping[str, str]) -> str:
     return os.path.join(userdirs.data_home(env), "credbridge", "credentials.cbf")
 
 
+def loose_secret_file(path: str, info: os.stat_result) -> Optional[tuple[str, str]]:
+    """(problem, fix) when a file holding a secret is not this user's alone, judged as ssh judges a key."""
+    if info.st_uid != os.getuid():
+        return (f"{path} is not owned by you (owner uid {info.st_uid})",
+                "put the secret in a file of your own and run `chmod 600` on it")
+    if info.st_mode & 0o077:
+        return f"{path} is open to group or others (mode {info.st_mode & 0o777:04o})", f"chmod 600 {path}"
+    return None
+
+
 def _signature(info: os.stat_result) -> tuple[int, ...]:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+class _Snapshot(NamedTuple):
+    signature: tuple[int, ...]
+    sealed: cryptformat.Sealed
+    entries: cryptformat.Entries
+
+
+class _Locked(StoreLocked):
+    """Locked, with the header whose index tells what the file holds."""
+
+    def __init__(self, header: bytes) -> None:
+        super().__init__(LOCKED)
+        self.header = header
 
 
 class CryptFileStore:
@@ -42,7 +73,7 @@ class CryptFileStore:
         self._env = dict(env)
         self.path = cryptfile_path(env)
         self._passphrase_file = env.get("CREDBRIDGE_PASSPHRASE_FILE") or None
-        self._snapshot: Optional[tuple[tuple[int, ...], bytes, cryptformat.Entries]] = None
+        self._snapshot: Optional[_Snapshot] = None
         self._derived: dict[tuple[bytes, bytes], Optional[bytes]] = {}
 
     # -- the four operations -------------------------------------------------
@@ -55,7 +86,11 @@ class CryptFileStore:
         self._update(change)
 
     def get(self, server_url: str) -> Credentials:
-        entries = self._entries()
+        try:
+            entries = self._entries()
+        except _Locked as locked:
+            self._raise_if_held(locked, server_url)
+            raise CredentialsNotFound() from None
         match = urls.best_match(server_url, entries)
         if match is None:
             raise CredentialsNotFound()
@@ -68,111 +103,159 @@ class CryptFileStore:
                 del entries[key]
             return bool(doomed)
 
-        self._update(change)
+        if atomicfile.inspect(self.path) is None:
+            return  # nothing to erase: no key needed, no directory made
+        try:
+            self._update(change)
+        except _Locked as locked:
+            self._raise_if_held(locked, server_url)
 
     def list(self) -> dict[str, str]:
         return {server: entry["Username"] for server, entry in self._entries().items()}
 
     # -- management (credbridge unlock / passwd) ------------------------------
 
-    def unlock(self, passphrase: bytes, seconds: float) -> bool:
-        """Check the passphrase (creating the file on first use) and cache the key; True if created."""
+    def unlock(self, passphrase: bytes, seconds: float, create: bool = False, accept_rollback: bool = False) -> None:
+        """Check the passphrase and cache the key; `create` makes a new file, which must not exist yet.
+
+        A format 1 file is rewritten as format 2 here, so that its index answers while it is locked.
+        """
         with atomicfile.exclusive(self.path):
             found = atomicfile.read(self.path)
-            if found is None:
-                header, key = cryptformat.new_header(passphrase)
-                atomicfile.replace(self.path, cryptformat.seal(header, key, {}))
+            if create:
+                if found is not None:
+                    raise HelperError(f"{self.path} already exists: run 'credbridge unlock' without --new")
+                header, key = self._new_header(passphrase)
+                self._write(header, key, {}, after=None)
+            elif found is None:
+                raise HelperError(f"there is no cryptfile at {self.path}: run 'credbridge unlock --new' to create it")
             else:
-                header = self._header(found[0])
-                key = self._key_from(header, passphrase, "wrong passphrase")
-                self._unseal(found[0], key)  # a damaged file is reported now, not at the next pull
+                sealed = self._parse(found[0])
+                header, key = sealed.key_header, self._key_from(sealed.key_header, passphrase, "wrong passphrase")
+                entries = self._open(found[0], sealed, key, accept_rollback)  # damage is reported now, not at the next pull
+                if not sealed.file_id:
+                    self._write(header, key, entries, after=sealed)
         keycache.save(self._env, self.path, header, key, seconds)
-        return found is None
 
     def change_passphrase(self, old: bytes, new: bytes, seconds: float) -> None:
-        """Re-encrypt under `new` (fresh salt and nonce) and cache the new key."""
+        """Re-encrypt under `new` (fresh salt and nonce, same file id, next generation) and cache the new key."""
         with atomicfile.exclusive(self.path):
             found = atomicfile.read(self.path)
             if found is None:
-                raise HelperError(f"there is no cryptfile at {self.path} yet: run 'credbridge unlock' to create it")
-            entries = self._unseal(found[0], self._key_from(self._header(found[0]), old, "wrong current passphrase"))
-            header, key = cryptformat.new_header(new)
-            atomicfile.replace(self.path, cryptformat.seal(header, key, entries))
+                raise HelperError(f"there is no cryptfile at {self.path} yet: run 'credbridge unlock --new' to create it")
+            sealed = self._parse(found[0])
+            entries = self._open(found[0], sealed, self._key_from(sealed.key_header, old, "wrong current passphrase"))
+            header, key = self._new_header(new)
+            self._write(header, key, entries, after=sealed)
         keycache.save(self._env, self.path, header, key, seconds)
 
     # -- reading and writing -------------------------------------------------
 
     def _entries(self) -> cryptformat.Entries:
-        """The current content; decrypted again only when the file changed on disk."""
+        """The current content; decrypted again only when the file changed on disk. No file: nothing, no key."""
         info = atomicfile.inspect(self.path)
-        debuglog.log("cryptfile", file=self.path, exists=info is not None,
-                     decrypted_copy_current=info is not None and self._snapshot is not None and self._snapshot[0] == _signature(info))
+        current = info is not None and self._snapshot is not None and self._snapshot.signature == _signature(info)
+        debuglog.log("cryptfile", file=self.path, exists=info is not None, decrypted_copy_current=current)
         if info is None:
             self._snapshot = None
-            self._cached_key_or_passphrase()  # locked is locked, even before the first store
             return {}
-        if self._snapshot is None or self._snapshot[0] != _signature(info):
-            found = atomicfile.read(self.path)
-            if found is None:
-                return self._entries()
-            data, opened = found
-            header = self._header(data)
-            self._snapshot = (_signature(opened), header, self._unseal(data, self._key(header)))
-            return self._snapshot[2]
-        self._key(self._snapshot[1])  # the session may have been locked since
-        return self._snapshot[2]
+        if current:
+            self._key(self._snapshot.sealed)  # the session may have been locked since
+            return self._snapshot.entries
+        found = atomicfile.read(self.path)
+        if found is None:
+            return self._entries()
+        data, opened = found
+        sealed = self._parse(data)
+        try:
+            entries = self._open(data, sealed, self._key(sealed))
+        except cryptgenerations.Rollback:
+            if self._replaced_since(opened):
+                return self._entries()  # a writer replaced it meanwhile: the newer one is the answer
+            raise
+        self._snapshot = _Snapshot(_signature(opened), sealed, entries)
+        return entries
 
     def _update(self, change: Callable[[cryptformat.Entries], bool]) -> None:
         """Read-modify-write under the lock; written only if `change` changed something."""
         debuglog.log("cryptfile update", file=self.path)
+        # a locked store refuses to create the file before its directory or lock file is made
+        new_file_key = self._new_file_key() if atomicfile.inspect(self.path) is None else None
         with atomicfile.exclusive(self.path):
             found = atomicfile.read(self.path)
             if found is None:
-                header, key = self._new_file_key()
                 entries: cryptformat.Entries = {}
+                if change(entries):
+                    header, key = new_file_key or self._new_file_key()
+                    self._write(header, key, entries, after=None)
             else:
-                header = self._header(found[0])
-                key = self._key(header)
-                entries = self._unseal(found[0], key)
-            if change(entries):
-                atomicfile.replace(self.path, cryptformat.seal(header, key, entries))
+                sealed = self._parse(found[0])
+                key = self._key(sealed)
+                entries = self._open(found[0], sealed, key)
+                if change(entries):
+                    self._write(sealed.key_header, key, entries, after=sealed)
         self._snapshot = None
+
+    def _open(self, data: bytes, sealed: cryptformat.Sealed, key: bytes, accept_rollback: bool = False) -> cryptformat.Entries:
+        """Decrypt (which authenticates the header), then hold its generation against the newest seen."""
+        entries = self._unseal(data, key)
+        remember = cryptgenerations.accept if accept_rollback else cryptgenerations.check
+        remember(self._env, self.path, sealed.file_id, sealed.generation)
+        return entries
+
+    def _write(self, header: bytes, key: bytes, entries: cryptformat.Entries, after: Optional[cryptformat.Sealed]) -> None:
+        """Replace the file with the generation after `after` (a new file when None), and remember it."""
+        data = cryptformat.seal(header, key, entries, after)
+        atomicfile.replace(self.path, data)
+        written = cryptformat.parse(data)
+        remember = cryptgenerations.accept if after is None else cryptgenerations.check
+        remember(self._env, self.path, written.file_id, written.generation)
+
+    def _replaced_since(self, opened: os.stat_result) -> bool:
+        info = atomicfile.inspect(self.path)
+        return info is None or _signature(info) != _signature(opened)
+
+    def _raise_if_held(self, locked: _Locked, server_url: str) -> None:
+        """While locked, the header's index says whether the file holds `server_url` (see cryptformat)."""
+        held = self._checked(cryptformat.may_hold, locked.header, server_url)
+        debuglog.log("cryptfile locked: index lookup", server=server_url, held=held)
+        if held:
+            raise locked
 
     # -- keys ----------------------------------------------------------------
 
-    def _key(self, header: bytes) -> bytes:
+    def _key(self, sealed: cryptformat.Sealed) -> bytes:
         """The key for this file: from the session cache, else the passphrase file, else locked."""
         cached = keycache.load(self._env, self.path)
-        if cached is not None and cached[0] == header:
+        if cached is not None and self._checked(cryptformat.key_header, cached[0]) == sealed.key_header:
             debuglog.log("cryptfile unlocked by", source="the session cache (credbridge unlock)")
             return cached[1]
         passphrase = self._batch_passphrase()
         debuglog.log("cryptfile unlocked by", source="nothing: locked" if passphrase is None else "CREDBRIDGE_PASSPHRASE_FILE")
         if passphrase is None:
-            raise HelperError(LOCKED)
-        return self._key_from(header, passphrase, f"wrong passphrase in CREDBRIDGE_PASSPHRASE_FILE ({self._passphrase_file})")
+            raise _Locked(sealed.header)
+        return self._key_from(sealed.key_header, passphrase, f"wrong passphrase in CREDBRIDGE_PASSPHRASE_FILE ({self._passphrase_file})")
 
     def _new_file_key(self) -> tuple[bytes, bytes]:
         """(header, key) to create a missing file: the session's if unlocked, else from the passphrase file."""
-        cached = self._cached_key_or_passphrase()
-        if isinstance(cached, tuple):
-            return cached
-        return cryptformat.new_header(cached)
-
-    def _cached_key_or_passphrase(self) -> tuple[bytes, bytes] | bytes:
         cached = keycache.load(self._env, self.path)
         if cached is not None:
             return cached
         passphrase = self._batch_passphrase()
         if passphrase is None:
-            raise HelperError(LOCKED)
-        return passphrase
+            raise StoreLocked(LOCKED)
+        return self._new_header(passphrase)
 
-    def _key_from(self, header: bytes, passphrase: bytes, wrong: str) -> bytes:
-        """Derive (once per header and passphrase: the agent pays the KDF once) and verify."""
-        memo = (header, hashlib.sha256(passphrase).digest())
+    def _new_header(self, passphrase: bytes) -> tuple[bytes, bytes]:
+        if len(passphrase.decode("utf-8", "replace")) < MIN_PASSPHRASE_CHARACTERS:
+            raise HelperError(f"a new passphrase needs at least {MIN_PASSPHRASE_CHARACTERS} characters: choose a longer one")
+        return cryptformat.new_header(passphrase)
+
+    def _key_from(self, key_header: bytes, passphrase: bytes, wrong: str) -> bytes:
+        """Derive (once per key header and passphrase: the agent pays the KDF once) and verify."""
+        memo = (key_header, hashlib.sha256(passphrase).digest())
         if memo not in self._derived:
-            self._derived = {memo: self._checked(cryptformat.derive_key, header, passphrase)}
+            self._derived = {memo: self._checked(cryptformat.derive_key, key_header, passphrase)}
         key = self._derived[memo]
         if key is None:
             raise HelperError(f"{wrong} for the cryptfile {self.path}")
@@ -183,6 +266,7 @@ class CryptFileStore:
             return None
         try:
             with open(self._passphrase_file, "rb") as stream:
+                self._refuse_loose_passphrase_file(os.fstat(stream.fileno()))
                 passphrase = stream.read().splitlines()
         except OSError as error:
             raise HelperError(f"cannot read CREDBRIDGE_PASSPHRASE_FILE {self._passphrase_file}: {error.strerror}") from None
@@ -190,15 +274,21 @@ class CryptFileStore:
             raise HelperError(f"CREDBRIDGE_PASSPHRASE_FILE {self._passphrase_file} is empty: put the passphrase on its first line")
         return passphrase[0]
 
+    def _refuse_loose_passphrase_file(self, info: os.stat_result) -> None:
+        """Checked on every read, before reading: a file others can read or change is not a secret."""
+        loose = loose_secret_file(str(self._passphrase_file), info)
+        if loose is not None:
+            raise HelperError(f"CREDBRIDGE_PASSPHRASE_FILE {loose[0]}; fix: {loose[1]}")
+
     # -- format errors, with the path ----------------------------------------
 
-    def _header(self, data: bytes) -> bytes:
-        return self._checked(cryptformat.header_of, data)
+    def _parse(self, data: bytes) -> cryptformat.Sealed:
+        return self._checked(cryptformat.parse, data)
 
     def _unseal(self, data: bytes, key: bytes) -> cryptformat.Entries:
         return self._checked(cryptformat.unseal, data, key)
 
-    def _checked(self, operation: Callable[..., T], *args: bytes) -> T:
+    def _checked(self, operation: Callable[..., T], *args: object) -> T:
         try:
             return operation(*args)
         except cryptformat.Damaged as error:
