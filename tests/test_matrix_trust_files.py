@@ -222,3 +222,40 @@ def test_deeply_nested_json_in_dockers_config_is_one_line_naming_it(
     listed = credbridge(installation, user_env, "list")
     assert b"Traceback" not in listed.stdout + listed.stderr, listed.stderr.decode()
     assert listed.returncode == 0 or listed.stderr.decode().count("\n") == 1, listed
+
+
+# -- 4. YAML alias bombs --------------------------------------------------------------------------
+
+def alias_bomb(levels: int, last_key: str) -> str:
+    """About 400 bytes whose last value expands to 9**levels strings."""
+    names = [chr(ord("a") + level) for level in range(levels)]
+    lines = [f"{names[0]}: &{names[0]} [{', '.join(['lol'] * 9)}]"]
+    lines += [f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]" for previous, name in zip(names, names[1:])]
+    return "\n".join([*lines, f"{last_key}: *{names[-1]}", ""])
+
+
+#: Far more than a helper needs, far less than an expanded bomb takes.
+MEMORY_LIMIT_BYTES = 1 << 30
+
+
+def test_an_alias_bomb_in_the_credbridge_config_is_refused_in_one_short_line(
+        installation: Installation, user_env: dict[str, str]) -> None:
+    bomb = alias_bomb(10, "primary")
+    assert len(bomb) < 500
+    write_config(user_env, bomb)
+    for argv in ([installation.executable("docker-credential-credbridge"), "get"],
+                 [installation.executable("credbridge"), "config"]):
+        done = call(argv, "x.example", user_env, limit_memory=MEMORY_LIMIT_BYTES)
+        output = done.stdout + done.stderr
+        assert done.returncode == 1 and len(output) < 500 and output.count(b"\n") == 1, output[:500]
+        assert b"config.yaml" in output and b"alias" in output and b"Traceback" not in output, output
+
+
+def test_an_alias_bomb_in_remote_yaml_is_refused_in_one_short_line(
+        installation: Installation, user_env: dict[str, str]) -> None:
+    write_file(home(user_env) / ".apptainer" / "remote.yaml", alias_bomb(10, "Credentials"))
+    for action in ("get", "list"):
+        done = call([installation.executable("docker-credential-apptainer"), action], "x.example", user_env,
+                    limit_memory=MEMORY_LIMIT_BYTES)
+        assert_one_line(done, "remote.yaml", "alias")
+        assert len(done.stdout) < 500, done.stdout[:500]

@@ -54,14 +54,7 @@ def load_config(env: Mapping[str, str]) -> dict[str, Any]:
         return {}
     except (OSError, UnicodeDecodeError) as error:
         raise HelperError(f"cannot read the credbridge configuration {path}: {getattr(error, 'strerror', None) or error}") from None
-    import yaml  # only when a file exists: the common call has none
-
-    try:
-        document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise HelperError(f"the credbridge configuration {path} is not valid YAML{where}: fix or remove it") from None
+    document = parse_yaml(text, f"the credbridge configuration {path}", "fix or remove it")
     if document is None:
         document = {}
     if not isinstance(document, dict):
@@ -70,11 +63,40 @@ def load_config(env: Mapping[str, str]) -> dict[str, Any]:
     return document
 
 
+def parse_yaml(text: str, described: str, fix: str) -> Any:
+    """The YAML document, without anchors and aliases: nine aliases a level make a 400-byte file
+    expand to billions of values, and nothing credbridge or Apptainer writes uses them."""
+    import yaml  # only when a file exists: the common call has none
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        for event in yaml.parse(text, Loader=loader):
+            if isinstance(event, yaml.AliasEvent):
+                raise HelperError(f"{described} uses a YAML alias (*{shortened(event.anchor)}, line "
+                                  f"{event.start_mark.line + 1}), which credbridge does not read: write the value out")
+        return yaml.load(text, Loader=loader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise HelperError(f"{described} is not valid YAML{where}: {fix}") from None
+
+
+def shortened(value: Any, limit: int = 40) -> str:
+    """A value as an error may show it: a container by its type and size, anything else by a truncated
+    spelling; never the whole of a value that may be huge."""
+    if isinstance(value, (dict, list, tuple, set)):
+        return f"a {type(value).__name__} of {len(value)}"
+    if not isinstance(value, str):
+        return f"a value of type {type(value).__name__}"
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "..."
+
+
 def section(env: Mapping[str, str], name: str) -> dict[str, Any]:
     """One top-level mapping of the configuration, {} when absent."""
     value = load_config(env).get(name)
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise HelperError(f"`{name}` in the credbridge configuration {config_path(env)} must be a mapping")
+        raise HelperError(f"`{name}` in the credbridge configuration {config_path(env)} must be a mapping, "
+                          f"not {shortened(value)}")
     return value

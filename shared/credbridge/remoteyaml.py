@@ -14,10 +14,10 @@ from typing import Any, NamedTuple, Optional
 import yaml
 
 from credbridge import atomicfile
+from credbridge.config import parse_yaml
 from credbridge.errors import HelperError
 
 Document = dict[str, Any]
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Style(NamedTuple):
@@ -40,12 +40,7 @@ def load(path: str) -> RemoteFile:
     if found is None:
         return RemoteFile({}, V3_STYLE)
     text = found[0].decode("utf-8", "replace")
-    try:
-        document = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise HelperError(f"{path} is not valid YAML{where}: fix or move it") from None
+    document = parse_yaml(text, path, "fix or move it")
     if document is None:
         return RemoteFile({}, V3_STYLE)
     if not isinstance(document, dict):

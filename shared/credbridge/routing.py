@@ -110,7 +110,7 @@ def _writable_store_name(value: Any, key: str, where: str) -> str:
 
 def _store_name(value: Any, key: str, where: str) -> str:
     if not is_helper_name(value):
-        raise HelperError(f"`{key}` in {where} must name a store (keyring, cryptfile, apptainer, ...), not {value!r}")
+        raise HelperError(f"`{key}` in {where} must name a store (keyring, cryptfile, apptainer, ...), not {config.shortened(value)}")
     if value == ROUTER:
         raise HelperError(f"`{key}` in {where} names the router itself (credbridge): name the store it should use, "
                           "e.g. keyring or cryptfile")
