@@ -8,9 +8,11 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -215,3 +217,84 @@ def test_a_fifo_read_by_a_call_does_not_wedge_the_agent(
     private_file(config, '{"auths": {"squat.example": {"auth": "dTpodW50ZXIy"}}}')
     found = helper(installation, "apptainer", env, "get", "squat.example")
     assert json.loads(found.stdout)["Secret"] == "hunter2", found
+
+
+def agent_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {name: value.strip() for name, _, value in (line.partition(":") for line in lines)}
+
+
+def connected(path: Path) -> socket.socket:
+    connection = socket.socket(socket.AF_UNIX)
+    connection.connect(str(path))
+    return connection
+
+
+def flood(path: Path, size: int) -> None:
+    """Send `size` bytes as one request, as fast as the agent takes them."""
+    try:
+        with connected(path) as connection:
+            connection.sendall(b"\0" * size)
+    except OSError:
+        pass  # the agent closed it: that is the point
+
+
+def test_idle_connections_do_not_make_a_thread_each(installation: Installation, session: dict[str, str]) -> None:
+    agent = started_agent(installation, session)
+    [path] = agent_socket(session)
+    idle = [connected(path) for _ in range(300)]
+    try:
+        time.sleep(1)
+        threads = int(agent_status(agent)["Threads"])
+        assert threads < 100, f"{threads} threads for 300 idle connections"
+        assert helper(installation, "apptainer", session, "list").stdout == b"{}\n"
+    finally:
+        for connection in idle:
+            connection.close()
+
+
+def test_big_requests_do_not_make_the_agent_grow(installation: Installation, session: dict[str, str]) -> None:
+    agent = started_agent(installation, session)
+    [path] = agent_socket(session)
+    before = int(agent_status(agent)["VmRSS"].split()[0])
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda _: flood(path, 30 * 1024 * 1024), range(8)))
+    peak = int(agent_status(agent)["VmHWM"].split()[0])
+    assert peak - before < 100 * 1024, f"the agent grew from {before} kB to a peak of {peak} kB"
+    assert helper(installation, "apptainer", session, "list").stdout == b"{}\n"
+
+
+def test_a_request_trickling_in_is_dropped_at_its_deadline(installation: Installation, session: dict[str, str]) -> None:
+    started_agent(installation, session)
+    [path] = agent_socket(session)
+    deadline = time.monotonic() + 60
+    with connected(path) as connection:
+        try:
+            while time.monotonic() < deadline:
+                connection.sendall(b"\0")
+                time.sleep(0.5)
+        except OSError:
+            return  # closed by the agent
+    raise AssertionError("the agent kept a connection sending a byte every 0.5 s for 60 s")
+
+
+def test_stop_agent_signals_no_pid_planted_in_the_lock_file(installation: Installation, session: dict[str, str]) -> None:
+    place = Path(session["XDG_RUNTIME_DIR"]) / "credbridge"
+    place.mkdir(mode=0o700)
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        private_file(place / f"agent-{__version__}.lock", f"{victim.pid}\n")
+        stopped = run([installation.executable("credbridge"), "stop-agent"], env=session)
+        assert stopped.returncode == 0 and stopped.stdout == b"credbridge: no agent of yours is running\n", stopped
+        time.sleep(0.5)
+        assert victim.poll() is None, "stop-agent killed a process that is not an agent"
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_stop_agent_stops_the_real_agent(installation: Installation, session: dict[str, str]) -> None:
+    started_agent(installation, session)
+    stopped = run([installation.executable("credbridge"), "stop-agent"], env=session)
+    assert stopped.stdout == b"credbridge: the agent stops\n", stopped
+    wait_for(lambda: not agents_of_home(Path(session["HOME"])) and not agent_socket(session))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import sys
 
 from credbridge import __version__, wire
@@ -124,18 +123,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def stop_agent() -> int:
-    try:
-        with open(wire.agent_lock_path(os.environ)) as lock:
-            pid = int(lock.read().strip() or 0)
-    except (OSError, ValueError):
-        pid = 0
-    if pid <= 0:
-        print("credbridge: no agent is running")
-        return 0
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        print("credbridge: no agent is running")
+    """Ask the agent to exit over its socket, once the kernel says it is ours: no pid from a file is ever signalled."""
+    from credbridge.client import tell_agent
+
+    directory = wire.agent_dir(os.environ)
+    if wire.private_dir_is_safe(directory) and tell_agent(wire.agent_socket_path(os.environ), "stop"):
+        print("credbridge: the agent stops")
+    else:
+        print("credbridge: no agent of yours is running")
     return 0
 
 
