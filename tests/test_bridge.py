@@ -485,6 +485,7 @@ def test_skopeo_started_by_the_command_with_its_descriptors_closed_reads_the_aut
 def test_skopeo_copies_with_an_authfile_written_by_credbridge(logged_in: Bridge, registry: Registry) -> None:
     logged_in.login(registry.host, registry.username, registry.password)
     authfile = logged_in.tmp_path / "private" / "auth.json"
+    authfile.parent.mkdir(mode=0o700)
     assert logged_in.credbridge("authfile", "-o", str(authfile), registry.host).returncode == 0
 
     copy_dir = logged_in.tmp_path / "copied"
