@@ -173,7 +173,8 @@ def pass_store(headless: Headless, tmp_path: Path):
         go_pass = Helper(GO_PASS, headless.env)
         for server, (username, secret) in PASS_LOGINS.items():
             assert go_pass.store(server, username, secret).returncode == 0
-        headless.write_docker_config({"auths": {server: {} for server in PASS_LOGINS}, "credsStore": "pass"})
+        headless.write_docker_config({"auths": {server: {} for server in PASS_LOGINS}, "credsStore": "pass",
+                                      "credHelpers": {"ghcr.io": "pass"}})
         yield go_pass
     finally:
         subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=headless.env, capture_output=True, timeout=30)
@@ -187,7 +188,8 @@ def test_migrate_from_pass_moves_verifies_points_every_tool_and_erases(headless:
     for server, (username, secret) in PASS_LOGINS.items():
         got = router.get(server)
         assert json.loads(got.stdout) == {"ServerURL": server, "Username": username, "Secret": secret}, got
-    assert json.loads((headless.home / ".docker" / "config.json").read_text())["credsStore"] == "credbridge"
+    docker_config = json.loads((headless.home / ".docker" / "config.json").read_text())
+    assert (docker_config["credsStore"], docker_config["credHelpers"]) == ("credbridge", {"ghcr.io": "credbridge"})
     assert "credbridge" in (headless.home / ".config" / "containers" / "registries.conf.d" / "99-credbridge.conf").read_text()
     assert json.loads(pass_store.list().stdout) == {}
 
@@ -246,3 +248,40 @@ def test_list_says_a_plaintext_docker_login_is_in_dockers_file(headless: Headles
     assert f"docker config, plaintext ({config}; Apptainer reads it too)" in row, listed
     [entry] = json.loads(assert_ok(headless.credbridge("list", "--json", env=headless.unlocked)))
     assert entry["store"].startswith("docker config, plaintext"), entry
+
+
+# -- the cryptfile, from setup to doctor ----------------------------------------------------------
+
+def test_setup_says_the_cryptfile_must_be_created_then_unlocked(headless: Headless) -> None:
+    first = assert_ok(headless.credbridge("setup", "--tool", "docker"))
+    assert "does not exist yet: run `credbridge unlock --new`" in first, first
+    assert_ok(headless.credbridge("unlock", "--new", stdin=PASSPHRASE + "\n"))
+    assert "new logins go to" not in assert_ok(headless.credbridge("setup", "--tool", "docker", "--dry-run"))
+    assert_ok(headless.credbridge("lock"))
+    locked = assert_ok(headless.credbridge("setup", "--tool", "docker", "--dry-run"))
+    assert "credentials.cbf is locked: run `credbridge unlock`" in locked, locked
+
+
+def test_doctor_on_a_working_headless_setup_is_clean_and_names_where_the_login_is(headless: Headless) -> None:
+    assert_ok(headless.credbridge("setup"))
+    assert_ok(headless.credbridge("unlock", "--new", stdin=PASSPHRASE + "\n"))
+    assert_ok(headless.credbridge("login", "--no-verify", "--password-stdin", "-u", "bob", "login.example.org",
+                                  stdin="login-secret"))
+    for spelling in (["login.example.org"], ["--registry", "login.example.org"]):
+        report = assert_ok(headless.credbridge("doctor", *spelling))
+        assert "login.example.org: a login is kept in cryptfile" in report, report
+        assert report.endswith("all good\n"), report
+        assert "login-secret" not in report
+    elsewhere = assert_ok(headless.credbridge("doctor", "quay.io"))
+    assert "quay.io: no login in any store the router reads" in elsewhere, elsewhere
+
+
+def test_doctor_names_a_locked_or_missing_cryptfile_once_with_the_command(headless: Headless) -> None:
+    assert_ok(headless.credbridge("setup"))
+    missing = headless.credbridge("doctor").text
+    assert [line for line in missing.splitlines() if "unlock" in line] == ["    fix: credbridge unlock --new"], missing
+    assert_ok(headless.credbridge("unlock", "--new", stdin=PASSPHRASE + "\n"))
+    assert_ok(headless.credbridge("lock"))
+    locked = headless.credbridge("doctor").text
+    assert [line for line in locked.splitlines() if "unlock" in line] == ["    fix: credbridge unlock"], locked
+    assert "credentials.cbf is locked" in locked

@@ -13,7 +13,7 @@ import os
 import shutil
 from typing import Any, Mapping, NamedTuple, Optional, TextIO
 
-from credbridge import config, dockerconfig, migrate, registriesconf, routing
+from credbridge import config, dockerconfig, migrate, registriesconf, routing, urls
 from credbridge.errors import HelperError
 from credbridge.stores.apptainer import APPTAINER, REMOTE_YAML_NAME, SINGULARITY, ApptainerFilesStore, config_dir
 from credbridge.stores.environment import (AUTH_CONFIG_VARIABLE, GLOBAL_PAIRS, PER_REGISTRY_PREFIX, SCOPE_VARIABLE,
@@ -84,14 +84,13 @@ def _environment_login_line(login: dict[str, Any]) -> str:
 
 # -- credbridge doctor ----------------------------------------------------------------------------
 
-def examine(env: Mapping[str, str], registry: str, write_test: bool = False) -> Report:
-    """`write_test`: prove the keyring with a throwaway login rather than trust that it looks unlocked."""
+def examine(env: Mapping[str, str], registry: str) -> Report:
     router, effective = _router_check(env)
     writes_to = {effective["primary"], *(route["store"] for route in effective["routes"])} if effective else set()
-    checks = [router]
+    checks = [router, _login_check(env, registry)] if effective else [router]
     checks += _tool_checks(env, registry)
-    checks += [_keyring_check(env, write_test), _cryptfile_check(env, in_use="cryptfile" in writes_to)]
-    checks += _plaintext_checks(env) + _permission_checks(env) + _secret_file_checks(env) + _shadow_checks(env)
+    checks += [_keyring_check(env, in_use="keyring" in writes_to), _cryptfile_check(env, in_use="cryptfile" in writes_to)]
+    checks += _plaintext_checks(env) + _permission_checks(env) + _shadow_checks(env)
     checks += _environment_checks(env)
     return Report(registry, [check for check in checks if check is not None])
 
@@ -145,80 +144,71 @@ def _helper_check(tool: str, helper: Optional[str], key: str, where: str, env: M
     return Check(tool, "ok", f"{tool} calls {program} ({why})")
 
 
-def _keyring_check(env: Mapping[str, str], write_test: bool) -> Optional[Check]:
+def _login_check(env: Mapping[str, str], registry: str) -> Check:
+    """Whether the router finds a login for `registry`, and which store holds it: the first question when
+    a pull is refused (names only, never a secret)."""
+    from credbridge import logins
+
+    try:
+        survey = logins.list_logins(env)
+    except HelperError as error:
+        return Check("login", "fail", f"cannot tell whether {registry} has a login: {error}", "credbridge list")
+    stores = {login.server_url: login.store for login in survey.logins}
+    key = urls.best_match(registry, stores)
+    if key is not None:
+        spelled = "" if key == registry else f" (as {key})"
+        return Check("login", "ok", f"{registry}: a login is kept in {stores[key]}{spelled}")
+    if survey.unreadable:
+        shut = ", ".join(survey.unreadable)
+        return Check("login", "warn", f"{registry}: no login in the stores that could be read; not read: {shut}",
+                     "credbridge list  (says why each store could not be read)")
+    return Check("login", "ok", f"{registry}: no login in any store the router reads, so tools pull anonymously "
+                                f"(`credbridge login {registry}` adds one)")
+
+
+def _keyring_check(env: Mapping[str, str], in_use: bool) -> Optional[Check]:
+    """`in_use`: the router writes there; else a missing Secret Service is only information."""
     from credbridge.stores.oskeyring import backend_choice
 
     if backend_choice(env) != "secretservice":
         return None  # macOS / Windows / a python-keyring backend: nothing to probe on a bus
-    from credbridge.stores.secretservice import UNKNOWN_PROVIDER, provider_name, provider_reachable, unlock_advice
+    from credbridge.stores.secretservice import provider_reachable
 
     if not provider_reachable(env):
-        return Check("keyring", "warn", "no Secret Service on the session bus: the router writes to cryptfile",
-                     "on a desktop, start gnome-keyring or KeePassXC; headless, run `credbridge unlock`")
-    provider = provider_name(env)
-    serves = f"{provider} serves the Secret Service" if provider else "the Secret Service runs"
-    advice = unlock_advice(provider or UNKNOWN_PROVIDER)
+        if not in_use:
+            return Check("keyring", "ok", "no Secret Service on the session bus; not needed: the router does not "
+                                          "write to the keyring")
+        return Check("keyring", "warn", "no Secret Service on the session bus, and the router writes to the keyring",
+                     "start gnome-keyring or KeePassXC, or set `primary: cryptfile` in "
+                     f"{config.config_path(env)}")
     try:
         import secretstorage
 
         with secretstorage.dbus_init() as connection:
             locked = secretstorage.get_default_collection(connection).is_locked()
     except Exception as error:  # any D-Bus failure is a finding, not a crash
-        return Check("keyring", "fail", f"{serves} but its default collection is unusable "
+        return Check("keyring", "fail", f"the Secret Service runs but its default collection is unusable "
                                         f"({type(error).__name__})", "open your keyring manager and create a default keyring")
     if locked:
-        return Check("keyring", "warn", f"{serves}; its default collection is locked", advice)
-    if not write_test:
-        return Check("keyring", "ok", f"{serves} and its default collection is unlocked "
-                                      "(`credbridge doctor --write-test` proves a round trip)")
-    problem = _keyring_round_trip(env)
-    if problem:
-        return Check("keyring", "fail", f"{serves} but a throwaway login did not make the round trip: {problem}",
-                     advice)
-    return Check("keyring", "ok", f"{serves}: a throwaway login was stored, read back and erased")
-
-
-def _keyring_round_trip(env: Mapping[str, str]) -> str:
-    """Store, read back and erase a uniquely named throwaway login; what went wrong, or "" if nothing did."""
-    import secrets
-
-    from credbridge.errors import CredentialsNotFound
-    from credbridge.store import Credentials
-    from credbridge.stores.secretservice import SecretServiceStore
-
-    store = SecretServiceStore(env)
-    probe = Credentials(f"credbridge-doctor-{secrets.token_hex(8)}.invalid", "credbridge-doctor", secrets.token_hex(16))
-    try:
-        store.store(probe)
-        try:
-            read_back = store.get(probe.server_url)
-        finally:
-            store.erase(probe.server_url)
-        left_behind = probe.server_url in store.list()
-    except CredentialsNotFound:
-        return "the login just stored was not found"
-    except HelperError as error:
-        return str(error)
-    if read_back.secret != probe.secret:
-        return "the secret read back differs from the one stored"
-    return "it was still there after erase" if left_behind else ""
+        return Check("keyring", "warn", "the Secret Service runs; its default collection is locked",
+                     "unlock it in your desktop session (helpers will prompt)")
+    return Check("keyring", "ok", "the Secret Service runs and its default collection is unlocked")
 
 
 def _cryptfile_check(env: Mapping[str, str], in_use: bool) -> Optional[Check]:
     """`in_use`: the router writes there, so a locked file means logins fail."""
-    from credbridge import keycache
+    from credbridge.setup import unopened_cryptfile
     from credbridge.stores.cryptfile import cryptfile_path
 
     path = cryptfile_path(env)
-    if not os.path.exists(path):
-        if not in_use:
-            return None
-        return Check("cryptfile", "warn", f"{path} does not exist yet: logins through the router will fail until "
-                                          "it is created", "credbridge unlock  (asks for a new passphrase)")
-    if keycache.load(env, path) is None and not env.get("CREDBRIDGE_PASSPHRASE_FILE"):
-        return Check("cryptfile", "fail" if in_use else "warn",
-                     f"{path} is locked: helpers answer `cryptfile is locked`", "credbridge unlock")
-    return Check("cryptfile", "ok", f"{path} is unlocked for this session")
+    exists = os.path.exists(path)
+    shut = unopened_cryptfile(env)
+    if shut is None:
+        return Check("cryptfile", "ok", f"{path} opens for this session") if exists else None
+    if not exists:
+        return Check("cryptfile", "warn", f"{shut[0]}: logins through the router will fail until it is created",
+                     shut[1]) if in_use else None
+    return Check("cryptfile", "fail" if in_use else "warn", f"{shut[0]}: tools get no login kept in it", shut[1])
 
 
 def _plaintext_checks(env: Mapping[str, str]) -> list[Check]:
@@ -250,24 +240,6 @@ def _permission_checks(env: Mapping[str, str]) -> list[Check]:
         if mode & 0o077:
             checks.append(Check("permissions", "fail", f"{path} is mode {mode:04o}: other users may read it",
                                 f"chmod 600 {path}"))
-    return checks
-
-
-def _secret_file_checks(env: Mapping[str, str]) -> list[Check]:
-    """The passphrase file and the Vault token, judged as ssh judges a key (the cryptfile store refuses
-    a loose passphrase file; the Vault token is not refused, only reported)."""
-    from credbridge.stores.cryptfile import loose_secret_file
-    from credbridge.stores.vaultsettings import token_file
-
-    checks = []
-    for path in filter(None, (env.get("CREDBRIDGE_PASSPHRASE_FILE"), token_file(env))):
-        try:
-            loose = loose_secret_file(path, os.stat(path))
-        except OSError:
-            continue
-        if loose is not None:
-            checks.append(Check("permissions", "fail", f"{loose[0]}: other users may read or change the secret",
-                                loose[1]))
     return checks
 
 

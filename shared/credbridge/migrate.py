@@ -19,6 +19,7 @@ from typing import Callable, Mapping, NamedTuple
 from credbridge import atomicfile, dockerconfig, setup, userdirs
 from credbridge.errors import HelperError
 from credbridge.helpercall import HelperProgram
+from credbridge.routing import ROUTER
 from credbridge.store import Credentials
 from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, SINGULARITY, config_dir
 
@@ -43,7 +44,7 @@ def plaintext_files(env: Mapping[str, str]) -> list[PlaintextFile]:
 #: Helpers whose store is itself a plaintext file: moving logins there would move nothing out of plaintext.
 PLAINTEXT_HELPERS = frozenset({APPTAINER.name, SINGULARITY.name})
 #: Where logins go when neither --to nor docker's credsStore names a store: the router, one login for every tool.
-DEFAULT_TARGET = "credbridge"
+DEFAULT_TARGET = ROUTER
 Say = Callable[[str], None]
 
 
@@ -76,6 +77,8 @@ def migrate_from_helper(env: Mapping[str, str], source: str, target: str, dry_ru
             if credentials is not None:
                 _store_verified(helper, credentials, f"docker-credential-{source} still holds every login")
     setup.setup(env, target, [], dry_run, say)
+    for found in plaintext_files(env):
+        _repoint_per_registry(found.path, source, target, dry_run, say)
     if erase and not dry_run:
         for server_url in listed:
             origin.erase(server_url)
@@ -126,6 +129,24 @@ def _migrate_file(found: PlaintextFile, helper: HelperProgram, target: str, dry_
             say(f"plaintext backup (mode 0600): {backup_path}")
         dockerconfig.save(found.path, config)
     return len(plaintext)
+
+
+def _repoint_per_registry(path: str, source: str, target: str, dry_run: bool, say: Say) -> None:
+    """`credHelpers` entries naming the store being left name `target` instead (setup sets only credsStore)."""
+    if atomicfile.inspect(path) is None:
+        return
+    with atomicfile.exclusive(path):
+        config = dockerconfig.load(path) or {}
+        per_registry = config.get("credHelpers")
+        named = [server for server, helper in per_registry.items() if helper == source] \
+            if isinstance(per_registry, dict) else []
+        if not named:
+            return
+        say(f"{'would point' if dry_run else 'pointing'} {', '.join(named)} at docker-credential-{target} "
+            f"(credHelpers in {path})")
+        if not dry_run:
+            per_registry.update(dict.fromkeys(named, target))
+            dockerconfig.save(path, config)
 
 
 def _point_at(config: dockerconfig.Config, found: PlaintextFile, server_url: str, target: str) -> None:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol, Seque
 
 from credbridge import atomicfile, dockerconfig, registriesconf, tomlkey
 from credbridge.errors import HelperError
+from credbridge.routing import ROUTER
 from credbridge.setupjournal import Entry, Journal, digest, missing_directories
 from credbridge.stores.apptainer import APPTAINER, SINGULARITY, ApptainerFilesStore, Flavour
 from credbridge.tomlkey import ABSENT
@@ -142,6 +143,9 @@ def setup(env: Mapping[str, str], helper: str, tools: Sequence[str], dry_run: bo
     journal = Journal(env)
     for change in changes.values():
         say(f"{', '.join(change.tools)}: {_apply(change.setting, change.value, journal, dry_run)}")
+    not_ready = _store_not_ready(env, helper)
+    if not_ready is not None:
+        say(f"credbridge: new logins go to the cryptfile, but {not_ready[0]}: run `{not_ready[1]}`")
 
 
 def _check_on_path(program: str, env: Mapping[str, str]) -> None:
@@ -155,6 +159,33 @@ def _check_on_path(program: str, env: Mapping[str, str]) -> None:
             raise HelperError(f"{program} is in {directory}, which is not on PATH, so no tool would find it: "
                               f"run `export PATH=\"{shown}:$PATH\"` and add that line to ~/.profile")
     raise HelperError(f"{program} is not on PATH: install it, or choose another with --helper")
+
+
+def _store_not_ready(env: Mapping[str, str], helper: str) -> Optional[tuple[str, str]]:
+    """Why the store `helper` writes to cannot take a login yet, and the command that fixes it."""
+    if helper == ROUTER:
+        from credbridge.stores.router import RouterStore
+
+        try:
+            helper = RouterStore(env).primary()
+        except HelperError:
+            return None  # a config file it cannot use: `credbridge doctor` names it
+    return unopened_cryptfile(env) if helper == "cryptfile" else None
+
+
+def unopened_cryptfile(env: Mapping[str, str]) -> Optional[tuple[str, str]]:
+    """(what keeps the cryptfile shut, the command that opens it); None when helpers can open it now."""
+    from credbridge import keycache
+    from credbridge.stores.cryptfile import cryptfile_path
+
+    path = cryptfile_path(env)
+    if env.get("CREDBRIDGE_PASSPHRASE_FILE"):
+        return None
+    if not os.path.exists(path):
+        return f"{path} does not exist yet", "credbridge unlock --new"
+    if keycache.load(env, path) is None:
+        return f"{path} is locked", "credbridge unlock"
+    return None
 
 
 def undo(env: Mapping[str, str], dry_run: bool, say: Say = print) -> None:
