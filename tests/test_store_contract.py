@@ -13,12 +13,12 @@ import json
 import pytest
 
 from tests.conftest import (SERVING, Helper, Installation, across_installations, apptainer_files_env, cryptfile_env,
-                            keyring_env, python_keyring_env, router_env, vault_env)
+                            keepassxc_env, keyring_env, python_keyring_env, router_env, vault_env)
 
 pytestmark = across_installations  # the venv install and the PyInstaller bundle alike
 
 NOT_FOUND = b"credentials not found in native keychain\n"
-STORES = {"keyring": keyring_env, "cryptfile": cryptfile_env,
+STORES = {"keyring": keyring_env, "keyring:keepassxc": keepassxc_env, "cryptfile": cryptfile_env,
           "apptainer": apptainer_files_env("apptainer"), "singularity": apptainer_files_env("singularity"),
           "keyring:python-keyring": python_keyring_env(chunk_bytes=1024), "vault": vault_env,
           "credbridge": router_env(routed=False), "credbridge:routed": router_env(routed=True)}
