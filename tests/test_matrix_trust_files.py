@@ -14,6 +14,7 @@ import os
 import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -259,3 +260,38 @@ def test_an_alias_bomb_in_remote_yaml_is_refused_in_one_short_line(
                     limit_memory=MEMORY_LIMIT_BYTES)
         assert_one_line(done, "remote.yaml", "alias")
         assert len(done.stdout) < 500, done.stdout[:500]
+
+
+# -- 8. loops through external helpers, and delegates that do not answer ----------------------------
+
+def test_a_chain_through_an_external_helper_back_into_apptainer_ends_at_the_first_turn(
+        installation: Installation, user_env: dict[str, str], tmp_path: Path) -> None:
+    runs = tmp_path / "loopy-runs"
+    write_file(tmp_path / "bin" / "docker-credential-loopy",
+               f"#!/bin/sh\necho ran >> '{runs}'\nexec docker-credential-apptainer \"$@\"\n", 0o755)
+    env = {**user_env, "PATH": f"{installation.bindir}:{tmp_path / 'bin'}:/usr/bin:/bin"}
+    write_file(apptainer_docker_config(env), json.dumps({"credsStore": "loopy"}))
+    assert helper(installation, "apptainer", "get", "x.example", env).stdout == NOT_FOUND
+    assert runs.read_text().count("ran") == 1, "the loop went round more than once"
+    assert helper(installation, "credbridge", "get", "x.example", env).stdout == NOT_FOUND
+    assert runs.read_text().count("ran") == 2, "the loop went round more than once"
+
+
+def test_a_delegate_that_does_not_answer_is_ended_with_everything_it_started(
+        installation: Installation, user_env: dict[str, str], tmp_path: Path) -> None:
+    pid_file = tmp_path / "descendant.pid"
+    write_file(tmp_path / "bin" / "docker-credential-sleepy",
+               f"#!/bin/sh\nsleep 600 &\necho $! > '{pid_file}'\nwait\n", 0o755)
+    env = {**user_env, "PATH": f"{installation.bindir}:{tmp_path / 'bin'}:/usr/bin:/bin",
+           "CREDBRIDGE_HELPER_TIMEOUT": "2"}
+    write_file(apptainer_docker_config(env), json.dumps({"credsStore": "sleepy"}))
+    assert_one_line(helper(installation, "apptainer", "get", "x.example", env),
+                    "docker-credential-sleepy get did not answer within 2 seconds")
+    descendant = int(pid_file.read_text())
+    for _ in range(100):  # the kill is sent before the answer; the kernel may take a moment to reap
+        if not Path(f"/proc/{descendant}").exists() or "Z" in Path(f"/proc/{descendant}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(descendant, signal.SIGKILL)
+        raise AssertionError("the delegate's child outlived the timeout")

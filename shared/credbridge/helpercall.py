@@ -7,8 +7,11 @@ the public protocol (REFERENCE.md section 1). Secrets cross pipes only,
 never argv or the environment; the helper's stderr reaches the user's
 terminal, as with docker. A config that names the very helper reading it,
 or a chain of helpers that comes back to one already calling, would recurse
-forever: the chain travels in CREDBRIDGE_HELPER_CHAIN and a helper already
-in it is not called again (its credentials are not there). A helper is
+forever: the chain travels in CREDBRIDGE_HELPER_CHAIN, a helper already
+in it is not called again (its credentials are not there), and a store
+found in it answers from its own files without delegating again (helpers
+not ours add no link, so that is how a loop through them shows). A helper
+that does not answer in time is ended with every process it started. A helper is
 found in absolute PATH entries only: an empty entry, `.` or any relative
 one would run a program from the current directory (Go refuses them too).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 from typing import Mapping, Optional
 
@@ -27,7 +31,9 @@ from credbridge.store import Credentials
 
 #: Long enough for a keyring unlock prompt, short enough that a wedged helper is noticed.
 HELPER_TIMEOUT_SECONDS = 120
+TIMEOUT_VARIABLE = "CREDBRIDGE_HELPER_TIMEOUT"
 _NOT_FOUND = str(CredentialsNotFound())
+#: The helpers of ours calling now, outermost first: each store that delegates adds itself.
 CHAIN_VARIABLE = "CREDBRIDGE_HELPER_CHAIN"
 #: The <name> of docker-credential-<name>: a name, never a path (also the rule for the router's store names).
 HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -35,6 +41,10 @@ HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 def is_helper_name(name: object) -> bool:
     return isinstance(name, str) and HELPER_NAME.match(name) is not None
+
+
+def helper_chain(environ: Mapping[str, str]) -> list[str]:
+    return [link for link in environ.get(CHAIN_VARIABLE, "").split(",") if link]
 
 
 class HelperProgram:
@@ -48,9 +58,12 @@ class HelperProgram:
 
     @classmethod
     def unless_looping(cls, name: str, environ: Mapping[str, str], caller: str) -> Optional["HelperProgram"]:
-        """The helper `caller` may delegate to; None when it is `caller` or already calling (a loop)."""
-        chain = [link for link in environ.get(CHAIN_VARIABLE, "").split(",") if link]
-        if name == caller or name in chain:
+        """The helper `caller` may delegate to; None when it is `caller` or already calling, or when `caller`
+        itself is: then a chain through helpers that are not ours (which add no link) led back to it, and it
+        answers from its own files only, or it would recurse forever."""
+        chain = helper_chain(environ)
+        if caller in chain or name == caller or name in chain:
+            debuglog.log("not delegating: a loop", helper=name, chain=" -> ".join([*chain, caller]))
             return None
         return cls(name, {**environ, CHAIN_VARIABLE: ",".join([*chain, caller])})
 
@@ -83,23 +96,49 @@ class HelperProgram:
 
     def _call(self, action: str, stdin: bytes, not_found_ok: bool = False) -> Optional[bytes]:
         debuglog.log("calling helper", program=self.program, action=action)
+        output, exit_code = self._run(action, stdin)
+        debuglog.log("helper answered", program=self.program, action=action, exit=exit_code)
+        if exit_code == 0:
+            return output
+        message = output.decode("utf-8", "replace").strip()
+        if not_found_ok and message == _NOT_FOUND:
+            return None
+        first_line = message.splitlines()[0] if message else f"exit status {exit_code}"
+        raise HelperError(f"{self.program} {action} failed: {first_line}")
+
+    def _run(self, action: str, stdin: bytes) -> tuple[bytes, int]:
+        """stdout and exit status; in a process group of its own, which is ended whole when the call is
+        given up (a timeout, an interrupt): what the helper started must not outlive it."""
+        timeout = self._timeout()
         try:
-            done = subprocess.run([self._resolved(), action], input=stdin, stdout=subprocess.PIPE, env=self.environ,
-                                  timeout=HELPER_TIMEOUT_SECONDS, check=False)
+            process = subprocess.Popen([self._resolved(), action], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       env=self.environ, start_new_session=True)
         except FileNotFoundError:
             raise HelperError(f"{self.program} is not on PATH: install it, or name another store with --store") from None
         except PermissionError:
             raise HelperError(f"{self.program} is not executable: run `chmod +x` on it") from None
-        except subprocess.TimeoutExpired:
-            raise HelperError(f"{self.program} {action} did not answer within {HELPER_TIMEOUT_SECONDS} seconds") from None
-        debuglog.log("helper answered", program=self.program, action=action, exit=done.returncode)
-        if done.returncode == 0:
-            return done.stdout
-        message = done.stdout.decode("utf-8", "replace").strip()
-        if not_found_ok and message == _NOT_FOUND:
-            return None
-        first_line = message.splitlines()[0] if message else f"exit status {done.returncode}"
-        raise HelperError(f"{self.program} {action} failed: {first_line}")
+        with process:
+            try:
+                output, _ = process.communicate(stdin, timeout=timeout)
+            except BaseException as error:
+                _end_group(process)
+                if isinstance(error, subprocess.TimeoutExpired):
+                    raise HelperError(f"{self.program} {action} did not answer within {timeout:g} seconds "
+                                      f"(set {TIMEOUT_VARIABLE} for longer)") from None
+                raise
+        return output, process.returncode
+
+    def _timeout(self) -> float:
+        text = self.environ.get(TIMEOUT_VARIABLE)
+        if not text:
+            return HELPER_TIMEOUT_SECONDS
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = 0
+        if not 0 < seconds < float("inf"):
+            raise HelperError(f"{TIMEOUT_VARIABLE} must be a number of seconds above 0, e.g. {HELPER_TIMEOUT_SECONDS}")
+        return seconds
 
     def _resolved(self) -> str:
         """The program in the first absolute PATH entry that holds it executable."""
@@ -122,3 +161,12 @@ class HelperProgram:
             return json.loads(output)
         except ValueError:
             raise HelperError(f"{self.program} {action} answered something that is not JSON") from None
+
+
+def _end_group(process: subprocess.Popen) -> None:
+    """Kill the helper and every process it started (they share its process group)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
