@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return {**_CRYPTFILE_COMMANDS, **_BRIDGE_COMMANDS, **_ROUTER_COMMANDS, "migrate": migrate,
                 "setup": setup}[options.command](options)
     except HelperError as error:
-        print(f"credbridge: {error}", file=sys.stderr)
+        _show(f"credbridge: {error}", to_stderr=True)
         return 1
     except (KeyboardInterrupt, EOFError):
         print("credbridge: cancelled", file=sys.stderr)
@@ -270,28 +270,28 @@ def login(options: argparse.Namespace) -> int:
         secret = getpass.getpass("Password: ")
     if not username or not secret:
         raise HelperError("a login needs a username and a password or token")
-    logins.login(os.environ, options.registry, username, secret, not options.no_verify, print)
+    logins.login(os.environ, options.registry, username, secret, not options.no_verify, _show)
     return 0
 
 
 def logout(options: argparse.Namespace) -> int:
     from credbridge import logins
 
-    logins.logout(os.environ, options.registry, print)
+    logins.logout(os.environ, options.registry, _show)
     return 0
 
 
 def list_logins(options: argparse.Namespace) -> int:
     from credbridge import logins
 
-    print(logins.render_logins(logins.list_logins(os.environ), options.json))
+    _show(logins.render_logins(logins.list_logins(os.environ), options.json))
     return 0
 
 
 def show_config(options: argparse.Namespace) -> int:
     from credbridge import doctor
 
-    print(doctor.render_config(doctor.effective_config(os.environ), options.json))
+    _show(doctor.render_config(doctor.effective_config(os.environ), options.json))
     return 0
 
 
@@ -299,8 +299,15 @@ def check_health(options: argparse.Namespace) -> int:
     from credbridge import doctor
 
     report = doctor.examine(os.environ, options.registry or options.registry_option or "docker.io", options.write_test)
-    print(doctor.render_report(report, options.json, doctor.use_colour(sys.stdout, os.environ)))
+    _show(doctor.render_report(report, options.json, doctor.use_colour(sys.stdout, os.environ)))
     return 0 if report.healthy else 1
+
+
+def _show(text: str, to_stderr: bool = False) -> None:
+    """Output a person or a script reads: every URL in it without its password (credbridge.urls.redacted)."""
+    from credbridge.urls import redacted
+
+    print(redacted(text), file=sys.stderr if to_stderr else sys.stdout)
 
 
 _ROUTER_COMMANDS = {"login": login, "logout": logout, "list": list_logins, "config": show_config, "doctor": check_health}

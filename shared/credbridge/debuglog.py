@@ -12,6 +12,10 @@ file or collection, how long each step took. Three rules shape this module:
 - A log is pasted into bug reports: values of fields named like secrets are
   never written, a password in a URL's userinfo is cut out, every value is
   escaped onto one line and shortened.
+
+Warnings (`warn`) take the same way back, debugging or not: a store served
+by the agent has no stderr of its own, so a warning travels with the reply
+and the caller writes it to its stderr (never stdout, which is the client's).
 """
 
 import time
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 VARIABLE = "CREDBRIDGE_DEBUG"
+#: Starts each warning line; debug lines start with `credbridge[<pid>]`.
+WARNING_PREFIX = "credbridge: warning: "
 REDACTED = "<redacted>"
 #: A field whose name contains one of these, or is one of SECRET_NAMES, never has its value written.
 SECRET_WORDS = ("secret", "password", "passphrase", "token", "credential")
@@ -61,42 +67,65 @@ def log(event: str, **fields: object) -> None:
     lines.append(f"credbridge[{posix.getpid()}] +{elapsed:.1f}ms {event}{details}\n")
 
 
+def warn(text: str) -> None:
+    """Tell the person behind the current call something they must know (an unchecked certificate), once per call;
+    outside a helper call (a `credbridge` command) it goes to stderr at once."""
+    from credbridge.urls import redacted  # a warning is rare: `re` only then
+
+    line = f"{WARNING_PREFIX}{redacted(text)}\n"
+    warnings = getattr(_call, "warnings", None)
+    if warnings is None:
+        _write_all(2, line.encode("utf-8", "backslashreplace"))
+    elif line not in warnings:
+        warnings.append(line)
+
+
 def capture(env: "Mapping[str, str]", served_by: str, serve: "Callable[[], T]") -> "tuple[T, bytes]":
-    """Run one helper call, returning its result and, when debugging is on, its log lines."""
-    if not wanted(env):
-        return serve(), b""
-    _call.lines, _call.started = [], time.monotonic()
+    """Run one helper call, returning its result and its warnings plus, when debugging is on, its log lines."""
+    _call.warnings, _call.lines, _call.started = [], [] if wanted(env) else None, time.monotonic()
     try:
         log("call", served_by=served_by)
         result = serve()
         log("done")
-        return result, "".join(_call.lines).encode("utf-8", "backslashreplace")
+        return result, "".join(_call.warnings + (_call.lines or [])).encode("utf-8", "backslashreplace")
     finally:
-        del _call.lines
+        _call.warnings = _call.lines = None
 
 
 def redact(name: str, value: object) -> str:
-    """The value as it may appear in a log: one escaped line, never a secret."""
-    if name.lower() in SECRET_NAMES or any(word in name.lower() for word in SECRET_WORDS):
-        return REDACTED
-    text = _without_password(value) if isinstance(value, str) else str(value)
+    """The value as it may appear in a log: one escaped line, never a secret, never a password in a URL."""
+    from credbridge.urls import redacted  # only when logging: the thin client never pays for `re`
+
+    text = redacted(str(_without_secrets(name, value)))
     if len(text) > MAX_VALUE_CHARS:
         text = f"{text[:MAX_VALUE_CHARS]}...({len(text)} chars)"
     return ascii(text) if isinstance(value, str) else ascii(text)[1:-1]  # quoted only when it is text
 
 
-def _without_password(url: str) -> str:
-    """`user:pass@host` -> `user:<redacted>@host`: a registry URL may carry a password in its userinfo."""
-    scheme, separator, rest = url.partition("://") if "://" in url else ("", "", url)
-    authority, slash, path = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}{separator}{userinfo.partition(':')[0]}:{REDACTED}@{host}{slash}{path}"
+def _without_secrets(name: str, value: object) -> object:
+    """The value with secret-named fields, also inside mappings and sequences, replaced by REDACTED."""
+    if name.lower() in SECRET_NAMES or any(word in name.lower() for word in SECRET_WORDS):
+        return REDACTED
+    if isinstance(value, dict):
+        return {key: _without_secrets(str(key), item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_secrets("", item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_without_secrets("", item) for item in value)
+    return value
 
 
 def emit(env: "Mapping[str, str]", lines: bytes) -> None:
-    """Write a call's log lines to stderr, or append them to the file CREDBRIDGE_DEBUG names."""
+    """Write a call's warnings to stderr, and its log lines to stderr or to the file CREDBRIDGE_DEBUG names."""
+    warnings_end = 0
+    for line in lines.splitlines(keepends=True):  # capture puts the warnings first
+        if not line.startswith(WARNING_PREFIX.encode()):
+            break
+        warnings_end += len(line)
+    _write_all(2, lines[:warnings_end])
+    lines = lines[warnings_end:]
+    if not lines:
+        return
     target = env.get(VARIABLE, "")
     if "/" not in target:
         _write_all(2, lines)

@@ -125,4 +125,8 @@ def _server_url(stdin: bytes) -> str:
 
 
 def _one_line(message: str) -> bytes:
+    if "@" in message:  # a URL's userinfo may hold a password: never in an answer (`re` only then)
+        from credbridge.urls import redacted
+
+        message = redacted(message)
     return (" ".join(message.splitlines()) + "\n").encode("utf-8", errors="replace")

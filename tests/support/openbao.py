@@ -73,13 +73,15 @@ class BaoServer:
     address: str
     workdir: Path
     process: subprocess.Popen = field(repr=False)
+    #: The CA that signed its certificate (a -dev-tls server), else None (plain http).
+    ca_file: Path | None = None
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def client(self, token: str = "") -> hvac.Client:
-        return hvac.Client(self.address, token=token, timeout=5)
+        return hvac.Client(self.address, token=token, timeout=5, verify=str(self.ca_file) if self.ca_file else True)
 
     def kill(self) -> None:
         """SIGKILL: a machine that dies, no goodbye to the cluster."""
@@ -96,14 +98,15 @@ class BaoServer:
                 self.kill()
 
 
-def _spawn(args: list[str], workdir: Path, extra_env: dict[str, str], address: str) -> BaoServer:
+def _spawn(args: list[str], workdir: Path, extra_env: dict[str, str], address: str,
+           ca_file: Path | None = None) -> BaoServer:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), **extra_env}
     workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log = open(workdir / "server.log", "wb")
     process = subprocess.Popen([bao_binary(), "server", *args], env=env, cwd=workdir,
                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     log.close()
-    return BaoServer(address, workdir, process)
+    return BaoServer(address, workdir, process, ca_file)
 
 
 @dataclass
@@ -116,6 +119,10 @@ class DevServer:
     @property
     def address(self) -> str:
         return self.server.address
+
+    @property
+    def ca_file(self) -> Path | None:
+        return self.server.ca_file
 
     def admin(self) -> hvac.Client:
         return self.server.client(self.root_token)
@@ -130,11 +137,19 @@ class DevServer:
         self.server.stop()
 
 
-def start_dev_server(workdir: Path) -> DevServer:
+def start_dev_server(workdir: Path, tls: bool = False) -> DevServer:
+    """tls: `-dev-tls`, HTTPS with a certificate from a CA of its own, written to `ca_file` (a private CA)."""
     port = free_port()
     root_token = secrets.token_hex(16)
-    server = _spawn(["-dev", f"-dev-listen-address=127.0.0.1:{port}"], workdir,
-                    {"VAULT_DEV_ROOT_TOKEN_ID": root_token}, f"http://127.0.0.1:{port}")
+    args = ["-dev", f"-dev-listen-address=127.0.0.1:{port}"]
+    ca_file = None
+    if tls:
+        certificates = workdir / "tls"
+        certificates.mkdir(mode=0o700, parents=True)
+        args += ["-dev-tls", f"-dev-tls-cert-dir={certificates}"]
+        ca_file = certificates / "vault-ca.pem"
+    server = _spawn(args, workdir, {"VAULT_DEV_ROOT_TOKEN_ID": root_token},
+                    f"{'https' if tls else 'http'}://127.0.0.1:{port}", ca_file)
     dev = DevServer(server, root_token)
     try:
         wait_until(lambda: server.process.poll() is None and dev.admin().sys.read_health_status(method="GET")["initialized"],

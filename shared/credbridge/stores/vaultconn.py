@@ -8,6 +8,14 @@ retried until that timeout has passed, then ends in one line naming every
 address tried. A 403 is told apart: an invalid or expired token (then a
 token from a login is replaced once by a fresh login) or a policy that
 lacks the capability, named together with the path.
+
+The token goes only to the configured addresses: a redirect elsewhere (a
+307 from a node, or from whatever answers at that address) is refused like
+an unreachable node, so an HA standby that redirects to the active node
+works when that node is listed too. Certificates are checked against
+VAULT_CACERT / `cacert` when set, unless VAULT_SKIP_VERIFY is (warned about
+on every call, through credbridge.debuglog.warn: the agent's stderr reaches
+no one).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
-from credbridge import debuglog
+from credbridge import debuglog, urls
 from credbridge.errors import HelperError, StoreUnavailable
 from credbridge.stores import vaultsettings
 
@@ -30,6 +38,10 @@ LOGIN_MARGIN = 0.9
 
 class Denied(HelperError):
     """The token is valid but its policies do not allow the operation."""
+
+
+class RedirectRefused(HelperError):
+    """An address answered with a redirect to a server that is not configured: the token is not sent there."""
 
 
 class Connection:
@@ -48,6 +60,8 @@ class Connection:
         settings = vaultsettings.load(self._env)
         if settings != self.settings:
             self.settings, self._clients, self._login_token = settings, {}, None
+        for warning in vaultsettings.warnings(settings):
+            debuglog.warn(warning)
 
     def call(self, operation: Callable[[Any], T], path: str, capabilities: tuple[str, ...]) -> T:
         """Run `operation(hvac_client)` on the first address that serves it.
@@ -135,15 +149,27 @@ class Connection:
 
             session = requests.Session()
             session.trust_env = False  # the agent never sees the caller's proxy or netrc: neither does a direct call
+            session.verify = self.settings.verify  # hvac takes a given session's verify over its own argument
+            session.hooks["response"].append(self._refuse_redirects_elsewhere)
             if self.settings.verify is False:
                 import urllib3
 
-                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # warned once by the helper
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # warned once per call, by reload()
             client = self._clients[address] = hvac.Client(
                 address, token=token, verify=self.settings.verify, timeout=self.settings.timeout,
                 session=session, namespace=self.settings.namespace)
         client.token = token
         return client
+
+    def _refuse_redirects_elsewhere(self, response: Any, *_args: Any, **_kwargs: Any) -> None:
+        """A requests response hook, run before a redirect is followed: only to a configured address."""
+        if not response.is_redirect:
+            return
+        from urllib.parse import urljoin
+
+        scheme, host, port = urls.origin(urljoin(response.url, response.headers["location"]))
+        if (scheme, host, port) not in {urls.origin(address) for address in self.settings.addresses}:
+            raise RedirectRefused(f"redirected to {scheme}://{host}:{port}, not a configured address")
 
     def _failover(self, operation: Callable[[Any], T], token: str) -> T:
         """Each address in order; network trouble and sealed nodes move on, transient trouble retries."""
@@ -161,6 +187,8 @@ class Connection:
                     return answer
                 except requests.exceptions.RequestException as error:
                     failures.append(f"{address} ({_network_reason(error)})")
+                except RedirectRefused as error:
+                    failures.append(f"{address} ({error})")
                 except VaultDown as error:
                     sealed = "sealed" in " ".join(error.errors or []).lower()
                     transient = transient or not sealed

@@ -20,8 +20,9 @@ defaults. Read per caller: the agent serves many, each with its own HOME.
 
 Environment: VAULT_ADDR / BAO_ADDR (comma-separated addresses are tried in
 order, for HA), VAULT_TOKEN / BAO_TOKEN, VAULT_NAMESPACE / BAO_NAMESPACE,
-VAULT_CACERT / BAO_CACERT, VAULT_SKIP_VERIFY / BAO_SKIP_VERIFY (the helper
-warns on stderr). With no token in the environment and no `auth:`, the
+VAULT_CACERT / BAO_CACERT, VAULT_SKIP_VERIFY / BAO_SKIP_VERIFY (every call
+warns on stderr, as does a plain http:// address off this machine). With no
+token in the environment and no `auth:`, the
 token helper file ~/.vault-token of the caller's HOME is used (`bao login`
 writes it). Proxy variables are not honoured: the agent and an in-process
 call must behave alike, and the agent never sees them.
@@ -32,7 +33,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, NamedTuple, Optional
 
-from credbridge import config, userdirs
+from credbridge import config, urls, userdirs
 from credbridge.errors import HelperError
 
 DEFAULT_MOUNT = "secret"
@@ -63,13 +64,23 @@ class Settings(NamedTuple):
     login: Optional[Login]
 
 
+def warnings(settings: Settings) -> list[str]:
+    """What the person using these settings must hear on every call: a channel anyone on the path can read."""
+    found = []
+    if settings.verify is False:
+        found.append(f"VAULT_SKIP_VERIFY is set: the TLS certificate of Vault at {', '.join(settings.addresses)} is not "
+                     "checked, anyone on the path can read your credentials; set VAULT_CACERT to its CA instead")
+    plain = [address for address in settings.addresses
+             if address.startswith("http://") and not urls.is_loopback(urls.origin(address)[1])]
+    if plain:
+        found.append(f"the Vault address {', '.join(plain)} is plain http: the token and your credentials cross the "
+                     "network unencrypted; use https://")
+    return found
+
+
 def env_value(env: Mapping[str, str], name: str) -> Optional[str]:
     """VAULT_<name>, else OpenBao's BAO_<name>; empty counts as unset."""
     return env.get(f"VAULT_{name}") or env.get(f"BAO_{name}") or None
-
-
-def skip_verify(env: Mapping[str, str]) -> bool:
-    return (env_value(env, "SKIP_VERIFY") or "") in TRUE_WORDS
 
 
 def load(env: Mapping[str, str]) -> Settings:
@@ -78,13 +89,16 @@ def load(env: Mapping[str, str]) -> Settings:
     where = f"in `vault:` of {config.config_path(env)}"
     addresses = _addresses(env_value(env, "ADDR") or section.get("address"), where)
     cacert = env_value(env, "CACERT") or _text(section, "cacert", where)
+    if cacert is not None and not os.access(cacert, os.R_OK):
+        raise HelperError(f"cannot read the Vault CA certificate {cacert} (VAULT_CACERT or `cacert` {where}): "
+                          "name the PEM file of the CA that signed your Vault's certificate")
     token, source = _token(env)
     return Settings(
         addresses=addresses,
         mount=(_text(section, "mount", where) or DEFAULT_MOUNT).strip("/"),
         prefix=_prefix(_text(section, "prefix", where)),
         namespace=env_value(env, "NAMESPACE") or _text(section, "namespace", where),
-        verify=False if skip_verify(env) else (cacert or True),
+        verify=False if (env_value(env, "SKIP_VERIFY") or "") in TRUE_WORDS else (cacert or True),
         timeout=_timeout(section.get("timeout"), where),
         token=token,
         token_source=source,
@@ -176,12 +190,3 @@ def _login(value: Any, where: str) -> Optional[Login]:
             raise HelperError(f"`auth` with method {method} {where} needs `{key}`")
     mount = _text(value, "mount", where) or method
     return Login(method, mount.strip("/"), fields)
-
-
-def warn_if_not_verifying(environ: Mapping[bytes, bytes]) -> None:
-    """Said by the calling process itself: an agent's stderr reaches no one."""
-    env = {name.decode(errors="replace"): value.decode(errors="replace") for name, value in environ.items()
-           if name in (b"VAULT_SKIP_VERIFY", b"BAO_SKIP_VERIFY")}
-    if skip_verify(env):
-        os.write(2, b"docker-credential-vault: warning: VAULT_SKIP_VERIFY is set: the Vault server's TLS "
-                    b"certificate is not checked, anyone on the path can read your credentials\n")
