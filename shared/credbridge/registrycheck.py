@@ -14,7 +14,6 @@ naming where it pointed, rather than a login confirmed by someone else.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import re
 import ssl
 import urllib.error
@@ -29,24 +28,17 @@ from credbridge.urls import registry_host
 TIMEOUT_SECONDS = 15.0
 DOCKER_HUB_API = "registry-1.docker.io"
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class _SameOriginForCredentials(urllib.request.HTTPRedirectHandler):
     """Follows a redirect carrying an Authorization header only within the origin it was sent to."""
 
     def redirect_request(self, req: urllib.request.Request, fp, code: int, msg: str, headers, newurl: str):  # type: ignore[no-untyped-def]
-        if req.has_header("Authorization") and _origin(newurl) != _origin(req.full_url):
-            raise HelperError(f"the registry redirected the login check from {urls.redacted(req.full_url)} to "
-                              f"{urls.redacted(newurl)}: credentials go only to the server asked; "
+        if req.has_header("Authorization") and urls.origin(newurl) != urls.origin(req.full_url):
+            raise HelperError(f"the registry redirected the login check from {req.full_url} to {newurl}: "
+                              "credentials go only to the server asked; "
                               "log in to that registry by its own name if you trust it")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urllib.parse.urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme, 0)
 
 
 def _open(target: "str | urllib.request.Request"):  # type: ignore[no-untyped-def]
@@ -62,7 +54,7 @@ def verify(server_url: str, username: str, secret: str) -> None:
     authority = (DOCKER_HUB_API if host == "docker.io" and not port else host) + port
     basic = "Basic " + base64.b64encode(f"{username}:{secret}".encode()).decode()
     errors = []
-    for scheme in ("https", "http") if _is_loopback(host) else ("https",):
+    for scheme in ("https", "http") if urls.is_loopback(host) else ("https",):
         url = f"{scheme}://{authority}/v2/"
         try:
             challenge = _challenge(url)
@@ -109,15 +101,6 @@ def _answer(url: str, challenge: str, basic: str, username: str, server_url: str
         raise HelperError(f"the registry's login check answered {error.code} {error.reason}") from None
     except OSError as error:
         raise HelperError(f"the registry's token service is out of reach: {_reason(error)}") from None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _reason(error: OSError) -> str:

@@ -16,6 +16,7 @@ from credbridge import debuglog
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 REDACTED = "<redacted>"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 #: `user:password@` in a URL anywhere in a text, with or without a scheme: starting the text, a word, a quoted
 #: string or a list item. The password runs to the last `@` before a `/`, a blank or a quote (it may hold `@`).
 _PASSWORD_IN_USERINFO = re.compile(
@@ -54,6 +55,31 @@ def redacted(text: str) -> str:
         return text
     text = _PASSWORD_IN_USERINFO.sub(lambda found: f"{found['start']}{found['user']}:{REDACTED}@", text)
     return _TOKEN_IN_USERINFO.sub(lambda found: f"{found['start']}{REDACTED}@", text)
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port), the port defaulted by the scheme: a credential goes only to the origin it is for."""
+    from urllib.parse import urlsplit  # not on the hot path of `get`: only for network calls
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    except ValueError:
+        port = -1  # not a port: matches no real origin
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback IP literal (bracketed IPv6 too): traffic that never leaves the machine."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def registry_host(server_url: str) -> tuple[str, str]:
