@@ -201,6 +201,17 @@ def test_list_shows_environment_logins_once_each_first_source_winning(installati
         ("ghcr.io", "environment"), ("quay.io", "environment"), ("kept.example", "keyring")}
 
 
+def test_logout_says_when_the_environment_still_supplies_the_login(installation: Installation,
+                                                                   env: dict[str, str]) -> None:
+    stored_ok(router(installation, env), "registry.gitlab.com", "alice", "alice-token")
+    ci = {**env, **bound("GL", "registry.gitlab.com")}
+    done = credbridge(installation, ci, "logout", "registry.gitlab.com")
+    assert (done.returncode, done.stderr) == (0, b""), done
+    assert done.text == ("Removed the login for registry.gitlab.com; the environment still supplies one: "
+                         "unset the variables `credbridge config` lists\n")
+    assert_not_found(router(installation, env).get("registry.gitlab.com"))
+
+
 # -- doctor and config ----------------------------------------------------------------------------
 
 def test_config_and_doctor_show_each_environment_login_and_warn_about_a_pair_bound_to_none(

@@ -11,7 +11,7 @@ import json
 from typing import Callable, Mapping, Optional
 
 from credbridge import dockerconfig, registrycheck, urls
-from credbridge.errors import CredentialsNotFound
+from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.store import Credentials
 from credbridge.stores.apptainer import APPTAINER, ApptainerFilesStore
 from credbridge.stores.router import Login, RouterStore, Survey
@@ -46,7 +46,18 @@ def logout(env: Mapping[str, str], registry: Optional[str], say: Say) -> None:
         say(f"Not logged in to {key}")
         return
     router.erase(key)
-    say(f"Removed the login for {key}")
+    say(f"Removed the login for {key}" + _environment_note(env, key))
+
+
+def _environment_note(env: Mapping[str, str], key: str) -> str:
+    """A login the environment supplies cannot be logged out of: say so rather than claim it is gone."""
+    from credbridge.stores.environment import EnvironmentSource
+
+    try:
+        EnvironmentSource(env).get(key)
+    except HelperError:
+        return ""
+    return "; the environment still supplies one: unset the variables `credbridge config` lists"
 
 
 def list_logins(env: Mapping[str, str]) -> Survey:
