@@ -5,6 +5,8 @@ Each case is one conversation (a sequence of helper calls). It is held with
 the Go helper, the keyring is emptied, and it is held again with ours, on
 the same private gnome-keyring: stdout and exit codes must be identical.
 Our stderr must stay empty (the Go helper lets libsecret warnings through).
+Where the provider matters (values through it, items shared with Go's
+helper), a test runs on KeePassXC too (@on_every_secret_service).
 
 Where ours deliberately differs, the test pins our behaviour and its
 docstring says why. Known gaps in the wording of rare JSON errors are
@@ -23,7 +25,7 @@ from typing import Sequence
 import pytest
 
 from credbridge import __version__
-from tests.conftest import Helper
+from tests.conftest import Helper, on_every_secret_service
 from tests.support import keyring_session
 
 NOT_FOUND = b"credentials not found in native keychain\n"
@@ -98,6 +100,7 @@ ROUND_TRIPS = {
 }
 
 
+@on_every_secret_service
 @pytest.mark.parametrize("server, username, secret", ROUND_TRIPS.values(), ids=ROUND_TRIPS.keys())
 def test_store_then_get_and_list_answer_like_go(go_helper: Helper, keyring_helper: Helper,
                                                 server: str, username: str, secret: str) -> None:
@@ -122,6 +125,7 @@ def test_get_of_an_unknown_server_is_not_found_like_go(go_helper: Helper, keyrin
     assert answers == [(1, NOT_FOUND)]
 
 
+@on_every_secret_service
 def test_erase_of_an_unknown_server_succeeds_silently_like_go(go_helper: Helper, keyring_helper: Helper) -> None:
     answers = assert_same_conversation(go_helper, keyring_helper, [(("erase",), b"unknown.example")])
     assert answers == [(0, b"")]
@@ -492,6 +496,7 @@ def test_an_action_containing_a_newline_is_still_one_line(go_helper: Helper, key
 # -- list and display labels -------------------------------------------------------
 
 
+@on_every_secret_service
 def test_list_agrees_on_items_written_by_either_helper(go_helper: Helper, keyring_helper: Helper) -> None:
     """Ours writes the display label == ServerURL, as Go 0.6.4 does, so Go's label-keyed list agrees."""
     stored(go_helper, "go-written.example", "alice", "1")
@@ -522,6 +527,7 @@ def test_list_of_more_items_than_the_bus_lets_a_client_await_agrees_with_go(go_h
             subprocess.run(["secret-tool", "clear", "server", server], env=keyring_helper.env, timeout=30)
 
 
+@on_every_secret_service
 def test_list_keys_a_go_09_item_by_its_server_not_its_display_label(go_helper: Helper,
                                                                     keyring_helper: Helper) -> None:
     """The documented improvement: Go >= 0.9 labels items `Registry credentials for <url>`.
@@ -542,6 +548,7 @@ def test_list_keys_a_go_09_item_by_its_server_not_its_display_label(go_helper: H
 # -- interoperation on one keyring -------------------------------------------------
 
 
+@on_every_secret_service
 def test_an_item_stored_by_go_is_read_listed_and_erased_by_ours(go_helper: Helper, keyring_helper: Helper) -> None:
     stored(go_helper, "reg.example", "alice", "from-go <&>")
     go_get = go_helper.get("reg.example")
@@ -555,6 +562,7 @@ def test_an_item_stored_by_go_is_read_listed_and_erased_by_ours(go_helper: Helpe
     assert go_helper.list().stdout == b"{}\n"
 
 
+@on_every_secret_service
 def test_an_item_stored_by_ours_is_read_listed_and_erased_by_go(go_helper: Helper, keyring_helper: Helper) -> None:
     stored(keyring_helper, "reg.example", "<token>", "from-ours \u2028 ünï")
     our_get = keyring_helper.get("reg.example")
@@ -568,6 +576,7 @@ def test_an_item_stored_by_ours_is_read_listed_and_erased_by_go(go_helper: Helpe
     assert keyring_helper.list().stdout == b"{}\n"
 
 
+@on_every_secret_service
 def test_ours_overwrites_an_item_go_stored_and_go_reads_the_new_secret(go_helper: Helper,
                                                                        keyring_helper: Helper) -> None:
     stored(go_helper, "reg.example", "alice", "old")
@@ -576,6 +585,7 @@ def test_ours_overwrites_an_item_go_stored_and_go_reads_the_new_secret(go_helper
     assert items_in_keyring(keyring_helper.env) == 1
 
 
+@on_every_secret_service
 def test_ours_erases_every_username_go_kept_for_a_server(go_helper: Helper, keyring_helper: Helper) -> None:
     """Go keeps one item per username; erase must remove them all, as Go's erase does."""
     stored(go_helper, "reg.example", "alice", "a")
@@ -586,6 +596,7 @@ def test_ours_erases_every_username_go_kept_for_a_server(go_helper: Helper, keyr
     assert items_in_keyring(go_helper.env) == 0
 
 
+@on_every_secret_service
 def test_every_answer_names_the_latest_login_for_a_server_go_stored_twice(go_helper: Helper,
                                                                           keyring_helper: Helper) -> None:
     """Go keeps one item per username; ours must then consistently answer with the latest login.
@@ -614,6 +625,7 @@ def test_every_answer_names_the_latest_login_for_a_server_go_stored_twice(go_hel
 # -- where ours deliberately differs -------------------------------------------------
 
 
+@on_every_secret_service
 def test_a_second_username_replaces_the_first_unlike_go(go_helper: Helper, keyring_helper: Helper) -> None:
     """Ours replaces, Go keeps both items and its `get` then answers with either one.
 
@@ -631,6 +643,7 @@ def test_a_second_username_replaces_the_first_unlike_go(go_helper: Helper, keyri
     assert keyring_helper.list().stdout == b'{"reg.example":"bob"}\n'
 
 
+@on_every_secret_service
 def test_an_empty_secret_is_returned_unlike_go(go_helper: Helper, keyring_helper: Helper) -> None:
     """REFERENCE.md: an empty Secret is accepted. Go stores it, but its get then says not found."""
     stored(go_helper, "reg.example", "alice", "")
@@ -640,6 +653,7 @@ def test_an_empty_secret_is_returned_unlike_go(go_helper: Helper, keyring_helper
         0, b'{"ServerURL":"reg.example","Username":"alice","Secret":""}\n', b"")
 
 
+@on_every_secret_service
 def test_a_nul_in_the_secret_is_kept_unlike_go(go_helper: Helper, keyring_helper: Helper) -> None:
     """Go hands the secret to libsecret as a C string and silently cuts it at the NUL.
 
