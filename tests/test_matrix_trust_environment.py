@@ -24,6 +24,7 @@ from tests.conftest import SERVING, Helper, Installation, router_env
 from tests.support.matrix import NOT_FOUND, assert_one_line_error
 from tests.support.process import Result, run
 from tests.support.registry import Registry, free_port
+from tests.test_router import apptainer_login, configured, stored_ok
 
 CI_SECRET = "ci-s3cret-must-stay-home"
 GLOBAL_PAIRS = [("APPTAINER_DOCKER_USERNAME", "APPTAINER_DOCKER_PASSWORD"),
@@ -55,21 +56,9 @@ def assert_not_found(result: Result) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (1, NOT_FOUND, b""), result
 
 
-def stored_ok(helper: Helper, server: str, username: str, secret: str) -> None:
-    result = helper.store(server, username, secret)
-    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b""), result
-
-
 def bound(name: str, registry: str, username: str = "ci-bot", password: str = CI_SECRET) -> dict[str, str]:
     return {f"CREDBRIDGE_AUTH_{name}_REGISTRY": registry, f"CREDBRIDGE_AUTH_{name}_USERNAME": username,
             f"CREDBRIDGE_AUTH_{name}_PASSWORD": password}
-
-
-def apptainer_login(home: Path, server: str, username: str, secret: str) -> None:
-    directory = home / ".apptainer"
-    directory.mkdir(mode=0o700, exist_ok=True)
-    auth = base64.b64encode(f"{username}:{secret}".encode()).decode()
-    (directory / "docker-config.json").write_text(json.dumps({"auths": {server: {"auth": auth}}}))
 
 
 # -- finding 1: the global pairs ------------------------------------------------------------------
@@ -272,16 +261,9 @@ def headless(installation: Installation, tmp_path: Path) -> dict[str, str]:
     runtime = tmp_path / "headless-run"
     for directory in (home, runtime):
         directory.mkdir(mode=0o700)
-    apptainer_login(home, "apptainer.example", "carol", "from-apptainer")
+    apptainer_login({"HOME": str(home)}, "apptainer.example", "carol", "from-apptainer")
     return {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "PATH": f"{installation.bindir}:/usr/bin:/bin",
             "CREDBRIDGE_NO_AGENT": "1"}
-
-
-def configured(env: dict[str, str], text: str) -> dict[str, str]:
-    path = Path(env["HOME"]) / ".config" / "credbridge" / "config.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return env
 
 
 def locked_cryptfile_holding(installation: Installation, env: dict[str, str], server: str) -> None:
