@@ -9,6 +9,7 @@ shell scripts that leave a marker file when run: a marker means foreign code ran
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import signal
@@ -295,3 +296,33 @@ def test_a_delegate_that_does_not_answer_is_ended_with_everything_it_started(
     else:
         os.kill(descendant, signal.SIGKILL)
         raise AssertionError("the delegate's child outlived the timeout")
+
+
+# -- 12. a hand-edited setup journal --------------------------------------------------------------
+
+def journal_path(env: Mapping[str, str]) -> Path:
+    return home(env) / ".local" / "share" / "credbridge" / "setup" / "journal.json"
+
+
+@pytest.mark.parametrize("edit", ["restore-elsewhere", "delete-elsewhere", "created", "backup-outside"])
+def test_undo_of_a_hand_edited_journal_touches_no_file_setup_does_not_manage(
+        installation: Installation, user_env: dict[str, str], tmp_path: Path, edit: str) -> None:
+    write_file(docker_config(user_env), json.dumps({"credsStore": "secretservice"}))
+    done = credbridge(installation, user_env, "setup", "--tool", "docker")
+    assert done.returncode == 0, done
+    victim = write_file(tmp_path / "victim.txt", "precious\n")
+    journal = json.loads(journal_path(user_env).read_text())
+    [(config_path, entry)] = journal["files"].items()
+    if edit == "restore-elsewhere":  # undo would write the backup over the victim
+        journal["files"] = {str(victim): {**entry, "written": hashlib.sha256(victim.read_bytes()).hexdigest()}}
+    elif edit == "delete-elsewhere":  # undo would remove a file "setup created"
+        journal["files"][str(victim)] = {**entry, "existed": False, "backup": None,
+                                         "written": hashlib.sha256(victim.read_bytes()).hexdigest()}
+    elif edit == "created":
+        journal["created"].append(str(victim))
+    else:
+        journal["files"][config_path]["backup"] = os.path.relpath(victim, journal_path(user_env).parent)
+    journal_path(user_env).write_text(json.dumps(journal))
+    undone = credbridge(installation, user_env, "setup", "--undo")
+    assert victim.read_text() == "precious\n", f"undo changed {victim}: {undone}"
+    assert_command_line(undone, str(journal_path(user_env)))

@@ -23,7 +23,7 @@ import sys
 from contextlib import nullcontext
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol, Sequence
 
-from credbridge import atomicfile, dockerconfig, registriesconf, tomlkey
+from credbridge import atomicfile, dockerconfig, registriesconf, tomlkey, userdirs
 from credbridge.errors import HelperError
 from credbridge.routing import ROUTER
 from credbridge.setupjournal import Entry, Journal, digest, missing_directories
@@ -140,7 +140,7 @@ def setup(env: Mapping[str, str], helper: str, tools: Sequence[str], dry_run: bo
         if planned is not None:
             setting, value = planned
             changes.setdefault(setting.path, Change(setting, value, [])).tools.append(tool)
-    journal = Journal(env)
+    journal = _journal(env)
     for change in changes.values():
         say(f"{', '.join(change.tools)}: {_apply(change.setting, change.value, journal, dry_run)}")
     not_ready = _store_not_ready(env, helper)
@@ -190,7 +190,7 @@ def unopened_cryptfile(env: Mapping[str, str]) -> Optional[tuple[str, str]]:
 
 def undo(env: Mapping[str, str], dry_run: bool, say: Say = print) -> None:
     """Give back every file setup changed: its original bytes, or only the key if it changed since."""
-    journal = Journal(env)
+    journal = _journal(env)
     if not journal.exists():
         say("credbridge: setup has changed nothing here: nothing to undo")
         return
@@ -199,6 +199,18 @@ def undo(env: Mapping[str, str], dry_run: bool, say: Say = print) -> None:
     if not dry_run:
         for path in journal.forget():
             _remove_created(path)
+
+
+def _journal(env: Mapping[str, str]) -> Journal:
+    return Journal(env, lambda path: is_tool_file(env, path))
+
+
+def is_tool_file(env: Mapping[str, str], path: str) -> bool:
+    """Whether setup could have written `path` for this user: all that undo may restore or remove."""
+    containers = os.path.join(userdirs.home(env), ".config", "containers")
+    authfiles = [authfile for flavour in (APPTAINER, SINGULARITY) for authfile in ApptainerFilesStore(env, flavour).authfiles()]
+    return (path in {dockerconfig.docker_config_path(env), os.path.join(containers, "registries.conf"), *authfiles}
+            or (os.path.dirname(path) == os.path.join(containers, "registries.conf.d") and path.endswith(".conf")))
 
 
 def found_tools(env: Mapping[str, str]) -> list[str]:

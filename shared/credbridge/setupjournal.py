@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 from credbridge import atomicfile, userdirs
 from credbridge.errors import HelperError
@@ -49,9 +49,13 @@ def missing_directories(path: str) -> list[str]:
 
 
 class Journal:
-    def __init__(self, env: Mapping[str, str]) -> None:
+    """`manages` says whether setup could have written a path: a journal naming any other file (edited by
+    hand) is refused whole, so that undo never writes or removes a file setup does not manage."""
+
+    def __init__(self, env: Mapping[str, str], manages: Callable[[str], bool]) -> None:
         self.directory = os.path.join(userdirs.data_home(env), "credbridge", "setup")
         self.path = os.path.join(self.directory, "journal.json")
+        self._manages = manages
 
     def exists(self) -> bool:
         return atomicfile.inspect(self.path) is not None
@@ -107,10 +111,37 @@ class Journal:
         try:
             state = json.loads(found[0])
             if isinstance(state.get("files"), dict) and isinstance(state.get("created"), list):
-                return state
+                return self._checked(state)
         except (ValueError, AttributeError):
             pass
-        raise HelperError(f"{self.path} is damaged: move it away (undo will then not know what setup changed)")
+        raise self._refused("is damaged")
+
+    def _checked(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The state, if it names only files setup manages, backups inside the journal's directory, and
+        as created only their directories (and, from older versions, their lock files)."""
+        for path, item in state["files"].items():
+            if not self._manages(path):
+                raise self._refused(f"names {path}, which is no tool file setup manages")
+            backup = item.get("backup")
+            if backup is not None and not (isinstance(backup, str) and _is_plain_name(backup)):
+                raise self._refused(f"names a backup outside {self.directory}")
+        recorded = [*state["files"], self.path]
+        for path in state["created"]:
+            if not (path in {item + ".lock" for item in recorded} or any(_contains(path, item) for item in recorded)):
+                raise self._refused(f"names {path} as created by setup, which is neither a directory of its files "
+                                    "nor their lock")
+        return state
+
+    def _refused(self, why: str) -> HelperError:
+        return HelperError(f"{self.path} {why}: move it away (undo will then not know what setup changed)")
+
+
+def _is_plain_name(name: str) -> bool:
+    return name not in ("", ".", "..") and os.path.basename(name) == name and not os.path.isabs(name)
+
+
+def _contains(directory: object, path: str) -> bool:
+    return isinstance(directory, str) and os.path.isabs(directory) and path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
 def _remove(path: str) -> None:

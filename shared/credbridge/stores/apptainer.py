@@ -124,6 +124,10 @@ class ApptainerFilesStore:
 
     # -- the authfile ----------------------------------------------------------
 
+    def authfiles(self) -> list[str]:
+        """Every file the program may read its logins from: its own, and docker's it falls back to."""
+        return [self.authfile, *([self._fallback_authfile] if self._fallback_authfile else [])]
+
     def readable_authfile(self) -> str:
         """The file the program reads: its own, else (Apptainer) docker's."""
         if self._fallback_authfile and atomicfile.inspect(self.authfile) is None:
