@@ -68,6 +68,8 @@ def session(installation: Installation, tmp_path: Path) -> Iterator[dict[str, st
     yield {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "PATH": f"{installation.bindir}:/usr/bin:/bin"}
     for pid in agents_of_home(home):
         os.kill(pid, signal.SIGKILL)
+    for pointer in (home / ".local" / "state" / "credbridge").glob("agent-dir-*"):
+        shutil.rmtree(pointer.read_text().strip(), ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -285,9 +287,9 @@ def test_stop_agent_signals_no_pid_planted_in_the_lock_file(installation: Instal
     try:
         private_file(place / f"agent-{__version__}.lock", f"{victim.pid}\n")
         stopped = run([installation.executable("credbridge"), "stop-agent"], env=session)
-        assert stopped.returncode == 0 and stopped.stdout == b"credbridge: no agent of yours is running\n", stopped
         time.sleep(0.5)
         assert victim.poll() is None, "stop-agent killed a process that is not an agent"
+        assert stopped.returncode == 0 and stopped.stdout == b"credbridge: no agent of yours is running\n", stopped
     finally:
         victim.kill()
         victim.wait()
@@ -298,3 +300,107 @@ def test_stop_agent_stops_the_real_agent(installation: Installation, session: di
     stopped = run([installation.executable("credbridge"), "stop-agent"], env=session)
     assert stopped.stdout == b"credbridge: the agent stops\n", stopped
     wait_for(lambda: not agents_of_home(Path(session["HOME"])) and not agent_socket(session))
+
+
+PASSPHRASE = "correct horse battery staple\n"
+
+
+def credbridge(installation: Installation, env: dict[str, str], *args: str, stdin: str = "") -> Result:
+    return run([installation.executable("credbridge"), *args], stdin, env)
+
+
+def without_runtime_dir(env: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in env.items() if name != "XDG_RUNTIME_DIR"}
+
+
+def fallback_place(env: dict[str, str]) -> Path:
+    """The agent place recorded for this host when there is no XDG_RUNTIME_DIR."""
+    pointer = Path(env["HOME"]) / ".local" / "state" / "credbridge" / f"agent-dir-{os.uname().nodename}"
+    return Path(pointer.read_text().strip())
+
+
+@pytest.fixture
+def squatted_tmp(other_user: pwd.struct_passwd) -> Iterator[Path]:
+    """/tmp/credbridge-<uid> made first by another user, 0755, with a lock file of theirs in it."""
+    squatted = Path(f"/tmp/credbridge-{os.getuid()}")
+    subprocess.run(["sh", "-c", f"mkdir -m 755 {squatted} && echo 1 > {squatted}/agent-{__version__}.lock"],
+                   check=True, **as_user(other_user))  # type: ignore[call-overload]
+    try:
+        yield squatted
+    finally:
+        shutil.rmtree(squatted)
+
+
+def test_a_squatted_tmp_directory_denies_no_service(installation: Installation, session: dict[str, str],
+                                                    tmp_path: Path, squatted_tmp: Path) -> None:
+    env = {**without_runtime_dir(session), "CREDBRIDGE_CRYPTFILE": str(tmp_path / "creds.cbf")}
+    create_cryptfile(installation, env, tmp_path)
+    batch = {**env, "CREDBRIDGE_NO_AGENT": "1", "CREDBRIDGE_PASSPHRASE_FILE": str(tmp_path / "passphrase")}
+    assert json.loads(helper(installation, "cryptfile", batch, "get", "squat.example").stdout)["Secret"] == "hunter2-agent"
+    unlocked = credbridge(installation, env, "unlock", stdin=PASSPHRASE)
+    assert unlocked.returncode == 0, unlocked
+    first = helper(installation, "cryptfile", env, "get", "squat.example")
+    assert json.loads(first.stdout)["Secret"] == "hunter2-agent", first
+    place = fallback_place(env)
+    assert place.parent == Path("/tmp") and place != squatted_tmp
+    assert place.stat().st_mode & 0o777 == 0o700 and place.stat().st_uid == os.getuid()
+    wait_for(lambda: list(place.glob("agent-*.sock")))
+    served = helper(installation, "cryptfile", {**env, "CREDBRIDGE_DEBUG": "1"}, "get", "squat.example")
+    assert b"served_by='agent" in served.stderr and json.loads(served.stdout)["Secret"] == "hunter2-agent", served
+    shown = credbridge(installation, env, "exec", "--store", "cryptfile", "--", "sh", "-c", 'cat "$REGISTRY_AUTH_FILE"')
+    assert shown.returncode == 0 and b"squat.example" in shown.stdout, shown
+    assert sorted(path.name for path in squatted_tmp.iterdir()) == [f"agent-{__version__}.lock"]
+
+
+def cryptfile_sessions(session: dict[str, str], tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Two sessions of one user on one cryptfile: one with a runtime dir, one without (ssh)."""
+    with_runtime = {**session, "CREDBRIDGE_CRYPTFILE": str(tmp_path / "creds.cbf")}
+    return with_runtime, without_runtime_dir(with_runtime)
+
+
+def create_cryptfile(installation: Installation, env: dict[str, str], tmp_path: Path) -> None:
+    """The cryptfile with LOGIN in it, made in a batch (passphrase file) call: `unlock` then opens it."""
+    batch = {**env, "CREDBRIDGE_NO_AGENT": "1",
+             "CREDBRIDGE_PASSPHRASE_FILE": str(private_file(tmp_path / "passphrase", PASSPHRASE))}
+    assert helper(installation, "cryptfile", batch, "store", LOGIN).returncode == 0
+
+
+def served_by_a_fresh_store(installation: Installation, env: dict[str, str]) -> bool:
+    """Whether the agent answered this get with a store it opened anew (not one it kept from before)."""
+    answer = helper(installation, "cryptfile", {**env, "CREDBRIDGE_DEBUG": "1"}, "get", "squat.example")
+    assert b"served_by='agent" in answer.stderr and json.loads(answer.stdout)["Secret"] == "hunter2-agent", answer
+    return b"decrypted_copy_current=False" in answer.stderr
+
+
+@pytest.mark.parametrize("lock_without_runtime_dir", [True, False])
+def test_lock_forgets_the_key_in_every_session_and_the_agent_drops_its_stores(
+        installation: Installation, session: dict[str, str], tmp_path: Path, lock_without_runtime_dir: bool) -> None:
+    with_runtime, without_runtime = cryptfile_sessions(session, tmp_path)
+    unlocked_in, locked_in = (with_runtime, without_runtime) if lock_without_runtime_dir else (without_runtime, with_runtime)
+    create_cryptfile(installation, with_runtime, tmp_path)
+    assert credbridge(installation, unlocked_in, "unlock", stdin=PASSPHRASE).returncode == 0
+    assert helper(installation, "cryptfile", unlocked_in, "store", LOGIN).returncode == 0  # starts the agent
+    wait_for(lambda: agents_of_home(Path(session["HOME"])))
+    time.sleep(1)
+    served_by_a_fresh_store(installation, unlocked_in)
+    assert not served_by_a_fresh_store(installation, unlocked_in), "the agent keeps no store: nothing to test"
+    locked = credbridge(installation, locked_in, "lock")
+    assert locked.returncode == 0, locked
+    refused = helper(installation, "cryptfile", unlocked_in, "get", "squat.example")
+    assert refused.returncode == 1 and b"locked" in refused.stdout, refused
+    assert credbridge(installation, unlocked_in, "unlock", stdin=PASSPHRASE).returncode == 0
+    assert served_by_a_fresh_store(installation, unlocked_in), "the agent still held the decrypted store after lock"
+
+
+def test_the_agent_drops_its_stores_when_the_key_expires(installation: Installation, session: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    env, _ = cryptfile_sessions(session, tmp_path)
+    create_cryptfile(installation, env, tmp_path)
+    assert credbridge(installation, env, "unlock", "--timeout", "4", stdin=PASSPHRASE).returncode == 0
+    assert helper(installation, "cryptfile", env, "store", LOGIN).returncode == 0
+    wait_for(lambda: agent_socket(env))
+    served_by_a_fresh_store(installation, env)
+    assert not served_by_a_fresh_store(installation, env), "the agent keeps no store: nothing to test"
+    time.sleep(6)
+    assert credbridge(installation, env, "unlock", stdin=PASSPHRASE).returncode == 0
+    assert served_by_a_fresh_store(installation, env), "the agent still held the decrypted store after the key expired"

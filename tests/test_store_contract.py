@@ -1,8 +1,8 @@
 """The store contract: what every docker-credential-* store must do, written once.
 
 Each store joins by adding its name and the builder of its environment to
-STORES; every test then runs against its installed executable, through the
-agent and in process. A key `executable:variant` runs that executable in
+STORES (another Secret Service provider: OTHER_PROVIDERS); every test then
+runs against its installed executable, through the agent and in process. A key `executable:variant` runs that executable in
 another configuration.
 """
 
@@ -18,17 +18,22 @@ from tests.conftest import (SERVING, Helper, Installation, across_installations,
 pytestmark = across_installations  # the venv install and the PyInstaller bundle alike
 
 NOT_FOUND = b"credentials not found in native keychain\n"
-STORES = {"keyring": keyring_env, "keyring:keepassxc": keepassxc_env, "cryptfile": cryptfile_env,
+#: Every store; the adversarial matrix (tests/support/matrix.py) runs over these too.
+STORES = {"keyring": keyring_env, "cryptfile": cryptfile_env,
           "apptainer": apptainer_files_env("apptainer"), "singularity": apptainer_files_env("singularity"),
           "keyring:python-keyring": python_keyring_env(chunk_bytes=1024), "vault": vault_env,
           "credbridge": router_env(routed=False), "credbridge:routed": router_env(routed=True)}
+#: docker-credential-keyring on other Secret Service providers: what differs is how the provider answers
+#: (prompts, signals, search), which the contract proves; the matrix's attacks on the helper would only repeat.
+OTHER_PROVIDERS = {"keyring:keepassxc": keepassxc_env}
+CONTRACT = {**STORES, **OTHER_PROVIDERS}
 
 
-@pytest.fixture(params=[(store, serving) for store in STORES for serving in SERVING],
+@pytest.fixture(params=[(store, serving) for store in CONTRACT for serving in SERVING],
                 ids=lambda param: "-".join(param))
 def helper(request: pytest.FixtureRequest, installation: Installation) -> Helper:
     store, serving = request.param
-    return Helper(installation.executable(f"docker-credential-{store.partition(':')[0]}"), STORES[store](request, serving))
+    return Helper(installation.executable(f"docker-credential-{store.partition(':')[0]}"), CONTRACT[store](request, serving))
 
 
 def stored(helper: Helper, server: str, username: str, secret: str) -> None:

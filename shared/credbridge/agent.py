@@ -22,7 +22,8 @@ import threading
 import time
 from typing import Mapping, Optional
 
-from credbridge import debuglog, wire
+from credbridge import __version__, debuglog, keycache, wire
+from credbridge.errors import HelperError
 from credbridge.protocol import handle
 from credbridge.store import CredentialStore
 from credbridge.stores import open_store
@@ -180,6 +181,8 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.buffered_bytes = 0
         self.stuck_calls = 0
         self.stopping = False
+        self._place_version = -1
+        self._key_expiry = float("inf")
         super().__init__(path, _Handler)
         self.identity = _identity(path)
 
@@ -232,6 +235,17 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             return wire.reply(1, f"credbridge agent: unknown control command {command!r}\n".encode())
         return wire.reply(0, b"")
 
+    def forget_at_key_expiry(self, place: str) -> None:
+        """Drop every store (decrypted secrets, caller environments) once a cached key expires."""
+        try:
+            version = os.stat(place).st_mtime_ns
+            if version != self._place_version or time.time() >= self._key_expiry:
+                if time.time() >= self._key_expiry:
+                    self.stores.clear()
+                self._place_version, self._key_expiry = version, keycache.sweep(place)
+        except (OSError, HelperError):
+            self.stores.clear()
+
     def touch(self) -> None:
         self.last_activity = time.monotonic()
 
@@ -275,13 +289,18 @@ def main() -> None:
     os.chdir("/")  # nothing resolves against wherever the first helper call happened
     idle_seconds = _seconds("CREDBRIDGE_AGENT_IDLE_SECONDS", DEFAULT_IDLE_SECONDS)
     call_seconds = _seconds("CREDBRIDGE_AGENT_CALL_SECONDS", DEFAULT_CALL_SECONDS, DEFAULT_CALL_SECONDS)
-    ensure_private_dir(wire.agent_dir(os.environ))
-    lock = os.open(wire.agent_lock_path(os.environ), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    directory = wire.agent_dir(os.environ)
+    if directory is None:
+        raise SystemExit("credbridge agent: no private place for the agent: set XDG_RUNTIME_DIR to a directory of "
+                         "yours, or make ~/.local/state writable (helpers serve every call in process meanwhile)")
+    ensure_private_dir(directory)
+    keycache.remember_place(os.environ, directory)
+    lock = os.open(f"{directory}/agent-{__version__}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return
-    path = wire.agent_socket_path(os.environ)
+    path = wire.socket_in(directory)
     if os.path.lexists(path):
         os.unlink(path)
     server = AgentServer(path, call_seconds)
@@ -291,6 +310,7 @@ def main() -> None:
     try:
         while server.still_wanted(idle_seconds):
             server.handle_request()
+            server.forget_at_key_expiry(directory)
     finally:
         if _identity(path) == server.identity:
             os.unlink(path)

@@ -165,9 +165,11 @@ def passwd(options: argparse.Namespace) -> int:
 
 def lock(_options: argparse.Namespace) -> int:
     from credbridge import keycache
+    from credbridge.client import tell_agent
 
-    keycache.forget(os.environ)
-    print("credbridge: locked: the cryptfile key is forgotten")
+    for place in keycache.forget_everywhere(os.environ):
+        tell_agent(wire.socket_in(place), "lock")
+    print("credbridge: locked: the cryptfile key is forgotten in every session, and the agents dropped what they held")
     return 0
 
 

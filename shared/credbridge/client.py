@@ -71,6 +71,8 @@ def _ask_agent(store: str, program: str, args: "list[str]", stdin: bytes, env: "
     import _socket  # the C module: `socket` would pull in enum and selectors
 
     directory = wire.agent_dir(env)
+    if directory is None:
+        return None  # no place others cannot tamper with
     if not wire.private_dir_is_safe(directory):
         if not _exists(directory):
             _start_agent(env)
@@ -80,7 +82,7 @@ def _ask_agent(store: str, program: str, args: "list[str]", stdin: bytes, env: "
         return None
     connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        return _answer(wire.parse_reply(_exchange(connection, wire.agent_socket_path(env), request)), env)
+        return _answer(wire.parse_reply(_exchange(connection, wire.socket_in(directory), request)), env)
     except (FileNotFoundError, ConnectionRefusedError):
         _start_agent(env)
         return None

@@ -69,25 +69,114 @@ def process_env() -> "dict[str, str]":
     return env
 
 
-def agent_dir(environ: "Mapping[str, str]") -> str:
-    """$XDG_RUNTIME_DIR/credbridge, else /tmp/credbridge-<uid> (ssh sessions without logind)."""
+def agent_dir(environ: "Mapping[str, str]") -> "Optional[str]":
+    """The agent's place: its socket, its lock and the cached cryptfile keys; None when there is
+    no place others cannot tamper with (then every call is served in process, nothing is cached).
+
+    $XDG_RUNTIME_DIR/credbridge when others cannot rename entries of that runtime dir. Else (ssh
+    sessions without logind, HPC login nodes) a directory of random name in /tmp, made by whoever
+    needs it first and recorded per host in the user's own state dir: a name nobody can guess is a
+    name nobody can claim first, and /tmp stays local when HOME is shared by many nodes.
+    """
     runtime = environ.get("XDG_RUNTIME_DIR")
-    if runtime:
+    if runtime and _others_cannot_rename_in(runtime):
         return runtime.rstrip("/") + "/credbridge"
-    return f"/tmp/credbridge-{posix.getuid()}"
+    pointer = _fallback_pointer(environ)
+    if pointer is None:
+        return None
+    recorded = _read_line(pointer)
+    if recorded.startswith(_fallback_prefix()) and "/" not in recorded[5:] and private_dir_is_safe(recorded):
+        return recorded
+    return _record_fallback_dir(pointer)
+
+
+def state_dir(environ: "Mapping[str, str]") -> "Optional[str]":
+    """$XDG_STATE_HOME/credbridge, else ~/.local/state/credbridge: the user's own, whatever the session."""
+    base = environ.get("XDG_STATE_HOME", "")
+    if not base.startswith("/"):
+        home = environ.get("HOME", "")
+        base = f"{home.rstrip('/')}/.local/state" if home.startswith("/") else ""
+    return f"{base.rstrip('/')}/credbridge" if base else None
+
+
+def host_name() -> str:
+    """This machine's name, for files under a HOME that many machines may share."""
+    return posix.uname().nodename.replace("/", "_") or "localhost"
+
+
+def _fallback_pointer(environ: "Mapping[str, str]") -> "Optional[str]":
+    state = state_dir(environ)
+    return f"{state}/agent-dir-{host_name()}" if state else None
+
+
+def _fallback_prefix() -> str:
+    return f"/tmp/credbridge-{posix.getuid()}-"
+
+
+def _others_cannot_rename_in(path: str) -> bool:
+    """Owned by us or root, and writable by others only with the sticky bit (as /tmp)."""
+    try:
+        info = posix.stat(path)
+    except OSError:
+        return False
+    return info.st_uid in (posix.getuid(), 0) and (not info.st_mode & 0o022 or bool(info.st_mode & 0o1000))
+
+
+def _read_line(path: str) -> str:
+    try:
+        descriptor = posix.open(path, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        return posix.read(descriptor, 4096).decode("utf-8", "surrogateescape").strip()
+    except OSError:
+        return ""
+    finally:
+        posix.close(descriptor)
+
+
+def _record_fallback_dir(pointer: str) -> "Optional[str]":
+    """Make a fresh private directory in /tmp and record it (once per host and boot); None if impossible."""
+    from credbridge import atomicfile
+    from credbridge.errors import HelperError
+
+    try:
+        with atomicfile.exclusive(pointer):
+            recorded = _read_line(pointer)
+            if recorded.startswith(_fallback_prefix()) and private_dir_is_safe(recorded):
+                return recorded  # another process made one meanwhile
+            if not _others_cannot_rename_in("/tmp"):
+                return None
+            while True:
+                directory = _fallback_prefix() + posix.urandom(8).hex()
+                try:
+                    posix.mkdir(directory, 0o700)
+                    break
+                except FileExistsError:
+                    continue
+            atomicfile.replace(pointer, directory.encode() + b"\n")
+            return directory
+    except (OSError, HelperError):
+        return None
+
+
+def socket_in(directory: str) -> str:
+    """Versioned, so an upgraded client never talks to an agent running old code."""
+    return f"{directory}/agent-{__version__}.sock"
 
 
 def agent_socket_path(environ: "Mapping[str, str]") -> str:
-    """Versioned, so an upgraded client never talks to an agent running old code."""
-    return f"{agent_dir(environ)}/agent-{__version__}.sock"
+    return socket_in(str(agent_dir(environ)))
 
 
 def agent_lock_path(environ: "Mapping[str, str]") -> str:
     return f"{agent_dir(environ)}/agent-{__version__}.lock"
 
 
-def private_dir_is_safe(path: str) -> bool:
+def private_dir_is_safe(path: "Optional[str]") -> bool:
     """Ours alone: owned by us, no group/other access, a real directory (not a link)."""
+    if path is None:
+        return False
     try:
         info = posix.lstat(path)
     except OSError:
