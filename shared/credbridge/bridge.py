@@ -63,6 +63,9 @@ def run_with_authfile(command: Sequence[str], registries: Sequence[str], store: 
     """`credbridge exec`: COMMAND's exit status; its authfile lives in our memory and dies with us."""
     data = build(configured_store(store, environ), registries, environ)
     base = wire.agent_dir(environ)
+    if base is None:
+        raise HelperError("no private directory for the authfile: set XDG_RUNTIME_DIR to a directory of yours, "
+                          "or make ~/.local/state writable")
     with _writing(base):
         atomicfile.private_dir(base)
     remove_stale_exec_dirs(base)
