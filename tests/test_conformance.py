@@ -528,7 +528,7 @@ def test_list_of_more_items_than_the_bus_lets_a_client_await_agrees_with_go(go_h
 
 
 @on_every_secret_service
-def test_list_keys_a_go_09_item_by_its_server_not_its_display_label(go_helper: Helper,
+def test_list_keys_a_go_09_item_by_its_server_not_its_display_label_and_erases_it(go_helper: Helper,
                                                                     keyring_helper: Helper) -> None:
     """The documented improvement: Go >= 0.9 labels items `Registry credentials for <url>`.
 
@@ -543,6 +543,9 @@ def test_list_keys_a_go_09_item_by_its_server_not_its_display_label(go_helper: H
     assert (result.returncode, result.stdout, result.stderr) == (0, b'{"reg.example":"u"}\n', b"")
     assert keyring_helper.get("reg.example").stdout == b'{"ServerURL":"reg.example","Username":"u","Secret":"pw"}\n'
     assert go_helper.list().stdout == b'{"Registry credentials for reg.example":"u"}\n', "why it is an improvement"
+    erased = keyring_helper.erase("reg.example")
+    assert (erased.returncode, erased.stdout, erased.stderr) == (0, b"", b"")
+    assert items_in_keyring(keyring_helper.env) == 0
 
 
 # -- interoperation on one keyring -------------------------------------------------
