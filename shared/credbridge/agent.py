@@ -207,19 +207,22 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         """The whole request within REQUEST_READ_SECONDS, within the size and shared byte limits."""
         deadline = time.monotonic() + REQUEST_READ_SECONDS
         chunks: list[bytes] = []
+        held = 0
         try:
             while True:
                 connection.settimeout(max(deadline - time.monotonic(), 0.001))
                 chunk = connection.recv(1 << 16)
                 if not chunk:
                     return b"".join(chunks)
-                self._reserve(len(chunk), sum(map(len, chunks)))
+                self._reserve(len(chunk), held)
                 chunks.append(chunk)
+                held += len(chunk)
         finally:
             with self.counting:
-                self.buffered_bytes -= sum(map(len, chunks))
+                self.buffered_bytes -= held
 
     def _reserve(self, size: int, held: int) -> None:
+        """Count `size` more bytes read for a request already holding `held`, or refuse them."""
         with self.counting:
             if held + size > wire.MAX_REQUEST_BYTES or self.buffered_bytes + size > MAX_BUFFERED_BYTES:
                 raise ValueError("request too large, or too many bytes being read at once")
@@ -294,7 +297,10 @@ def main() -> None:
         raise SystemExit("credbridge agent: no private place for the agent: set XDG_RUNTIME_DIR to a directory of "
                          "yours, or make ~/.local/state writable (helpers serve every call in process meanwhile)")
     ensure_private_dir(directory)
-    keycache.remember_place(os.environ, directory)
+    try:
+        keycache.remember_place(os.environ, directory)  # so that `credbridge lock` from any session reaches us
+    except (OSError, HelperError):
+        pass  # a read-only HOME: lock from this session still does
     lock = os.open(f"{directory}/agent-{__version__}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
