@@ -326,3 +326,34 @@ def test_undo_of_a_hand_edited_journal_touches_no_file_setup_does_not_manage(
     undone = credbridge(installation, user_env, "setup", "--undo")
     assert victim.read_text() == "precious\n", f"undo changed {victim}: {undone}"
     assert_command_line(undone, str(journal_path(user_env)))
+
+
+# -- 9. terminal control characters from files ------------------------------------------------------
+
+#: A forged table row (carriage return, erase line), a new window title (OSC 0), hidden text (SGR 8),
+#: a right-to-left override and a C1 control: none may reach a terminal raw.
+HOSTILE = "\r\x1b[2Kforged.example  root\x1b]0;pwned\x07\x1b[8m\u202e\x9b"
+RAW_CONTROLS = ("\r", "\x1b", "\x07", "\u202e", "\x9b")
+
+
+def assert_no_raw_control(result: Result) -> None:
+    text = (result.stdout + result.stderr).decode("utf-8", "replace")
+    assert not any(control in text for control in RAW_CONTROLS), ascii(text)
+    assert "Traceback" not in text, text
+
+
+def test_names_from_files_reach_list_migrate_and_doctor_escaped(installation: Installation,
+                                                                user_env: dict[str, str]) -> None:
+    logins = {f"evil{HOSTILE}.example": docker_login(f"bob{HOSTILE}", "s3cret")}
+    write_file(apptainer_docker_config(user_env), json.dumps({"auths": logins}))
+    write_file(home(user_env) / ".config" / "containers" / "registries.conf",
+               'credential-helpers = ["x\\u001b]0;pwned\\u0007"]\n')
+    listed = credbridge(installation, user_env, "list")
+    assert listed.returncode == 0 and "\\x1b" in listed.text, listed
+    assert_no_raw_control(listed)
+    as_json = credbridge(installation, user_env, "list", "--json")
+    assert f"bob{HOSTILE}" in [row["username"] for row in json.loads(as_json.stdout)], "--json must stay exact"
+    moved = credbridge(installation, user_env, "migrate", "--to", "cryptfile", "--dry-run")
+    assert "would move" in moved.text, moved
+    assert_no_raw_control(moved)
+    assert_no_raw_control(credbridge(installation, user_env, "doctor", "--registry", f"evil{HOSTILE}.example"))

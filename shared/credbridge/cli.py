@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return {**_CRYPTFILE_COMMANDS, **_BRIDGE_COMMANDS, **_ROUTER_COMMANDS, "migrate": migrate,
                 "setup": setup}[options.command](options)
     except HelperError as error:
-        _show(f"credbridge: {error}", to_stderr=True)
+        from credbridge.terminal import printable
+
+        _show(f"credbridge: {printable(str(error))}", to_stderr=True)
         return 1
     except (KeyboardInterrupt, EOFError):
         print("credbridge: cancelled", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any, Mapping, NamedTuple, Optional, TextIO
 
 from credbridge import config, dockerconfig, migrate, registriesconf, routing, urls
 from credbridge.errors import HelperError
+from credbridge.terminal import printable
 from credbridge.stores.apptainer import APPTAINER, REMOTE_YAML_NAME, SINGULARITY, ApptainerFilesStore, config_dir
 from credbridge.stores.environment import (AUTH_CONFIG_VARIABLE, GLOBAL_PAIRS, PER_REGISTRY_PREFIX, SCOPE_VARIABLE,
                                            environment_logins)
@@ -290,13 +291,13 @@ def render_report(report: Report, as_json: bool, colour: bool) -> str:
     for check in report.checks:
         mark, code = _MARKS[check.status]
         shown = f"\033[{code}m{mark}\033[0m" if colour else mark
-        lines.append(f"{shown} {check.topic}: {check.summary}")
+        lines.append(f"{shown} {check.topic}: {printable(check.summary)}")
         if check.fix:
-            lines.append(f"    fix: {check.fix}")
+            lines.append(f"    fix: {printable(check.fix)}")
     warnings = sum(check.status == "warn" for check in report.checks)
     if not report.healthy:
         verdict = "something needs fixing: see the lines marked ✘"
     else:
         verdict = f"nothing failing, {warnings} warning(s) marked !" if warnings else "all good"
-    lines.append(f"registry checked: {report.registry}; {verdict}")
+    lines.append(f"registry checked: {printable(report.registry)}; {verdict}")
     return "\n".join(lines)

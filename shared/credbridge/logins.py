@@ -12,6 +12,7 @@ from typing import Callable, Mapping, Optional
 
 from credbridge import dockerconfig, registrycheck, urls
 from credbridge.errors import CredentialsNotFound, HelperError
+from credbridge.terminal import printable
 from credbridge.store import Credentials
 from credbridge.stores.apptainer import APPTAINER, ApptainerFilesStore
 from credbridge.stores.router import Login, RouterStore, Survey
@@ -87,10 +88,11 @@ def render_logins(survey: Survey, as_json: bool) -> str:
         rows += [{"registry": None, "username": None, "store": store, "unreadable": why}
                  for store, why in survey.unreadable.items()]
         return json.dumps(rows, indent=2)
-    notes = [f"{store}: not listed: {why}" for store, why in survey.unreadable.items()]
+    notes = [printable(f"{store}: not listed: {why}") for store, why in survey.unreadable.items()]
     if not survey.logins:
         return "\n".join(["no logins (log in with `credbridge login REGISTRY`, `docker login` or `podman login`)",
                           *notes])
-    rows = [("REGISTRY", "USER", "STORE"), *survey.logins]
+    rows = [("REGISTRY", "USER", "STORE"),
+            *((printable(login.server_url), printable(login.username), login.store) for login in survey.logins)]
     widths = [max(len(row[column]) for row in rows) for column in range(2)]
     return "\n".join([*(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}" for row in rows), *notes])

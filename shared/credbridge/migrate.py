@@ -18,6 +18,7 @@ from typing import Callable, Mapping, NamedTuple
 
 from credbridge import atomicfile, dockerconfig, setup, userdirs
 from credbridge.errors import HelperError
+from credbridge.terminal import printable
 from credbridge.helpercall import HelperProgram
 from credbridge.routing import ROUTER
 from credbridge.store import Credentials
@@ -70,7 +71,7 @@ def migrate_from_helper(env: Mapping[str, str], source: str, target: str, dry_ru
     origin = _installed_helper(source, env, "--from")
     listed = sorted(origin.list())
     for server_url in listed:
-        say(f"{'would move' if dry_run else 'moving'} {server_url} (docker-credential-{source}) to docker-credential-{target}")
+        say(printable(f"{'would move' if dry_run else 'moving'} {server_url} (docker-credential-{source}) to docker-credential-{target}"))
     if not dry_run:
         for server_url in listed:
             credentials = origin.get(server_url)
@@ -116,7 +117,7 @@ def _migrate_file(found: PlaintextFile, helper: HelperProgram, target: str, dry_
         plaintext = {key: credentials for key, entry in dockerconfig.auths(config).items()
                      if (credentials := dockerconfig.entry_credentials(key, entry)) is not None}
         for server_url in plaintext:
-            say(f"{'would move' if dry_run else 'moving'} {server_url} ({found.reader}, {found.path}) to docker-credential-{target}")
+            say(printable(f"{'would move' if dry_run else 'moving'} {server_url} ({found.reader}, {found.path}) to docker-credential-{target}"))
         if dry_run or not plaintext:
             return len(plaintext)
         for server_url, credentials in plaintext.items():

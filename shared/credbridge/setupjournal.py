@@ -49,8 +49,8 @@ def missing_directories(path: str) -> list[str]:
 
 
 class Journal:
-    """`manages` says whether setup could have written a path: a journal naming any other file (edited by
-    hand) is refused whole, so that undo never writes or removes a file setup does not manage."""
+    """`manages` says whether setup could have written a path: undo refuses a journal naming any other
+    file (edited by hand) whole, so that it never writes or removes a file setup does not manage."""
 
     def __init__(self, env: Mapping[str, str], manages: Callable[[str], bool]) -> None:
         self.directory = os.path.join(userdirs.data_home(env), "credbridge", "setup")
@@ -81,7 +81,7 @@ class Journal:
     def entries(self) -> list[Entry]:
         """Every recorded file, most recent first (the order to undo in)."""
         with atomicfile.exclusive(self.path):
-            state = self._load()
+            state = self._checked(self._load())
         found = []
         for path, item in reversed(list(state["files"].items())):
             original = None
@@ -97,7 +97,7 @@ class Journal:
     def forget(self) -> list[str]:
         """Remove the journal and its backups; what setup created, to be removed last (innermost first)."""
         with atomicfile.exclusive(self.path):
-            state = self._load()
+            state = self._checked(self._load())
             for item in state["files"].values():
                 if item["backup"] is not None:
                     _remove(os.path.join(self.directory, item["backup"]))
@@ -111,17 +111,19 @@ class Journal:
         try:
             state = json.loads(found[0])
             if isinstance(state.get("files"), dict) and isinstance(state.get("created"), list):
-                return self._checked(state)
+                return state
         except (ValueError, AttributeError):
             pass
         raise self._refused("is damaged")
 
     def _checked(self, state: dict[str, Any]) -> dict[str, Any]:
         """The state, if it names only files setup manages, backups inside the journal's directory, and
-        as created only their directories (and, from older versions, their lock files)."""
+        as created only their directories (and, from older versions, their lock files): what undo acts on."""
         for path, item in state["files"].items():
             if not self._manages(path):
-                raise self._refused(f"names {path}, which is no tool file setup manages")
+                raise HelperError(f"{self.path} names {path}, which is no tool file setup manages with this HOME "
+                                  "and these variables: undo with the variables setup ran with (DOCKER_CONFIG, "
+                                  "APPTAINER_CONFIGDIR, ...), or move the journal away")
             backup = item.get("backup")
             if backup is not None and not (isinstance(backup, str) and _is_plain_name(backup)):
                 raise self._refused(f"names a backup outside {self.directory}")
