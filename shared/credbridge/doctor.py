@@ -85,12 +85,14 @@ def _environment_login_line(login: dict[str, Any]) -> str:
 
 # -- credbridge doctor ----------------------------------------------------------------------------
 
-def examine(env: Mapping[str, str], registry: str) -> Report:
+def examine(env: Mapping[str, str], registry: str, write_test: bool = False) -> Report:
+    """`write_test`: prove the keyring with a throwaway login rather than trust that it looks unlocked."""
     router, effective = _router_check(env)
     writes_to = {effective["primary"], *(route["store"] for route in effective["routes"])} if effective else set()
     checks = [router, _login_check(env, registry)] if effective else [router]
     checks += _tool_checks(env, registry)
-    checks += [_keyring_check(env, in_use="keyring" in writes_to), _cryptfile_check(env, in_use="cryptfile" in writes_to)]
+    checks += [_keyring_check(env, in_use="keyring" in writes_to, write_test=write_test),
+               _cryptfile_check(env, in_use="cryptfile" in writes_to)]
     checks += _plaintext_checks(env) + _permission_checks(env) + _shadow_checks(env)
     checks += _environment_checks(env)
     return Report(registry, [check for check in checks if check is not None])
@@ -167,13 +169,13 @@ def _login_check(env: Mapping[str, str], registry: str) -> Check:
                                 f"(`credbridge login {registry}` adds one)")
 
 
-def _keyring_check(env: Mapping[str, str], in_use: bool) -> Optional[Check]:
+def _keyring_check(env: Mapping[str, str], in_use: bool, write_test: bool) -> Optional[Check]:
     """`in_use`: the router writes there; else a missing Secret Service is only information."""
     from credbridge.stores.oskeyring import backend_choice
 
     if backend_choice(env) != "secretservice":
         return None  # macOS / Windows / a python-keyring backend: nothing to probe on a bus
-    from credbridge.stores.secretservice import provider_reachable
+    from credbridge.stores.secretservice import UNKNOWN_PROVIDER, provider_name, provider_reachable, unlock_advice
 
     if not provider_reachable(env):
         if not in_use:
@@ -182,18 +184,53 @@ def _keyring_check(env: Mapping[str, str], in_use: bool) -> Optional[Check]:
         return Check("keyring", "warn", "no Secret Service on the session bus, and the router writes to the keyring",
                      "start gnome-keyring or KeePassXC, or set `primary: cryptfile` in "
                      f"{config.config_path(env)}")
+    provider = provider_name(env)
+    serves = f"{provider} serves the Secret Service" if provider else "the Secret Service runs"
+    advice = unlock_advice(provider or UNKNOWN_PROVIDER)
     try:
         import secretstorage
 
         with secretstorage.dbus_init() as connection:
             locked = secretstorage.get_default_collection(connection).is_locked()
     except Exception as error:  # any D-Bus failure is a finding, not a crash
-        return Check("keyring", "fail", f"the Secret Service runs but its default collection is unusable "
+        return Check("keyring", "fail", f"{serves} but its default collection is unusable "
                                         f"({type(error).__name__})", "open your keyring manager and create a default keyring")
     if locked:
-        return Check("keyring", "warn", "the Secret Service runs; its default collection is locked",
-                     "unlock it in your desktop session (helpers will prompt)")
-    return Check("keyring", "ok", "the Secret Service runs and its default collection is unlocked")
+        return Check("keyring", "warn", f"{serves}; its default collection is locked", advice)
+    if not write_test:
+        return Check("keyring", "ok", f"{serves} and its default collection is unlocked "
+                                      "(`credbridge doctor --write-test` proves a round trip)")
+    problem = _keyring_round_trip(env)
+    if problem:
+        return Check("keyring", "fail", f"{serves} but a throwaway login did not make the round trip: {problem}",
+                     advice)
+    return Check("keyring", "ok", f"{serves}: a throwaway login was stored, read back and erased")
+
+
+def _keyring_round_trip(env: Mapping[str, str]) -> str:
+    """Store, read back and erase a uniquely named throwaway login; what went wrong, or "" if nothing did."""
+    import secrets
+
+    from credbridge.errors import CredentialsNotFound
+    from credbridge.store import Credentials
+    from credbridge.stores.secretservice import SecretServiceStore
+
+    store = SecretServiceStore(env)
+    probe = Credentials(f"credbridge-doctor-{secrets.token_hex(8)}.invalid", "credbridge-doctor", secrets.token_hex(16))
+    try:
+        store.store(probe)
+        try:
+            read_back = store.get(probe.server_url)
+        finally:
+            store.erase(probe.server_url)
+        left_behind = probe.server_url in store.list()
+    except CredentialsNotFound:
+        return "the login just stored was not found"
+    except HelperError as error:
+        return str(error)
+    if read_back.secret != probe.secret:
+        return "the secret read back differs from the one stored"
+    return "it was still there after erase" if left_behind else ""
 
 
 def _cryptfile_check(env: Mapping[str, str], in_use: bool) -> Optional[Check]:
