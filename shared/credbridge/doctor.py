@@ -93,7 +93,7 @@ def examine(env: Mapping[str, str], registry: str, write_test: bool = False) -> 
     checks += _tool_checks(env, registry)
     checks += [_keyring_check(env, in_use="keyring" in writes_to, write_test=write_test),
                _cryptfile_check(env, in_use="cryptfile" in writes_to)]
-    checks += _plaintext_checks(env) + _permission_checks(env) + _shadow_checks(env)
+    checks += _plaintext_checks(env) + _permission_checks(env) + _secret_file_checks(env) + _shadow_checks(env)
     checks += _environment_checks(env)
     return Report(registry, [check for check in checks if check is not None])
 
@@ -278,6 +278,24 @@ def _permission_checks(env: Mapping[str, str]) -> list[Check]:
         if mode & 0o077:
             checks.append(Check("permissions", "fail", f"{path} is mode {mode:04o}: other users may read it",
                                 f"chmod 600 {path}"))
+    return checks
+
+
+def _secret_file_checks(env: Mapping[str, str]) -> list[Check]:
+    """The passphrase file and the Vault token, judged as ssh judges a key (the cryptfile store refuses
+    a loose passphrase file; the Vault token is not refused, only reported)."""
+    from credbridge.stores.cryptfile import loose_secret_file
+    from credbridge.stores.vaultsettings import token_file
+
+    checks = []
+    for path in filter(None, (env.get("CREDBRIDGE_PASSPHRASE_FILE"), token_file(env))):
+        try:
+            loose = loose_secret_file(path, os.stat(path))
+        except OSError:
+            continue
+        if loose is not None:
+            checks.append(Check("permissions", "fail", f"{loose[0]}: other users may read or change the secret",
+                                loose[1]))
     return checks
 
 
