@@ -24,7 +24,7 @@ import tempfile
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Optional, Sequence
 
-from credbridge import atomicfile, dockerconfig, routing, supervise, urls, wire
+from credbridge import atomicfile, dockerconfig, remotetokens, routing, supervise, urls, wire
 from credbridge.errors import HelperError
 from credbridge.helpercall import HelperProgram
 from credbridge.store import Credentials
@@ -116,7 +116,7 @@ def build(store: str, registries: Sequence[str], environ: Mapping[str, str]) -> 
             raise HelperError(f"{helper.program} has no credentials for {registry}: log in to it first")
         found[key] = credentials
     if not registries:
-        for key in listed:
+        for key in [key for key in listed if not remotetokens.is_remote_key(key)]:  # a token is no registry's
             # A listed key get cannot find (Go secretservice >= 0.9 lists labels) is skipped, as docker does.
             credentials = helper.get(key)
             if credentials is not None:

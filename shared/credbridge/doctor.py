@@ -13,7 +13,7 @@ import os
 import shutil
 from typing import Any, Mapping, NamedTuple, Optional, TextIO
 
-from credbridge import config, dockerconfig, migrate, registriesconf, routing, urls
+from credbridge import config, dockerconfig, migrate, registriesconf, remotetokens, remoteyaml, routing, urls
 from credbridge.errors import HelperError
 from credbridge.terminal import printable
 from credbridge.stores.apptainer import APPTAINER, REMOTE_YAML_NAME, SINGULARITY, ApptainerFilesStore, config_dir
@@ -261,6 +261,20 @@ def _plaintext_checks(env: Mapping[str, str]) -> list[Check]:
         if logins:
             checks.append(Check("plaintext", "fail", f"{len(logins)} login(s) in plaintext in {found.path} "
                                                      f"(read by {found.reader})", "credbridge migrate"))
+    return checks + _plaintext_token_checks(env)
+
+
+def _plaintext_token_checks(env: Mapping[str, str]) -> list[Check]:
+    """Endpoint tokens and keyserver logins that `remote login` left in remote.yaml."""
+    checks = []
+    for path, reader in migrate.remote_yaml_files(env):
+        try:
+            held = remotetokens.held_in(remoteyaml.load(path).document)
+        except HelperError:
+            continue  # not ours to judge here: the program itself names what is wrong with it
+        if held:
+            checks.append(Check("plaintext", "fail", f"{len(held)} endpoint token(s) or keyserver login(s) in "
+                                                     f"plaintext in {path} (read by {reader})", "credbridge migrate"))
     return checks
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Callable, Mapping, Optional
 
-from credbridge import dockerconfig, registrycheck, urls
+from credbridge import dockerconfig, registrycheck, remotetokens, urls
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.terminal import printable
 from credbridge.store import Credentials
@@ -23,6 +23,8 @@ Say = Callable[[str], None]
 
 def server_key(registry: Optional[str]) -> str:
     """docker login's key: Docker Hub's v1 URL, else the host[:port] without scheme or path."""
+    if registry and remotetokens.is_remote_key(registry):
+        return registry  # an endpoint token or keyserver login: its key is no registry's
     if not registry or urls.canonical(registry) == "docker.io":
         return DOCKER_HUB_KEY
     return urls.canonical(registry).partition("/")[0]
@@ -83,7 +85,8 @@ def _where_really(login: Login, env: Mapping[str, str]) -> Login:
 def render_logins(survey: Survey, as_json: bool) -> str:
     """The logins; each store that could not be read (locked, unreachable) is named with why, not hidden."""
     if as_json:
-        rows = [{"registry": login.server_url, "username": login.username, "store": login.store}
+        rows = [{"registry": login.server_url, "username": login.username, "store": login.store,
+                 "kind": remotetokens.kind_of(login.server_url)}
                 for login in survey.logins]
         rows += [{"registry": None, "username": None, "store": store, "unreadable": why}
                  for store, why in survey.unreadable.items()]

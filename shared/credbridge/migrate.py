@@ -14,15 +14,18 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple, Optional
 
-from credbridge import atomicfile, dockerconfig, setup, userdirs
+from credbridge import atomicfile, dockerconfig, remotetokens, remoteyaml, setup, userdirs
 from credbridge.errors import HelperError
 from credbridge.terminal import printable
 from credbridge.helpercall import HelperProgram
 from credbridge.routing import ROUTER
 from credbridge.store import Credentials
-from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, SINGULARITY, config_dir
+from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, REMOTE_YAML_NAME, SINGULARITY, config_dir
+
+
+_PROGRAMS = ((APPTAINER, "Apptainer"), (SINGULARITY, "SingularityCE"))
 
 
 class PlaintextFile(NamedTuple):
@@ -37,9 +40,14 @@ def plaintext_files(env: Mapping[str, str]) -> list[PlaintextFile]:
     if env.get("XDG_RUNTIME_DIR"):
         files.append(PlaintextFile(os.path.join(env["XDG_RUNTIME_DIR"], "containers", "auth.json"), "podman/skopeo/buildah", False))
     files.append(PlaintextFile(os.path.join(userdirs.config_home(env), "containers", "auth.json"), "podman/skopeo/buildah", False))
-    for flavour, reader in ((APPTAINER, "Apptainer"), (SINGULARITY, "SingularityCE")):
+    for flavour, reader in _PROGRAMS:
         files.append(PlaintextFile(os.path.join(config_dir(env, flavour), DOCKER_CONFIG_NAME), reader, True))
     return files
+
+
+def remote_yaml_files(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(path, reader) of each remote.yaml: where `remote login` and `keyserver login` leave tokens in plaintext."""
+    return [(os.path.join(config_dir(env, flavour), REMOTE_YAML_NAME), reader) for flavour, reader in _PROGRAMS]
 
 
 #: Helpers whose store is itself a plaintext file: moving logins there would move nothing out of plaintext.
@@ -55,6 +63,8 @@ def migrate(env: Mapping[str, str], target: str, dry_run: bool, backup: bool, sa
     moved = 0
     for found in plaintext_files(env):
         moved += _migrate_file(found, helper, target, dry_run, backup, say)
+    for path, reader in remote_yaml_files(env):
+        moved += _migrate_remote_yaml(path, reader, helper, target, dry_run, backup, say)
     if moved and not dry_run:
         for note in setup.creds_store_ignored(env):
             say(f"note: {note}")
@@ -117,19 +127,61 @@ def _migrate_file(found: PlaintextFile, helper: HelperProgram, target: str, dry_
         plaintext = {key: credentials for key, entry in dockerconfig.auths(config).items()
                      if (credentials := dockerconfig.entry_credentials(key, entry)) is not None}
         for server_url in plaintext:
-            say(printable(f"{'would move' if dry_run else 'moving'} {server_url} ({found.reader}, {found.path}) to docker-credential-{target}"))
+            _say_moving(say, server_url, f"{found.reader}, {found.path}", target, dry_run)
         if dry_run or not plaintext:
             return len(plaintext)
         for server_url, credentials in plaintext.items():
             _store_verified(helper, credentials, f"{found.path} left unchanged")
             config["auths"][server_url] = {}
             _point_at(config, found, server_url, target)
-        if backup and original is not None:
-            backup_path = f"{found.path}.credbridge-backup-{time.strftime('%Y%m%d%H%M%S')}"
-            atomicfile.replace(backup_path, original[0])
-            say(f"plaintext backup (mode 0600): {backup_path}")
+        _keep_backup(found.path, original, backup, say)
         dockerconfig.save(found.path, config)
     return len(plaintext)
+
+
+def _migrate_remote_yaml(path: str, reader: str, helper: HelperProgram, target: str, dry_run: bool, backup: bool,
+                         say: Say) -> int:
+    """Endpoint tokens and keyserver logins into the helper; remote.yaml keeps the endpoints without them."""
+    if atomicfile.inspect(path) is None:
+        return 0
+    with atomicfile.exclusive(path):
+        original = atomicfile.read(path)
+        remote = remoteyaml.load(path)
+        held = [found for found in remotetokens.held_in(remote.document)
+                if not _held_elsewhere(helper, found.credentials, path, say)]
+        for found in held:
+            _say_moving(say, found.credentials.server_url, f"{reader}, {path}", target, dry_run)
+        if dry_run or not held:
+            return len(held)
+        for found in held:
+            _store_verified(helper, found.credentials, f"{path} left unchanged")
+            remotetokens.forget(found)
+        _keep_backup(path, original, backup, say)
+        remoteyaml.save(path, remote)
+    return len(held)
+
+
+def _held_elsewhere(helper: HelperProgram, credentials: Credentials, path: str, say: Say) -> bool:
+    """The helper already holds another secret under this key (the other program's file had another token):
+    overwriting it would lose one, so this one stays where it is, and the user decides."""
+    stored = helper.get(credentials.server_url)
+    if stored is None or (stored.username, stored.secret) == (credentials.username, credentials.secret):
+        return False
+    say(printable(f"kept {credentials.server_url} in {path}: {helper.program} holds another secret for it; "
+                  f"if that one no longer works, `credbridge logout {credentials.server_url}` and migrate again"))
+    return True
+
+
+def _say_moving(say: Say, server_url: str, where: str, target: str, dry_run: bool) -> None:
+    say(printable(f"{'would move' if dry_run else 'moving'} {server_url} ({where}) to docker-credential-{target}"))
+
+
+def _keep_backup(path: str, original: Optional[tuple[bytes, os.stat_result]], backup: bool, say: Say) -> None:
+    """With --backup, the file as it was, before its plaintext is removed (0600)."""
+    if backup and original is not None:
+        backup_path = f"{path}.credbridge-backup-{time.strftime('%Y%m%d%H%M%S')}"
+        atomicfile.replace(backup_path, original[0])
+        say(f"plaintext backup (mode 0600): {backup_path}")
 
 
 def _repoint_per_registry(path: str, source: str, target: str, dry_run: bool, say: Say) -> None:

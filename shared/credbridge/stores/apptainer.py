@@ -11,12 +11,10 @@ where they look (docs REFERENCE.md section 4).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
 
-from credbridge import atomicfile, debuglog, dockerconfig, remoteyaml, urls, userdirs
+from credbridge import atomicfile, debuglog, dockerconfig, remotetokens, remoteyaml, urls, userdirs
 from credbridge.errors import CredentialsNotFound
 from credbridge.helpercall import HelperProgram
 from credbridge.store import Credentials
@@ -242,27 +240,12 @@ def _remote_yaml_credentials(document: remoteyaml.Document) -> Iterator[Credenti
     """Keyserver logins (`Credentials[].Auth`) and library tokens (`Remotes.<name>.Token`)."""
     for entry in _credential_entries(document):
         if isinstance(entry, dict) and isinstance(entry.get("URI"), str) and isinstance(entry.get("Auth"), str):
-            found = _from_authorization(entry["URI"], entry["Auth"])
+            found = remotetokens.from_authorization(entry["URI"], entry["Auth"])
             if found is not None:
                 yield found
     for remote in _remotes(document):
         if isinstance(remote.get("URI"), str) and isinstance(remote.get("Token"), str) and remote["Token"]:
             yield Credentials(remote["URI"], dockerconfig.TOKEN_USERNAME, remote["Token"])
-
-
-def _from_authorization(uri: str, header: str) -> Optional[Credentials]:
-    """`Basic base64(user:pass)` or `Bearer <token>`, the whole Authorization header value."""
-    kind, _, value = header.strip().partition(" ")
-    if kind.lower() == "bearer" and value.strip():
-        return Credentials(uri, dockerconfig.TOKEN_USERNAME, value.strip())
-    if kind.lower() == "basic":
-        try:
-            username, colon, secret = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        if colon:
-            return Credentials(uri, username, secret)
-    return None
 
 
 def _forget_in_remote_yaml(document: remoteyaml.Document, server_url: str) -> None:
