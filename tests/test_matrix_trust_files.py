@@ -357,3 +357,35 @@ def test_names_from_files_reach_list_migrate_and_doctor_escaped(installation: In
     assert "would move" in moved.text, moved
     assert_no_raw_control(moved)
     assert_no_raw_control(credbridge(installation, user_env, "doctor", "--registry", f"evil{HOSTILE}.example"))
+
+
+# -- 10. docker-config keys in any case, as Go's encoding/json reads them ---------------------------
+
+PASSPHRASE = "correct horse battery staple"
+
+
+def test_auths_in_capitals_are_seen_by_list_and_migrate_which_rewrites_them_in_place(
+        installation: Installation, user_env: dict[str, str]) -> None:
+    write_file(docker_config(user_env), json.dumps({"AUTHS": {"x.example": {"Auth": docker_login("alice", "s3cret")["auth"]}},
+                                                   "HttpHeaders": {"User-Agent": "kept"}}))
+    listed = credbridge(installation, user_env, "list", "--json")
+    assert ("x.example", "alice") in [(row["registry"], row["username"]) for row in json.loads(listed.stdout)], listed
+    unlocked = call([installation.executable("credbridge"), "unlock", "--new"], PASSPHRASE + "\n", user_env)
+    assert unlocked.returncode == 0, unlocked
+    moved = credbridge(installation, user_env, "migrate", "--to", "cryptfile")
+    assert moved.returncode == 0 and "moving x.example" in moved.text, moved
+    assert json.loads(docker_config(user_env).read_text()) == {
+        "AUTHS": {"x.example": {}}, "HttpHeaders": {"User-Agent": "kept"}, "credsStore": "cryptfile"}
+    got = helper(installation, "cryptfile", "get", "x.example", user_env)
+    assert json.loads(got.stdout)["Secret"] == "s3cret", got
+
+
+@pytest.mark.parametrize("spelling", ["CredHelpers", "CREDHELPERS", "credhelper\u017f"])
+def test_cred_helpers_in_any_case_send_apptainer_to_that_helper(
+        installation: Installation, user_env: dict[str, str], tmp_path: Path, spelling: str) -> None:
+    marker = tmp_path / "ran"
+    planted(tmp_path / "bin", "docker-credential-chosen", marker, '{"Username":"carol","Secret":"from-helper"}')
+    env = {**user_env, "PATH": f"{user_env['PATH']}:{tmp_path / 'bin'}"}
+    write_file(apptainer_docker_config(env), json.dumps({spelling: {"x.example": "chosen"}}))
+    got = helper(installation, "apptainer", "get", "x.example", env)
+    assert got.returncode == 0 and json.loads(got.stdout)["Secret"] == "from-helper", got

@@ -2,7 +2,10 @@
 
 Many programs share these files and each knows only some keys, so a file
 is read into an ordered dict and written back with every key it had, in
-its order, tab-indented and HTML-escaped as docker/cli writes it. An
+its order, tab-indented and HTML-escaped as docker/cli writes it. The
+programs read it with Go's encoding/json, which matches a field's key in
+any case (`AUTHS`, `CredHelpers`, even `credſStore`): so does every read
+here, and a write goes to the key the programs read. An
 `auths` entry holds `auth` = base64("user:secret") or an `identitytoken`;
 an empty entry `{}` only marks that a helper holds the credential.
 """
@@ -68,18 +71,75 @@ def save(path: str, config: Config) -> None:
     atomicfile.replace(path, dumps(config))
 
 
+def field(document: Config, name: str) -> Any:
+    """A field as Go's decoder fills it: every key matching `name` in any case sets it, in the file's order
+    (the last one wins), and a null leaves it as it was; None when no key sets it."""
+    value = None
+    for key in _keys_of(document, name):
+        if document[key] is not None:
+            value = document[key]
+    return value
+
+
+def set_field(document: Config, name: str, value: Any) -> None:
+    """Set it where the programs read it: the last key matching `name`, else a new key `name`."""
+    keys = _keys_of(document, name)
+    document[keys[-1] if keys else name] = value
+
+
+def remove_field(document: Config, name: str) -> None:
+    for key in _keys_of(document, name):
+        del document[key]
+
+
 def auths(config: Config) -> dict[str, Any]:
-    entries = config.get("auths")
-    return entries if isinstance(entries, dict) else {}
+    """registry -> entry, as the programs see them (see map_field)."""
+    return map_field(config, "auths")
+
+
+def map_field(config: Config, name: str) -> dict[str, Any]:
+    """A map field as Go's decoder fills it: the objects of every matching key merged in order, a null emptying it."""
+    merged: dict[str, Any] = {}
+    for key in _keys_of(config, name):
+        if config[key] is None:
+            merged = {}
+        elif isinstance(config[key], dict):
+            merged.update(config[key])
+    return merged
+
+
+def set_in_map(config: Config, name: str, key: str, value: Any) -> None:
+    """`name`[key] = value in every map holding the key (no older copy may stay), else in the last map."""
+    maps = [config[found] for found in _keys_of(config, name) if isinstance(config[found], dict)]
+    if not maps:
+        set_field(config, name, {})
+        maps = [field(config, name)]
+    for holder in [held for held in maps if key in held] or maps[-1:]:
+        holder[key] = value
+
+
+def remove_from_map(config: Config, name: str, keys: list[str]) -> None:
+    for found in _keys_of(config, name):
+        if isinstance(config[found], dict):
+            for key in keys:
+                config[found].pop(key, None)
+
+
+def _keys_of(document: Config, name: str) -> list[str]:
+    """The keys Go's encoding/json decodes into the field `name`: equal under Unicode simple case folding,
+    which for an ASCII name adds only the long s (ſ ~ s) and the Kelvin sign (K ~ k, which lower() maps)."""
+    folded = name.lower()
+    return [key for key in document if key == name or key.replace("\u017f", "s").lower() == folded]
 
 
 def entry_credentials(server_url: str, entry: Any) -> Optional[Credentials]:
     """The credentials an `auths` entry holds; None for a helper marker `{}` or an unusable entry."""
     if not isinstance(entry, dict):
         return None
-    if entry.get("identitytoken"):
-        return Credentials(server_url, TOKEN_USERNAME, str(entry["identitytoken"]))
-    encoded = entry.get("auth")
+    token = field(entry, "identitytoken")
+    if token:
+        return Credentials(server_url, TOKEN_USERNAME, str(token))
+    encoded = field(entry, "auth")
     if not isinstance(encoded, str) or not encoded:
         return None
     try:
@@ -105,15 +165,13 @@ def helper_for(config: Config, server_url: str) -> Optional[str]:
 
 def registry_helpers(config: Config) -> dict[str, str]:
     """`credHelpers`: registry -> helper name, the unusable names left out."""
-    per_registry = config.get("credHelpers")
-    if not isinstance(per_registry, dict):
-        return {}
-    return {registry: name for registry, name in per_registry.items() if _usable_helper_name(name, "credHelpers")}
+    return {registry: name for registry, name in map_field(config, "credHelpers").items()
+            if _usable_helper_name(name, "credHelpers")}
 
 
 def default_helper(config: Config) -> Optional[str]:
     """`credsStore`, None when unset or unusable."""
-    store = config.get("credsStore")
+    store = field(config, "credsStore")
     return store if _usable_helper_name(store, "credsStore") else None
 
 

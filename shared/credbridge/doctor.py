@@ -129,8 +129,7 @@ def _docker_format_check(tool: str, path: str, registry: str, env: Mapping[str, 
         document = dockerconfig.load(path) or {}
     except HelperError as error:
         return Check(tool, "fail", str(error), f"fix or remove {path}")
-    helpers = document.get("credHelpers")
-    key = "credHelpers" if isinstance(helpers, dict) and registry in helpers else "credsStore"
+    key = "credHelpers" if registry in dockerconfig.registry_helpers(document) else "credsStore"
     return _helper_check(tool, dockerconfig.helper_for(document, registry), key, path, env)
 
 

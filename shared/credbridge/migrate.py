@@ -132,7 +132,7 @@ def _migrate_file(found: PlaintextFile, helper: HelperProgram, target: str, dry_
             return len(plaintext)
         for server_url, credentials in plaintext.items():
             _store_verified(helper, credentials, f"{found.path} left unchanged")
-            config["auths"][server_url] = {}
+            dockerconfig.set_in_map(config, "auths", server_url, {})
             _point_at(config, found, server_url, target)
         _keep_backup(found.path, original, backup, say)
         dockerconfig.save(found.path, config)
@@ -206,10 +206,7 @@ def _point_at(config: dockerconfig.Config, found: PlaintextFile, server_url: str
     """Make the file's reader ask `target` for this registry from now on."""
     if dockerconfig.helper_for(config, server_url) == target:
         return
-    if found.understands_creds_store and not config.get("credsStore"):
-        config["credsStore"] = target
+    if found.understands_creds_store and not dockerconfig.field(config, "credsStore"):
+        dockerconfig.set_field(config, "credsStore", target)
     else:
-        per_registry = config.get("credHelpers")
-        if not isinstance(per_registry, dict):
-            per_registry = config["credHelpers"] = {}
-        per_registry[server_url] = target
+        dockerconfig.set_in_map(config, "credHelpers", server_url, target)

@@ -64,15 +64,17 @@ class DockerConfigKey:
         self.path = path
 
     def value(self, content: Optional[bytes]) -> Any:
-        return self._document(content).get(self.key, ABSENT)
+        """As the tools read it: the key in any case (Go's encoding/json)."""
+        value = dockerconfig.field(self._document(content), self.key)
+        return ABSENT if value is None else value
 
     def render(self, content: Optional[bytes], value: Any) -> bytes:
         """As docker writes the file: every other key kept, in its order."""
         document = self._document(content)
         if value is ABSENT:
-            document.pop(self.key, None)
+            dockerconfig.remove_field(document, self.key)
         else:
-            document[self.key] = value  # in place when present: docker keeps the order of keys
+            dockerconfig.set_field(document, self.key, value)  # in place when present: docker keeps the order of keys
         return dockerconfig.dumps(document)
 
     def holds_logins(self, content: Optional[bytes]) -> bool:

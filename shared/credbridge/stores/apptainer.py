@@ -83,7 +83,7 @@ class ApptainerFilesStore:
                 entry = dockerconfig.credentials_entry(credentials)
             else:
                 helper.store(credentials)
-            config.setdefault("auths", {})[credentials.server_url] = entry
+            dockerconfig.set_in_map(config, "auths", credentials.server_url, entry)
 
         self._update_authfile(change)
         host = _host(credentials.server_url)
@@ -105,8 +105,7 @@ class ApptainerFilesStore:
             helper = self._helper(config, server_url)
             if helper is not None:
                 helper.erase(server_url)
-            for key in urls.same_registry(server_url, dockerconfig.auths(config)):
-                del config["auths"][key]
+            dockerconfig.remove_from_map(config, "auths", urls.same_registry(server_url, dockerconfig.auths(config)))
 
         if os.path.lexists(self.authfile):
             self._update_authfile(change)
