@@ -9,6 +9,8 @@ every URL a user can hand us, then looked for on every channel.
 from __future__ import annotations
 
 import json
+import os
+import ssl
 from pathlib import Path
 from typing import Mapping
 
@@ -75,6 +77,66 @@ def test_login_never_sends_the_password_where_a_redirect_points(request: pytest.
     line = one_line(done.stderr)
     assert "redirected" in line and thief.url in line, line
     assert credbridge(installation, env, "list", "--json").text == "[]\n"
+
+
+
+def registry_naming_realm(realm: str):
+    """A registry on loopback whose challenge names `realm` as its token service."""
+    def answer(_method: str, _path: str, _headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
+        return 401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="registry"'}, b""
+
+    return answer
+
+
+def login_to(installation: Installation, env: Mapping[str, str], registry_url: str) -> Result:
+    host = registry_url.split("://", 1)[1]
+    return credbridge(installation, env, "login", "--password-stdin", "-u", "alice", host, stdin=PASSWORD + "\n")
+
+
+def assert_realm_refused(installation: Installation, env: Mapping[str, str], done: Result, realm: str) -> None:
+    assert (done.returncode, done.stdout) == (1, b""), done
+    line = one_line(done.stderr)
+    assert "token service" in line and realm in line and "https" in line, line
+    assert credbridge(installation, env, "list", "--json").text == "[]\n"
+
+
+@pytest.mark.parametrize("kind", ["file", "data", "fifo"])
+def test_login_refuses_a_token_service_that_is_not_http(request: pytest.FixtureRequest, installation: Installation,
+                                                       tmp_path: Path, kind: str) -> None:
+    """urllib would read a local file, a data: URL or a pipe (blocking forever) as the token service's yes."""
+    env = router_env(routed=True)(request, "direct")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    realm = {"file": "file:///etc/passwd#", "data": "data:,x#", "fifo": f"file://{fifo}#"}[kind]
+    with recording_server("127.0.0.1", registry_naming_realm(realm)) as registry:
+        done = login_to(installation, env, registry.url)
+    assert_realm_refused(installation, env, done, realm)
+
+
+def self_signed_tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context for 127.0.0.1 and its certificate, which the client is told to trust."""
+    key, cert = tmp_path / "tls.key", tmp_path / "tls.crt"
+    made = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1"], timeout=30)
+    assert made.returncode == 0, made
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context, cert
+
+
+def test_login_over_https_never_sends_the_password_to_a_plain_http_token_service(
+        request: pytest.FixtureRequest, installation: Installation, tmp_path: Path) -> None:
+    """A registry asked over TLS naming an http realm off this machine: the password would cross the network in
+    clear text. The thief is the http proxy, where every plain-http request goes: it would see the header."""
+    context, cert = self_signed_tls(tmp_path)
+    realm = "http://tokens.example/token"
+    with recording_server(THIEF_HOST, thief_answer) as thief, \
+            recording_server("127.0.0.1", registry_naming_realm(realm), tls=context) as registry:
+        env = {**router_env(routed=True)(request, "direct"), "SSL_CERT_FILE": str(cert), "http_proxy": thief.url}
+        done = login_to(installation, env, registry.url)
+    assert thief.header_values("Authorization") == []
+    assert_realm_refused(installation, env, done, realm)
 
 
 # -- docker-credential-vault: the token ------------------------------------------------------------

@@ -9,6 +9,8 @@ docker also treats as insecure registries by default.
 Credentials never follow a redirect to another scheme, host or port (the
 rule of docker and of requests): such a redirect ends the check with a line
 naming where it pointed, rather than a login confirmed by someone else.
+The token service a registry names gets the password over https only (plain
+http only while it stays on this machine), every request with a timeout.
 """
 
 from __future__ import annotations
@@ -42,9 +44,17 @@ class _SameOriginForCredentials(urllib.request.HTTPRedirectHandler):
 
 
 def _open(target: "str | urllib.request.Request"):  # type: ignore[no-untyped-def]
-    """urlopen with certificate checks and the same-origin rule for credentials."""
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl.create_default_context()),
-                                         _SameOriginForCredentials())
+    """Opens http(s) URLs only, with certificate checks, a timeout and the same-origin rule for credentials.
+
+    Built by hand because build_opener adds urllib's file, ftp and data handlers: a challenge naming a
+    local file or a data: URL would then read as the token service's yes, and a pipe would block forever.
+    """
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), urllib.request.HTTPHandler(),
+                    urllib.request.HTTPSHandler(context=ssl.create_default_context()),
+                    urllib.request.HTTPDefaultErrorHandler(), _SameOriginForCredentials(),
+                    urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
     return opener.open(target, timeout=TIMEOUT_SECONDS)
 
 
@@ -88,8 +98,7 @@ def _answer(url: str, challenge: str, basic: str, username: str, server_url: str
         if "realm" not in params:
             raise HelperError(f"{url} asks for a bearer token but names no token service (realm)")
         query = {"account": username, **{key: params[key] for key in ("service", "scope") if key in params}}
-        target = urllib.request.Request(f"{params['realm']}?{urllib.parse.urlencode(query)}",
-                                        headers={"Authorization": basic})
+        target = urllib.request.Request(_token_url(url, params["realm"], query), headers={"Authorization": basic})
     else:
         raise HelperError(f"{url} asks for {scheme or 'an unnamed'} authentication, which docker logins cannot answer")
     try:
@@ -101,6 +110,25 @@ def _answer(url: str, challenge: str, basic: str, username: str, server_url: str
         raise HelperError(f"the registry's login check answered {error.code} {error.reason}") from None
     except OSError as error:
         raise HelperError(f"the registry's token service is out of reach: {_reason(error)}") from None
+
+
+def _token_url(url: str, realm: str, query: dict[str, str]) -> str:
+    """The token service's URL with the query added, when the password may go there.
+
+    Like docker, the password goes to whatever host the registry names as its token service; unlike
+    docker, only over https, or plain http while it stays on this machine (a loopback token service, or
+    a loopback registry itself asked over http): a registry asked over TLS never downgrades the password
+    to clear text on the network.
+    """
+    parts = urllib.parse.urlsplit(realm)
+    scheme = parts.scheme.lower()
+    plain_http_stays_here = urls.is_loopback(parts.hostname or "") or url.startswith("http:")
+    if not parts.hostname or scheme not in ("https", "http") or (scheme == "http" and not plain_http_stays_here):
+        raise HelperError(f"{url} names {urls.redacted(realm)!r} as its token service, and credbridge sends a "
+                          "password only to an https token service (plain http only on this machine): "
+                          "ask the registry's operator to serve its tokens over https")
+    merged = "&".join(part for part in (parts.query, urllib.parse.urlencode(query)) if part)
+    return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path, merged, ""))
 
 
 def _reason(error: OSError) -> str:

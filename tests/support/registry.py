@@ -18,6 +18,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import tarfile
 import threading
@@ -237,8 +238,8 @@ class RecordingServer:
 
 
 @contextmanager
-def recording_server(host: str, answer: Answer) -> Iterator[RecordingServer]:
-    """Serve `answer` on http://host:<free port> in a thread; stopped when the block ends."""
+def recording_server(host: str, answer: Answer, tls: ssl.SSLContext | None = None) -> Iterator[RecordingServer]:
+    """Serve `answer` on http://host:<free port> (https:// with `tls`) in a thread; stopped when the block ends."""
     received: list[tuple[str, str, dict[str, str]]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -259,10 +260,12 @@ def recording_server(host: str, answer: Answer) -> Iterator[RecordingServer]:
             pass
 
     server = http.server.ThreadingHTTPServer((host, 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield RecordingServer(f"http://{host}:{server.server_address[1]}", received)
+        yield RecordingServer(f"{'https' if tls else 'http'}://{host}:{server.server_address[1]}", received)
     finally:
         server.shutdown()
         server.server_close()
