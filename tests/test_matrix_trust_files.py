@@ -389,3 +389,13 @@ def test_cred_helpers_in_any_case_send_apptainer_to_that_helper(
     write_file(apptainer_docker_config(env), json.dumps({spelling: {"x.example": "chosen"}}))
     got = helper(installation, "apptainer", "get", "x.example", env)
     assert got.returncode == 0 and json.loads(got.stdout)["Secret"] == "from-helper", got
+
+
+def test_setup_never_runs_a_tool_from_the_current_directory(installation: Installation, user_env: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    checkout = tmp_path / "untrusted-checkout"
+    marker = tmp_path / "ran"
+    planted(checkout, "apptainer", marker, "apptainer version 1.4.0")
+    env = {**user_env, "PATH": user_env["PATH"] + ":"}
+    done = call([installation.executable("credbridge"), "setup", "--tool", "apptainer"], "", env, cwd=checkout)
+    assert not marker.exists(), f"setup ran ./apptainer: {done}"

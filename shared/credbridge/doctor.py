@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Any, Mapping, NamedTuple, Optional, TextIO
 
 from credbridge import config, dockerconfig, migrate, registriesconf, remotetokens, remoteyaml, routing, urls
 from credbridge.errors import HelperError
+from credbridge.helpercall import find_program
 from credbridge.terminal import printable
 from credbridge.stores.apptainer import APPTAINER, REMOTE_YAML_NAME, SINGULARITY, ApptainerFilesStore, config_dir
 from credbridge.stores.environment import (AUTH_CONFIG_VARIABLE, GLOBAL_PAIRS, PER_REGISTRY_PREFIX, SCOPE_VARIABLE,
@@ -332,7 +332,7 @@ def _shadow_checks(env: Mapping[str, str]) -> list[Check]:
 
 
 def _on_path(program: str, env: Mapping[str, str]) -> bool:
-    return shutil.which(program, path=env.get("PATH", os.defpath)) is not None
+    return find_program(program, env) is not None
 
 
 def _everywhere_on_path(program: str, env: Mapping[str, str]) -> list[str]:

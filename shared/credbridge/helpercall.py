@@ -43,6 +43,16 @@ def is_helper_name(name: object) -> bool:
     return isinstance(name, str) and HELPER_NAME.match(name) is not None
 
 
+def find_program(program: str, environ: Mapping[str, str]) -> Optional[str]:
+    """`program` in the first absolute PATH entry that holds it executable: never from an empty entry,
+    `.` or a relative one, which would run whatever the current directory holds (as Go refuses since 1.19)."""
+    for directory in environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(directory, program)
+        if os.path.isabs(directory) and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def helper_chain(environ: Mapping[str, str]) -> list[str]:
     return [link for link in environ.get(CHAIN_VARIABLE, "").split(",") if link]
 
@@ -111,7 +121,10 @@ class HelperProgram:
         given up (a timeout, an interrupt): what the helper started must not outlive it."""
         timeout = self._timeout()
         try:
-            process = subprocess.Popen([self._resolved(), action], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            program = find_program(self.program, self.environ)
+            if program is None:
+                raise FileNotFoundError()
+            process = subprocess.Popen([program, action], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        env=self.environ, start_new_session=True)
         except FileNotFoundError:
             raise HelperError(f"{self.program} is not on PATH: install it, or name another store with --store") from None
@@ -139,19 +152,6 @@ class HelperProgram:
         if not 0 < seconds < float("inf"):
             raise HelperError(f"{TIMEOUT_VARIABLE} must be a number of seconds above 0, e.g. {HELPER_TIMEOUT_SECONDS}")
         return seconds
-
-    def _resolved(self) -> str:
-        """The program in the first absolute PATH entry that holds it executable."""
-        not_executable = None
-        for directory in self.environ.get("PATH", os.defpath).split(os.pathsep):
-            candidate = os.path.join(directory, self.program)
-            if os.path.isabs(directory) and os.path.isfile(candidate):
-                if os.access(candidate, os.X_OK):
-                    return candidate
-                not_executable = not_executable or candidate
-        if not_executable is not None:
-            raise PermissionError()
-        raise FileNotFoundError()
 
     def _json(self, output: Optional[bytes], action: str) -> object:
         """The decoded answer; the raw bytes never reach an error message (they may hold a secret)."""

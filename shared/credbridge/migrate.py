@@ -12,14 +12,13 @@ nothing.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from typing import Callable, Mapping, NamedTuple, Optional
 
 from credbridge import atomicfile, dockerconfig, remotetokens, remoteyaml, setup, userdirs
 from credbridge.errors import HelperError
 from credbridge.terminal import printable
-from credbridge.helpercall import HelperProgram
+from credbridge.helpercall import HelperProgram, find_program
 from credbridge.routing import ROUTER
 from credbridge.store import Credentials
 from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, REMOTE_YAML_NAME, SINGULARITY, config_dir
@@ -105,7 +104,7 @@ def target_helper(target: str, env: Mapping[str, str]) -> HelperProgram:
 
 
 def _installed_helper(name: str, env: Mapping[str, str], flag: str) -> HelperProgram:
-    if shutil.which(f"docker-credential-{name}", path=env.get("PATH")) is None:
+    if find_program(f"docker-credential-{name}", env) is None:
         raise HelperError(f"docker-credential-{name} is not on PATH: install it, or name another store with {flag}")
     return HelperProgram(name, env)
 

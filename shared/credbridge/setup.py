@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol, Seque
 
 from credbridge import atomicfile, dockerconfig, registriesconf, tomlkey, userdirs
 from credbridge.errors import HelperError
+from credbridge.helpercall import find_program
 from credbridge.routing import ROUTER
 from credbridge.setupjournal import Entry, Journal, digest, missing_directories
 from credbridge.stores.apptainer import APPTAINER, SINGULARITY, ApptainerFilesStore, Flavour
@@ -152,7 +152,7 @@ def setup(env: Mapping[str, str], helper: str, tools: Sequence[str], dry_run: bo
 
 def _check_on_path(program: str, env: Mapping[str, str]) -> None:
     """Tools find a helper only on PATH: a dry run checks that as the real run does, and names the fix."""
-    if shutil.which(program, path=env.get("PATH")) is not None:
+    if find_program(program, env) is not None:
         return
     home = env.get("HOME", "")
     for directory in dict.fromkeys([os.path.dirname(os.path.abspath(sys.argv[0])), os.path.join(home, ".local", "bin")]):
@@ -217,7 +217,7 @@ def is_tool_file(env: Mapping[str, str], path: str) -> bool:
 
 def found_tools(env: Mapping[str, str]) -> list[str]:
     """Tools on PATH; docker also when only its config exists (docker-py has no program)."""
-    return [tool for tool in TOOLS if shutil.which(tool, path=env.get("PATH"))
+    return [tool for tool in TOOLS if find_program(tool, env)
             or (tool == "docker" and os.path.lexists(dockerconfig.docker_config_path(env)))]
 
 
@@ -257,7 +257,7 @@ def _ignores_creds_store(tool: str, flavour: Flavour, version: tuple[int, int]) 
 def _installed_flavour(tool: str, env: Mapping[str, str]) -> tuple[Flavour, Optional[tuple[int, int]]]:
     """Which program `tool` really is (`singularity` may be Apptainer's link) and its version, if installed."""
     flavour = APPTAINER if tool == APPTAINER.name else SINGULARITY
-    program = shutil.which(tool, path=env.get("PATH"))
+    program = find_program(tool, env)
     if program is None:
         return flavour, None
     try:
