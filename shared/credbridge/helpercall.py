@@ -11,9 +11,10 @@ forever: the chain travels in CREDBRIDGE_HELPER_CHAIN, a helper already
 in it is not called again (its credentials are not there), and a store
 found in it answers from its own files without delegating again (helpers
 not ours add no link, so that is how a loop through them shows). A helper
-that does not answer in time is ended with every process it started. A helper is
-found in absolute PATH entries only: an empty entry, `.` or any relative
-one would run a program from the current directory (Go refuses them too).
+that does not answer in time is ended with every process it started. A
+helper is found in absolute PATH entries only: an empty entry, `.` or any
+relative one would run a program from the current directory (Go refuses
+them too).
 """
 
 from __future__ import annotations
