@@ -56,6 +56,8 @@ DIFFERENT_REGISTRY = [
     "xn--bcher-kva.example.evil.net", "xn--bcher-kvb.example",
     "docker.io.evil.net", "index.docker.io.evil.net", "evildocker.io", "docker.io:5000", "docker.io/library",
     "https://index.docker.io/v1/access-token", "hub.docker.com",
+    "registry.example.com#", "registry.example.com?", "https://registry.example.com/#frag",
+    "https://registry.example.com/?x", "registry.example.com:5000#", "https://index.docker.io/v1/?x", "docker.io#",
 ]
 
 pytestmark = across_installations  # the venv install and the PyInstaller bundle alike

@@ -46,14 +46,25 @@ def credbridge(installation: Installation, env: dict[str, str], *args: str) -> R
     return run([installation.executable("credbridge"), *args], b"", env, timeout=60)
 
 
-def answer(result: Result) -> tuple[str, str]:
-    assert (result.returncode, result.stderr) == (0, b""), result
+def warnings(result: Result, warned: list[str]) -> None:
+    """stderr is one warning line for each expected text (in order), nothing else."""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == len(warned), result
+    for line, text in zip(lines, warned):
+        assert line.startswith("credbridge: warning: ") and text in line, (line, text)
+        assert CI_SECRET not in line
+
+
+def answer(result: Result, warned: tuple[str, ...] | list[str] = ()) -> tuple[str, str]:
+    assert result.returncode == 0, result
+    warnings(result, list(warned))
     found = json.loads(result.stdout)
     return found["Username"], found["Secret"]
 
 
-def assert_not_found(result: Result) -> None:
-    assert (result.returncode, result.stdout, result.stderr) == (1, NOT_FOUND, b""), result
+def assert_not_found(result: Result, warned: tuple[str, ...] | list[str] = ()) -> None:
+    assert (result.returncode, result.stdout) == (1, NOT_FOUND), result
+    warnings(result, list(warned))
 
 
 def bound(name: str, registry: str, username: str = "ci-bot", password: str = CI_SECRET) -> dict[str, str]:
@@ -74,6 +85,66 @@ def test_a_global_pair_goes_to_no_registry_unless_credbridge_env_registries_name
     assert answer(scoped.get("docker.io")) == ("ci-bot", CI_SECRET)
     for registry in ("evil.example.com", "docker.io.evil.example.com", "ghcr.io"):
         assert_not_found(scoped.get(registry))
+
+
+@pytest.mark.parametrize("scope, offered, refused", [
+    ("127.0.0.1", ["127.0.0.1", "http://127.0.0.1/"], ["127.0.0.1:6000", "127.0.0.1:5000", "127.0.0.1:80"]),
+    ("docker.io", ["docker.io", "https://index.docker.io/v1/"], ["docker.io:443", "index.docker.io:443", "docker.io:5000"]),
+    ("127.0.0.1:5000", ["127.0.0.1:5000", "http://127.0.0.1:5000/"], ["127.0.0.1", "127.0.0.1:6000", "127.0.0.1:50000"]),
+    ("*.corp.example", ["build.corp.example", "a.b.corp.example"], ["build.corp.example:5000", "corp.example"]),
+    ("*.corp.example:5000", ["build.corp.example:5000"], ["build.corp.example", "build.corp.example:5001"]),
+])
+def test_a_scope_without_a_port_releases_the_global_pair_to_the_default_port_only(
+        installation: Installation, env: dict[str, str], scope: str, offered: list[str], refused: list[str]) -> None:
+    """On a shared CI host another user listening on some loopback port must not get the token."""
+    ci = router(installation, env, DOCKER_USERNAME="ci-bot", DOCKER_PASSWORD=CI_SECRET, CREDBRIDGE_ENV_REGISTRIES=scope)
+    for registry in offered:
+        assert answer(ci.get(registry)) == ("ci-bot", CI_SECRET), registry
+    for registry in refused:
+        assert_not_found(ci.get(registry))
+
+
+def test_config_says_exactly_which_ports_a_scope_releases_the_global_pair_to(installation: Installation,
+                                                                           env: dict[str, str]) -> None:
+    variables = {"DOCKER_USERNAME": "ci-bot", "DOCKER_PASSWORD": CI_SECRET,
+                 "CREDBRIDGE_ENV_REGISTRIES": "127.0.0.1,*.corp.example:5000"}
+    shown = credbridge(installation, {**env, **variables}, "config")
+    assert shown.returncode == 0, shown
+    assert ("DOCKER_USERNAME/DOCKER_PASSWORD -> 127.0.0.1 (default port only), *.corp.example:5000"
+            in shown.text), shown.text
+
+
+@pytest.mark.parametrize("query", [
+    "evil.com#.corp.example", "evil.com?.corp.example", "evil.com\\.corp.example", "evil.com%2f.corp.example",
+    "evil.com .corp.example", "user@evil.com@x.corp.example", "x.corp.example@evil.com", "evil.com/.corp.example",
+    "https://evil.com#.corp.example", "evil_com.corp.example", "-x.corp.example", "x..corp.example",
+    "x.corp.example:5000x", "x.corp.example:",
+])
+def test_a_wildcard_scope_releases_the_global_pair_only_to_real_host_names(installation: Installation,
+                                                                          env: dict[str, str], query: str) -> None:
+    ci = router(installation, env, DOCKER_USERNAME="ci-bot", DOCKER_PASSWORD=CI_SECRET,
+                CREDBRIDGE_ENV_REGISTRIES="*.corp.example")
+    assert answer(ci.get("build.corp.example")) == ("ci-bot", CI_SECRET)
+    assert answer(ci.get("https://build.corp.example/v2/")) == ("ci-bot", CI_SECRET), "a docker path is allowed"
+    assert_not_found(ci.get(query))
+
+
+@pytest.mark.parametrize("pattern", ["*.io", "*.example", "*.localhost", "*", "*.*.example", "a..b", "-a.example"])
+def test_a_scope_pattern_wider_than_one_domain_is_refused_with_one_line(installation: Installation,
+                                                                        env: dict[str, str], pattern: str) -> None:
+    ci = router(installation, env, DOCKER_USERNAME="ci-bot", DOCKER_PASSWORD=CI_SECRET,
+                CREDBRIDGE_ENV_REGISTRIES=f"{pattern},docker.io")
+    assert answer(ci.get("docker.io"), warned=[f"{pattern!r} in CREDBRIDGE_ENV_REGISTRIES"]) == ("ci-bot", CI_SECRET)
+    assert_not_found(ci.get("ghcr.io"), warned=[f"{pattern!r} in CREDBRIDGE_ENV_REGISTRIES"])
+    shown = credbridge(installation, {**ci.env}, "config")
+    assert f"{pattern!r} in CREDBRIDGE_ENV_REGISTRIES" in shown.text, shown.text
+
+
+@pytest.mark.parametrize("pattern", ["*.io", "*.example", "a..b"])
+def test_a_route_pattern_wider_than_one_domain_is_refused_with_one_line(installation: Installation,
+                                                                        env: dict[str, str], pattern: str) -> None:
+    routed = router(installation, configured(env, f"routes:\n  '{pattern}': cryptfile\n"))
+    assert_one_line_error(routed.get("ghcr.io"), "route pattern", pattern)
 
 
 def test_a_global_pair_never_shadows_a_stored_login(installation: Installation, env: dict[str, str]) -> None:
@@ -170,7 +241,52 @@ def test_bad_docker_auth_config_is_one_line_naming_the_variable_never_its_conten
     assert_one_line_error(refused, "DOCKER_AUTH_CONFIG", "not valid JSON")
     assert CI_SECRET not in refused.text
     stored_ok(router(installation, env), "ghcr.io", "alice", "alice-ghcr-token")
-    assert answer(ci.get("ghcr.io")) == ("alice", "alice-ghcr-token"), "what a store holds is still served"
+    assert answer(ci.get("ghcr.io"), warned=["DOCKER_AUTH_CONFIG is not valid JSON"]) == (
+        "alice", "alice-ghcr-token"), "what a store holds is still served, the mistake is said"
+
+
+@pytest.mark.parametrize("variables, warned", [
+    ({**bound("A", "registry.gitlab.com"), **bound("B", "https://registry.gitlab.com/")},
+     "CREDBRIDGE_AUTH_A_REGISTRY and CREDBRIDGE_AUTH_B_REGISTRY bind the same registry registry.gitlab.com"),
+    ({"CREDBRIDGE_AUTH_X_REGISTRY": "registry.gitlab.com", "CREDBRIDGE_AUTH_X_USERNAME": "ci-bot"},
+     "CREDBRIDGE_AUTH_X_PASSWORD is not set"),
+    ({"DOCKER_AUTH_CONFIG": '{"auths": {"registry.gitlab.com": {"auth": "' + CI_SECRET + '"'},
+     "DOCKER_AUTH_CONFIG is not valid JSON"),
+    ({"DOCKER_AUTH_CONFIG": "[1]"}, "DOCKER_AUTH_CONFIG is not a docker config.json"),
+], ids=["two-names", "half-bound", "bad-json", "not-a-config"])
+def test_an_environment_mistake_is_a_warning_when_a_stored_login_answers(installation: Installation,
+                                                                        env: dict[str, str],
+                                                                        variables: dict[str, str],
+                                                                        warned: str) -> None:
+    stored_ok(router(installation, env), "registry.gitlab.com", "alice", "alice-token")
+    ci = router(installation, env, **variables)
+    assert answer(ci.get("registry.gitlab.com"), warned=[warned]) == ("alice", "alice-token")
+
+
+def test_an_invalid_docker_auth_config_stops_no_other_environment_login(installation: Installation,
+                                                                      env: dict[str, str]) -> None:
+    ci = router(installation, env, DOCKER_AUTH_CONFIG="{not json", DOCKER_USERNAME="ci-bot",
+                DOCKER_PASSWORD=CI_SECRET, CREDBRIDGE_ENV_REGISTRIES="docker.io",
+                **bound("GL", "registry.gitlab.com", "gl-bot", "gl-" + CI_SECRET))
+    assert answer(ci.get("docker.io"), warned=["DOCKER_AUTH_CONFIG"]) == ("ci-bot", CI_SECRET)
+    assert answer(ci.get("registry.gitlab.com"), warned=["DOCKER_AUTH_CONFIG"]) == ("gl-bot", "gl-" + CI_SECRET)
+    assert_one_line_error(ci.get("ghcr.io"), "DOCKER_AUTH_CONFIG", "not valid JSON")
+
+
+def test_list_hides_a_password_holding_a_slash_and_keeps_its_columns(installation: Installation,
+                                                                    env: dict[str, str]) -> None:
+    for server, username in (("https://bob:PW/LEAK3@reg3.example", "bob"), ("https://al:pw-leak4@reg4.example", "al"),
+                             ("short.example", "carol-the-long-named")):
+        stored_ok(router(installation, env), server, username, "token-" + username)
+    listed = credbridge(installation, env, "list")
+    assert (listed.returncode, listed.stderr) == (0, b""), listed
+    assert "LEAK3" not in listed.text and "leak4" not in listed.text, listed.text
+    header, *rows = listed.text.splitlines()
+    user_at, store_at = header.index("USER"), header.index("STORE")
+    assert len(rows) == 3, listed.text
+    for row in rows:
+        assert row[user_at - 2:user_at] == "  " and row[user_at] != " ", listed.text
+        assert row[store_at - 2:store_at] == "  " and row[store_at:] == "keyring", listed.text
 
 
 def test_list_shows_environment_logins_once_each_first_source_winning(installation: Installation,

@@ -15,11 +15,16 @@ anchored canonical form), never by a name mangled out of a host:
 - the pairs Apptainer reads for its one command (`APPTAINER_DOCKER_*`,
   then `SINGULARITY_DOCKER_*`, then `DOCKER_USERNAME`/`DOCKER_PASSWORD`):
   offered to no registry unless `CREDBRIDGE_ENV_REGISTRIES` (route
-  patterns, e.g. `docker.io,*.corp.example`) names it. Half a pair
-  (`DOCKER_USERNAME` alone, often set to name images) is ignored.
+  patterns, e.g. `docker.io,*.corp.example:5000`) names it: a pattern
+  without a port is the registry's default port only, and only a real host
+  name or IP literal is ever matched (credbridge.routing.scope_matches).
+  Half a pair (`DOCKER_USERNAME` alone, often set to name images) is ignored.
 
-The more specific kind answers first, in the order above. Nothing is stored
-or erased here; `list` shows each login bound to one exact registry.
+Each kind is read on its own, and the more specific answers first, in the
+order above. A mistake in one (two NAMEs, half a bound pair, a bad
+DOCKER_AUTH_CONFIG, a bad pattern) is a warning on the caller's stderr when
+another kind or store answers, so it is never hidden. Nothing is stored or
+erased here; `list` shows each login bound to one exact registry.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ PER_REGISTRY_PREFIX = "CREDBRIDGE_AUTH_"
 SCOPE_VARIABLE = "CREDBRIDGE_ENV_REGISTRIES"
 AUTH_CONFIG_VARIABLE = "DOCKER_AUTH_CONFIG"
 AUTH_CONFIG_FIX = "set it to a docker config.json, or unset it"
+SCOPE_FIX = f"correct or remove it in {SCOPE_VARIABLE}"
 #: Apptainer's order: its own names, then SingularityCE's, then the bare docker ones.
 GLOBAL_PAIRS = (("APPTAINER_DOCKER_USERNAME", "APPTAINER_DOCKER_PASSWORD"),
                 ("SINGULARITY_DOCKER_USERNAME", "SINGULARITY_DOCKER_PASSWORD"),
@@ -59,11 +65,30 @@ class EnvironmentSource:
         self._env = env
 
     def get(self, server_url: str) -> Credentials:
-        found = (_bound_pair(self._env, server_url) or _auth_config_entry(self._env, server_url)
-                 or _global_pair(self._env, server_url))
+        """The first kind's answer, each mistake warned; with no answer, the first mistake of a kind is the error
+        (a bad scope pattern stays a warning: the pairs it would have named are simply not offered)."""
+        found, mistakes = self._lookup(server_url)
+        for problem in scope_problems(self._env):
+            debuglog.warn(f"{problem}: {SCOPE_FIX}")
+        if found is None and mistakes:
+            for mistake in mistakes[1:]:
+                debuglog.warn(mistake)
+            raise HelperError(mistakes[0])
+        for mistake in mistakes:
+            debuglog.warn(mistake)
         if found is None:
             raise CredentialsNotFound()
         return Credentials(server_url, *found)
+
+    def _lookup(self, server_url: str) -> tuple[Optional[tuple[str, str]], list[str]]:
+        """(the first kind's answer or None, what is wrong with each kind): one bad kind never stops another."""
+        answers, mistakes = [], []
+        for kind in (_bound_pair, _auth_config_entry, _global_pair):
+            try:
+                answers.append(kind(self._env, server_url))
+            except HelperError as error:
+                mistakes.append(str(error))
+        return next((found for found in answers if found is not None), None), mistakes
 
     def store(self, credentials: Credentials) -> None:
         raise HelperError("the environment is a read-only credential source: route this registry to a store")
@@ -75,10 +100,11 @@ class EnvironmentSource:
         """Each login bound to one exact registry, keyed by that registry, spelled as bound."""
         listed: dict[str, str] = {}
         for registry in _listable_registries(self._env):
-            try:
-                listed.setdefault(registry, self.get(registry).username)
-            except HelperError as error:  # ambiguous or half bound: `doctor` says why
-                debuglog.log("environment list skips", registry=registry, error=str(error))
+            found, mistakes = self._lookup(registry)
+            if found is None:  # ambiguous or half bound: `doctor` and `config` say why
+                debuglog.log("environment list skips", registry=registry, mistakes=mistakes)
+            else:
+                listed.setdefault(registry, found[0])
         return listed
 
 
@@ -164,15 +190,29 @@ def _entry_credentials(key: str, entry: Any) -> Optional[Credentials]:
 
 # -- the global pairs -----------------------------------------------------------------------------
 
+def _scope_entries(env: Mapping[str, str]) -> list[str]:
+    entries = [pattern.strip().lower() for pattern in env.get(SCOPE_VARIABLE, "").split(",")]
+    return [entry for entry in entries if entry]
+
+
 def scope_patterns(env: Mapping[str, str]) -> list[str]:
     """The valid route patterns of CREDBRIDGE_ENV_REGISTRIES, lower-cased."""
-    patterns = [pattern.strip().lower() for pattern in env.get(SCOPE_VARIABLE, "").split(",")]
-    return [pattern for pattern in patterns if routing.is_pattern(pattern)]
+    return [pattern for pattern in _scope_entries(env) if routing.is_pattern(pattern)]
+
+
+def scope_problems(env: Mapping[str, str]) -> list[str]:
+    """One line for each entry of CREDBRIDGE_ENV_REGISTRIES that is ignored, and why."""
+    return [f"{entry!r} in {SCOPE_VARIABLE} is not {routing.PATTERN_RULE}, so it is ignored"
+            for entry in _scope_entries(env) if not routing.is_pattern(entry)]
+
+
+def _scope_shown(pattern: str) -> str:
+    """The pattern as it matches: without a port it is the default port only, which a reader might not guess."""
+    return pattern if routing.pattern_parts(pattern)[2] else f"{pattern} (default port only)"
 
 
 def _global_pair(env: Mapping[str, str], server_url: str) -> Optional[tuple[str, str]]:
-    host, port = urls.registry_host(server_url)
-    if not any(routing.pattern_matches(pattern, host, port) for pattern in scope_patterns(env)):
+    if not any(routing.scope_matches(pattern, server_url) for pattern in scope_patterns(env)):
         if any(env.get(name) for pair in GLOBAL_PAIRS for name in pair):
             debuglog.log("environment pairs not offered", server=server_url, because=f"not in {SCOPE_VARIABLE}")
         return None
@@ -202,7 +242,11 @@ def _listable_registries(env: Mapping[str, str]) -> list[str]:
 
 def environment_logins(env: Mapping[str, str]) -> list[EnvironmentLogin]:
     """Every credential the environment holds, with the registries it goes to and what is wrong with it."""
-    return [*_binding_logins(env), *_auth_config_logins(env), *_global_logins(env)]
+    return [*_binding_logins(env), *_auth_config_logins(env), *_global_logins(env), *_scope_logins(env)]
+
+
+def _scope_logins(env: Mapping[str, str]) -> list[EnvironmentLogin]:
+    return [EnvironmentLogin((SCOPE_VARIABLE,), (), problem, SCOPE_FIX) for problem in scope_problems(env)]
 
 
 def _binding_logins(env: Mapping[str, str]) -> list[EnvironmentLogin]:
@@ -240,7 +284,7 @@ def _auth_config_logins(env: Mapping[str, str]) -> list[EnvironmentLogin]:
 
 
 def _global_logins(env: Mapping[str, str]) -> list[EnvironmentLogin]:
-    scope = tuple(scope_patterns(env))
+    scope = tuple(_scope_shown(pattern) for pattern in scope_patterns(env))
     logins, first = [], None
     for pair in GLOBAL_PAIRS:
         present = tuple(name for name in pair if env.get(name))

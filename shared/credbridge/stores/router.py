@@ -57,8 +57,10 @@ class RouterStore:
 
     def get(self, server_url: str) -> Credentials:
         """The first source that has it. A source that cannot be reached counts as not having it, so an
-        anonymous pull goes on; a locked or damaged one is reported only if no other source has it."""
+        anonymous pull goes on; a locked or damaged one is reported only if no other source has it. A mistake
+        in the caller's own environment variables is theirs to fix, so it is a warning even then."""
         failures: list[HelperError] = []
+        environment_mistakes: list[str] = []
         for name in self.readers_for(server_url):
             try:
                 found = self._open(name).get(server_url)
@@ -70,8 +72,12 @@ class RouterStore:
             except HelperError as error:
                 debuglog.log("router source failed", store=name, error=str(error))
                 failures.append(error)
+                if name == ENVIRONMENT:
+                    environment_mistakes.append(str(error))
                 continue
             debuglog.log("router get", server=server_url, store=name)
+            for mistake in environment_mistakes:
+                debuglog.warn(mistake)
             return found
         if failures:
             raise failures[0]
