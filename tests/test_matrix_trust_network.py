@@ -331,3 +331,43 @@ def test_a_password_in_a_config_value_reaches_no_error(request: pytest.FixtureRe
     for result in outputs:
         assert result.returncode == 1 and "alice:" in (result.stdout + result.stderr).decode(), result
         assert_no_password(result.stdout, result.stderr)
+
+
+# -- a number too long for Python's int() in a YAML file we read ------------------------------------
+
+HUGE_NUMBER = "7" * 100_000
+
+
+def assert_names_the_number(result: Result, key: str, path: Path) -> None:
+    assert result.returncode == 1, result
+    line = one_line(result.stdout or result.stderr)
+    assert key in line and str(path) in line and "ValueError" not in line and HUGE_NUMBER[:50] not in line, line
+
+
+@pytest.mark.parametrize(("added", "key"), [(f"vault:\n  mount: {HUGE_NUMBER}\n", "vault.mount"),
+                                            (f'  "alice:{PASSWORD}@huge.example": {HUGE_NUMBER}\n', "routes.alice:")])
+def test_a_huge_number_in_the_config_file_is_one_line_naming_its_key(request: pytest.FixtureRequest,
+                                                                    installation: Installation, added: str,
+                                                                    key: str) -> None:
+    """Python refuses int() of more than 4300 digits; the YAML loader's ValueError must not escape as such,
+    and a key naming it shows no password."""
+    env = router_env(routed=True)(request, "direct")
+    config = Path(env["HOME"]) / ".config" / "credbridge" / "config.yaml"
+    config.write_text(config.read_text() + added)
+    router = Helper(installation.executable("docker-credential-credbridge"), env)
+    results = [router.get("routed.example"), *(credbridge(installation, env, command) for command in ("config", "list"))]
+    for result in results:
+        assert_names_the_number(result, key, config)
+    doctor = credbridge(installation, env, "doctor")
+    assert doctor.returncode == 1 and "ValueError" not in doctor.text, doctor
+    assert any(key in line and str(config) in line for line in doctor.text.splitlines()), doctor
+    assert_no_password(*(result.stdout + result.stderr for result in results), doctor.text)
+
+
+def test_a_huge_number_in_remote_yaml_is_one_line_naming_its_key(request: pytest.FixtureRequest) -> None:
+    apptainer = build_helper(request, "apptainer", "direct")
+    remote_yaml = Path(apptainer.env["HOME"]) / ".apptainer" / "remote.yaml"
+    remote_yaml.parent.mkdir(mode=0o700, exist_ok=True)
+    remote_yaml.write_text(f"Active: DefaultRemote\nRemotes:\n  DefaultRemote:\n    URI: {HUGE_NUMBER}\n")
+    for result in (apptainer.get("registry.example"), apptainer("list")):
+        assert_names_the_number(result, "Remotes.DefaultRemote.URI", remote_yaml)

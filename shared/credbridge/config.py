@@ -20,7 +20,8 @@ a YAML mapping is one clear error line, never a silent default.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+import sys
+from typing import Any, Mapping, Optional
 
 from credbridge import atomicfile
 from credbridge.errors import HelperError
@@ -79,6 +80,40 @@ def parse_yaml(text: str, described: str, fix: str) -> Any:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise HelperError(f"{described} is not valid YAML{where}: {fix}") from None
+    except ValueError:  # an int of more digits than Python converts, a date that does not exist
+        raise HelperError(f"{described}: {_unreadable_value(text, loader)} cannot be read "
+                          f"(a number of over {sys.get_int_max_str_digits()} digits, or a date that does not exist?): "
+                          f"put it in quotes, or {fix}") from None
+
+
+def _unreadable_value(text: str, loader: Any) -> str:
+    """Which value of a YAML text its constructor refuses, as `key.path` (line N): asked only after a load failed."""
+    import yaml
+
+    constructor = loader("")
+
+    def refused(node: Any, path: list[str]) -> Optional[str]:
+        if isinstance(node, yaml.MappingNode):
+            children = [(child, path + [_key_name(key)]) for key, value in node.value for child in (key, value)]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(item, path + [str(index)]) for index, item in enumerate(node.value)]
+        else:
+            try:
+                constructor.construct_object(node)
+                return None
+            except ValueError:
+                return f"`{'.'.join(path) or '(the document)'}` (line {node.start_mark.line + 1})"
+        return next(filter(None, (refused(child, at) for child, at in children)), None)
+
+    return refused(yaml.compose(text, Loader=loader), []) or "a value"
+
+
+def _key_name(key: Any) -> str:
+    """A mapping key as a path segment: a scalar's text without a URL's password, shortened; a complex key as `?`."""
+    from credbridge.urls import redacted
+
+    text = redacted(key.value) if isinstance(key.value, str) else "?"
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def shortened(value: Any, limit: int = 40) -> str:
