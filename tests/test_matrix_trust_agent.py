@@ -404,3 +404,45 @@ def test_the_agent_drops_its_stores_when_the_key_expires(installation: Installat
     time.sleep(6)
     assert credbridge(installation, env, "unlock", stdin=PASSPHRASE).returncode == 0
     assert served_by_a_fresh_store(installation, env), "the agent still held the decrypted store after the key expired"
+
+
+@pytest.fixture
+def squatted_shared_place(other_user: pwd.struct_passwd) -> Iterator[Path]:
+    """/tmp/credbridge made first by another user, 0755: the place a shared runtime dir of /tmp would give."""
+    squatted = Path("/tmp/credbridge")
+    subprocess.run(["mkdir", "-m", "755", str(squatted)], check=True, **as_user(other_user))  # type: ignore[call-overload]
+    try:
+        yield squatted
+    finally:
+        shutil.rmtree(squatted)
+
+
+def test_a_shared_runtime_dir_is_not_the_agent_place(installation: Installation, session: dict[str, str],
+                                                     tmp_path: Path, squatted_shared_place: Path) -> None:
+    """XDG_RUNTIME_DIR=/tmp (root's, sticky, open to all) is no runtime dir of ours: the random-name fallback is used."""
+    env = {**session, "XDG_RUNTIME_DIR": "/tmp", "CREDBRIDGE_CRYPTFILE": str(tmp_path / "creds.cbf")}
+    create_cryptfile(installation, env, tmp_path)
+    unlocked = credbridge(installation, env, "unlock", stdin=PASSPHRASE)
+    assert unlocked.returncode == 0, unlocked
+    shown = credbridge(installation, env, "exec", "--store", "cryptfile", "--", "sh", "-c", 'cat "$REGISTRY_AUTH_FILE"')
+    assert shown.returncode == 0 and b"squat.example" in shown.stdout, shown
+    assert fallback_place(env).parent == Path("/tmp") and list(squatted_shared_place.iterdir()) == []
+
+
+def test_a_passphrase_file_of_the_callers_own_descriptors_is_read_by_the_caller(
+        installation: Installation, session: dict[str, str], tmp_path: Path) -> None:
+    """CREDBRIDGE_PASSPHRASE_FILE=<(cat pp): /dev/fd/N means the caller's descriptor N, which the agent cannot open."""
+    env = {**session, "CREDBRIDGE_CRYPTFILE": str(tmp_path / "creds.cbf")}
+    create_cryptfile(installation, env, tmp_path)
+    started_agent(installation, env)
+    for name in ("/dev/fd/{}", "/proc/self/fd/{}"):
+        readable, writable = os.pipe()
+        os.write(writable, PASSPHRASE.encode())
+        os.close(writable)
+        try:
+            done = subprocess.run([installation.executable("docker-credential-cryptfile"), "get"], input=b"squat.example",
+                                  capture_output=True, env={**env, "CREDBRIDGE_PASSPHRASE_FILE": name.format(readable)},
+                                  pass_fds=[readable], timeout=30, check=False)
+        finally:
+            os.close(readable)
+        assert done.returncode == 0 and json.loads(done.stdout)["Secret"] == "hunter2-agent", done

@@ -32,7 +32,8 @@ def run_helper(store: str) -> "NoReturn":
         _run_without_posix(store, program, args)
     stdin = _read_stdin() if len(args) == 1 and args[0] in wire.ACTIONS_READING_STDIN else b""
     env = wire.process_env()
-    answer = None if env.get("CREDBRIDGE_NO_AGENT") else _ask_agent(store, program, args, stdin, env)
+    in_process = env.get("CREDBRIDGE_NO_AGENT") or wire.names_process_relative_path(env)
+    answer = None if in_process else _ask_agent(store, program, args, stdin, env)
     if answer is None:
         answer = _serve_in_process(store, program, args, stdin, env)
     exit_code, output = answer

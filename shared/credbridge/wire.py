@@ -31,6 +31,9 @@ RELEVANT_ENV_NAMES = frozenset({"HOME", "USER", "LOGNAME", "PATH", "DISPLAY", "W
 PATH_VARIABLES = ("CREDBRIDGE_CRYPTFILE", "CREDBRIDGE_PASSPHRASE_FILE", "CREDBRIDGE_CONFIG", "DOCKER_CONFIG",
                   "REGISTRY_AUTH_FILE", "APPTAINER_CONFIGDIR", "SINGULARITY_CONFIGDIR", "APPTAINER_AUTH_FILE",
                   "APPTAINER_AUTHFILE", "SINGULARITY_AUTHFILE", "VAULT_CACERT", "BAO_CACERT")
+#: Paths that name something of the process that opens them (its descriptors, its own /proc entry):
+#: the agent would open its own, so a call naming one is served in the caller's process.
+PROCESS_RELATIVE_PREFIXES = ("/dev/fd/", "/dev/std", "/proc/self/", "/proc/thread-self/")
 RELEVANT_ENV_PREFIXES = ("XDG_", "CREDBRIDGE_", "DOCKER_", "APPTAINER_", "SINGULARITY_", "VAULT_", "BAO_")
 #: Version 2 replies carry the call's debug log (credbridge.debuglog) for the caller to write.
 REQUEST_MAGIC = b"credbridge-request-2"
@@ -69,17 +72,28 @@ def process_env() -> "dict[str, str]":
     return env
 
 
+def is_process_relative(path: str) -> bool:
+    return path.startswith(PROCESS_RELATIVE_PREFIXES)
+
+
+def names_process_relative_path(env: "Mapping[str, str]") -> bool:
+    """Whether a path variable means a file of the caller's process (`<(...)` is /dev/fd/N): not the agent's to open."""
+    return any(is_process_relative(env.get(name, "")) for name in PATH_VARIABLES)
+
+
 def agent_dir(environ: "Mapping[str, str]") -> "Optional[str]":
     """The agent's place: its socket, its lock and the cached cryptfile keys; None when there is
     no place others cannot tamper with (then every call is served in process, nothing is cached).
 
-    $XDG_RUNTIME_DIR/credbridge when others cannot rename entries of that runtime dir. Else (ssh
-    sessions without logind, HPC login nodes) a directory of random name in /tmp, made by whoever
+    $XDG_RUNTIME_DIR/credbridge when that runtime dir is ours alone, as the XDG base directory spec
+    requires (owned by us, mode 0700): a shared one such as /tmp would give a fixed name another user
+    can take first. Else (ssh sessions without logind, HPC login nodes, XDG_RUNTIME_DIR=/tmp) a
+    directory of random name in /tmp, made by whoever
     needs it first and recorded per host in the user's own state dir: a name nobody can guess is a
     name nobody can claim first, and /tmp stays local when HOME is shared by many nodes.
     """
     runtime = environ.get("XDG_RUNTIME_DIR")
-    if runtime and _others_cannot_rename_in(runtime):
+    if runtime and _is_ours_alone(runtime):
         return runtime.rstrip("/") + "/credbridge"
     pointer = _fallback_pointer(environ)
     if pointer is None:
@@ -120,6 +134,15 @@ def _others_cannot_rename_in(path: str) -> bool:
     except OSError:
         return False
     return info.st_uid in (posix.getuid(), 0) and (not info.st_mode & 0o022 or bool(info.st_mode & 0o1000))
+
+
+def _is_ours_alone(directory: str) -> bool:
+    """A directory (symlinks followed, as the spec allows) owned by us that no one else may enter."""
+    try:
+        info = posix.stat(directory)
+    except OSError:
+        return False
+    return info.st_uid == posix.getuid() and (info.st_mode & 0o170077) == 0o040000
 
 
 def _read_line(path: str) -> str:
