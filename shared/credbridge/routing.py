@@ -39,7 +39,7 @@ _PATTERN = re.compile(rf"^(?:\*\.{_LABEL}\.{_LABEL}(?:\.{_LABEL})*|{_HOST}){_POR
 _REAL_HOST = re.compile(rf"^(?:{_HOST})$")
 _REAL_PORT = re.compile(rf"^{_PORT}$")
 _WILDCARD = "wildcard."  # stands for `*.` while a pattern is canonicalised: `*.index.docker.io` never becomes `docker.io`
-PATTERN_RULE = "a registry host[:port], or *.domain[:port] under a domain of two labels or more (*.corp.example, not *.io)"
+PATTERN_RULE = "a registry host[:port] or *.domain[:port] under a domain of two labels or more (*.corp.example, not *.io)"
 
 
 class Route(NamedTuple):
