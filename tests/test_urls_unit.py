@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from credbridge.urls import best_match, canonical, same_registry
+from credbridge.urls import best_match, canonical, redacted, same_registry
 
 
 @pytest.mark.parametrize("spelling", [
@@ -60,3 +60,17 @@ def test_a_lookalike_host_never_matches(host: str, extra: str) -> None:
 @given(st.text(max_size=60))
 def test_canonical_is_idempotent(url: str) -> None:
     assert canonical(canonical(url)) == canonical(url)
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("https://bob:PW/LEAK3@reg3.example", "https://bob:<redacted>@reg3.example"),
+    ("https://bob:a@b/c@reg.example/v2/", "https://bob:<redacted>@reg.example/v2/"),
+    ("error at 'https://u:p/q@x.example' and https://v:w@y.example",
+     "error at 'https://u:<redacted>@x.example' and https://v:<redacted>@y.example"),
+    ("alice:pw@reg.example", "alice:<redacted>@reg.example"),
+    ("https://reg.example:5000/repo@sha256:" + "ab" * 32, "https://reg.example:5000/repo@sha256:" + "ab" * 32),
+    ("reg.example:5000/repo@sha256:" + "ab" * 32, "reg.example:5000/repo@sha256:" + "ab" * 32),
+])
+def test_redacted_hides_every_password_even_one_holding_a_slash(text: str, shown: str) -> None:
+    """The authority ends at the first `/` for a parser, but a password that holds one is still a password."""
+    assert redacted(text) == shown

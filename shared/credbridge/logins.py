@@ -96,6 +96,7 @@ def render_logins(survey: Survey, as_json: bool) -> str:
         return "\n".join(["no logins (log in with `credbridge login REGISTRY`, `docker login` or `podman login`)",
                           *notes])
     rows = [("REGISTRY", "USER", "STORE"),
-            *((printable(login.server_url), printable(login.username), login.store) for login in survey.logins)]
+            *((printable(urls.redacted(login.server_url)), printable(login.username), login.store)
+              for login in survey.logins)]  # redacted before the widths are measured: the columns stay aligned
     widths = [max(len(row[column]) for row in rows) for column in range(2)]
     return "\n".join([*(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}" for row in rows), *notes])

@@ -18,9 +18,12 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 REDACTED = "<redacted>"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: `user:password@` in a URL anywhere in a text, with or without a scheme: starting the text, a word, a quoted
-#: string or a list item. The password runs to the last `@` before a `/`, a blank or a quote (it may hold `@`).
+#: string or a list item. The password runs to the last `@` before a blank or a quote (it may hold `@`), after a
+#: scheme also past a `/` (a password may hold one: hidden, even if a parser would end the host there) unless that
+#: `@` starts a digest (`repo@sha256:...`); without a scheme it stops at a `/`.
 _PASSWORD_IN_USERINFO = re.compile(
-    r"""(?P<start>[A-Za-z][A-Za-z0-9+.-]*://|(?<![^\s'"(\[{<,=]))(?P<user>[^\s/@:'"]*):[^\s/'"]*@""")
+    r"""(?P<start>(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)|(?<![^\s'"(\[{<,=]))(?P<user>[^\s/@:'"]*):"""
+    r"""(?(scheme)[^\s'"]*@(?![a-z0-9]+:[0-9a-f]{32})|[^\s/'"]*@)""")
 #: `scheme://token@`: userinfo without a colon after a scheme is a token as often as a name (git's `ghp_...@`).
 _TOKEN_IN_USERINFO = re.compile(r"""(?P<start>[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@:'"]+@""")
 _DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
