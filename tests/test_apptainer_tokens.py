@@ -15,6 +15,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tests.conftest import Helper, Installation
 from tests.support.matrix import NOT_FOUND
 from tests.support.process import Result, run
 from tests.support.strictload import StrictLoader
+from tests.test_bridge import wait_until
 
 DATA = Path(__file__).resolve().parent / "data" / "apptainer"
 #: key in the store -> (username, secret), as the era files hold them.
@@ -36,6 +38,7 @@ HELD = {
 #: key -> how its secret is spelled in remote.yaml (a Basic keyserver login is base64 in its Authorization header).
 IN_FILE = {key: secret for key, (_username, secret) in HELD.items()} | \
     {"apptainer-keyserver:https://keys.example.org": "YWxpY2U6czNjcjN0"}
+WAIT_SECONDS = 60
 SAME_HOSTS = ["cloud.sylabs.io", "https://cloud.sylabs.io", "library.example.org", "https://library.example.org/",
               "keys.example.org", "https://keys.example.org", "keys.sylabs.io", "https://keys.sylabs.io"]
 
@@ -61,10 +64,10 @@ class TokenHome:
         return Helper(self.installation.executable(f"docker-credential-{store}"), self.env)
 
     def plaintext_left(self) -> dict[str, list[str]]:
-        """Every remote.yaml (and backup) of both programs' directories still holding a secret."""
+        """Every file in both programs' directories (remote.yaml, a backup...) still holding a secret: key names."""
         found = {}
         for directory in {path.parent for path in self.remote_yamls.values()}:
-            for path in directory.iterdir():
+            for path in (path for path in directory.rglob("*") if path.is_file()):
                 text = path.read_text(errors="replace")
                 found.update({str(path): [key for key, secret in IN_FILE.items() if secret in text]})
         return {path: secrets for path, secrets in found.items() if secrets}
@@ -189,3 +192,155 @@ def test_list_shows_each_token_with_its_kind(token_home: TokenHome) -> None:
     kinds = {row["registry"]: row["kind"] for row in listed if row["registry"] in HELD}
     assert kinds == {key: "endpoint token" if "endpoint" in key else "keyserver login" for key in HELD}
     assert "apptainer-endpoint:cloud.sylabs.io" in token_home.credbridge("list").text
+
+
+# -- credbridge exec: a private config directory per program -------------------------------------
+
+#: The command under exec: reports its config directories (entries, links, remote.yaml), then may edit a
+#: remote.yaml in place as `remote login`/`logout` do (open O_RDWR|O_CREATE, truncate, write; SingularityCE
+#: with O_NOFOLLOW), may create a directory beside it, then may wait for the test to let it go.
+CHILD = r"""
+import json, os, sys, time
+
+report, plan = sys.argv[1], json.loads(sys.argv[2])
+dirs = {name: os.environ[name] for name in ("APPTAINER_CONFIGDIR", "SINGULARITY_CONFIGDIR")}
+def entry(path):
+    return os.readlink(path) if os.path.islink(path) else "file"
+facts = {"pid": os.getpid(), "dirs": dirs,
+         "entries": {name: {e: entry(os.path.join(d, e)) for e in os.listdir(d)} for name, d in dirs.items()},
+         "modes": {name: os.stat(d).st_mode & 0o777 for name, d in dirs.items()},
+         "remote_yaml": {name: open(os.path.join(d, "remote.yaml")).read() for name, d in dirs.items()
+                         if os.path.exists(os.path.join(d, "remote.yaml"))}}
+if plan.get("edit"):
+    variable, old, new = plan["edit"]
+    flags = os.O_RDWR | os.O_CREAT | (os.O_NOFOLLOW if variable.startswith("SINGULARITY") else 0)
+    with open(os.open(os.path.join(dirs[variable], "remote.yaml"), flags, 0o600), "r+") as changed:
+        text = changed.read()
+        assert old in text, text
+        changed.seek(0)
+        changed.truncate(0)
+        changed.write(text.replace(old, new, 1))
+for variable, name in plan.get("create", []):  # a directory the program makes, as `key newpair` makes keys
+    os.mkdir(os.path.join(dirs[variable], name), 0o700)
+    with open(os.path.join(dirs[variable], name, "pgp-public"), "w") as created:
+        created.write("a public keyring")
+with open(report + ".tmp", "w") as out:
+    json.dump(facts, out)
+os.rename(report + ".tmp", report)
+deadline = time.monotonic() + 120
+while plan.get("wait") and not os.path.exists(report + ".go") and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+NEW_REMOTE_V2 = "Remotes:\n  newlib:\n    URI: newlib.example.org\n    Token: fresh-token-of-remote-login\n" \
+                "    System: false\n    Exclusive: false\n"
+SYLABS_TOKEN_V3 = f"        Token: {HELD['apptainer-endpoint:cloud.sylabs.io'][1]}\n"
+
+
+class Exec:
+    """`credbridge exec --store cryptfile -- CHILD plan` in the token home; its command's report."""
+
+    def __init__(self, home: TokenHome, tmp_path: Path, **plan: object) -> None:
+        self.report = tmp_path / f"report-{time.monotonic_ns()}.json"
+        argv = [home.installation.executable("credbridge"), "exec", "--store", "cryptfile", "--",
+                sys.executable, "-c", CHILD, str(self.report), json.dumps(plan)]
+        self.process = subprocess.Popen(argv, env=home.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE)
+
+    def facts(self) -> dict:
+        wait_until(lambda: self.report.exists() or self.process.poll() is not None, "the command to report")
+        assert self.report.exists(), self.process.communicate(timeout=WAIT_SECONDS)
+        return json.loads(self.report.read_text())
+
+    def finish(self) -> None:
+        Path(f"{self.report}.go").touch()
+        _out, err = self.process.communicate(timeout=WAIT_SECONDS)
+        assert self.process.returncode == 0, err
+
+
+def loaded_text(strict_loader: StrictLoader, tmp_path: Path, text: str, flavour: str) -> dict:
+    path = tmp_path / f"given-{flavour}.yaml"
+    path.write_text(text)
+    return strict_loader.remote_yaml(path, flavour)  # type: ignore[arg-type]
+
+
+def test_exec_gives_each_program_a_private_directory_with_the_tokens_and_links_to_the_rest(
+        token_home: TokenHome, strict_loader: StrictLoader, tmp_path: Path) -> None:
+    real = token_home.remote_yamls["apptainer"].parent
+    (real / "keys").mkdir(mode=0o700)
+    (real / "remote-cache").mkdir(mode=0o700)
+    migrated(token_home)
+    before = token_home.snapshot()
+    running = Exec(token_home, tmp_path)
+    facts = running.facts()
+    running.finish()
+    apptainer_dir, singularity_dir = facts["dirs"]["APPTAINER_CONFIGDIR"], facts["dirs"]["SINGULARITY_CONFIGDIR"]
+    assert apptainer_dir != singularity_dir and set(facts["modes"].values()) == {0o700}
+    assert facts["entries"]["APPTAINER_CONFIGDIR"]["keys"] == str(real / "keys")
+    assert facts["entries"]["APPTAINER_CONFIGDIR"]["remote-cache"] == str(real / "remote-cache")
+    assert facts["entries"]["APPTAINER_CONFIGDIR"]["remote.yaml"].startswith("/proc/")  # exec's memory file
+    assert facts["entries"]["SINGULARITY_CONFIGDIR"]["remote.yaml"] == "file"  # SingularityCE: O_NOFOLLOW
+    for variable, flavour in (("APPTAINER_CONFIGDIR", "apptainer"), ("SINGULARITY_CONFIGDIR", "singularityce")):
+        given = loaded_text(strict_loader, tmp_path, facts["remote_yaml"][variable], flavour)
+        assert given["Remotes"]["SylabsCloud"]["Token"] == HELD["apptainer-endpoint:cloud.sylabs.io"][1]
+        assert given["Remotes"]["mylibrary"]["Token"] == HELD["apptainer-endpoint:library.example.org"][1]
+        assert [entry["Auth"] for entry in given["Credentials"]][2:] == \
+            ["Basic YWxpY2U6czNjcjN0", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.Zm9v"]
+    assert not Path(apptainer_dir).exists() and not Path(singularity_dir).exists()
+    assert token_home.snapshot() == before  # nothing changed: nothing written home
+
+
+def test_a_remote_login_inside_exec_comes_home_encrypted_and_a_logout_erases_it(
+        token_home: TokenHome, strict_loader: StrictLoader, tmp_path: Path) -> None:
+    migrated(token_home)
+    login = Exec(token_home, tmp_path, edit=["SINGULARITY_CONFIGDIR", "Remotes:\n", NEW_REMOTE_V2],
+                 create=[["SINGULARITY_CONFIGDIR", "keys"]])
+    login.facts()
+    login.finish()
+    assert (token_home.remote_yamls["singularityce"].parent / "keys" / "pgp-public").read_text() == "a public keyring"
+    cryptfile = token_home.helper("cryptfile")
+    stored = json.loads(cryptfile.get("apptainer-endpoint:newlib.example.org").stdout)
+    assert stored["Secret"] == "fresh-token-of-remote-login"
+    home = strict_loader.remote_yaml(token_home.remote_yamls["singularityce"], "singularityce")
+    assert (home["Remotes"]["newlib"]["URI"], home["Remotes"]["newlib"]["Token"]) == ("newlib.example.org", "")
+    assert "fresh-token" not in token_home.remote_yamls["singularityce"].read_text()
+    assert token_home.plaintext_left() == {}
+
+    logout = Exec(token_home, tmp_path, edit=["APPTAINER_CONFIGDIR", SYLABS_TOKEN_V3, ""])
+    logout.facts()
+    logout.finish()
+    assert cryptfile.get("apptainer-endpoint:cloud.sylabs.io").stdout == NOT_FOUND
+    assert cryptfile.get("apptainer-endpoint:library.example.org").returncode == 0  # only what was logged out
+    home = strict_loader.remote_yaml(token_home.remote_yamls["apptainer"], "apptainer")
+    assert home["Remotes"]["SylabsCloud"]["URI"] == "cloud.sylabs.io" and token_home.plaintext_left() == {}
+
+
+def test_a_sigkilled_exec_leaves_no_plaintext_token(token_home: TokenHome, tmp_path: Path) -> None:
+    migrated(token_home)
+    running = Exec(token_home, tmp_path, wait=True)
+    facts = running.facts()
+    running.process.send_signal(signal.SIGKILL)
+    running.process.wait(timeout=WAIT_SECONDS)
+    try:
+        wait_until(lambda: not any(Path(path).exists() for path in facts["dirs"].values()), "the watcher to remove")
+        everywhere = [path for root in (token_home.env["XDG_RUNTIME_DIR"], token_home.env["HOME"])
+                      for path in Path(root).rglob("*") if path.is_file()]
+        secrets = [secret for secret in IN_FILE.values()]
+        assert [path for path in everywhere if any(secret.encode() in path.read_bytes() for secret in secrets)] == []
+    finally:
+        os.kill(facts["pid"], signal.SIGTERM)  # the orphaned command
+
+
+def test_concurrent_execs_do_not_see_each_others_directories(token_home: TokenHome, tmp_path: Path) -> None:
+    migrated(token_home)
+    first = Exec(token_home, tmp_path, edit=["SINGULARITY_CONFIGDIR", "Remotes:\n", NEW_REMOTE_V2], wait=True)
+    first_facts = first.facts()
+    second = Exec(token_home, tmp_path, wait=True)
+    second_facts = second.facts()
+    try:
+        assert set(first_facts["dirs"].values()).isdisjoint(second_facts["dirs"].values())
+        assert "fresh-token" not in second_facts["remote_yaml"]["SINGULARITY_CONFIGDIR"]
+    finally:
+        second.finish()
+        first.finish()
+    assert json.loads(token_home.helper("cryptfile").get("apptainer-endpoint:newlib.example.org").stdout)["Secret"] \
+        == "fresh-token-of-remote-login"

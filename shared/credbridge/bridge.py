@@ -9,7 +9,9 @@ config.json is a symlink to it (docker and docker-py want a directory). So
 the plaintext is on no filesystem and ends with exec however exec ends,
 SIGKILL included; the path works in grandchildren started with their
 descriptors closed (Python's subprocess, sudo), which /dev/fd/N would not.
-The directory, which holds no secret, is removed by exec or by the next run.
+Apptainer and SingularityCE also get private config directories with their
+endpoint tokens (credbridge.configdir). The directory is removed by exec, by
+a watcher when exec is killed, or, when both are, by the next run.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import tempfile
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Optional, Sequence
 
-from credbridge import atomicfile, dockerconfig, remotetokens, routing, supervise, urls, wire
+from credbridge import atomicfile, configdir, dockerconfig, remotetokens, routing, supervise, urls, wire
 from credbridge.errors import HelperError
 from credbridge.helpercall import HelperProgram
 from credbridge.store import Credentials
@@ -69,16 +71,41 @@ def run_with_authfile(command: Sequence[str], registries: Sequence[str], store: 
     with _writing(base):
         atomicfile.private_dir(base)
     remove_stale_exec_dirs(base)
+    helper = HelperProgram(configured_store(store, environ), environ)
     supervise.block_signals()
     directory = os.path.join(base, f"exec-{os.getpid()}-{secrets.token_hex(8)}")
     try:
         with _writing(directory):
             os.mkdir(directory, 0o700)
+            remove_when_gone(directory)
             authfile = _anonymous_file(data, directory)
             os.symlink(authfile, os.path.join(directory, "config.json"))
-        return supervise.run(command, {**environ, **dict.fromkeys(AUTHFILE_VARIABLES, authfile), "DOCKER_CONFIG": directory})
+            mirrors = configdir.prepare(directory, helper, authfile, lambda text: _anonymous_file(text, directory), environ)
+        status = supervise.run(command, {**environ, **dict.fromkeys(AUTHFILE_VARIABLES, authfile), "DOCKER_CONFIG": directory,
+                                         **configdir.variables(mirrors)})
+        configdir.bring_home(mirrors, helper)
+        return status
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_when_gone(directory: str) -> None:
+    """A watcher that removes `directory` once we are gone, SIGKILL included (SingularityCE's remote.yaml,
+    which it will not read through a link to our memory, is a file there). It waits for the end of a pipe
+    only we hold (not inherited by the command), in a session of its own, with our signals blocked."""
+    reading, writing = os.pipe()
+    if os.fork() == 0:
+        try:
+            os.close(writing)
+            os.setsid()
+            nowhere = os.open(os.devnull, os.O_RDWR)
+            for standard in (0, 1, 2):  # whoever reads our output sees its end when we end
+                os.dup2(nowhere, standard)
+            os.read(reading, 1)
+            shutil.rmtree(directory, ignore_errors=True)
+        finally:
+            os._exit(0)
+    os.close(reading)
 
 
 def _anonymous_file(data: bytes, directory: str) -> str:

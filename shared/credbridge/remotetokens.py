@@ -82,3 +82,10 @@ def from_authorization(server_url: str, header: str) -> Optional[Credentials]:
             return Credentials(server_url, username, secret)
     return None
 
+
+
+def authorization(credentials: Credentials) -> str:
+    """The header `keyserver login` writes for these credentials (the inverse of from_authorization)."""
+    if credentials.username == dockerconfig.TOKEN_USERNAME:
+        return f"Bearer {credentials.secret}"
+    return "Basic " + base64.b64encode(f"{credentials.username}:{credentials.secret}".encode()).decode()

@@ -39,7 +39,12 @@ def load(path: str) -> RemoteFile:
     found = atomicfile.read(path)
     if found is None:
         return RemoteFile({}, V3_STYLE)
-    text = found[0].decode("utf-8", "replace")
+    return parse(found[0], path)
+
+
+def parse(data: bytes, path: str) -> RemoteFile:
+    """The document and style of a remote.yaml's bytes read from `path` (named in errors)."""
+    text = data.decode("utf-8", "replace")
     document = parse_yaml(text, path, "fix or move it")
     if document is None:
         return RemoteFile({}, V3_STYLE)
