@@ -311,3 +311,105 @@ def test_a_timeout_that_is_not_a_number_is_named(installation: Installation, loc
         assert b"_positive_seconds" not in result.stderr and b"seconds" in result.stderr, result.stderr
         assert result.stderr.strip().splitlines()[-1].startswith(b"credbridge " + command.encode()), result.stderr
 
+
+
+# -- the memory of generations: where it is kept, and what it is keyed by ------------------------------
+
+#: Run "$@" with HOME made read-only, in a private mount namespace (root ignores a mode, not a mount).
+WITH_HOME_READ_ONLY = r'mount --bind "$HOME" "$HOME" && mount -o remount,bind,ro "$HOME" "$HOME" && exec "$@"'
+
+
+def test_a_state_dir_that_cannot_be_written_warns_and_still_serves(installation: Installation,
+                                                                   cryptfile_session: dict[str, str],
+                                                                   tmp_path: Path) -> None:
+    """A cryptfile outside a read-only HOME: the newest generation cannot be remembered, the logins are still there."""
+    env = {**cryptfile_session, "CREDBRIDGE_NO_AGENT": "1", "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "x.cbf"),
+           "CREDBRIDGE_PASSPHRASE_FILE": str(passphrase_file(tmp_path, CRYPTFILE_PASSPHRASE))}
+    assert cryptfile_helper(installation, env)("store", stdin=store_json(SERVER)).returncode == 0
+    home = tmp_path / "read-only-home"
+    home.mkdir(mode=0o700)
+    read_only = {**env, "HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share")}
+
+    def in_read_only_home(action: str, stdin: str) -> Result:
+        argv = ["unshare", "-rm", "sh", "-c", WITH_HOME_READ_ONLY, "sh",
+                installation.executable("docker-credential-cryptfile"), action]
+        return run(argv, stdin, read_only)
+
+    for result in (in_read_only_home("get", SERVER), in_read_only_home("store", store_json("more.example"))):
+        assert result.returncode == 0, result
+        assert result.stderr.count(b"\n") == 1 and b"warning" in result.stderr, result.stderr
+        assert b"XDG_STATE_HOME" in result.stderr and str(home).encode() in result.stderr, result.stderr
+    assert secret_of(in_read_only_home("get", SERVER)) == SECRET
+    assert json.loads(in_read_only_home("list", "").stdout) == {SERVER: USERNAME, "more.example": USERNAME}
+    assert not (home / ".local").exists()
+
+
+@pytest.mark.parametrize("spelling", ["double-slash", "symlinked-parent"])
+def test_another_spelling_of_the_path_does_not_bypass_the_older_copy_refusal(
+        installation: Installation, locked_env: dict[str, str], tmp_path: Path, spelling: str) -> None:
+    env = {**locked_env, "CREDBRIDGE_PASSPHRASE_FILE": str(passphrase_file(tmp_path, CRYPTFILE_PASSPHRASE))}
+    path = cryptfile(env)
+    batch = cryptfile_helper(installation, env)
+    assert batch("store", stdin=store_json(SERVER)).returncode == 0
+    older = path.read_bytes()
+    assert batch.erase(SERVER).returncode == 0
+    path.write_bytes(older)
+    if spelling == "double-slash":
+        other = "/" + str(path)
+    else:
+        (tmp_path / "link").symlink_to(tmp_path)
+        other = str(tmp_path / "link" / path.relative_to(tmp_path))
+    respelled = cryptfile_helper(installation, {**env, "CREDBRIDGE_CRYPTFILE": other})
+    assert_one_line(respelled.get(SERVER), "older", "credbridge unlock --accept-rollback")
+    assert_one_line(batch.get(SERVER), "older", "credbridge unlock --accept-rollback")
+
+
+# -- secret files: only a regular file of this user's alone, and never a wait ---------------------------
+
+def test_a_passphrase_fifo_is_refused_at_once(installation: Installation, locked_env: dict[str, str],
+                                              tmp_path: Path) -> None:
+    batch = {**locked_env, "CREDBRIDGE_PASSPHRASE_FILE": str(passphrase_file(tmp_path, CRYPTFILE_PASSPHRASE))}
+    assert cryptfile_helper(installation, batch)("store", stdin=store_json(SERVER)).returncode == 0
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    piped = cryptfile_helper(installation, {**locked_env, "CREDBRIDGE_PASSPHRASE_FILE": str(fifo)})
+    assert_one_line(piped.get(SERVER), "CREDBRIDGE_PASSPHRASE_FILE", str(fifo), "not a regular file")
+
+
+def vault_env(home: Path) -> dict[str, str]:
+    """A Vault nobody listens at, logging in with ~/.vault-token: the token file is read before any request."""
+    return {"HOME": str(home), "PATH": os.environ["PATH"], "CREDBRIDGE_NO_AGENT": "1",
+            "VAULT_ADDR": "http://127.0.0.1:9"}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "loose", "foreign"])
+def test_a_vault_token_file_not_ours_alone_or_not_a_file_is_refused_at_once(installation: Installation,
+                                                                             tmp_path: Path, kind: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    token = home / ".vault-token"
+    if kind == "fifo":
+        os.mkfifo(token, 0o600)
+    else:
+        token.write_text("s.not-a-real-token\n")
+        token.chmod(0o644 if kind == "loose" else 0o600)
+        if kind == "foreign":
+            os.chown(token, 65534, 65534)
+    vault = Helper(installation.executable("docker-credential-vault"), vault_env(home))
+    expected = {"fifo": "not a regular file", "loose": f"chmod 600 {token}", "foreign": "not owned by you"}[kind]
+    assert_one_line(vault("store", stdin=store_json(SERVER)), str(token), expected)
+
+
+@pytest.mark.parametrize("method, field", [("approle", "secret_id_file"), ("jwt", "jwt_file")])
+def test_a_vault_login_secret_file_others_can_read_is_refused(installation: Installation, tmp_path: Path,
+                                                              method: str, field: str) -> None:
+    home = tmp_path / "home"
+    (home / ".config" / "credbridge").mkdir(mode=0o700, parents=True)
+    secret = tmp_path / "login-secret"
+    secret.write_text("not-a-real-secret\n")
+    secret.chmod(0o640)
+    other = {"approle": "role_id: r", "jwt": "role: r"}[method]
+    (home / ".config" / "credbridge" / "config.yaml").write_text(
+        f"vault:\n  auth:\n    method: {method}\n    {other}\n    {field}: {secret}\n")
+    vault = Helper(installation.executable("docker-credential-vault"), vault_env(home))
+    assert_one_line(vault("store", stdin=store_json(SERVER)), str(secret), f"chmod 600 {secret}")

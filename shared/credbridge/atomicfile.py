@@ -36,6 +36,14 @@ _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
 
 
+class CannotWrite(HelperError):
+    """The system refused a write for a reason a person can fix (see _WRITE_FIXES); `reason` is its strerror."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def _refuse_unsafe(path: str, info: os.stat_result) -> None:
     if stat.S_ISLNK(info.st_mode):
         raise HelperError(f"{path} is a symlink: replace it with the real file or directory, or point credbridge at the target")
@@ -53,7 +61,7 @@ def _writing(path: str) -> Iterator[None]:
     except OSError as error:
         if error.errno not in _WRITE_FIXES:
             raise
-        raise HelperError(f"cannot write {path}: {error.strerror}: {_WRITE_FIXES[error.errno]}") from None
+        raise CannotWrite(f"cannot write {path}: {error.strerror}: {_WRITE_FIXES[error.errno]}", error.strerror) from None
 
 
 def private_dir(path: str) -> None:

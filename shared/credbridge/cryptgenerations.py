@@ -8,10 +8,13 @@ file in its place until the user accepts it (`credbridge unlock
 --accept-rollback`).
 
 Kept in $XDG_STATE_HOME/credbridge/generations (else ~/.local/state/...;
-0700), one small 0600 JSON file per cryptfile named by a hash of its
-absolute path: state that must outlive logouts and reboots, unlike the
+0700), one small 0600 JSON file per cryptfile named by a hash of its real
+path (every spelling of one file, through `//` or a symlinked directory, is
+one record): state that must outlive logouts and reboots, unlike the
 runtime directory, and that belongs to this user only. Only ids and
-numbers are stored, no secret.
+numbers are stored, no secret. A state dir that cannot be written (a
+read-only HOME, a full disk) costs this protection, with a warning on each
+call, never the logins: the cryptfile itself may well live elsewhere.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Mapping, Optional
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Optional
 
-from credbridge import atomicfile, userdirs
+from credbridge import atomicfile, debuglog, userdirs
 from credbridge.errors import HelperError
 
 ACCEPT = "credbridge unlock --accept-rollback"
@@ -33,25 +37,38 @@ class Rollback(HelperError):
 
 def check(env: Mapping[str, str], cryptfile: str, file_id: str, generation: int) -> None:
     """Refuse an older generation or another file than the one last seen; remember a newer generation."""
-    seen = _seen(env, cryptfile)
-    if seen is not None:
-        _refuse_going_back(cryptfile, seen, file_id, generation)
-        if seen == (file_id, generation):
-            return
-    with atomicfile.exclusive(_entry_path(env, cryptfile)):
-        seen = _seen(env, cryptfile)  # another process may have seen a newer one meanwhile
+    with _unless_unwritable(env, cryptfile):
+        seen = _seen(env, cryptfile)
         if seen is not None:
             _refuse_going_back(cryptfile, seen, file_id, generation)
-            if seen[1] >= generation:
+            if seen == (file_id, generation):
                 return
-        _write(env, cryptfile, file_id, generation)
+        with atomicfile.exclusive(_entry_path(env, cryptfile)):
+            seen = _seen(env, cryptfile)  # another process may have seen a newer one meanwhile
+            if seen is not None:
+                _refuse_going_back(cryptfile, seen, file_id, generation)
+                if seen[1] >= generation:
+                    return
+            _write(env, cryptfile, file_id, generation)
 
 
 def accept(env: Mapping[str, str], cryptfile: str, file_id: str, generation: int) -> None:
     """Make this the newest generation seen, even an older one: for files credbridge just wrote anew,
     and for `credbridge unlock --accept-rollback`."""
-    with atomicfile.exclusive(_entry_path(env, cryptfile)):
+    with _unless_unwritable(env, cryptfile), atomicfile.exclusive(_entry_path(env, cryptfile)):
         _write(env, cryptfile, file_id, generation)
+
+
+@contextmanager
+def _unless_unwritable(env: Mapping[str, str], cryptfile: str) -> Iterator[None]:
+    """A record the system will not let us read or write is a warning, not a failed call (a refusal still is)."""
+    try:
+        yield
+    except (atomicfile.CannotWrite, OSError) as error:
+        reason = error.reason if isinstance(error, atomicfile.CannotWrite) else error.strerror
+        debuglog.warn(f"cannot keep the newest generation of the cryptfile {cryptfile} in "
+                      f"{os.path.dirname(_entry_path(env, cryptfile))} ({reason}): an older copy put back would go "
+                      "unnoticed; make that directory writable, or set XDG_STATE_HOME to a writable directory of yours")
 
 
 def _refuse_going_back(cryptfile: str, seen: tuple[str, int], file_id: str, generation: int) -> None:
@@ -83,5 +100,5 @@ def _write(env: Mapping[str, str], cryptfile: str, file_id: str, generation: int
 
 
 def _entry_path(env: Mapping[str, str], cryptfile: str) -> str:
-    name = hashlib.sha256(os.path.abspath(cryptfile).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    name = hashlib.sha256(os.path.realpath(cryptfile).encode("utf-8", "surrogateescape")).hexdigest()[:32]
     return os.path.join(userdirs.state_home(env), "credbridge", "generations", name + ".json")

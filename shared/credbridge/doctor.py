@@ -295,20 +295,19 @@ def _permission_checks(env: Mapping[str, str]) -> list[Check]:
 
 
 def _secret_file_checks(env: Mapping[str, str]) -> list[Check]:
-    """The passphrase file and the Vault token, judged as ssh judges a key (the cryptfile store refuses
-    a loose passphrase file; the Vault token is not refused, only reported)."""
-    from credbridge.stores.cryptfile import loose_secret_file
+    """The passphrase file and the Vault token, judged as ssh judges a key (the stores refuse them loose)."""
+    from credbridge.secretfile import loose
     from credbridge.stores.vaultsettings import token_file
 
     checks = []
     for path in filter(None, (env.get("CREDBRIDGE_PASSPHRASE_FILE"), token_file(env))):
         try:
-            loose = loose_secret_file(path, os.stat(path))
+            problem = loose(path, os.stat(path))
         except OSError:
             continue
-        if loose is not None:
-            checks.append(Check("permissions", "fail", f"{loose[0]}: other users may read or change the secret",
-                                loose[1]))
+        if problem is not None:
+            checks.append(Check("permissions", "fail", f"{problem[0]}: other users may read or change the secret",
+                                problem[1]))
     return checks
 
 

@@ -1,8 +1,8 @@
 """docker-credential-cryptfile: every credential in one encrypted file, for headless machines.
 
 The key comes from the session's key cache (`credbridge unlock`), else from
-CREDBRIDGE_PASSPHRASE_FILE (batch jobs, refused like ssh refuses a loose
-key when others could read it); with neither the store is locked. Both are
+CREDBRIDGE_PASSPHRASE_FILE (batch jobs; refused like ssh refuses a loose
+key when others could read it, see credbridge.secretfile); with neither the store is locked. Both are
 consulted on every call, so `credbridge lock` takes effect at once, also in
 the agent. A missing file holds nothing and needs no key; a locked file
 answers "not found" for a registry its header's index does not name
@@ -20,7 +20,7 @@ import hashlib
 import os
 from typing import Callable, Mapping, NamedTuple, Optional, TypeVar
 
-from credbridge import atomicfile, cryptformat, cryptgenerations, debuglog, keycache, urls, userdirs
+from credbridge import atomicfile, cryptformat, cryptgenerations, debuglog, keycache, secretfile, urls, userdirs
 from credbridge.errors import CredentialsNotFound, HelperError, StoreLocked
 from credbridge.store import Credentials
 
@@ -36,16 +36,6 @@ def cryptfile_path(env: Mapping[str, str]) -> str:
     if env.get("CREDBRIDGE_CRYPTFILE"):
         return os.path.abspath(env["CREDBRIDGE_CRYPTFILE"])
     return os.path.join(userdirs.data_home(env), "credbridge", "credentials.cbf")
-
-
-def loose_secret_file(path: str, info: os.stat_result) -> Optional[tuple[str, str]]:
-    """(problem, fix) when a file holding a secret is not this user's alone, judged as ssh judges a key."""
-    if info.st_uid != os.getuid():
-        return (f"{path} is not owned by you (owner uid {info.st_uid})",
-                "put the secret in a file of your own and run `chmod 600` on it")
-    if info.st_mode & 0o077:
-        return f"{path} is open to group or others (mode {info.st_mode & 0o777:04o})", f"chmod 600 {path}"
-    return None
 
 
 def _signature(info: os.stat_result) -> tuple[int, ...]:
@@ -262,23 +252,13 @@ class CryptFileStore:
         return key
 
     def _batch_passphrase(self) -> Optional[bytes]:
+        """The first line of CREDBRIDGE_PASSPHRASE_FILE, read anew on every call (credbridge.secretfile's rules)."""
         if self._passphrase_file is None:
             return None
-        try:
-            with open(self._passphrase_file, "rb") as stream:
-                self._refuse_loose_passphrase_file(os.fstat(stream.fileno()))
-                passphrase = stream.read().splitlines()
-        except OSError as error:
-            raise HelperError(f"cannot read CREDBRIDGE_PASSPHRASE_FILE {self._passphrase_file}: {error.strerror}") from None
+        passphrase = (secretfile.read(self._passphrase_file, "CREDBRIDGE_PASSPHRASE_FILE") or b"").splitlines()
         if not passphrase or not passphrase[0]:
             raise HelperError(f"CREDBRIDGE_PASSPHRASE_FILE {self._passphrase_file} is empty: put the passphrase on its first line")
         return passphrase[0]
-
-    def _refuse_loose_passphrase_file(self, info: os.stat_result) -> None:
-        """Checked on every read, before reading: a file others can read or change is not a secret."""
-        loose = loose_secret_file(str(self._passphrase_file), info)
-        if loose is not None:
-            raise HelperError(f"CREDBRIDGE_PASSPHRASE_FILE {loose[0]}; fix: {loose[1]}")
 
     # -- format errors, with the path ----------------------------------------
 

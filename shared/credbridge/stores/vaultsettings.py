@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, NamedTuple, Optional
 
-from credbridge import config, urls, userdirs
+from credbridge import config, secretfile, urls, userdirs
 from credbridge.errors import HelperError
 
 DEFAULT_MOUNT = "secret"
@@ -120,25 +120,23 @@ def _token(env: Mapping[str, str]) -> tuple[Optional[str], str]:
 def read_token_file(env: Mapping[str, str]) -> Optional[str]:
     """The token `bao login` / `vault login` left behind, None if there is none."""
     path = token_file(env)
-    try:
-        with open(path, encoding="utf-8") as stream:
-            return stream.read().strip() or None
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as error:
-        raise HelperError(f"cannot read the Vault token file {path}: {getattr(error, 'strerror', None) or error}") from None
+    return _text_of(secretfile.read(path, "the Vault token file", missing_ok=True), path).strip() or None
 
 
 def read_secret_file(path: str, what: str) -> str:
     """First line of a file holding a secret id or a JWT (rotated by its owner: read at each login)."""
-    try:
-        with open(path, encoding="utf-8") as stream:
-            value = stream.readline().strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise HelperError(f"cannot read the Vault {what} file {path}: {getattr(error, 'strerror', None) or error}") from None
+    lines = _text_of(secretfile.read(path, f"the Vault {what} file"), path).splitlines()
+    value = lines[0].strip() if lines else ""
     if not value:
         raise HelperError(f"the Vault {what} file {path} is empty")
     return value
+
+
+def _text_of(content: Optional[bytes], path: str) -> str:
+    try:
+        return (content or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise HelperError(f"{path} is not UTF-8 text: put the token alone in it") from None
 
 
 def _addresses(value: Any, where: str) -> tuple[str, ...]:
