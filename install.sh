@@ -81,7 +81,8 @@ if [ $# -eq 0 ]; then
 
     umask 077
     mkdir -p "$prefix" "$bindir"
-    if [ -d "$bundle" ]; then stop_agent; rm -rf "$bundle"; fi
+    stop_agent  # the agent of the old code, bundle or not: it would keep serving it, and load modules replaced under it
+    rm -rf "$bundle"
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
     # pip builds a source tree in place: install from a copy, so setuptools'
     # build/ output never lands in the checkout (nor races another install).

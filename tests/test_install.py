@@ -43,3 +43,26 @@ def test_bindir_chooses_where_the_launchers_go(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (elsewhere / "docker-credential-keyring").exists() and (elsewhere / "credbridge").exists()
     assert not (tmp_path / ".local" / "bin").exists()
+
+
+def test_reinstalling_stops_the_agent_of_the_old_code(tmp_path: Path) -> None:
+    """An agent left running would serve the old code (and load modules from the files replaced under it)."""
+    from tests.test_agent import wait_for
+    from tests.test_matrix_trust_agent import agents_of_home
+
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    assert install(tmp_path, XDG_RUNTIME_DIR=str(runtime)).returncode == 0
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": str(runtime)}
+    listed = subprocess.run([str(tmp_path / ".local" / "bin" / "docker-credential-apptainer"), "list"],
+                            capture_output=True, env=env, timeout=30, check=False)
+    assert listed.returncode == 0, listed
+    wait_for(lambda: list((runtime / "credbridge").glob("agent-*.sock")))
+    [agent] = agents_of_home(tmp_path)
+    again = install(tmp_path, XDG_RUNTIME_DIR=str(runtime))
+    assert again.returncode == 0, again.stderr
+    try:
+        wait_for(lambda: agent not in agents_of_home(tmp_path))
+    finally:
+        for pid in agents_of_home(tmp_path):
+            os.kill(pid, 9)
