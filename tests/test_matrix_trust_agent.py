@@ -319,16 +319,22 @@ def fallback_place(env: dict[str, str]) -> Path:
     return Path(pointer.read_text().strip())
 
 
-@pytest.fixture
-def squatted_tmp(other_user: pwd.struct_passwd) -> Iterator[Path]:
-    """/tmp/credbridge-<uid> made first by another user, 0755, with a lock file of theirs in it."""
-    squatted = Path(f"/tmp/credbridge-{os.getuid()}")
-    subprocess.run(["sh", "-c", f"mkdir -m 755 {squatted} && echo 1 > {squatted}/agent-{__version__}.lock"],
-                   check=True, **as_user(other_user))  # type: ignore[call-overload]
+@contextmanager
+def squatted_by(user: pwd.struct_passwd, squatted: Path, script: str) -> Iterator[Path]:
+    """`squatted`, made first by `user` running `script` (sh), removed after."""
+    subprocess.run(["sh", "-c", script], check=True, **as_user(user))  # type: ignore[call-overload]
     try:
         yield squatted
     finally:
         shutil.rmtree(squatted)
+
+
+@pytest.fixture
+def squatted_tmp(other_user: pwd.struct_passwd) -> Iterator[Path]:
+    """/tmp/credbridge-<uid> made first by another user, 0755, with a lock file of theirs in it."""
+    squatted = Path(f"/tmp/credbridge-{os.getuid()}")
+    with squatted_by(other_user, squatted, f"mkdir -m 755 {squatted} && echo 1 > {squatted}/agent-{__version__}.lock"):
+        yield squatted
 
 
 def test_a_squatted_tmp_directory_denies_no_service(installation: Installation, session: dict[str, str],
@@ -409,12 +415,8 @@ def test_the_agent_drops_its_stores_when_the_key_expires(installation: Installat
 @pytest.fixture
 def squatted_shared_place(other_user: pwd.struct_passwd) -> Iterator[Path]:
     """/tmp/credbridge made first by another user, 0755: the place a shared runtime dir of /tmp would give."""
-    squatted = Path("/tmp/credbridge")
-    subprocess.run(["mkdir", "-m", "755", str(squatted)], check=True, **as_user(other_user))  # type: ignore[call-overload]
-    try:
+    with squatted_by(other_user, Path("/tmp/credbridge"), "mkdir -m 755 /tmp/credbridge") as squatted:
         yield squatted
-    finally:
-        shutil.rmtree(squatted)
 
 
 def test_a_shared_runtime_dir_is_not_the_agent_place(installation: Installation, session: dict[str, str],
