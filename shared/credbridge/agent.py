@@ -295,7 +295,8 @@ def main() -> None:
     directory = wire.agent_dir(os.environ)
     if directory is None:
         raise SystemExit("credbridge agent: no private place for the agent: set XDG_RUNTIME_DIR to a directory of "
-                         "yours, or make ~/.local/state writable (helpers serve every call in process meanwhile)")
+                         "yours alone (mode 0700), or make ~/.local/state writable (helpers serve every call "
+                         "in process meanwhile)")
     ensure_private_dir(directory)
     try:
         keycache.remember_place(os.environ, directory)  # so that `credbridge lock` from any session reaches us
