@@ -45,8 +45,7 @@ def save(env: Mapping[str, str], cryptfile: str, header: bytes, key: bytes, seco
     place = wire.agent_dir(env)
     if place is None:
         raise HelperError("no private place to cache the key in: set XDG_RUNTIME_DIR to a directory of yours alone "
-                          "(mode 0700), "
-                          "or make ~/.local/state writable, then run credbridge unlock again")
+                          "(mode 0700), or make ~/.local/state writable, then run credbridge unlock again")
     remember_place(env, place)
     path = _entry_path(place, cryptfile)
     record = {"expires": time.time() + seconds, "header": _b64(header), "key": _b64(key)}
