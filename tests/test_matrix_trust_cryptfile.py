@@ -400,16 +400,32 @@ def test_a_vault_token_file_not_ours_alone_or_not_a_file_is_refused_at_once(inst
     assert_one_line(vault("store", stdin=store_json(SERVER)), str(token), expected)
 
 
-@pytest.mark.parametrize("method, field", [("approle", "secret_id_file"), ("jwt", "jwt_file")])
-def test_a_vault_login_secret_file_others_can_read_is_refused(installation: Installation, tmp_path: Path,
-                                                              method: str, field: str) -> None:
+def vault_login_helper(installation: Installation, tmp_path: Path, method: str, field: str, mode: int) -> tuple[Helper, Path]:
+    """docker-credential-vault logging in by `method` with its secret in a file of `mode`, at a Vault nobody runs."""
     home = tmp_path / "home"
     (home / ".config" / "credbridge").mkdir(mode=0o700, parents=True)
     secret = tmp_path / "login-secret"
     secret.write_text("not-a-real-secret\n")
-    secret.chmod(0o640)
+    secret.chmod(mode)
     other = {"approle": "role_id: r", "jwt": "role: r"}[method]
     (home / ".config" / "credbridge" / "config.yaml").write_text(
         f"vault:\n  auth:\n    method: {method}\n    {other}\n    {field}: {secret}\n")
-    vault = Helper(installation.executable("docker-credential-vault"), vault_env(home))
+    return Helper(installation.executable("docker-credential-vault"), vault_env(home)), secret
+
+
+def test_a_vault_approle_secret_file_others_can_read_is_refused(installation: Installation, tmp_path: Path) -> None:
+    vault, secret = vault_login_helper(installation, tmp_path, "approle", "secret_id_file", 0o640)
     assert_one_line(vault("store", stdin=store_json(SERVER)), str(secret), f"chmod 600 {secret}")
+
+
+def test_a_vault_jwt_file_others_can_write_is_refused(installation: Installation, tmp_path: Path) -> None:
+    vault, secret = vault_login_helper(installation, tmp_path, "jwt", "jwt_file", 0o646)
+    assert_one_line(vault("store", stdin=store_json(SERVER)), str(secret), f"chmod go-w {secret}")
+
+
+def test_a_vault_jwt_file_the_platform_issues_readable_by_others_is_read(installation: Installation,
+                                                                        tmp_path: Path) -> None:
+    """Kubernetes projects its service account token root-owned, 0644: that JWT is read (the tests run as root)."""
+    vault, secret = vault_login_helper(installation, tmp_path, "jwt", "jwt_file", 0o644)
+    answer = vault("store", stdin=store_json(SERVER))
+    assert answer.returncode == 1 and str(secret) not in answer.text and "127.0.0.1" in answer.text, answer

@@ -126,7 +126,7 @@ class Connection:
             operation: Callable[[Any], Any] = lambda client: client.auth.approle.login(  # noqa: E731
                 login.fields["role_id"], secret_id, use_token=False, mount_point=login.mount)
         else:
-            jwt = vaultsettings.read_secret_file(login.fields["jwt_file"], "JWT")
+            jwt = vaultsettings.read_secret_file(login.fields["jwt_file"], "JWT", issued=True)
             operation = lambda client: client.auth.jwt.jwt_login(  # noqa: E731
                 login.fields["role"], jwt, use_token=False, path=login.mount)
         try:

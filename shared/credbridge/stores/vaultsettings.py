@@ -123,9 +123,10 @@ def read_token_file(env: Mapping[str, str]) -> Optional[str]:
     return _text_of(secretfile.read(path, "the Vault token file", missing_ok=True), path).strip() or None
 
 
-def read_secret_file(path: str, what: str) -> str:
-    """First line of a file holding a secret id or a JWT (rotated by its owner: read at each login)."""
-    lines = _text_of(secretfile.read(path, f"the Vault {what} file"), path).splitlines()
+def read_secret_file(path: str, what: str, issued: bool = False) -> str:
+    """First line of a file holding a secret id or a JWT (rotated by its owner: read at each login);
+    `issued`: the platform writes it (credbridge.secretfile)."""
+    lines = _text_of(secretfile.read(path, f"the Vault {what} file", issued=issued), path).splitlines()
     value = lines[0].strip() if lines else ""
     if not value:
         raise HelperError(f"the Vault {what} file {path} is empty")
