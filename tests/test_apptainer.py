@@ -137,12 +137,14 @@ def test_relogin_replaces_the_stub_of_the_same_scheme_and_host_keeping_insecure(
 
 def test_keyserver_logins_and_library_tokens_are_served(files: Files) -> None:
     files.put("remote-v3-era.yaml", files.remote_yaml)
-    assert files.got("https://keys.example.org") == {"ServerURL": "https://keys.example.org", "Username": "alice", "Secret": "s3cr3t"}
-    assert files.got("keys.sylabs.io")["Username"] == "<token>"
-    assert files.got("keys.sylabs.io")["Secret"] == "eyJhbGciOiJIUzI1NiJ9.e30.Zm9v"
-    assert files.got("library.example.org")["Secret"] == "lib-token: with colon #and hash"
-    assert files.listed() == {"https://keys.example.org": "alice", "https://keys.sylabs.io": "<token>",
-                              "cloud.sylabs.io": "<token>", "library.example.org": "<token>"}
+    keyserver, endpoint = "apptainer-keyserver:", "apptainer-endpoint:"  # keys no registry's name reaches
+    assert files.got(f"{keyserver}https://keys.example.org") == \
+        {"ServerURL": f"{keyserver}https://keys.example.org", "Username": "alice", "Secret": "s3cr3t"}
+    assert files.got(f"{keyserver}https://keys.sylabs.io")["Username"] == "<token>"
+    assert files.got(f"{keyserver}https://keys.sylabs.io")["Secret"] == "eyJhbGciOiJIUzI1NiJ9.e30.Zm9v"
+    assert files.got(f"{endpoint}library.example.org")["Secret"] == "lib-token: with colon #and hash"
+    assert files.listed() == {f"{keyserver}https://keys.example.org": "alice", f"{keyserver}https://keys.sylabs.io": "<token>",
+                              f"{endpoint}cloud.sylabs.io": "<token>", f"{endpoint}library.example.org": "<token>"}
 
 
 def test_erase_forgets_the_registry_everywhere_and_keeps_everything_else(files: Files) -> None:
@@ -236,7 +238,7 @@ def test_apptainer_first_use_adopts_singularity_files(apptainer: Files) -> None:
     apptainer.put("docker-config.json", apptainer.home / ".singularity" / "docker-config.json", without_helpers)
     apptainer.store("new.example.org", "carol", "pw")
     assert apptainer.got("registry.example.org")["Username"] == "bob"
-    assert apptainer.got("https://keys.example.org")["Username"] == "alice"
+    assert apptainer.got("apptainer-keyserver:https://keys.example.org")["Username"] == "alice"
     assert "docker://new.example.org" in [entry["URI"] for entry in apptainer.loaded_remote_yaml()["Credentials"]]
 
 

@@ -351,3 +351,21 @@ def test_concurrent_execs_do_not_see_each_others_directories(token_home: TokenHo
         first.finish()
     assert json.loads(token_home.helper("cryptfile").get("apptainer-endpoint:newlib.example.org").stdout)["Secret"] \
         == "fresh-token-of-remote-login"
+
+
+# -- the programs' own files, before any migrate ----------------------------------------------------
+
+def test_tokens_still_in_remote_yaml_are_served_only_under_their_kind(token_home: TokenHome) -> None:
+    """docker-credential-apptainer/-singularity (and the router reading them) answer a registry of the same host
+    "not found", and the token under its endpoint key; a logout of that key clears it from the file."""
+    for store in ("apptainer", "singularity", "credbridge"):
+        helper = token_home.helper(store)
+        for query in SAME_HOSTS:
+            assert helper.get(query).stdout == NOT_FOUND, (store, query)
+        for key, (username, secret) in HELD.items():
+            assert json.loads(helper.get(key).stdout) == {"ServerURL": key, "Username": username, "Secret": secret}
+        assert set(json.loads(helper.list().stdout)) >= set(HELD)
+    done = token_home.credbridge("logout", "apptainer-endpoint:cloud.sylabs.io")
+    assert done.returncode == 0, done.stderr
+    assert all("cloud.sylabs.io" not in keys for keys in token_home.plaintext_left().values())
+    assert token_home.helper("credbridge").get("apptainer-endpoint:cloud.sylabs.io").stdout == NOT_FOUND

@@ -5,8 +5,10 @@ They keep OCI registry secrets in a docker-format authfile and, in
 (`Credentials[].Auth`) and library tokens (`Remotes.<name>.Token`). This
 store reads and writes those files exactly where and as the programs do,
 so that docker, podman and skopeo see the same logins as `apptainer
-registry login`, and the other way round. The two flavours differ only in
-where they look (docs REFERENCE.md section 4).
+registry login`, and the other way round. Keyserver logins and library
+tokens answer only to `apptainer-keyserver:URI` and `apptainer-endpoint:URI`
+(credbridge.remotetokens), never to a registry of the same host. The two
+flavours differ only in where they look (docs REFERENCE.md section 4).
 """
 
 from __future__ import annotations
@@ -228,46 +230,27 @@ def _scheme_and_host(entry: Any) -> Optional[tuple[str, str]]:
     return scheme.lower(), _host(uri)
 
 
-def _remotes(document: remoteyaml.Document) -> Iterator[dict[str, Any]]:
-    remotes = document.get("Remotes")
-    for remote in (remotes.values() if isinstance(remotes, dict) else ()):
-        if isinstance(remote, dict):
-            yield remote
-
-
 def _remote_yaml_credentials(document: remoteyaml.Document) -> Iterator[Credentials]:
-    """Keyserver logins (`Credentials[].Auth`) and library tokens (`Remotes.<name>.Token`)."""
-    for entry in _credential_entries(document):
-        if isinstance(entry, dict) and isinstance(entry.get("URI"), str) and isinstance(entry.get("Auth"), str):
-            found = remotetokens.from_authorization(entry["URI"], entry["Auth"])
-            if found is not None:
-                yield found
-    for remote in _remotes(document):
-        if isinstance(remote.get("URI"), str) and isinstance(remote.get("Token"), str) and remote["Token"]:
-            yield Credentials(remote["URI"], dockerconfig.TOKEN_USERNAME, remote["Token"])
+    """Keyserver logins and endpoint tokens, under keys no registry's name reaches (credbridge.remotetokens)."""
+    return (held.credentials for held in remotetokens.held_in(document))
 
 
 def _forget_in_remote_yaml(document: remoteyaml.Document, server_url: str) -> None:
-    """Drop the registry's stubs and keyserver logins, and clear a library token for it."""
-    wanted = urls.canonical(server_url)
+    """A registry: drop its stubs. An endpoint token or keyserver login: clear it, the endpoint stays."""
+    if remotetokens.is_remote_key(server_url):
+        for held in remotetokens.held_in(document):
+            if held.credentials.server_url == server_url:
+                remotetokens.forget(held)
+        return
     host = _host(server_url)
-
-    def names_server(uri: Any) -> bool:
-        return isinstance(uri, str) and (uri == server_url or urls.canonical(uri) == wanted)
-
     if "Credentials" in document:
         entries = _credential_entries(document)
-        kept = [entry for entry in entries
-                if not (_scheme_and_host(entry) in {(scheme, host) for scheme in OCI_SCHEMES}
-                        or (isinstance(entry, dict) and "Auth" in entry and names_server(entry.get("URI"))))]
+        kept = [entry for entry in entries if _scheme_and_host(entry) not in {(scheme, host) for scheme in OCI_SCHEMES}]
         if len(kept) != len(entries):
             if kept:
                 document["Credentials"] = kept
             else:
                 del document["Credentials"]  # omitempty: the programs never write an empty list
-    for remote in _remotes(document):
-        if names_server(remote.get("URI")) and "Token" in remote:
-            del remote["Token"]
 
 
 def ApptainerStore(env: Mapping[str, str]) -> ApptainerFilesStore:
