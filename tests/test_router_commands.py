@@ -79,8 +79,8 @@ def test_list_shows_registry_user_and_store_as_a_table_or_json(installation: Ins
     assert sorted(line.split() for line in table[1:]) == [[registry.host, registry.username, "keyring"],
                                                          ["apptainer.example", "carol", "apptainer"]]
     assert json.loads(credbridge(installation, env, "list", "--json").stdout) == [
-        {"registry": registry.host, "username": registry.username, "store": "keyring"},
-        {"registry": "apptainer.example", "username": "carol", "store": "apptainer"}]
+        {"registry": registry.host, "username": registry.username, "store": "keyring", "kind": "registry"},
+        {"registry": "apptainer.example", "username": "carol", "store": "apptainer", "kind": "registry"}]
 
 
 def test_docker_hub_logins_are_keyed_as_docker_login_keys_them(installation: Installation, env: dict[str, str]) -> None:
