@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.support import bundle, keyring_session, openbao, strictload
+from tests.support import bundle, keyring_session, once, openbao, strictload
 from tests.support.process import Result, run
 from tests.support.registry import Registry, start_registry
 
@@ -62,9 +62,9 @@ def venv_installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
 
 @pytest.fixture(scope="session")
 def built_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The PyInstaller onedir bundle, built by build/build.sh once per run."""
-    scratch = tmp_path_factory.mktemp("bundle-build")
-    return bundle.build(scratch, install_env(scratch))
+    """The PyInstaller onedir bundle, built by build/build.sh once per run (for every worker)."""
+    return bundle.output(once.built_once(tmp_path_factory, "bundle-build",
+                                         lambda scratch: bundle.build(scratch, install_env(scratch))))
 
 
 @pytest.fixture(scope="session")
@@ -326,7 +326,7 @@ class Helper:
 @pytest.fixture(scope="session")
 def strict_loader(tmp_path_factory: pytest.TempPathFactory) -> strictload.StrictLoader:
     """Apptainer's and SingularityCE's own decoders, built once, judging the files we write."""
-    return strictload.build(tmp_path_factory.mktemp("strictload"))
+    return strictload.loader(once.built_once(tmp_path_factory, "strictload", strictload.build))
 
 
 # -- Apptainer / SingularityCE files (docker-credential-apptainer, -singularity) -----------------

@@ -20,4 +20,9 @@ def build(scratch: Path, env: dict[str, str]) -> Path:
                           timeout=BUILD_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         raise RuntimeError(f"build/build.sh failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return output(scratch)
+
+
+def output(scratch: Path) -> Path:
+    """The bundle directory that `build(scratch, ...)` makes."""
     return scratch / "dist" / "credbridge"

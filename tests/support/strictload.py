@@ -69,4 +69,9 @@ def build(workdir: Path) -> StrictLoader:
     done = subprocess.run([go, "build", "-o", str(binary), "."], cwd=SOURCE, env=env, capture_output=True,
                           text=True, timeout=BUILD_TIMEOUT_SECONDS, check=False)
     assert done.returncode == 0, f"building strictload failed ({INSTALL_HINT}):\n{done.stderr}"
-    return StrictLoader(binary)
+    return loader(workdir)
+
+
+def loader(workdir: Path) -> StrictLoader:
+    """The loader that `build(workdir)` compiled."""
+    return StrictLoader(workdir / "strictload")
