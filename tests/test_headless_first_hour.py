@@ -14,11 +14,14 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from tests.conftest import REPO, Helper, Installation, install_env
 from tests.support.process import Result, run
+from tests.support.registry import Registry, start_registry
+from tests.test_real_clients import explain, private_podman, program, run_tool
 
 PASSPHRASE = "first hour passphrase"
 
@@ -285,3 +288,39 @@ def test_doctor_names_a_locked_or_missing_cryptfile_once_with_the_command(headle
     locked = headless.credbridge("doctor").text
     assert [line for line in locked.splitlines() if "unlock" in line] == ["    fix: credbridge unlock"], locked
     assert "credentials.cbf is locked" in locked
+
+
+# -- a locked store never blocks a pull ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def open_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """docker-registry without authentication on loopback, holding test/hello:latest: a public image."""
+    registry = start_registry(tmp_path_factory.mktemp("open-registry"), authenticated=False)
+    try:
+        registry.push_test_image()
+        yield registry
+    finally:
+        registry.stop()
+
+
+def pulls(headless: Headless, registry: Registry, tmp_path: Path) -> dict[str, subprocess.CompletedProcess[str]]:
+    """skopeo and podman fetching the public image through what `credbridge setup` configured."""
+    env = {**headless.env, **private_podman(tmp_path / "podman")}
+    image = f"docker://{registry.test_image}"
+    return {"skopeo": run_tool([program("skopeo", env), "inspect", "--tls-verify=false", image], env),
+            "podman": run_tool([program("podman", env), "pull", "--tls-verify=false", image], env)}
+
+
+def test_a_public_image_pulls_before_the_first_unlock_and_after_lock(headless: Headless, open_registry: Registry,
+                                                                    tmp_path: Path) -> None:
+    assert "credbridge unlock --new" in assert_ok(headless.credbridge("setup"))
+    for tool, done in pulls(headless, open_registry, tmp_path / "before").items():
+        assert done.returncode == 0, f"{tool} with no cryptfile yet: {explain(done)}"
+    assert_ok(headless.credbridge("unlock", "--new", stdin=PASSPHRASE + "\n"))
+    assert_ok(headless.credbridge("login", "--no-verify", "--password-stdin", "-u", "bob", "private.example.org",
+                                  stdin="login-secret"))
+    assert_ok(headless.credbridge("lock"))
+    for tool, done in pulls(headless, open_registry, tmp_path / "after").items():
+        assert done.returncode == 0, f"{tool} after credbridge lock: {explain(done)}"
+    held = headless.helper("credbridge").get("private.example.org")
+    assert held.returncode == 1 and b"credbridge unlock" in held.stdout, held

@@ -103,22 +103,10 @@ class Clients:
         return path
 
 
-@pytest.fixture
-def clients(helper_env: dict[str, str], tmp_path: Path) -> Clients:
-    """A private sandbox for every client, on top of the keyring's (and maybe the agent's) environment."""
-    root = tmp_path
-    home = root / "home"
-    docker_config = root / "docker"
-    containers = root / "containers"
-    podman = root / "podman"
-    for d in (home / ".config", home / ".local" / "share", home / ".cache", docker_config, containers,
-              podman / "tmp", podman / "networks", root / "tmp"):
-        d.mkdir(parents=True, exist_ok=True)
-    (docker_config / "config.json").write_text(json.dumps({"credsStore": "keyring"}))
-    auth_file = containers / "auth.json"
-    auth_file.write_text("{}")
-    registries_conf = containers / "registries.conf"
-    registries_conf.write_text('credential-helpers = ["keyring"]\n')
+def private_podman(podman: Path) -> dict[str, str]:
+    """Variables that keep podman's storage, temporary files and networks under `podman` (vfs, no daemon)."""
+    for directory in (podman / "tmp", podman / "networks"):
+        directory.mkdir(parents=True, exist_ok=True)
     (podman / "storage.conf").write_text(
         "[storage]\n"
         'driver = "vfs"\n'
@@ -134,6 +122,23 @@ def clients(helper_env: dict[str, str], tmp_path: Path) -> Clients:
         # netavark as root always uses /run/containers/networks; CNI's config dir can move.
         'network_backend = "cni"\n'
         f'network_config_dir = "{podman / "networks"}"\n')
+    return {"CONTAINERS_STORAGE_CONF": str(podman / "storage.conf"), "CONTAINERS_CONF": str(podman / "containers.conf")}
+
+
+@pytest.fixture
+def clients(helper_env: dict[str, str], tmp_path: Path) -> Clients:
+    """A private sandbox for every client, on top of the keyring's (and maybe the agent's) environment."""
+    root = tmp_path
+    home = root / "home"
+    docker_config = root / "docker"
+    containers = root / "containers"
+    for d in (home / ".config", home / ".local" / "share", home / ".cache", docker_config, containers, root / "tmp"):
+        d.mkdir(parents=True, exist_ok=True)
+    (docker_config / "config.json").write_text(json.dumps({"credsStore": "keyring"}))
+    auth_file = containers / "auth.json"
+    auth_file.write_text("{}")
+    registries_conf = containers / "registries.conf"
+    registries_conf.write_text('credential-helpers = ["keyring"]\n')
     env = {
         **helper_env,  # PATH with our bindir first, DBUS_SESSION_BUS_ADDRESS, XDG_RUNTIME_DIR (agent socket)
         "HOME": str(home),
@@ -144,8 +149,7 @@ def clients(helper_env: dict[str, str], tmp_path: Path) -> Clients:
         "DOCKER_CONFIG": str(docker_config),
         "REGISTRY_AUTH_FILE": str(auth_file),
         "CONTAINERS_REGISTRIES_CONF": str(registries_conf),
-        "CONTAINERS_STORAGE_CONF": str(podman / "storage.conf"),
-        "CONTAINERS_CONF": str(podman / "containers.conf"),
+        **private_podman(root / "podman"),
     }
     return Clients(env, root, docker_config, auth_file, registries_conf)
 

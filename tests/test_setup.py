@@ -21,8 +21,8 @@ from tests.conftest import Helper, Installation, keyring_env
 from tests.support.process import Result, run
 from tests.support.registry import Registry
 from tests.support.strictload import StrictLoader
-from tests.test_real_clients import (NOT_FOUND, TOOL_TIMEOUT_SECONDS, assert_no_secret_in, explain, program,
-                                     run_tool)
+from tests.test_real_clients import (NOT_FOUND, TOOL_TIMEOUT_SECONDS, assert_no_secret_in, explain, private_podman,
+                                     program, run_tool)
 
 #: The helper every tool is pointed at: the one line to change when the router is the default.
 HELPER = "credbridge"  # the router: setup's default
@@ -296,22 +296,17 @@ def tools_home(request: pytest.FixtureRequest, tmp_path: Path, registry: Registr
     The user's registries.conf marks the plain-HTTP test registry insecure: when skopeo and podman
     reach it without --tls-verify=false, they read the rest of the file that setup edited."""
     env = keyring_env(request, "agent")
-    home, podman = tmp_path / "home", tmp_path / "podman"
-    for directory in (home, podman / "tmp", podman / "networks", tmp_path / "tmp"):
+    home = tmp_path / "home"
+    for directory in (home, tmp_path / "tmp"):
         directory.mkdir(parents=True, mode=0o700)
     registries = home / USER_REGISTRIES_CONF
     registries.parent.mkdir(parents=True)
     registries.write_text(USER_REGISTRIES_CONF_TEXT + f'\n[[registry]]\nlocation = "{registry.host}"\ninsecure = true\n')
     auth_file = tmp_path / "auth.json"
     auth_file.write_text("{}")  # skopeo/podman logout refuse a REGISTRY_AUTH_FILE that does not exist
-    (podman / "storage.conf").write_text(f'[storage]\ndriver = "vfs"\nrunroot = "{podman / "runroot"}"\n'
-                                         f'graphroot = "{podman / "graphroot"}"\n')
-    (podman / "containers.conf").write_text(f'[engine]\ntmp_dir = "{podman / "tmp"}"\nstatic_dir = "{podman / "static"}"\n'
-                                            f'volume_path = "{podman / "volumes"}"\nevents_logger = "none"\n'
-                                            f'[network]\nnetwork_backend = "cni"\nnetwork_config_dir = "{podman / "networks"}"\n')
     return {**env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
             "XDG_CACHE_HOME": str(home / ".cache"), "TMPDIR": str(tmp_path / "tmp"), "REGISTRY_AUTH_FILE": str(auth_file),
-            "CONTAINERS_STORAGE_CONF": str(podman / "storage.conf"), "CONTAINERS_CONF": str(podman / "containers.conf")}
+            **private_podman(tmp_path / "podman")}
 
 
 def tool(env: dict[str, str], name: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -98,10 +98,10 @@ class Registry:
 
 
 def start_registry(workdir: Path, username: str = "alice", password: str | None = None,
-                   timeout: float = 15.0) -> Registry:
-    """Start docker-registry with htpasswd auth on a free loopback port.
+                   timeout: float = 15.0, authenticated: bool = True) -> Registry:
+    """Start docker-registry with htpasswd auth (or, not `authenticated`, open to all) on a free loopback port.
 
-    Returns once ``GET /v2/`` answers 401; raises RuntimeError otherwise.
+    Returns once ``GET /v2/`` answers 401 (200 when open); raises RuntimeError otherwise.
     """
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -116,8 +116,9 @@ def start_registry(workdir: Path, username: str = "alice", password: str | None 
         "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")},
                     "delete": {"enabled": True}},
         "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
-        "auth": {"htpasswd": {"realm": "credbridge-test", "path": str(htpasswd)}},
     }
+    if authenticated:
+        config["auth"] = {"htpasswd": {"realm": "credbridge-test", "path": str(htpasswd)}}
     (workdir / "config.yml").write_text(json.dumps(config, indent=2))
     log_path = workdir / "registry.log"
     # A clean env matters: REGISTRY_* variables would override config.yml.
@@ -130,7 +131,7 @@ def start_registry(workdir: Path, username: str = "alice", password: str | None 
             raise RuntimeError(f"required program not installed: {REGISTRY_BIN}") from e
     reg = Registry(f"127.0.0.1:{port}", username, password, proc.pid, workdir, proc)
     try:
-        _wait_for_401(reg, proc, log_path, timeout)
+        _wait_for(401 if authenticated else 200, reg, proc, log_path, timeout)
     except BaseException:
         reg.stop()
         raise
@@ -191,8 +192,8 @@ def _bcrypt_line(username: str, password: str) -> str:
     return line + "\n"
 
 
-def _wait_for_401(reg: Registry, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    """Poll /v2/ without any proxy until the registry demands authentication."""
+def _wait_for(status: int, reg: Registry, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    """Poll /v2/ without any proxy until the registry answers `status` (401: it demands authentication)."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     last = ""
@@ -202,16 +203,18 @@ def _wait_for_401(reg: Registry, proc: subprocess.Popen, log: Path, timeout: flo
                                f"{log.read_text(errors='replace')[-2000:]}")
         try:
             with opener.open(f"http://{reg.host}/v2/", timeout=2) as resp:
-                last = f"HTTP {resp.status} (expected 401)"
+                if resp.status == status:
+                    return
+                last = f"HTTP {resp.status} (expected {status})"
         except urllib.error.HTTPError as e:
             e.close()
-            if e.code == 401:
+            if e.code == status:
                 return
             last = f"HTTP {e.code}"
         except OSError as e:
             last = str(e)
         time.sleep(0.1)
-    raise RuntimeError(f"registry on {reg.host} not answering 401 after {timeout}s: {last}; "
+    raise RuntimeError(f"registry on {reg.host} not answering {status} after {timeout}s: {last}; "
                        f"log: {log.read_text(errors='replace')[-2000:]}")
 
 
