@@ -329,7 +329,8 @@ def test_a_sigkilled_exec_leaves_no_plaintext_token(token_home: TokenHome, tmp_p
     running.process.send_signal(signal.SIGKILL)
     running.process.wait(timeout=WAIT_SECONDS)
     try:
-        wait_until(lambda: not any(Path(path).exists() for path in facts["dirs"].values()), "the watcher to remove")
+        exec_dirs = {Path(path).parent for path in facts["dirs"].values()}  # removed last, after what it holds
+        wait_until(lambda: not any(path.exists() for path in exec_dirs), "the watcher to remove exec's directory")
         everywhere = [path for root in (token_home.env["XDG_RUNTIME_DIR"], token_home.env["HOME"])
                       for path in Path(root).rglob("*") if path.is_file()]
         assert [path for path in everywhere if holds_a_token(path)] == []
