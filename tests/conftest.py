@@ -235,6 +235,17 @@ def cryptfile_env(request: pytest.FixtureRequest, serving: str) -> dict[str, str
 
 
 @pytest.fixture(params=SERVING)
+def locked_env(request: pytest.FixtureRequest, cryptfile_session: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """A cryptfile path that no one has unlocked (and that does not exist yet), agent or in process."""
+    env = {**cryptfile_session, "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "credentials.cbf")}
+    if request.param == "agent":
+        request.getfixturevalue("cryptfile_agent")
+    else:
+        env["CREDBRIDGE_NO_AGENT"] = "1"
+    return env
+
+
+@pytest.fixture(params=SERVING)
 def cryptfile_helper_env(request: pytest.FixtureRequest) -> dict[str, str]:
     return cryptfile_env(request, request.param)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CRYPTFILE_PASSPHRASE, SERVING, Helper, Installation, cryptfile_env
+from tests.conftest import CRYPTFILE_PASSPHRASE, Helper, Installation, cryptfile_env
 from tests.support.process import Result, run
 
 LOCKED = b"cryptfile is locked: run 'credbridge unlock'\n"
@@ -27,17 +27,6 @@ SERVER, USERNAME, SECRET = "secret-registry.example:5000", "very-private-user", 
 def helper(installation: Installation, cryptfile_helper_env: dict[str, str]) -> Helper:
     """A helper on a fresh cryptfile unlocked with CRYPTFILE_PASSPHRASE."""
     return Helper(installation.executable("docker-credential-cryptfile"), cryptfile_helper_env)
-
-
-@pytest.fixture(params=SERVING)
-def locked_env(request: pytest.FixtureRequest, cryptfile_session: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """A cryptfile path that no one has unlocked (and that does not exist yet)."""
-    env = {**cryptfile_session, "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "credentials.cbf")}
-    if request.param == "agent":
-        request.getfixturevalue("cryptfile_agent")
-    else:
-        env["CREDBRIDGE_NO_AGENT"] = "1"
-    return env
 
 
 def credbridge(installation: Installation, env: dict[str, str], *args: str, stdin: str = "") -> Result:

@@ -154,8 +154,8 @@ PASS_LOGINS = {"https://index.docker.io/v1/": ("hubuser", "hub-secret"),
 def pass_store(headless: Headless, tmp_path: Path):
     """A real GnuPG key (no passphrase: no pinentry prompt) and `pass init` store in a private GNUPGHOME,
     holding PASS_LOGINS through Go's docker-credential-pass, which ~/.docker/config.json names."""
-    for program in (GO_PASS, "/usr/bin/pass", "/usr/bin/gpg"):
-        assert os.access(program, os.X_OK), f"{program} missing: apt install pass gnupg golang-docker-credential-helpers"
+    for executable in (GO_PASS, "/usr/bin/pass", "/usr/bin/gpg"):
+        assert os.access(executable, os.X_OK), f"{executable} missing: apt install pass gnupg golang-docker-credential-helpers"
     gnupg = tmp_path / "gnupg"
     gnupg.mkdir(mode=0o700)
     headless.env.update(GNUPGHOME=str(gnupg), PASSWORD_STORE_DIR=str(tmp_path / "password-store"))

@@ -34,17 +34,6 @@ def helper(request: pytest.FixtureRequest, installation: Installation) -> Helper
     return Helper(installation.executable("docker-credential-cryptfile"), cryptfile_env(request, request.param))
 
 
-@pytest.fixture(params=SERVING)
-def locked_env(request: pytest.FixtureRequest, cryptfile_session: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """A cryptfile path no one has unlocked, that does not exist yet."""
-    env = {**cryptfile_session, "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "credentials.cbf")}
-    if request.param == "agent":
-        request.getfixturevalue("cryptfile_agent")
-    else:
-        env["CREDBRIDGE_NO_AGENT"] = "1"
-    return env
-
-
 def credbridge(installation: Installation, env: dict[str, str], *args: str, stdin: str = "",
                timeout: float = 30) -> Result:
     return run([installation.executable("credbridge"), *args], stdin, env, timeout=timeout)

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import signal
-import stat
 import subprocess
 import time
 from pathlib import Path

@@ -36,7 +36,7 @@ import hmac
 import json
 import os
 import struct
-from typing import Any, Iterable, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from credbridge.errors import HelperError
 from credbridge.urls import canonical
