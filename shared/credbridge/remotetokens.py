@@ -83,7 +83,6 @@ def from_authorization(server_url: str, header: str) -> Optional[Credentials]:
     return None
 
 
-
 def authorization(credentials: Credentials) -> str:
     """The header `keyserver login` writes for these credentials (the inverse of from_authorization)."""
     if credentials.username == dockerconfig.TOKEN_USERNAME:
