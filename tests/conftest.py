@@ -223,7 +223,8 @@ def cryptfile_agent(installation: Installation, cryptfile_session: dict[str, str
 def cryptfile_env(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
     """Environment for a helper call on a fresh cryptfile, unlocked by `credbridge unlock`, agent or in process."""
     tmp_path: Path = request.getfixturevalue("tmp_path")
-    env = {**request.getfixturevalue("cryptfile_session"), "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "credentials.cbf")}
+    env = {**request.getfixturevalue("cryptfile_session"), "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "credentials.cbf"),
+           "XDG_STATE_HOME": str(tmp_path / "state")}  # each test's own memory of generations seen
     if serving == "agent":
         request.getfixturevalue("cryptfile_agent")
     else:

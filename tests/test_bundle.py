@@ -83,7 +83,8 @@ def test_a_bundled_helper_runs_without_any_python(bundle_installation: Installat
 def test_a_bundled_helper_error_is_one_line_without_traceback(bundle_installation: Installation, tmp_path: Path) -> None:
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "CREDBRIDGE_NO_AGENT": "1",
            "CREDBRIDGE_CRYPTFILE": str(tmp_path / "credentials.cbf")}
-    result = run([bundle_installation.executable("docker-credential-cryptfile"), "get"], "registry.example", env)
+    login = '{"ServerURL": "registry.example", "Username": "u", "Secret": "s"}'  # a store needs the key
+    result = run([bundle_installation.executable("docker-credential-cryptfile"), "store"], login, env)
     assert result.returncode == 1
     assert result.stdout.count(b"\n") == 1 and b"credbridge unlock" in result.stdout
     assert b"Traceback" not in result.stdout + result.stderr

@@ -64,14 +64,40 @@ def _writing(path: str) -> Iterator[None]:
         raise CannotWrite(f"cannot write {path}: {error.strerror}: {_WRITE_FIXES[error.errno]}", error.strerror) from None
 
 
+#: Our own directory's name (~/.config/credbridge, ~/.local/state/credbridge, ...): it and everything
+#: below it must be ours alone; the directories above it (~/.local, ~/.config) are the user's to link.
+OWN_DIRECTORY = "credbridge"
+
+
 def private_dir(path: str) -> None:
-    """Create `path` (and missing parents) mode 0700, or refuse an existing unsafe one."""
-    try:
-        with _writing(path):
-            os.makedirs(path, mode=0o700)
-    except FileExistsError:
-        pass
-    _refuse_unsafe(path, os.lstat(path))
+    """Create `path` and each missing parent mode 0700 (the XDG rule), or refuse an unsafe one of ours."""
+    missing = []
+    head = path
+    while head and not os.path.lexists(head):
+        missing.append(head)
+        head = os.path.dirname(head)
+    ours = _ours(path)
+    for directory in reversed(ours):  # an unsafe one of ours is refused before anything is made inside it
+        if directory not in missing:
+            _refuse_unsafe(directory, os.lstat(directory))
+    for directory in reversed(missing):
+        try:
+            with _writing(directory):
+                os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+    for directory in ours:
+        _refuse_unsafe(directory, os.lstat(directory))
+
+
+def _ours(path: str) -> list[str]:
+    """`path`, and its parents up to our own directory when it lies below one."""
+    if OWN_DIRECTORY not in path.split(os.sep)[:-1]:
+        return [path]
+    found = [path]
+    while os.path.basename(found[-1]) != OWN_DIRECTORY:
+        found.append(os.path.dirname(found[-1]))
+    return found
 
 
 def inspect(path: str) -> Optional[os.stat_result]:

@@ -99,7 +99,7 @@ def assert_one_line_error(result: Result, *words: str) -> None:
 
 def roots(env: dict[str, str]) -> list[Path]:
     """Every directory a helper in `env` may write under."""
-    found = {Path(env[name]) for name in ("HOME", "XDG_RUNTIME_DIR", "XDG_DATA_HOME") if env.get(name)}
+    found = {Path(env[name]) for name in ("HOME", "XDG_RUNTIME_DIR", "XDG_DATA_HOME", "XDG_STATE_HOME") if env.get(name)}
     if env.get("CREDBRIDGE_CRYPTFILE"):
         found.add(Path(env["CREDBRIDGE_CRYPTFILE"]).parent)
     return sorted(found)
