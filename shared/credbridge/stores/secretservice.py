@@ -251,15 +251,18 @@ class SecretServiceStore:
                                   member="Completed", path=prompt)
         self._checked(bus.send_and_get_reply(message_bus.AddMatch(from_provider)))
         address = DBusAddress(prompt, SECRETS_BUS_NAME, PROMPT_INTERFACE)
-        with bus.filter(completed) as signals:
-            self._checked(bus.send_and_get_reply(new_method_call(address, "Prompt", "s", ("",))))
-            try:
+        try:
+            with bus.filter(completed) as signals:
+                self._checked(bus.send_and_get_reply(new_method_call(address, "Prompt", "s", ("",))))
                 dismissed, _result = bus.recv_until_filtered(signals, timeout=self._prompt_timeout).body
-            except TimeoutError:
-                bus.send(new_method_call(address, "Dismiss"))  # closes the provider's dialog; no need to wait
-                self._disconnect()  # drops the match rule with the connection
-                raise self._prompt_error(purpose, f"was not answered within {self._prompt_timeout:.0f} s") from None
-        self._checked(bus.send_and_get_reply(message_bus.RemoveMatch(from_provider)))  # the agent's connection lives on
+        except TimeoutError:
+            bus.send(new_method_call(address, "Dismiss"))  # closes the provider's dialog; no need to wait
+            self._disconnect()  # drops the match rule with the connection
+            raise self._prompt_error(purpose, f"was not answered within {self._prompt_timeout:.0f} s") from None
+        except BaseException:
+            self._disconnect()  # the agent's connection lives on: no match rule may stay behind on it
+            raise
+        self._checked(bus.send_and_get_reply(message_bus.RemoveMatch(from_provider)))
         if dismissed:
             raise self._prompt_error(purpose, "was dismissed")
 
