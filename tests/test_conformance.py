@@ -462,7 +462,7 @@ def test_list_of_an_empty_keyring_is_an_empty_object_like_go(go_helper: Helper, 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help_flags_print_usage_and_succeed(keyring_helper: Helper, flag: str) -> None:
-    """Upstream >= 0.8 behaviour, documented in REFERENCE.md section 1.
+    """Upstream >= 0.8 behaviour, documented in docs/protocol.md section 1.
 
     Go 0.6.4 predates it and answers "Unknown credential action `--help`",
     exit 1; a user asking for help deserves the usage line and success.
@@ -648,7 +648,7 @@ def test_a_second_username_replaces_the_first_unlike_go(go_helper: Helper, keyri
 
 @on_every_secret_service
 def test_an_empty_secret_is_returned_unlike_go(go_helper: Helper, keyring_helper: Helper) -> None:
-    """REFERENCE.md: an empty Secret is accepted. Go stores it, but its get then says not found."""
+    """docs/protocol.md: an empty Secret is accepted. Go stores it, but its get then says not found."""
     stored(go_helper, "reg.example", "alice", "")
     assert go_helper.get("reg.example").stdout == NOT_FOUND
     result = keyring_helper.get("reg.example")

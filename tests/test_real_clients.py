@@ -8,7 +8,7 @@ user's files: every client gets its own HOME, XDG config/data/cache, docker
 config, containers auth file, registries.conf, storage.conf and
 containers.conf under the test's tmp_path. A missing program fails the test.
 
-How the containers tools are pointed at the helper (REFERENCE.md section 2):
+How the containers tools are pointed at the helper (docs/protocol.md section 2):
 podman reads CONTAINERS_REGISTRIES_CONF; skopeo 1.9.3 ignores that variable
 and needs its hidden global flag `--registries-conf FILE`. Both get an
 existing REGISTRY_AUTH_FILE (`{}`): their logout refuses to run ("checking

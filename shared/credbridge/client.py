@@ -2,7 +2,7 @@
 
 A helper runs on every pull, so this module imports only interpreter
 builtins (`posix`, `_socket`) until it knows it must do the work itself:
-Python's start-up, not D-Bus, is the cost of a call (docs DESIGN.md, "The
+Python's start-up, not D-Bus, is the cost of a call (docs/design.md, "The
 fast path"). A call is never lost to the agent: if none answers in time, it
 is served here, and an agent is started in the background for the next call.
 """

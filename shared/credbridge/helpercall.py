@@ -3,7 +3,7 @@
 The bridge, migration and stores that honour a config's `credsStore` /
 `credHelpers` must work with every helper, ours (served fast by the agent)
 and the Go ones (secretservice, pass, osxkeychain) alike, so they speak only
-the public protocol (REFERENCE.md section 1). Secrets cross pipes only,
+the public protocol (docs/protocol.md section 1). Secrets cross pipes only,
 never argv or the environment; the helper's stderr reaches the user's
 terminal, as with docker. A config that names the very helper reading it,
 or a chain of helpers that comes back to one already calling, would recurse

@@ -8,7 +8,7 @@ so that docker, podman and skopeo see the same logins as `apptainer
 registry login`, and the other way round. Keyserver logins and library
 tokens answer only to `apptainer-keyserver:URI` and `apptainer-endpoint:URI`
 (credbridge.remotetokens), never to a registry of the same host. The two
-flavours differ only in where they look (docs REFERENCE.md section 4).
+flavours differ only in where they look (docs/protocol.md section 4).
 """
 
 from __future__ import annotations
