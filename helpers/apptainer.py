@@ -1,6 +1,6 @@
 """docker-credential-apptainer: the credentials in Apptainer's own remote.yaml and docker-config file."""
 
-from credbridge.client import run_helper
+from credbridge.serve import run_helper
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """docker-credential-cryptfile: credentials in one encrypted file (headless machines)."""
 
-from credbridge.client import run_helper
+from credbridge.serve import run_helper
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """docker-credential-keyring: credentials in the OS keyring."""
 
-from credbridge.client import run_helper
+from credbridge.serve import run_helper
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """docker-credential-singularity: the credentials in Singularity's own remote.yaml and docker-config file."""
 
-from credbridge.client import run_helper
+from credbridge.serve import run_helper
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """docker-credential-vault: credentials in OpenBao / HashiCorp Vault KV v2 (teams, clusters, CI)."""
 
-from credbridge.client import run_helper
+from credbridge.serve import run_helper
 
 
 def main() -> None:

@@ -22,11 +22,12 @@ import threading
 import time
 from typing import Mapping, Optional
 
-from credbridge import __version__, debuglog, keycache, wire
+from credbridge import __version__, debuglog, wire
+from credbridge.stores.cryptfile import keycache
 from credbridge.errors import HelperError
 from credbridge.protocol import handle
 from credbridge.store import CredentialStore
-from credbridge.stores import open_store
+from credbridge.stores.catalog import open_store
 
 DEFAULT_IDLE_SECONDS = 900
 #: A call still running after this long is answered with an error and abandoned: a little below the

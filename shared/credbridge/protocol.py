@@ -32,11 +32,6 @@ class Reply(NamedTuple):
     exit_code: int
 
 
-def reads_stdin(action: str) -> bool:
-    """Only these actions read stdin: `list` must not, a client may not close it."""
-    return action in ("store", "get", "erase")
-
-
 def handle(
     program: str,
     args: list[str],

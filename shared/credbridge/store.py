@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Mapping, NamedTuple, Protocol
 
+from credbridge import urls
+from credbridge.errors import CredentialsNotFound
+
+
 class Credentials(NamedTuple):
     """A NamedTuple, not a dataclass: `dataclasses` imports `inspect`, ~12 ms per direct call."""
 
@@ -33,7 +37,9 @@ class CredentialStore(Protocol):
     def list(self) -> dict[str, str]: ...
 
 
-class StoreFactory(Protocol):
-    """Builds a store for one caller's environment (the agent serves many)."""
-
-    def __call__(self, env: Mapping[str, str]) -> CredentialStore: ...
+def answer(server_url: str, entries: Mapping[str, Mapping[str, str]]) -> Credentials:
+    """The entry that answers `server_url` (credbridge.urls.best_match), for stores keeping whole entries."""
+    match = urls.best_match(server_url, entries)
+    if match is None:
+        raise CredentialsNotFound()
+    return Credentials(server_url, entries[match]["Username"], entries[match]["Secret"])

@@ -13,6 +13,7 @@ except ImportError:  # Windows: only the portable parts (relevant_env, ACTIONS_R
     posix = None
 
 from credbridge import __version__
+from credbridge.stores.catalog import env_prefixes
 
 TYPE_CHECKING = False  # typing costs more import time than a whole agent round trip
 if TYPE_CHECKING:
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
 #: Actions whose input comes on stdin: `list` must never read it (docker-py
 #: leaves the parent's stdin attached and a read would block).
 ACTIONS_READING_STDIN = frozenset({"store", "get", "erase"})
+
+
+def reads_stdin(args: "list[str]") -> bool:
+    """Whether a helper called with `args` reads its input: the one place that decides."""
+    return len(args) == 1 and args[0] in ACTIONS_READING_STDIN
+
 #: The environment a store may depend on; nothing else reaches the agent.
 #: PATH: a store that delegates (credsStore in a config file) runs the helper the caller would find.
 RELEVANT_ENV_NAMES = frozenset({"HOME", "USER", "LOGNAME", "PATH", "DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS",
@@ -34,7 +41,8 @@ PATH_VARIABLES = ("CREDBRIDGE_CRYPTFILE", "CREDBRIDGE_PASSPHRASE_FILE", "CREDBRI
 #: Paths that name something of the process that opens them (its descriptors, its own /proc entry):
 #: the agent would open its own, so a call naming one is served in the caller's process.
 PROCESS_RELATIVE_PREFIXES = ("/dev/fd/", "/dev/std", "/proc/self/", "/proc/thread-self/")
-RELEVANT_ENV_PREFIXES = ("XDG_", "CREDBRIDGE_", "DOCKER_", "APPTAINER_", "SINGULARITY_", "VAULT_", "BAO_")
+#: The variables of every store (one table: credbridge.stores.catalog).
+RELEVANT_ENV_PREFIXES = env_prefixes()
 #: Version 2 replies carry the call's debug log (credbridge.debuglog) for the caller to write.
 REQUEST_MAGIC = b"credbridge-request-2"
 #: Asks an agent to forget its stores (`credbridge lock`) or to exit (`credbridge stop-agent`).
@@ -160,7 +168,7 @@ def _read_line(path: str) -> str:
 
 def _record_fallback_dir(pointer: str) -> "Optional[str]":
     """Make a fresh private directory in /tmp and record it (once per host and boot); None if impossible."""
-    from credbridge import atomicfile
+    from credbridge.files import atomicfile
     from credbridge.errors import HelperError
 
     try:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import SERVING, Helper, Installation
 from tests.support.process import Result
-from tests.test_store_contract import STORES
+from tests.contract.test_store_contract import STORES
 
 CANARY_SERVER = "canary-registry.credbridge.test"
 CANARY_USERNAME = "canary-user"

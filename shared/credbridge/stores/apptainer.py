@@ -7,7 +7,7 @@ store reads and writes those files exactly where and as the programs do,
 so that docker, podman and skopeo see the same logins as `apptainer
 registry login`, and the other way round. Keyserver logins and library
 tokens answer only to `apptainer-keyserver:URI` and `apptainer-endpoint:URI`
-(credbridge.remotetokens), never to a registry of the same host. The two
+(credbridge.files.remotetokens), never to a registry of the same host. The two
 flavours differ only in where they look (docs/protocol.md section 4).
 """
 
@@ -16,9 +16,14 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
 
-from credbridge import atomicfile, debuglog, dockerconfig, remotetokens, remoteyaml, urls, userdirs
+from credbridge import debuglog, urls
+from credbridge.files import atomicfile
+from credbridge.files import dockerconfig
+from credbridge.files import remotetokens
+from credbridge.files import remoteyaml
+from credbridge.files import userdirs
 from credbridge.errors import CredentialsNotFound
-from credbridge.helpercall import HelperProgram
+from credbridge.helperclient import HelperProgram
 from credbridge.store import Credentials
 
 DOCKER_CONFIG_NAME = "docker-config.json"
@@ -231,7 +236,7 @@ def _scheme_and_host(entry: Any) -> Optional[tuple[str, str]]:
 
 
 def _remote_yaml_credentials(document: remoteyaml.Document) -> Iterator[Credentials]:
-    """Keyserver logins and endpoint tokens, under keys no registry's name reaches (credbridge.remotetokens)."""
+    """Keyserver logins and endpoint tokens, under keys no registry's name reaches (credbridge.files.remotetokens)."""
     return (held.credentials for held in remotetokens.held_in(document))
 
 
@@ -253,9 +258,9 @@ def _forget_in_remote_yaml(document: remoteyaml.Document, server_url: str) -> No
                 del document["Credentials"]  # omitempty: the programs never write an empty list
 
 
-def ApptainerStore(env: Mapping[str, str]) -> ApptainerFilesStore:
+def apptainer_store(env: Mapping[str, str]) -> ApptainerFilesStore:
     return ApptainerFilesStore(env, APPTAINER)
 
 
-def SingularityStore(env: Mapping[str, str]) -> ApptainerFilesStore:
+def singularity_store(env: Mapping[str, str]) -> ApptainerFilesStore:
     return ApptainerFilesStore(env, SINGULARITY)

@@ -17,7 +17,7 @@ anchored canonical form), never by a name mangled out of a host:
   offered to no registry unless `CREDBRIDGE_ENV_REGISTRIES` (route
   patterns, e.g. `docker.io,*.corp.example:5000`) names it: a pattern
   without a port is the registry's default port only, and only a real host
-  name or IP literal is ever matched (credbridge.routing.scope_matches).
+  name or IP literal is ever matched (credbridge.stores.router.routing.scope_matches).
   Half a pair (`DOCKER_USERNAME` alone, often set to name images) is ignored.
 
 Each kind is read on its own, and the more specific answers first, in the
@@ -33,7 +33,9 @@ import json
 import re
 from typing import Any, Mapping, NamedTuple, Optional
 
-from credbridge import debuglog, dockerconfig, routing, urls
+from credbridge import debuglog, urls
+from credbridge.files import dockerconfig
+from credbridge.stores.router import routing
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.store import Credentials
 

@@ -34,7 +34,8 @@ from contextlib import contextmanager
 from importlib import import_module
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 
-from credbridge import debuglog, urls, userdirs
+from credbridge import debuglog, urls
+from credbridge.files import userdirs
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.store import Credentials
 
@@ -297,7 +298,7 @@ class PyKeyringStore:
             with _windows_lock(self._lock_path + ".lock"):
                 yield
         else:
-            from credbridge import atomicfile
+            from credbridge.files import atomicfile
 
             with atomicfile.exclusive(self._lock_path):
                 yield

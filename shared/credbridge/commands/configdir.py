@@ -1,0 +1,171 @@
+"""Apptainer's and SingularityCE's config directories under `credbridge exec`: private, with the tokens.
+
+Both programs take their per-user directory from a variable (Apptainer:
+APPTAINER_CONFIGDIR, then SINGULARITY_CONFIGDIR; SingularityCE:
+SINGULARITY_CONFIGDIR), used as given, and write remote.yaml in place
+(open O_RDWR|O_CREATE, truncate, write). So exec gives each program a
+directory of its own inside exec's private one: every entry of the user's
+real directory linked (keys, remote-cache, settings) but the credential
+files; a remote.yaml holding the real one's endpoints plus the tokens and
+keyserver logins the store keeps; docker-config.json the authfile. When
+the command ends, what it changed in remote.yaml comes home: a new token
+or login into the store, a token logged out of erased from it, the rest
+(without secrets) into the user's real remote.yaml.
+
+Apptainer follows a symlinked remote.yaml, so its copy is exec's memory
+file (see credbridge.commands.authfile). SingularityCE >= 4.4 opens remote.yaml with
+O_NOFOLLOW, so its copy is a 0600 file in exec's private directory, which
+a watcher removes if exec is killed (bridge.remove_when_gone).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from typing import Callable, Mapping, NamedTuple, Optional
+
+from credbridge.files import atomicfile
+from credbridge.files import remotetokens
+from credbridge.files import remoteyaml
+from credbridge.helperclient import HelperProgram
+from credbridge.store import Credentials
+from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, REMOTE_YAML_NAME, SINGULARITY, Flavour, config_dir
+
+#: Files that hold secrets: generated in the private directory, never linked to the real ones.
+CREDENTIAL_FILES = (REMOTE_YAML_NAME, DOCKER_CONFIG_NAME)
+#: A path that only exec's process keeps alive, holding the given bytes (bridge's memory file).
+AnonymousFile = Callable[[bytes], str]
+
+
+class Program(NamedTuple):
+    flavour: Flavour
+    variable: str
+    follows_symlinks: bool  # whether its remote.yaml may be a link to exec's memory file
+
+
+PROGRAMS = (Program(APPTAINER, "APPTAINER_CONFIGDIR", True), Program(SINGULARITY, "SINGULARITY_CONFIGDIR", False))
+
+
+class Mirror(NamedTuple):
+    """One program's private directory, and what exec gave it, to tell what the command changed."""
+
+    program: Program
+    real_dir: str
+    private_dir: str
+    given: bytes  # the remote.yaml exec wrote (b"" when the user has none)
+    given_keys: frozenset[str]  # the store keys of the tokens and logins put into it
+
+
+def prepare(directory: str, helper: HelperProgram, authfile: str, anonymous_file: AnonymousFile,
+            environ: Mapping[str, str]) -> list[Mirror]:
+    """A private config directory per program under `directory` (exec's own, 0700)."""
+    listed = helper.list()
+    mirrors = []
+    for program in PROGRAMS:
+        real_dir = config_dir(environ, program.flavour)
+        private_dir = os.path.join(directory, program.flavour.name)
+        os.mkdir(private_dir, 0o700)
+        _link_all_but_credentials(real_dir, private_dir)
+        os.symlink(authfile, os.path.join(private_dir, DOCKER_CONFIG_NAME))
+        given, keys = _remote_yaml_with_secrets(os.path.join(real_dir, REMOTE_YAML_NAME), helper, listed)
+        if given:
+            _place(os.path.join(private_dir, REMOTE_YAML_NAME), given, program, anonymous_file)
+        mirrors.append(Mirror(program, real_dir, private_dir, given, frozenset(keys)))
+    return mirrors
+
+
+def variables(mirrors: list[Mirror]) -> dict[str, str]:
+    return {mirror.program.variable: mirror.private_dir for mirror in mirrors}
+
+
+def bring_home(mirrors: list[Mirror], helper: HelperProgram) -> None:
+    """What the command changed in each private remote.yaml: secrets into the store, the rest home."""
+    for mirror in mirrors:
+        _move_new_entries_home(mirror)
+        private = os.path.join(mirror.private_dir, REMOTE_YAML_NAME)
+        found = _read(private)
+        if found is None or found == mirror.given:
+            continue
+        changed = remoteyaml.parse(found, private)
+        held = remotetokens.held_in(changed.document)
+        for secret in held:
+            helper.store(secret.credentials)
+            remotetokens.forget(secret)
+        for key in mirror.given_keys - {secret.credentials.server_url for secret in held}:
+            helper.erase(key)  # `remote logout`, `keyserver logout` or `remote remove`
+        _save_home(os.path.join(mirror.real_dir, REMOTE_YAML_NAME), changed)
+
+
+def _move_new_entries_home(mirror: Mirror) -> None:
+    """What the program created beside the credential files (keys, remote-cache the user had not yet)."""
+    for name in os.listdir(mirror.private_dir):
+        created = os.path.join(mirror.private_dir, name)
+        home = os.path.join(mirror.real_dir, name)
+        if name not in CREDENTIAL_FILES and not os.path.islink(created) and not os.path.lexists(home):
+            atomicfile.private_dir(mirror.real_dir)
+            shutil.move(created, home)
+
+
+def _read(path: str) -> Optional[bytes]:
+    """The private remote.yaml, through the link to exec's memory file (the program writes it in place)."""
+    try:
+        with open(path, "rb") as private:
+            return private.read()
+    except FileNotFoundError:
+        return None
+
+
+def _link_all_but_credentials(real_dir: str, private_dir: str) -> None:
+    """Keys, remote-cache and settings stay the user's own: links, so what the program writes there lands home."""
+    if not os.path.isdir(real_dir):
+        return
+    for name in os.listdir(real_dir):
+        if name not in CREDENTIAL_FILES:
+            os.symlink(os.path.join(real_dir, name), os.path.join(private_dir, name))
+
+
+def _remote_yaml_with_secrets(path: str, helper: HelperProgram, listed: Mapping[str, str]) -> tuple[bytes, list[str]]:
+    """The user's remote.yaml with each endpoint's token and keyserver's login the store holds; b"" if none."""
+    if atomicfile.inspect(path) is None:
+        return b"", []
+    remote = remoteyaml.load(path)
+    document = copy.deepcopy(remote.document)
+    keys = []
+    for holder, field, key, render in _places_for_secrets(document):
+        stored = helper.get(key) if key in listed and not holder.get(field) else None
+        if stored is not None:
+            holder[field] = render(stored)
+            keys.append(key)
+    return remoteyaml.dumps(remoteyaml.RemoteFile(document, remote.style)), keys
+
+
+def _places_for_secrets(document: remoteyaml.Document) -> list[tuple[dict, str, str, Callable[[Credentials], str]]]:
+    """(mapping, field, store key, how the value is written) of every endpoint and keyserver login entry."""
+    places: list[tuple[dict, str, str, Callable[[Credentials], str]]] = []
+    remotes = document.get("Remotes")
+    for remote in (remotes.values() if isinstance(remotes, dict) else ()):
+        if isinstance(remote, dict) and isinstance(remote.get("URI"), str):
+            places.append((remote, "Token", remotetokens.ENDPOINT_PREFIX + remote["URI"], lambda found: found.secret))
+    entries = document.get("Credentials")
+    for entry in (entries if isinstance(entries, list) else ()):
+        if isinstance(entry, dict) and isinstance(entry.get("URI"), str):
+            places.append((entry, "Auth", remotetokens.KEYSERVER_PREFIX + entry["URI"], remotetokens.authorization))
+    return places
+
+
+def _place(path: str, data: bytes, program: Program, anonymous_file: AnonymousFile) -> None:
+    if program.follows_symlinks:
+        os.symlink(anonymous_file(data), path)
+    else:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open(descriptor, "wb") as private:
+            private.write(data)
+
+
+def _save_home(path: str, changed: remoteyaml.RemoteFile) -> None:
+    """The command's remote.yaml without its secrets, in the program's own style, as the user's real one."""
+    atomicfile.private_dir(os.path.dirname(path))
+    with atomicfile.exclusive(path):
+        remoteyaml.save(path, changed)
+

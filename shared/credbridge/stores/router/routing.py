@@ -1,0 +1,159 @@
+"""Where docker-credential-credbridge writes and reads each registry's login.
+
+Read from the `primary`, `routes` and `read` keys of credbridge's config
+file (credbridge.files.config). A route pattern is anchored on the canonical
+registry host: `ghcr.io` is that host only, `*.corp.example` is any host
+with one or more labels before `.corp.example` (never `corp.example`
+itself, never `evilcorp.example`); a wildcard needs a domain of two labels
+or more (`*.io` is refused). A route pattern with a port matches that port
+only; without one, any port (a route only chooses a store: the stored
+login's own key decides which registry receives it). The scope of the
+environment's global pairs (`scope_matches`) releases a secret, so there a
+pattern without a port is the default port only, and the registry asked for
+must be a real host name or IP literal. The most specific pattern wins: an exact host
+before a wildcard, a longer wildcard before a shorter one, a port before
+none. Store names are the docker-credential-* suffixes (keyring,
+cryptfile, apptainer, singularity, vault, or any other helper on PATH);
+`environment` is the read-only environment source and `primary` in the
+read list stands for the store that writes the registry (its route, else
+the primary).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, NamedTuple, Optional
+
+from credbridge import urls
+from credbridge.files import config
+from credbridge.errors import HelperError
+from credbridge.helperclient import is_helper_name
+
+ROUTER = "credbridge"
+ENVIRONMENT = "environment"
+PRIMARY = "primary"
+DEFAULT_READ = (ENVIRONMENT, PRIMARY, "apptainer", "singularity")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_HOST = rf"{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\]"
+_PORT = r"(?::[0-9]{1,5})?"
+_PATTERN = re.compile(rf"^(?:\*\.{_LABEL}\.{_LABEL}(?:\.{_LABEL})*|{_HOST}){_PORT}$")
+_REAL_HOST = re.compile(rf"^(?:{_HOST})$")
+_REAL_PORT = re.compile(rf"^{_PORT}$")
+_WILDCARD = "wildcard."  # stands for `*.` while a pattern is canonicalised: `*.index.docker.io` never becomes `docker.io`
+PATTERN_RULE = "a registry host[:port] or *.domain[:port] under a domain of two labels or more (*.corp.example, not *.io)"
+
+
+class Route(NamedTuple):
+    pattern: str
+    store: str
+
+
+class Routing(NamedTuple):
+    """The effective routing; `primary` is None when the config leaves it to the machine."""
+
+    primary: Optional[str]
+    routes: tuple[Route, ...]
+    read: tuple[str, ...]
+
+    def route_for(self, server_url: str) -> Optional[Route]:
+        """The most specific route whose pattern matches the registry, if any."""
+        registry = real_registry(server_url)
+        if registry is None:
+            return None
+        matching = [route for route in self.routes if pattern_matches(route.pattern, *registry)]
+        return max(matching, key=lambda route: _specificity(route.pattern), default=None)
+
+
+def load_routing(env: Mapping[str, str]) -> Routing:
+    """The routing of the caller's config file; every mistake in it is one line naming the key."""
+    settings = config.load_config(env)
+    where = config.config_path(env)
+    primary = settings.get("primary")
+    if primary is not None:
+        primary = _writable_store_name(primary, "primary", where)
+    routes = settings.get("routes") or {}
+    if not isinstance(routes, dict):
+        raise HelperError(f"`routes` in {where} must map registry patterns to store names")
+    parsed = tuple(Route(_pattern(pattern, where), _writable_store_name(store, f"routes.{pattern}", where))
+                   for pattern, store in routes.items())
+    read = settings.get("read", list(DEFAULT_READ))
+    if not isinstance(read, list) or not read:
+        raise HelperError(f"`read` in {where} must be a non-empty list of store names, e.g. {list(DEFAULT_READ)}")
+    return Routing(primary, parsed, tuple(_store_name(name, "read", where) for name in read))
+
+
+def is_pattern(text: str) -> bool:
+    """A route pattern: `host[:port]`, `*.domain[:port]` (two labels or more) or `[ipv6][:port]`, lower-case."""
+    return bool(_PATTERN.match(text))
+
+
+def real_registry(server_url: str) -> Optional[tuple[str, str]]:
+    """('host', ':port') of the registry asked for when its host is a host name (IDNA applied) or an IP literal
+    and its port digits; None for anything else (`evil.com#.corp.example`, userinfo), which no pattern matches."""
+    host, port = urls.registry_host(server_url)
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    return (host, port) if _REAL_HOST.match(host) and _REAL_PORT.match(port) else None
+
+
+def exact_registry(text: str) -> Optional[str]:
+    """The canonical `host[:port]` of one registry (a URL's scheme and Docker Hub's v1 path allowed);
+    None for a wildcard, a repository path, userinfo or anything else that is not one registry."""
+    registry = urls.canonical(text)
+    return registry if is_pattern(registry) and not registry.startswith("*.") else None
+
+
+def pattern_matches(pattern: str, host: str, port: str) -> bool:
+    """A route's match: a pattern without a port matches any port (a route chooses a store, it releases nothing)."""
+    pattern_port = pattern_parts(pattern)[2]
+    return (not pattern_port or pattern_port == port) and _host_matches(pattern, host)
+
+
+def scope_matches(pattern: str, server_url: str) -> bool:
+    """Whether a pattern releases a secret to the registry asked for: a real host, the port exactly as the
+    pattern spells it (none: the registry's default port, as canonical matching spells it, never any port)."""
+    registry = real_registry(server_url)
+    return registry is not None and pattern_parts(pattern)[2] == registry[1] and _host_matches(pattern, registry[0])
+
+
+def pattern_parts(pattern: str) -> tuple[bool, str, str]:
+    """(is a wildcard, canonical host or the wildcard's domain, ':port' or '')."""
+    wildcard = pattern.startswith("*.")
+    host, port = urls.registry_host(_WILDCARD + pattern[2:] if wildcard else pattern)
+    return wildcard, host[len(_WILDCARD):] if wildcard else host, port
+
+
+def _host_matches(pattern: str, host: str) -> bool:
+    wildcard, pattern_host, _ = pattern_parts(pattern)
+    return host.endswith("." + pattern_host) if wildcard else host == pattern_host
+
+
+def _specificity(pattern: str) -> tuple[bool, int, bool]:
+    wildcard, host, port = pattern_parts(pattern)
+    return (not wildcard, len(host), bool(port))
+
+
+def _pattern(pattern: Any, where: str) -> str:
+    text = str(pattern).strip().lower()
+    if not is_pattern(text):
+        raise HelperError(f"route pattern {pattern!r} in {where} is not {PATTERN_RULE}: correct it")
+    return text
+
+
+def _writable_store_name(value: Any, key: str, where: str) -> str:
+    name = _store_name(value, key, where)
+    if name in (ENVIRONMENT, PRIMARY):
+        raise HelperError(f"`{key}` in {where} must name a store that keeps logins, not `{name}`")
+    return name
+
+
+def _store_name(value: Any, key: str, where: str) -> str:
+    if not is_helper_name(value):
+        raise HelperError(f"`{key}` in {where} must name a store (keyring, cryptfile, apptainer, ...), not {config.shortened(value)}")
+    if value == ROUTER:
+        raise HelperError(f"`{key}` in {where} names the router itself (credbridge): name the store it should use, "
+                          "e.g. keyring or cryptfile")
+    return value

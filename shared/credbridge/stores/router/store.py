@@ -1,0 +1,209 @@
+"""docker-credential-credbridge: one helper name for every tool, routing to the real stores.
+
+Writes go to the registry's route, else to the primary store (configured,
+else `keyring` when a Secret Service answers, else `cryptfile`). Reads try
+the `read` list in order (default: environment, primary, apptainer,
+singularity), so logins made by Apptainer/SingularityCE are found too.
+`erase` removes the login from every place a read looks; `list` merges
+them, one entry per registry. See credbridge.stores.router.routing for the config keys.
+
+Loops: every store the router opens gets `credbridge` appended to
+CREDBRIDGE_HELPER_CHAIN, so a file that delegates back to the router (the
+`credsStore: credbridge` that `credbridge setup` writes into Apptainer's
+docker-config) is skipped rather than called; a router reached again
+through some other helper ends with a clear error.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, NamedTuple, Optional
+
+from credbridge import debuglog, urls
+from credbridge.errors import CredentialsNotFound, HelperError, StoreLocked, StoreUnavailable
+from credbridge.helperclient import CHAIN_VARIABLE, HelperProgram
+from credbridge.stores.router.routing import ENVIRONMENT, PRIMARY, ROUTER, Routing, load_routing
+from credbridge.store import Credentials, CredentialStore
+
+
+class Login(NamedTuple):
+    server_url: str
+    username: str
+    store: str
+
+
+class Survey(NamedTuple):
+    """What `list` found: the logins, and each store that could not be read (store -> why)."""
+
+    logins: list[Login]
+    unreadable: dict[str, str]
+
+
+class RouterStore:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        chain = [link for link in env.get(CHAIN_VARIABLE, "").split(",") if link]
+        if ROUTER in chain:
+            raise HelperError(f"docker-credential-credbridge was called back by a store it routes to "
+                              f"({' -> '.join([*chain, ROUTER])}): a route or config file names credbridge "
+                              "where a store belongs; name keyring, cryptfile or another store there")
+        self._env = env
+        self._store_env = {**env, CHAIN_VARIABLE: ",".join([*chain, ROUTER])}
+        self._default_primary: Optional[str] = None
+        self._opened: dict[str, CredentialStore] = {}
+
+    def store(self, credentials: Credentials) -> None:
+        writer = self.writer_for(credentials.server_url)
+        debuglog.log("router store", server=credentials.server_url, store=writer)
+        self._open(writer).store(credentials)
+
+    def get(self, server_url: str) -> Credentials:
+        """The first source that has it. A source that cannot be reached counts as not having it, so an
+        anonymous pull goes on; a locked or damaged one is reported only if no other source has it. A mistake
+        in the caller's own environment variables is theirs to fix, so it is a warning even then."""
+        failures: list[HelperError] = []
+        environment_mistakes: list[str] = []
+        for name in self.readers_for(server_url):
+            try:
+                found = self._open(name).get(server_url)
+            except CredentialsNotFound:
+                continue
+            except StoreUnavailable as error:
+                debuglog.log("router source unavailable, read as not found", store=name, error=str(error))
+                continue
+            except HelperError as error:
+                debuglog.log("router source failed", store=name, error=str(error))
+                failures.append(error)
+                if name == ENVIRONMENT:
+                    environment_mistakes.append(str(error))
+                continue
+            debuglog.log("router get", server=server_url, store=name)
+            for mistake in environment_mistakes:
+                debuglog.warn(mistake)
+            return found
+        if failures:
+            raise failures[0]
+        raise CredentialsNotFound()
+
+    def erase(self, server_url: str) -> None:
+        """From every place a read looks, so that no older copy answers after a logout."""
+        failures: list[HelperError] = []
+        for name in self.readers_for(server_url):
+            if name == ENVIRONMENT:
+                continue
+            try:
+                self._open(name).erase(server_url)
+            except HelperError as error:
+                failures.append(error)
+        if failures:
+            raise failures[0]
+
+    def list(self) -> dict[str, str]:
+        return {login.server_url: login.username for login in self.survey().logins}
+
+    def survey(self) -> Survey:
+        """Every source merged, one entry per registry (the first source's spelling and user win).
+
+        A source that is locked or cannot be reached, or a secondary source
+        that fails, is named in `unreadable` and the rest are listed, so one
+        broken file does not break `docker build`; a damaged primary store is
+        an error.
+        """
+        merged: dict[str, Login] = {}
+        unreadable: dict[str, str] = {}
+        for name in self.listed_stores():
+            try:
+                listed = self._open(name).list()
+            except HelperError as error:
+                if name == self.primary() and not isinstance(error, (StoreLocked, StoreUnavailable)):
+                    raise
+                debuglog.log("router list source failed", store=name, error=str(error))
+                unreadable[name] = str(error)
+                continue
+            for server, username in sorted(listed.items()):
+                merged.setdefault(urls.canonical(server), Login(server, username, name))
+        return Survey(list(merged.values()), unreadable)
+
+    # -- where each registry goes ---------------------------------------------
+
+    def primary(self) -> str:
+        """The configured primary store, else the best one this machine offers."""
+        if self._routing.primary is not None:
+            return self._routing.primary
+        if self._default_primary is None:
+            self._default_primary = default_primary(self._env)
+        return self._default_primary
+
+    @property
+    def _routing(self) -> Routing:
+        """Read at each use: the agent keeps a router for long, and an edited config.yaml must take
+        effect at the next call (credbridge.files.config parses the file again only when it changed)."""
+        return load_routing(self._env)
+
+    def writer_for(self, server_url: str) -> str:
+        route = self._routing.route_for(server_url)
+        return route.store if route is not None else self.primary()
+
+    def readers_for(self, server_url: str) -> list[str]:
+        """The read list with `primary` resolved; the writing store is always read."""
+        writer = self.writer_for(server_url)
+        names = [writer if name == PRIMARY else name for name in self._routing.read]
+        return _unique(names if writer in names else [*names, writer])
+
+    def listed_stores(self) -> list[str]:
+        names = [self.primary() if name == PRIMARY else name for name in self._routing.read]
+        return _unique([*names, self.primary(), *(route.store for route in self._routing.routes)])
+
+    def _open(self, name: str) -> CredentialStore:
+        if name not in self._opened:
+            self._opened[name] = open_source(name, self._env, self._store_env)
+        return self._opened[name]
+
+
+def open_source(name: str, env: Mapping[str, str], store_env: Mapping[str, str]) -> CredentialStore:
+    """A store of ours in process, the environment, or any other helper on PATH over the protocol."""
+    from credbridge.stores.catalog import STORES, open_store
+
+    if name == ENVIRONMENT:
+        from credbridge.stores.environment import EnvironmentSource
+
+        return EnvironmentSource(env)
+    if name in STORES:
+        return open_store(name, store_env)
+    return ExternalHelper(HelperProgram(name, store_env))
+
+
+def default_primary(env: Mapping[str, str]) -> str:
+    """keyring where one always exists (macOS, Windows, a python-keyring backend chosen) or a Secret
+    Service answers on the caller's session bus; else the encrypted file, which needs no desktop."""
+    from credbridge.stores.keyring import backend_choice
+
+    if backend_choice(env) != "secretservice":
+        return "keyring"
+    from credbridge.stores.secretservice import provider_reachable
+
+    return "keyring" if provider_reachable(env) else "cryptfile"
+
+
+class ExternalHelper:
+    """Another docker-credential-* program (secretservice, pass, ecr-login, ...) as a store."""
+
+    def __init__(self, program: HelperProgram) -> None:
+        self._program = program
+
+    def get(self, server_url: str) -> Credentials:
+        found = self._program.get(server_url)
+        if found is None:
+            raise CredentialsNotFound()
+        return found
+
+    def store(self, credentials: Credentials) -> None:
+        self._program.store(credentials)
+
+    def erase(self, server_url: str) -> None:
+        self._program.erase(server_url)
+
+    def list(self) -> dict[str, str]:
+        return self._program.list()
+
+
+def _unique(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(names))

@@ -1,0 +1,372 @@
+"""Endpoint tokens and keyserver logins of Apptainer and SingularityCE: out of remote.yaml, into a store.
+
+`remote login` and `keyserver login` leave them in plaintext in remote.yaml
+(both programs, both yaml eras). `credbridge migrate` moves them into a
+store under keys that say what they are for, reads each back, and only
+then rewrites remote.yaml without them, loadable by the programs' strict
+decoders. No docker registry of the same host is ever offered them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Helper, Installation
+from tests.support.matrix import NOT_FOUND
+from tests.support.process import Result, run
+from tests.support.strictload import StrictLoader
+from tests.commands.test_bridge import wait_until
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "apptainer"
+#: key in the store -> (username, secret), as the era files hold them.
+HELD = {
+    "apptainer-endpoint:cloud.sylabs.io": ("<token>", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"),
+    "apptainer-endpoint:library.example.org": ("<token>", "lib-token: with colon #and hash"),
+    "apptainer-keyserver:https://keys.example.org": ("alice", "s3cr3t"),
+    "apptainer-keyserver:https://keys.sylabs.io": ("<token>", "eyJhbGciOiJIUzI1NiJ9.e30.Zm9v"),
+}
+#: key -> how its secret is spelled in remote.yaml (a Basic keyserver login is base64 in its Authorization header).
+IN_FILE = {key: secret for key, (_username, secret) in HELD.items()} | \
+    {"apptainer-keyserver:https://keys.example.org": "YWxpY2U6czNjcjN0"}
+WAIT_SECONDS = 60
+SAME_HOSTS = ["cloud.sylabs.io", "https://cloud.sylabs.io", "library.example.org", "https://library.example.org/",
+              "keys.example.org", "https://keys.example.org", "keys.sylabs.io", "https://keys.sylabs.io"]
+
+
+class TokenHome:
+    """A login session whose ~/.apptainer (yaml.v3 era) and ~/.singularity (yaml.v2 era) hold tokens."""
+
+    def __init__(self, installation: Installation, env: dict[str, str]) -> None:
+        self.installation = installation
+        self.env = env
+        home = Path(env["HOME"])
+        self.remote_yamls = {"apptainer": home / ".apptainer" / "remote.yaml",
+                             "singularityce": home / ".singularity" / "remote.yaml"}
+        for (flavour, path), era in zip(self.remote_yamls.items(), ("remote-v3-era.yaml", "remote-v2-era.yaml")):
+            path.parent.mkdir(mode=0o700)
+            shutil.copyfile(DATA / era, path)
+            path.chmod(0o600)
+
+    def credbridge(self, *args: str) -> Result:
+        return run([self.installation.executable("credbridge"), *args], "", self.env)
+
+    def helper(self, store: str) -> Helper:
+        return Helper(self.installation.executable(f"docker-credential-{store}"), self.env)
+
+    def plaintext_left(self) -> dict[str, list[str]]:
+        """Every file in both programs' directories (remote.yaml, a backup...) still holding a secret: key names."""
+        found = {}
+        for directory in {path.parent for path in self.remote_yamls.values()}:
+            for path in (path for path in directory.rglob("*") if path.is_file()):
+                text = path.read_text(errors="replace")
+                found.update({str(path): [key for key, secret in IN_FILE.items() if secret in text]})
+        return {path: secrets for path, secrets in found.items() if secrets}
+
+    def snapshot(self) -> dict[str, bytes]:
+        return {flavour: path.read_bytes() for flavour, path in self.remote_yamls.items()}
+
+
+@pytest.fixture
+def token_home(installation: Installation, tmp_path: Path) -> TokenHome:
+    """Its own HOME and runtime dir; the cryptfile opens with a passphrase file and is the router's primary,
+    every helper call is served in process, so nothing outlives the test."""
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    for directory in (home, runtime):
+        directory.mkdir(mode=0o700)
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("token passphrase\n")
+    passphrase.chmod(0o600)
+    config = home / ".config" / "credbridge" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("primary: cryptfile\n")
+    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "PATH": f"{installation.bindir}:{os.environ['PATH']}",
+           "CREDBRIDGE_PASSPHRASE_FILE": str(passphrase), "CREDBRIDGE_NO_AGENT": "1"}
+    return TokenHome(installation, env)
+
+
+def migrated(home: TokenHome) -> Result:
+    done = home.credbridge("migrate", "--to", "cryptfile")
+    assert done.returncode == 0, done.text + done.stderr.decode()
+    return done
+
+
+# -- migrate ---------------------------------------------------------------------------------
+
+def test_tokens_and_keyserver_logins_move_into_the_store_and_leave_no_plaintext(
+        token_home: TokenHome, strict_loader: StrictLoader) -> None:
+    before = {flavour: strict_loader.remote_yaml(path, flavour) for flavour, path in token_home.remote_yamls.items()}
+    assert token_home.plaintext_left()
+    migrated(token_home)
+    cryptfile = token_home.helper("cryptfile")
+    for key, (username, secret) in HELD.items():
+        assert json.loads(cryptfile.get(key).stdout) == {"ServerURL": key, "Username": username, "Secret": secret}
+    assert token_home.plaintext_left() == {}
+    for flavour, path in token_home.remote_yamls.items():
+        after = strict_loader.remote_yaml(path, flavour)
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert after["Active"] == before[flavour]["Active"]
+        for name, remote in before[flavour]["Remotes"].items():  # every endpoint stays, its token emptied
+            assert after["Remotes"][name] == {**remote, "Token": ""}
+        assert after["Credentials"] == [{**entry, "Auth": ""} for entry in before[flavour]["Credentials"]]
+
+
+def test_a_registry_of_the_same_host_is_never_offered_a_token(token_home: TokenHome) -> None:
+    migrated(token_home)
+    for store in ("cryptfile", "credbridge"):
+        for query in SAME_HOSTS:
+            assert token_home.helper(store).get(query).stdout == NOT_FOUND, (store, query)
+    authfile = token_home.credbridge("exec", "--store", "cryptfile", "--", "sh", "-c", 'cat "$REGISTRY_AUTH_FILE"')
+    assert authfile.returncode == 0, authfile.stderr
+    assert json.loads(authfile.stdout) == {"auths": {}}
+
+
+def test_a_second_run_and_a_dry_run_change_nothing(token_home: TokenHome) -> None:
+    dry = token_home.credbridge("migrate", "--to", "cryptfile", "--dry-run")
+    assert dry.returncode == 0 and token_home.plaintext_left()
+    for key in HELD:
+        assert f"would move {key} (Apptainer, {token_home.remote_yamls['apptainer']})" in dry.text
+    assert token_home.helper("cryptfile").get("apptainer-endpoint:cloud.sylabs.io").stdout == NOT_FOUND
+    migrated(token_home)
+    before = token_home.snapshot()
+    again = migrated(token_home)
+    assert "nothing to move" in again.text
+    assert token_home.snapshot() == before
+
+
+def test_a_different_token_already_in_the_store_is_not_overwritten(token_home: TokenHome) -> None:
+    """The two programs' files disagree: the second token stays in its file rather than replace the first."""
+    singularity = token_home.remote_yamls["singularityce"]
+    singularity.write_text(singularity.read_text().replace("lib-token: with colon #and hash", "an older lib-token"))
+    done = migrated(token_home)
+    assert f"kept apptainer-endpoint:library.example.org in {singularity}" in done.text
+    assert "credbridge logout apptainer-endpoint:library.example.org" in done.text
+    stored = json.loads(token_home.helper("cryptfile").get("apptainer-endpoint:library.example.org").stdout)
+    assert stored["Secret"] == "lib-token: with colon #and hash"
+    assert "an older lib-token" in singularity.read_text()
+
+
+def test_kill_during_migrate_loses_no_token(token_home: TokenHome, strict_loader: StrictLoader) -> None:
+    chance = random.Random(18)
+    cryptfile = token_home.helper("cryptfile")
+    for _attempt in range(4):
+        process = subprocess.Popen([token_home.installation.executable("credbridge"), "migrate", "--to", "cryptfile"],
+                                   env=token_home.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(chance.uniform(0.2, 4.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        listed = cryptfile.list()
+        in_store = json.loads(listed.stdout) if listed.returncode == 0 else {}  # no cryptfile before the first store
+        for flavour, path in token_home.remote_yamls.items():
+            text = path.read_text()
+            strict_loader.remote_yaml(path, flavour)
+            for key, secret in IN_FILE.items():
+                assert secret in text or key in in_store, f"{key} is neither in {path} nor in the store"
+    migrated(token_home)
+    assert token_home.plaintext_left() == {}
+
+
+# -- doctor and list ----------------------------------------------------------------------------
+
+def test_doctor_counts_plaintext_tokens_and_names_migrate(token_home: TokenHome) -> None:
+    before = token_home.credbridge("doctor").text
+    for path in token_home.remote_yamls.values():
+        assert f"4 endpoint token(s) or keyserver login(s) in plaintext in {path}" in before
+    assert "credbridge migrate" in before
+    migrated(token_home)
+    assert "endpoint token(s)" not in token_home.credbridge("doctor").text
+
+
+def test_list_shows_each_token_with_its_kind(token_home: TokenHome) -> None:
+    migrated(token_home)
+    listed = json.loads(token_home.credbridge("list", "--json").stdout)
+    kinds = {row["registry"]: row["kind"] for row in listed if row["registry"] in HELD}
+    assert kinds == {key: "endpoint token" if "endpoint" in key else "keyserver login" for key in HELD}
+    assert "apptainer-endpoint:cloud.sylabs.io" in token_home.credbridge("list").text
+
+
+# -- credbridge exec: a private config directory per program -------------------------------------
+
+#: The command under exec: reports its config directories (entries, links, remote.yaml), then may edit a
+#: remote.yaml in place as `remote login`/`logout` do (open O_RDWR|O_CREATE, truncate, write; SingularityCE
+#: with O_NOFOLLOW), may create a directory beside it, then may wait for the test to let it go.
+CHILD = r"""
+import json, os, sys, time
+
+report, plan = sys.argv[1], json.loads(sys.argv[2])
+dirs = {name: os.environ[name] for name in ("APPTAINER_CONFIGDIR", "SINGULARITY_CONFIGDIR")}
+def entry(path):
+    return os.readlink(path) if os.path.islink(path) else "file"
+facts = {"pid": os.getpid(), "dirs": dirs,
+         "entries": {name: {e: entry(os.path.join(d, e)) for e in os.listdir(d)} for name, d in dirs.items()},
+         "modes": {name: os.stat(d).st_mode & 0o777 for name, d in dirs.items()},
+         "remote_yaml": {name: open(os.path.join(d, "remote.yaml")).read() for name, d in dirs.items()
+                         if os.path.exists(os.path.join(d, "remote.yaml"))}}
+if plan.get("edit"):
+    variable, old, new = plan["edit"]
+    flags = os.O_RDWR | os.O_CREAT | (os.O_NOFOLLOW if variable.startswith("SINGULARITY") else 0)
+    with open(os.open(os.path.join(dirs[variable], "remote.yaml"), flags, 0o600), "r+") as changed:
+        text = changed.read()
+        assert old in text, text
+        changed.seek(0)
+        changed.truncate(0)
+        changed.write(text.replace(old, new, 1))
+for variable, name in plan.get("create", []):  # a directory the program makes, as `key newpair` makes keys
+    os.mkdir(os.path.join(dirs[variable], name), 0o700)
+    with open(os.path.join(dirs[variable], name, "pgp-public"), "w") as created:
+        created.write("a public keyring")
+with open(report + ".tmp", "w") as out:
+    json.dump(facts, out)
+os.rename(report + ".tmp", report)
+deadline = time.monotonic() + 120
+while plan.get("wait") and not os.path.exists(report + ".go") and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+NEW_REMOTE_V2 = "Remotes:\n  newlib:\n    URI: newlib.example.org\n    Token: fresh-token-of-remote-login\n" \
+                "    System: false\n    Exclusive: false\n"
+SYLABS_TOKEN_V3 = f"        Token: {HELD['apptainer-endpoint:cloud.sylabs.io'][1]}\n"
+
+
+class Exec:
+    """`credbridge exec --store cryptfile -- CHILD plan` in the token home; its command's report."""
+
+    def __init__(self, home: TokenHome, tmp_path: Path, **plan: object) -> None:
+        self.report = tmp_path / f"report-{time.monotonic_ns()}.json"
+        argv = [home.installation.executable("credbridge"), "exec", "--store", "cryptfile", "--",
+                sys.executable, "-c", CHILD, str(self.report), json.dumps(plan)]
+        self.process = subprocess.Popen(argv, env=home.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE)
+
+    def facts(self) -> dict:
+        wait_until(lambda: self.report.exists() or self.process.poll() is not None, "the command to report")
+        assert self.report.exists(), self.process.communicate(timeout=WAIT_SECONDS)
+        return json.loads(self.report.read_text())
+
+    def finish(self) -> None:
+        Path(f"{self.report}.go").touch()
+        _out, err = self.process.communicate(timeout=WAIT_SECONDS)
+        assert self.process.returncode == 0, err
+
+
+def loaded_text(strict_loader: StrictLoader, tmp_path: Path, text: str, flavour: str) -> dict:
+    path = tmp_path / f"given-{flavour}.yaml"
+    path.write_text(text)
+    return strict_loader.remote_yaml(path, flavour)  # type: ignore[arg-type]
+
+
+def test_exec_gives_each_program_a_private_directory_with_the_tokens_and_links_to_the_rest(
+        token_home: TokenHome, strict_loader: StrictLoader, tmp_path: Path) -> None:
+    real = token_home.remote_yamls["apptainer"].parent
+    (real / "keys").mkdir(mode=0o700)
+    (real / "remote-cache").mkdir(mode=0o700)
+    migrated(token_home)
+    before = token_home.snapshot()
+    running = Exec(token_home, tmp_path)
+    facts = running.facts()
+    running.finish()
+    apptainer_dir, singularity_dir = facts["dirs"]["APPTAINER_CONFIGDIR"], facts["dirs"]["SINGULARITY_CONFIGDIR"]
+    assert apptainer_dir != singularity_dir and set(facts["modes"].values()) == {0o700}
+    assert facts["entries"]["APPTAINER_CONFIGDIR"]["keys"] == str(real / "keys")
+    assert facts["entries"]["APPTAINER_CONFIGDIR"]["remote-cache"] == str(real / "remote-cache")
+    assert facts["entries"]["APPTAINER_CONFIGDIR"]["remote.yaml"].startswith("/proc/")  # exec's memory file
+    assert facts["entries"]["SINGULARITY_CONFIGDIR"]["remote.yaml"] == "file"  # SingularityCE: O_NOFOLLOW
+    for variable, flavour in (("APPTAINER_CONFIGDIR", "apptainer"), ("SINGULARITY_CONFIGDIR", "singularityce")):
+        given = loaded_text(strict_loader, tmp_path, facts["remote_yaml"][variable], flavour)
+        assert given["Remotes"]["SylabsCloud"]["Token"] == HELD["apptainer-endpoint:cloud.sylabs.io"][1]
+        assert given["Remotes"]["mylibrary"]["Token"] == HELD["apptainer-endpoint:library.example.org"][1]
+        assert [entry["Auth"] for entry in given["Credentials"]][2:] == \
+            ["Basic YWxpY2U6czNjcjN0", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.Zm9v"]
+    assert not Path(apptainer_dir).exists() and not Path(singularity_dir).exists()
+    assert token_home.snapshot() == before  # nothing changed: nothing written home
+
+
+def test_a_remote_login_inside_exec_comes_home_encrypted_and_a_logout_erases_it(
+        token_home: TokenHome, strict_loader: StrictLoader, tmp_path: Path) -> None:
+    migrated(token_home)
+    login = Exec(token_home, tmp_path, edit=["SINGULARITY_CONFIGDIR", "Remotes:\n", NEW_REMOTE_V2],
+                 create=[["SINGULARITY_CONFIGDIR", "keys"]])
+    login.facts()
+    login.finish()
+    assert (token_home.remote_yamls["singularityce"].parent / "keys" / "pgp-public").read_text() == "a public keyring"
+    cryptfile = token_home.helper("cryptfile")
+    stored = json.loads(cryptfile.get("apptainer-endpoint:newlib.example.org").stdout)
+    assert stored["Secret"] == "fresh-token-of-remote-login"
+    home = strict_loader.remote_yaml(token_home.remote_yamls["singularityce"], "singularityce")
+    assert (home["Remotes"]["newlib"]["URI"], home["Remotes"]["newlib"]["Token"]) == ("newlib.example.org", "")
+    assert "fresh-token" not in token_home.remote_yamls["singularityce"].read_text()
+    assert token_home.plaintext_left() == {}
+
+    logout = Exec(token_home, tmp_path, edit=["APPTAINER_CONFIGDIR", SYLABS_TOKEN_V3, ""])
+    logout.facts()
+    logout.finish()
+    assert cryptfile.get("apptainer-endpoint:cloud.sylabs.io").stdout == NOT_FOUND
+    assert cryptfile.get("apptainer-endpoint:library.example.org").returncode == 0  # only what was logged out
+    home = strict_loader.remote_yaml(token_home.remote_yamls["apptainer"], "apptainer")
+    assert home["Remotes"]["SylabsCloud"]["URI"] == "cloud.sylabs.io" and token_home.plaintext_left() == {}
+
+
+def holds_a_token(path: Path) -> bool:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:  # a lock file let go of meanwhile
+        return False
+    return any(secret.encode() in data for secret in IN_FILE.values())
+
+
+def test_a_sigkilled_exec_leaves_no_plaintext_token(token_home: TokenHome, tmp_path: Path) -> None:
+    migrated(token_home)
+    running = Exec(token_home, tmp_path, wait=True)
+    facts = running.facts()
+    running.process.send_signal(signal.SIGKILL)
+    running.process.wait(timeout=WAIT_SECONDS)
+    try:
+        exec_dirs = {Path(path).parent for path in facts["dirs"].values()}  # removed last, after what it holds
+        wait_until(lambda: not any(path.exists() for path in exec_dirs), "the watcher to remove exec's directory")
+        everywhere = [path for root in (token_home.env["XDG_RUNTIME_DIR"], token_home.env["HOME"])
+                      for path in Path(root).rglob("*") if path.is_file()]
+        assert [path for path in everywhere if holds_a_token(path)] == []
+    finally:
+        os.kill(facts["pid"], signal.SIGTERM)  # the orphaned command
+
+
+def test_concurrent_execs_do_not_see_each_others_directories(token_home: TokenHome, tmp_path: Path) -> None:
+    migrated(token_home)
+    first = Exec(token_home, tmp_path, edit=["SINGULARITY_CONFIGDIR", "Remotes:\n", NEW_REMOTE_V2], wait=True)
+    first_facts = first.facts()
+    second = Exec(token_home, tmp_path, wait=True)
+    second_facts = second.facts()
+    try:
+        assert set(first_facts["dirs"].values()).isdisjoint(second_facts["dirs"].values())
+        assert "fresh-token" not in second_facts["remote_yaml"]["SINGULARITY_CONFIGDIR"]
+    finally:
+        second.finish()
+        first.finish()
+    assert json.loads(token_home.helper("cryptfile").get("apptainer-endpoint:newlib.example.org").stdout)["Secret"] \
+        == "fresh-token-of-remote-login"
+
+
+# -- the programs' own files, before any migrate ----------------------------------------------------
+
+def test_tokens_still_in_remote_yaml_are_served_only_under_their_kind(token_home: TokenHome) -> None:
+    """docker-credential-apptainer/-singularity (and the router reading them) answer a registry of the same host
+    "not found", and the token under its endpoint key; a logout of that key clears it from the file."""
+    for store in ("apptainer", "singularity", "credbridge"):
+        helper = token_home.helper(store)
+        for query in SAME_HOSTS:
+            assert helper.get(query).stdout == NOT_FOUND, (store, query)
+        for key, (username, secret) in HELD.items():
+            assert json.loads(helper.get(key).stdout) == {"ServerURL": key, "Username": username, "Secret": secret}
+        assert set(json.loads(helper.list().stdout)) >= set(HELD)
+    done = token_home.credbridge("logout", "apptainer-endpoint:cloud.sylabs.io")
+    assert done.returncode == 0, done.stderr
+    assert all("cloud.sylabs.io" not in keys for keys in token_home.plaintext_left().values())
+    assert token_home.helper("credbridge").get("apptainer-endpoint:cloud.sylabs.io").stdout == NOT_FOUND
