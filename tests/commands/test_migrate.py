@@ -164,7 +164,7 @@ def test_plaintext_stores_are_refused_as_targets(installation: Installation, pla
 
 
 def test_without_to_the_target_is_dockers_creds_store(installation: Installation, plaintext_home: PlaintextHome) -> None:
-    """(Without credsStore either, the router: tests/test_headless_first_hour.py.)"""
+    """(Without credsStore either, the router: tests/commands/test_headless_first_hour.py.)"""
     docker = plaintext_home.files["docker"]
     docker.write_text(json.dumps({**json.loads(docker.read_text()), "credsStore": "cryptfile"}))
     assert migrate(installation, plaintext_home).returncode == 0

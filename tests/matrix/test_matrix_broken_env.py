@@ -5,7 +5,7 @@ on stderr, within seconds; what could still be read is still served, and a
 damaged file is never silently replaced. The disk really is read-only or
 full: the helper runs in a private mount namespace (`unshare -rm`) where its
 directories are a read-only bind mount or a tiny tmpfs that is filled up.
-(D-Bus and the no-provider, locked and no-`default` cases: tests/test_headless.py.)
+(D-Bus and the no-provider, locked and no-`default` cases: tests/commands/test_headless.py.)
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ with SIGKILL cannot clean up, so what it served must never have been a file
 on a filesystem: the test kills it while the command runs on and then looks
 for the secret in every file under the runtime directory, where exec works,
 and through every path the command was given. The command and its store are
-those of tests/test_bridge.py.
+those of tests/commands/test_bridge.py.
 """
 
 from __future__ import annotations

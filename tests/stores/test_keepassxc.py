@@ -3,8 +3,8 @@
 KeePassXC answers CreateItem and Delete with a prompt and emits the
 prompt's Completed signal without a destination; with its database locked
 it holds a search until a person unlocks it. The store contract
-(tests/test_store_contract.py) and the interop with Go's helper
-(tests/test_conformance.py) run on it too; this module holds what differs.
+(tests/contract/test_store_contract.py) and the interop with Go's helper
+(tests/contract/test_conformance.py) run on it too; this module holds what differs.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ macOS and Windows cannot run here, so what is theirs is proved through
 python-keyring's own backend interface: its real SecretService backend on the
 private gnome-keyring, with the Windows blob limit (2560 UTF-16 bytes)
 imposed, and the backends' own capability checks on this machine. The store
-contract runs over it too (tests/test_store_contract.py).
+contract runs over it too (tests/contract/test_store_contract.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """docker-credential-credbridge: routes writes, reads in order, erases everywhere, never loops.
 
-The router passes the whole store contract (tests/test_store_contract.py);
+The router passes the whole store contract (tests/contract/test_store_contract.py);
 these tests prove what only a router does, with the real stores behind it:
 the private gnome-keyring, an unlocked cryptfile, Apptainer's files, and
 Go's docker-credential-secretservice as an external helper.

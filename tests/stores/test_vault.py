@@ -1,6 +1,6 @@
 """docker-credential-vault against real OpenBao servers: sharing, policies, logins, failures, HA.
 
-The store contract (tests/test_store_contract.py) covers the four operations;
+The store contract (tests/contract/test_store_contract.py) covers the four operations;
 here: what a team, a cluster and a CI fleet rely on beyond them.
 """
 

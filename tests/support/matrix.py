@@ -1,4 +1,4 @@
-"""What the adversarial matrix (tests/test_matrix_*.py) shares: every helper, a canary, the clean-answer rules.
+"""What the adversarial matrix (tests/matrix/test_matrix_*.py) shares: every helper, a canary, the clean-answer rules.
 
 The matrix runs over the store contract's STORES table, so a store added
 there is attacked too without a line of change here.
