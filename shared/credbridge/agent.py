@@ -1,15 +1,7 @@
 """credbridge agent: the per-user process that serves helper calls, like ssh-agent.
 
-It keeps what is expensive to build (imported modules, the D-Bus connection
-and Secret Service session, parsed stores) so that a helper call costs one
-Unix-socket round trip. Only the user's own processes are served (checked
-with SO_PEERCRED), each call with the caller's environment; the agent exits
-after a spell of idleness, or when its socket is taken away.
-
-Nothing a caller does can wedge it: each call runs on a store instance of
-its own and has a deadline (a hung keyring, FIFO or helper is answered with
-one error line and abandoned, the next call goes on at once), and
-connections, request sizes and the bytes being read are all bounded.
+It keeps what is expensive to build so that a helper call costs one Unix-socket round trip;
+nothing a caller does can wedge it (docs/design.md, "The fast path"; docs/trust.md).
 """
 
 from __future__ import annotations

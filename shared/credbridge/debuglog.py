@@ -1,21 +1,8 @@
-"""Safe diagnostics: `CREDBRIDGE_DEBUG=1` tells stderr what a helper did and why; a value with a `/` names a file.
+"""Safe diagnostics: `CREDBRIDGE_DEBUG=1` tells stderr what a helper did and why.
 
-A helper's stdout belongs to its client, so a person debugging a failed
-pull needs another channel: which store, which key matched and how, which
-file or collection, how long each step took. Three rules shape this module:
-
-- Off, it costs nothing: the thin client imports it only when the variable
-  is set, and it uses interpreter builtins only (`posix`, `_thread`, `time`).
-- The agent serves calls for other processes, so lines are collected per
-  call (thread-local: the agent serves each call in a thread) and handed back
-  to the caller, which writes them to its own stderr or file.
-- A log is pasted into bug reports: values of fields named like secrets are
-  never written, a password in a URL's userinfo is cut out, every value is
-  escaped onto one line and shortened.
-
-Warnings (`warn`) take the same way back, debugging or not: a store served
-by the agent has no stderr of its own, so a warning travels with the reply
-and the caller writes it to its stderr (never stdout, which is the client's).
+A helper's stdout belongs to its client, so debugging needs another channel; off it costs
+nothing, lines and warnings travel back from the agent, and no secret is written
+(docs/design.md, "Diagnostics").
 """
 
 import time

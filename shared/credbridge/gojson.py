@@ -1,10 +1,7 @@
 """Go encoding/json compatibility for the helper protocol's two message shapes.
 
-The Go helpers are the reference: clients and scripts compare their bytes,
-so output is encoded exactly as Go's json.Encoder does (HTML-safe escapes,
-compact, sorted map keys) and input is decoded with Go's rules for the
-Credentials struct (case-insensitive keys, null leaves a field as it was,
-first JSON value only) and Go's error texts for the common failures.
+Clients and scripts compare the Go helpers' bytes, so output is encoded and input decoded exactly
+as Go does for the Credentials struct, with Go's error texts (docs/protocol.md section 1).
 """
 
 from __future__ import annotations

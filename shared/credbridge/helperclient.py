@@ -1,20 +1,7 @@
 """Calling any docker-credential-<name> program, as docker CLI does.
 
-The bridge, migration and stores that honour a config's `credsStore` /
-`credHelpers` must work with every helper, ours (served fast by the agent)
-and the Go ones (secretservice, pass, osxkeychain) alike, so they speak only
-the public protocol (docs/protocol.md section 1). Secrets cross pipes only,
-never argv or the environment; the helper's stderr reaches the user's
-terminal, as with docker. A config that names the very helper reading it,
-or a chain of helpers that comes back to one already calling, would recurse
-forever: the chain travels in CREDBRIDGE_HELPER_CHAIN, a helper already
-in it is not called again (its credentials are not there), and a store
-found in it answers from its own files without delegating again (helpers
-not ours add no link, so that is how a loop through them shows). A helper
-that does not answer in time is ended with every process it started. A
-helper is found in absolute PATH entries only: an empty entry, `.` or any
-relative one would run a program from the current directory (Go refuses
-them too).
+Speaks only the public protocol, so Go's helpers and ours serve alike; secrets cross pipes only,
+and CREDBRIDGE_HELPER_CHAIN stops a chain that comes back (docs/design.md, "Calling other helpers").
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The docker credential-helper protocol, independent of any store.
 
-`handle` turns (argv, stdin bytes) into (stdout bytes, exit code) exactly as
-the Go helpers of docker-credential-helpers do (see docs/protocol.md,
-section 1). It is a pure function of its inputs so that the same code serves
-a call in process and inside the per-user agent.
+`handle` turns (argv, stdin bytes) into (stdout bytes, exit code) as the Go helpers do
+(docs/protocol.md section 1): a pure function, so one code serves in process and in the agent.
 """
 
 from __future__ import annotations

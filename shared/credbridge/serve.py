@@ -1,10 +1,8 @@
 """What runs on every helper call: forward to the per-user agent, else serve in process.
 
-A helper runs on every pull, so this module imports only interpreter
-builtins (`posix`, `_socket`) until it knows it must do the work itself:
-Python's start-up, not D-Bus, is the cost of a call (docs/design.md, "The
-fast path"). A call is never lost to the agent: if none answers in time, it
-is served here, and an agent is started in the background for the next call.
+Imports only interpreter builtins until it must do the work itself: Python's start-up is the
+cost of a call (docs/design.md, "The fast path"). If no agent answers in time, the call is
+served here and an agent is started for the next one.
 """
 
 import sys

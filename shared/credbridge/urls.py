@@ -1,10 +1,7 @@
 """Which stored ServerURL answers a query: the one place that decides.
 
-docker CLI asks for `https://index.docker.io/v1/` and `host:port`;
-containers/image asks for bare `host[:port]` and `docker.io`. An exact key
-wins; otherwise keys are compared by an anchored canonical form, so that
-spellings of one registry meet and a lookalike host
-(`registry.example.com.evil.net`) never matches `registry.example.com`.
+Clients spell one registry many ways: an exact key wins, else keys are compared by an anchored
+canonical form, so spellings meet and a lookalike host never matches (docs/trust.md).
 """
 
 from __future__ import annotations

@@ -93,12 +93,8 @@ def agent_dir(environ: "Mapping[str, str]") -> "Optional[str]":
     """The agent's place: its socket, its lock and the cached cryptfile keys; None when there is
     no place others cannot tamper with (then every call is served in process, nothing is cached).
 
-    $XDG_RUNTIME_DIR/credbridge when that runtime dir is ours alone, as the XDG base directory spec
-    requires (owned by us, mode 0700): a shared one such as /tmp would give a fixed name another user
-    can take first. Else (ssh sessions without logind, HPC login nodes, XDG_RUNTIME_DIR=/tmp) a
-    directory of random name in /tmp, made by whoever
-    needs it first and recorded per host in the user's own state dir: a name nobody can guess is a
-    name nobody can claim first, and /tmp stays local when HOME is shared by many nodes.
+    $XDG_RUNTIME_DIR/credbridge when that runtime dir is ours alone, else a directory of random
+    name in /tmp recorded per host in the user's state dir (docs/trust.md, "Only to its owner").
     """
     runtime = environ.get("XDG_RUNTIME_DIR")
     if runtime and _is_ours_alone(runtime):

@@ -1,17 +1,7 @@
 """Docker-format authfiles built from a credential helper, for programs that cannot call one.
 
-SingularityCE <= 4.0, Apptainer <= 1.3 and some CI tools ignore credsStore
-and read only `auths` from a file. `authfile` writes such a file from any
-helper. `exec` keeps it in an anonymous memory file that its command, and
-every program the command runs, reads as /proc/<exec's pid>/fd/N: through
-the authfile variables, and through DOCKER_CONFIG, a private directory whose
-config.json is a symlink to it (docker and docker-py want a directory). So
-the plaintext is on no filesystem and ends with exec however exec ends,
-SIGKILL included; the path works in grandchildren started with their
-descriptors closed (Python's subprocess, sudo), which /dev/fd/N would not.
-Apptainer and SingularityCE also get private config directories with their
-endpoint tokens (credbridge.commands.configdir). The directory is removed by exec, by
-a watcher when exec is killed, or, when both are, by the next run.
+`authfile` writes such a file; `exec` keeps it in an anonymous memory file that ends with exec,
+SIGKILL included (docs/design.md, "authfile and exec").
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The `credbridge` management command.
 
-Parses the command line and hands each command to the module that does
-the work, imported only for that command: the per-user agent; unlock, lock
-and re-key the cryptfile; authfile bridging; migration; setup; and the
-router's logins, configuration and health check.
+Parses the command line and hands each command to the module that does the work, imported only
+for that command: the agent; unlock, lock and re-key the cryptfile; authfile bridging; migration;
+setup; and the router's logins, configuration and health check.
 """
 
 from __future__ import annotations

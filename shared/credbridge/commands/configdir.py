@@ -1,21 +1,7 @@
-"""Apptainer's and SingularityCE's config directories under `credbridge exec`: private, with the tokens.
+"""Apptainer's and SingularityCE's config directories under `credbridge exec`: private, with tokens.
 
-Both programs take their per-user directory from a variable (Apptainer:
-APPTAINER_CONFIGDIR, then SINGULARITY_CONFIGDIR; SingularityCE:
-SINGULARITY_CONFIGDIR), used as given, and write remote.yaml in place
-(open O_RDWR|O_CREATE, truncate, write). So exec gives each program a
-directory of its own inside exec's private one: every entry of the user's
-real directory linked (keys, remote-cache, settings) but the credential
-files; a remote.yaml holding the real one's endpoints plus the tokens and
-keyserver logins the store keeps; docker-config.json the authfile. When
-the command ends, what it changed in remote.yaml comes home: a new token
-or login into the store, a token logged out of erased from it, the rest
-(without secrets) into the user's real remote.yaml.
-
-Apptainer follows a symlinked remote.yaml, so its copy is exec's memory
-file (see credbridge.commands.authfile). SingularityCE >= 4.4 opens remote.yaml with
-O_NOFOLLOW, so its copy is a 0600 file in exec's private directory, which
-a watcher removes if exec is killed (bridge.remove_when_gone).
+Each program gets its own directory holding its endpoint tokens, and what it changed in
+remote.yaml comes home when the command ends (docs/design.md, "authfile and exec").
 """
 
 from __future__ import annotations

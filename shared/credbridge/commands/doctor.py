@@ -1,9 +1,7 @@
 """credbridge doctor and credbridge config: one screen a person can act on.
 
-Each check is a line with a status and, when something is wrong, the
-command that fixes it. `fail` means a login will leak or a pull will fail
-(the exit status is 1); `warn` is worth knowing but works. Nothing here
-prints a secret: only file names, helper names, registry names and counts.
+Each check is a line with a status (`fail` exits 1) and the command that fixes what is wrong;
+nothing here prints a secret (docs/design.md, "doctor").
 """
 
 from __future__ import annotations

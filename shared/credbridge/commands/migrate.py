@@ -1,12 +1,7 @@
-"""`credbridge migrate`: move plaintext logins out of every tool's config file, or every login out of
-another helper (`--from pass`), into a helper.
+"""`credbridge migrate`: move plaintext logins, or another helper's (`--from pass`), into a helper.
 
-Each login goes into the target helper first and is read back; only then
-is its file rewritten, with the entry replaced by the marker its reader
-understands (`{}` plus `credsStore`, or `credHelpers` for that registry).
-A kill at any moment therefore loses nothing: the file still holds the
-login, or the helper does. A second run finds nothing to move and writes
-nothing.
+Each login is stored and read back before its file is rewritten, so a kill at any moment loses
+nothing, and a second run writes nothing (docs/design.md, "migrate").
 """
 
 from __future__ import annotations

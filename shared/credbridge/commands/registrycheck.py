@@ -1,16 +1,7 @@
 """Does the registry accept these credentials? The check docker and podman make before storing.
 
-The Docker Registry HTTP API v2 challenge: `GET /v2/` answers 401 with a
-WWW-Authenticate header; for `Basic` the same request is retried with the
-credentials, for `Bearer` the token service named in `realm` is asked for
-a token with them. HTTPS first; plain HTTP only for loopback hosts, which
-docker also treats as insecure registries by default.
-
-Credentials never follow a redirect to another scheme, host or port (the
-rule of docker and of requests): such a redirect ends the check with a line
-naming where it pointed, rather than a login confirmed by someone else.
-The token service a registry names gets the password over https only (plain
-http only while it stays on this machine), every request with a timeout.
+The registry API v2 challenge, Basic or Bearer (docs/protocol.md section 7); the password never
+follows a redirect elsewhere (docs/trust.md).
 """
 
 from __future__ import annotations

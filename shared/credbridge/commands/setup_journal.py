@@ -1,15 +1,7 @@
 """What `credbridge setup` changed, so that `setup --undo` can give every file back.
 
-The journal (`$XDG_DATA_HOME/credbridge/setup/journal.json`, 0600, in a
-0700 directory) holds, per file: a copy of its bytes from before
-credbridge's first edit (taken once: later runs keep the first copy; never
-of a file holding plaintext logins, which would outlive their migration:
-undo then resets only the key), its mode, whether it existed, and a digest of what setup last wrote there,
-which tells undo whether anyone changed the file since. It also lists what
-setup created (directories, the journal's own directories), so
-that undo leaves a home as it found it. An entry is saved before its file
-is replaced: a setup killed in between leaves an entry whose file still
-holds the original, which undo restores harmlessly.
+Per file: its bytes from before the first edit, its mode, whether it existed and a digest of
+setup's last write; saved before the file is replaced (docs/design.md, "setup").
 """
 
 from __future__ import annotations

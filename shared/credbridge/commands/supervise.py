@@ -1,14 +1,7 @@
-"""Running one command in the foreground like a shell does, so that its wrapper can clean up after it.
+"""Running one command in the foreground like a shell does, so that its wrapper can clean up after.
 
-`credbridge exec` must outlive its command to remove the authfile, however
-the command ends, and must not be killed first by a signal meant for the
-command. So the signals are blocked before the command starts (none can
-slip in between) and taken with sigwaitinfo, which also tells who sent
-each one: a Ctrl-C or Ctrl-\\ typed at the terminal already reached the
-command (the terminal signals the whole foreground process group), so only
-a SIGINT or SIGQUIT sent to us by `kill` is passed on, and the command
-never gets one keystroke twice. Needs sigwaitinfo: Linux, where Singularity
-and Apptainer run.
+Signals are blocked before the command starts and taken with sigwaitinfo, so exec outlives its
+command and passes on only what the terminal did not send (docs/design.md, "authfile and exec").
 """
 
 from __future__ import annotations

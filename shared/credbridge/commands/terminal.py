@@ -1,10 +1,7 @@
 """Text from files, made safe to show on a terminal.
 
-Registry names, usernames and helper names come from files anyone may
-have edited (docker-config, remote.yaml, registries.conf). Printed raw, a
-carriage return and an erase-line sequence forge a table row, OSC 0
-rewrites the window title, SGR 8 hides all that follows. Human-readable
-output escapes them; `--json` keeps every value exact (JSON escapes them).
+Names from files anyone may have edited could forge rows or hide output with control sequences:
+human-readable output escapes them, `--json` keeps values exact (docs/trust.md).
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
 """`credbridge setup [--undo]`: point every container tool at one credential helper, and back.
 
-Each tool reads its helper from one key of one file: docker and docker-py
-`credsStore` in docker's config.json, podman/skopeo/buildah
-`credential-helpers` in the registries.conf that has the last word
-(credbridge.files.registriesconf), Apptainer >= 1.4 and SingularityCE >= 4.1
-`credsStore` in the docker-config file they read. Setup changes only that
-key: every other byte the file's format lets us keep is kept, the write is
-atomic and keeps the file's mode, the original is journalled once
-(credbridge.commands.setup_journal) and a file that already says the right thing is
-not touched at all, so a second run writes nothing. Tools sharing a file
-get one line.
+Each tool reads its helper from one key of one file: setup changes only that key, journals the
+original once and writes nothing on a second run (docs/design.md, "setup").
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
 """Safe private files: the one place that reads, locks and replaces them.
 
-Parallel batch jobs write the same file at once and a job can be killed at
-any instant, so every read-modify-write holds an exclusive lock on a sibling
-`.lock` file (fcntl record locks also work on NFSv4 shared homes; a thread
-lock adds what they lack inside one process, the agent) that lives only as
-long as it is held, and the new content
-is written to a temporary file beside the target, fsynced, renamed over it,
-and the directory fsynced: a reader sees the old file or the new one, never
-half of either. A file or directory that is a symlink, that others could
-write, or that is not ours is refused: the secrets in it would not be ours
-alone.
+Batch jobs write one file at once and may be killed at any instant, so a write is locked and
+atomic, and a file others could swap is refused (docs/design.md, "Files"; docs/trust.md).
 """
 
 from __future__ import annotations

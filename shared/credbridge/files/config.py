@@ -1,20 +1,8 @@
 """credbridge's own configuration file: `$XDG_CONFIG_HOME/credbridge/config.yaml`.
 
-One YAML mapping, read per call from the caller's environment (the agent
-serves many callers). Each part of credbridge reads its own top-level
-section: the router reads `primary`, `routes` and `read`; the vault store
-reads `vault`. An absent file is an empty configuration; a file that is not
-a YAML mapping is one clear error line, never a silent default.
-
-    primary: keyring            # where logins are written
-    routes:                     # registry pattern -> store (anchored, * = one or more labels)
-      ghcr.io: cryptfile
-      "*.corp.example": vault
-    read: [environment, primary, apptainer, singularity]
-    vault:
-      address: [https://vault-1.corp.example:8200, https://vault-2.corp.example:8200]
-      mount: secret
-      prefix: credbridge/
+One YAML mapping, read per call from the caller's environment; each part of credbridge reads its
+own top-level section, and a file that is not a mapping is one error line (docs/protocol.md
+section 5).
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
 """Docker-format config files (`config.json`, `auth.json`, Apptainer's `docker-config.json`).
 
-Many programs share these files and each knows only some keys, so a file
-is read into an ordered dict and written back with every key it had, in
-its order, tab-indented and HTML-escaped as docker/cli writes it. The
-programs read it with Go's encoding/json, which matches a field's key in
-any case (`AUTHS`, `CredHelpers`, even `credſStore`): so does every read
-here, and a write goes to the key the programs read. An
-`auths` entry holds `auth` = base64("user:secret") or an `identitytoken`;
-an empty entry `{}` only marks that a helper holds the credential.
+Many programs share them, each knowing some keys: every key is kept in its order, and keys are
+matched in any case as Go does (docs/compatibility.md, "Docker-format config files").
 """
 
 from __future__ import annotations

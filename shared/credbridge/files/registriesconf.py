@@ -1,20 +1,7 @@
 """Which registries.conf file decides podman's, skopeo's and buildah's `credential-helpers`.
 
-containers/image (pkg/sysregistriesv2, the same rules from 5.23 on) reads
-one main file, then drop-ins (`*.conf`, in name order) whose settings
-replace the main file's:
-- main: $CONTAINERS_REGISTRIES_CONF when set (podman, buildah; skopeo only
-  through its hidden --registries-conf flag), else
-  $HOME/.config/containers/registries.conf when it exists (literally
-  $HOME/.config, not $XDG_CONFIG_HOME), else /etc/containers/registries.conf;
-- drop-ins: with the user's main file, only
-  $HOME/.config/containers/registries.conf.d; otherwise
-  /etc/containers/registries.conf.d then the user's directory.
-A user file replaces the system file and switches the system drop-ins off,
-so it starts as a copy of the system file; when system drop-ins exist that
-copy would lose them, and a user drop-in (read after them) is written
-instead. The setting goes where the last word on it is said: a later
-drop-in that already sets the key is edited in its place.
+containers/image reads a main file, then drop-ins that replace its settings; setup writes where
+the last word is said (docs/compatibility.md, "registries.conf"; docs/design.md, "Files").
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
-"""Endpoint tokens and keyserver logins of Apptainer's and SingularityCE's remote.yaml, as store keys.
+"""Endpoint tokens and keyserver logins of Apptainer's and SingularityCE's remote.yaml, as keys.
 
-`remote login` leaves them in plaintext: a library or endpoint token in
-`Remotes.<name>.Token`, a keyserver login as an Authorization header in
-`Credentials[].Auth`. A credbridge store keeps them under keys that say
-what they are for, `apptainer-endpoint:<endpoint URI>` and
-`apptainer-keyserver:<keyserver URI>`. No spelling of a registry reaches
-such a key: urls.canonical strips only a `scheme://` prefix, and a
-registry host has no `:` but before its port's digits. So a docker
-registry of the same host is never offered the token, and the authfiles
-credbridge builds for registries leave these keys out.
+Kept under `apptainer-endpoint:<URI>` and `apptainer-keyserver:<URI>`, keys no registry spelling
+reaches, so a registry of the same host is never offered them (docs/trust.md).
 """
 
 from __future__ import annotations

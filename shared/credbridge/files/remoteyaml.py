@@ -1,10 +1,7 @@
 """Apptainer's and SingularityCE's `remote.yaml`: read, edit, write back loadable.
 
-Both programs decode it strictly: an unknown key anywhere, or a value of
-the wrong type, is fatal. So an edit keeps every value the file had (the
-order of keys too), adds only keys of their schema, never writes `null`,
-and keeps the file's indentation era: 2 spaces with flush lists (yaml.v2
-era) or 4 spaces with indented lists (yaml.v3 era, also for new files).
+Both programs decode it strictly, so an edit keeps every value and the indentation, adding only
+keys of their schema (docs/protocol.md section 4).
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
-"""Files that hold a secret: the cryptfile's passphrase file, ~/.vault-token, a Vault AppRole secret id or JWT.
+"""Files that hold a secret: cryptfile passphrase, ~/.vault-token, AppRole secret id, JWT.
 
-One rule for all of them, as ssh has for a key: read only a regular file
-that is this user's alone (owned by them, nothing for group or others), so
-a secret others could read or swap is refused with the chmod that fixes it.
-A JWT file is issued by the platform (Kubernetes projects its service
-account token root-owned, mode 0644): for it the rule is ssh's for
-authorized_keys, owned by this user or root and writable by no one else.
-The open never waits: a FIFO put in a secret file's place would otherwise
-block the helper, or a thread of the agent, until a writer came. The one
-pipe accepted is the caller's own descriptor (`CREDBRIDGE_PASSPHRASE_FILE=<(...)`,
-/dev/fd/N), whose writer is already there; the client never sends such a
-path to the agent (credbridge.wire.names_process_relative_path).
+One rule for all, as ssh has for a key: a regular file that is this user's alone, opened without
+waiting; a JWT file may be root's, as ssh allows for authorized_keys (docs/trust.md).
 """
 
 from __future__ import annotations

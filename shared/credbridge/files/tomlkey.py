@@ -1,15 +1,7 @@
 """One top-level key of a TOML file, changed by editing that key's own lines and nothing else.
 
-Why not a TOML writer such as tomlkit: credbridge only ever changes one
-top-level key (`credential-helpers` of registries.conf), while the rest of
-the file belongs to the user and the system (comments, tables, layout). A
-writer re-serialises its document model, so every other byte becomes its
-responsibility, and it would be one more dependency in every install for
-a single key. A line-level edit cannot touch anything else: a new key is
-put first in the file (always top level, whatever follows), an existing
-one has exactly its own lines replaced or dropped. Each result is parsed
-again and must equal the original document with only that key changed;
-otherwise nothing is written and the user is told what to add by hand.
+The rest of the file is the user's and the system's, so no TOML writer re-serialises it; each
+result is parsed again and checked (docs/design.md, "Files").
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
-"""docker-credential-apptainer / -singularity: the credentials Apptainer and SingularityCE already keep.
+"""docker-credential-apptainer / -singularity: the credentials Apptainer and SingularityCE keep.
 
-They keep OCI registry secrets in a docker-format authfile and, in
-`remote.yaml`, a `docker://host` stub per registry login, keyserver logins
-(`Credentials[].Auth`) and library tokens (`Remotes.<name>.Token`). This
-store reads and writes those files exactly where and as the programs do,
-so that docker, podman and skopeo see the same logins as `apptainer
-registry login`, and the other way round. Keyserver logins and library
-tokens answer only to `apptainer-keyserver:URI` and `apptainer-endpoint:URI`
-(credbridge.files.remotetokens), never to a registry of the same host. The two
-flavours differ only in where they look (docs/protocol.md section 4).
+Reads and writes their authfile and remote.yaml exactly where and as they do, so that every tool
+sees the same logins (docs/design.md, "apptainer"; docs/protocol.md section 4).
 """
 
 from __future__ import annotations

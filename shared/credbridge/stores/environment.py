@@ -1,30 +1,8 @@
 """Logins handed over in environment variables: a read-only source of the router.
 
-CI jobs and batch scripts pass credentials in the environment rather than
-logging in. A variable is offered only to the registries it is bound to by
-value, matched as a stored login is (credbridge.urls: exact, else the
-anchored canonical form), never by a name mangled out of a host:
-
-- `CREDBRIDGE_AUTH_<NAME>_REGISTRY=registry.gitlab.com` beside
-  `CREDBRIDGE_AUTH_<NAME>_USERNAME` and `..._PASSWORD`, NAME free. The
-  value is one registry, host[:port], no wildcard: whoever reads the job
-  sees which registry gets the secret. Two NAMEs binding one registry are
-  refused for that registry (one line naming both), never guessed between.
-- `DOCKER_AUTH_CONFIG`: a whole docker config.json, as recent docker CLIs
-  read it; each `auths` key binds its own entry.
-- the pairs Apptainer reads for its one command (`APPTAINER_DOCKER_*`,
-  then `SINGULARITY_DOCKER_*`, then `DOCKER_USERNAME`/`DOCKER_PASSWORD`):
-  offered to no registry unless `CREDBRIDGE_ENV_REGISTRIES` (route
-  patterns, e.g. `docker.io,*.corp.example:5000`) names it: a pattern
-  without a port is the registry's default port only, and only a real host
-  name or IP literal is ever matched (credbridge.stores.router.routing.scope_matches).
-  Half a pair (`DOCKER_USERNAME` alone, often set to name images) is ignored.
-
-Each kind is read on its own, and the more specific answers first, in the
-order above. A mistake in one (two NAMEs, half a bound pair, a bad
-DOCKER_AUTH_CONFIG, a bad pattern) is a warning on the caller's stderr when
-another kind or store answers, so it is never hidden. Nothing is stored or
-erased here; `list` shows each login bound to one exact registry.
+CI jobs and batch scripts pass credentials in the environment rather than logging in. A variable
+is offered only to the registries it is bound to by value, never by a name mangled out of a host
+(docs/design.md, "environment").
 """
 
 from __future__ import annotations

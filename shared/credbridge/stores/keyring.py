@@ -1,10 +1,8 @@
 """Which keyring docker-credential-keyring uses: named explicitly, never auto-detected.
 
-python-keyring's auto-detection scans entry points and probes every backend
-(~0.15 s, paid on every pull), so the backend comes from the platform or
-from CREDBRIDGE_KEYRING_BACKEND, and only its own module is imported. On
-Linux the default is credbridge's Secret Service store (Go-compatible
-items; KWallet >= 5.97 serves the same API), which imports no python-keyring.
+python-keyring's auto-detection probes every backend (~0.15 s on every pull), so the backend comes
+from the platform or CREDBRIDGE_KEYRING_BACKEND; on Linux it is the Secret Service store
+(docs/design.md, "keyring").
 """
 
 from __future__ import annotations

@@ -1,26 +1,7 @@
-"""docker-credential-keyring over one python-keyring backend (macOS Keychain, Windows Credential Locker, KWallet).
+"""docker-credential-keyring over one python-keyring backend (macOS, Windows, KWallet).
 
-python-keyring only sets, gets and deletes one password per (service,
-username): it cannot enumerate, and Windows refuses a blob over 2560 bytes,
-which registry JWTs exceed. So every value is a *record*: a tiny head
-`credbridge-1 <generation> <count>` at `service`, and the value itself in
-`count` parts at `credbridge-part:<generation>.<i>:<service>`, each within
-the backend's blob limit. Two kinds of record exist:
-
-- the index, at `credbridge-index`: JSON {ServerURL: Username}; `list`
-  answers from it and get/erase match URL spellings against its keys;
-- one credential per server, at `credbridge:<ServerURL>`: JSON [Username, Secret].
-
-Values are ASCII-only JSON, so every backend's encoding takes them (a lone
-surrogate from a client included) and a part boundary never falls inside a
-character of the user's data.
-
-A write puts the parts under a fresh generation first, then the head, then
-deletes the previous generation's parts: a reader never meets a head whose
-parts are missing (if a rewrite removes them under it, it reads the head
-again), and no old secret is left behind. Writers (store, erase) hold one
-per-user file lock around their read-modify-write of the index, so
-concurrent processes never lose each other's entries; readers take no lock.
+python-keyring cannot list and Windows limits a value to 2560 bytes, so every value is a record
+split into parts under a generation, plus an index for `list` (docs/design.md, "keyring").
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """The Linux keyring: the freedesktop Secret Service (gnome-keyring, KeePassXC, ...).
 
-Reads and writes the very items of Go's docker-credential-secretservice
-(schema io.docker.Credentials, same attributes, collection behind the
-`default` alias), so users can switch helpers in either direction without
-logging in again. Every D-Bus call and every prompt has a deadline: a
-Secret Service that stops answering must not hang `docker pull`, and the
-error then names the provider (gnome-keyring, KeePassXC, KWallet) and what
-it waits for.
+Reads and writes the very items of Go's docker-credential-secretservice (docs/protocol.md
+section 3), so users can switch helpers either way; every D-Bus call and prompt has a deadline
+(docs/compatibility.md, "Secret Service providers").
 """
 
 from __future__ import annotations

@@ -1,31 +1,7 @@
 """The cryptfile format: a versioned header, then the whole content under AES-256-GCM.
 
-    magic "CBCF" | format version (u16) | header length (u32) | header JSON | nonce (12) | ciphertext+tag
-
-The header names the KDF with its parameters and salt, so they can be
-raised later without breaking old files, and a key check value, so that a
-wrong passphrase and a damaged file get different answers. KDF parameters
-outside credbridge's floor and ceiling are refused before any derivation:
-a planted header can neither make guessing cheap nor make `unlock` run for
-hours or exhaust memory. Everything before the nonce is authenticated as
-associated data. The plaintext is the JSON map ServerURL -> {Username,
-Secret}: server names and usernames are encrypted too. Every seal draws a
-fresh random nonce.
-
-Format 2 adds to the header:
-- `file`, a random id drawn when the file is created and kept by every
-  rewrite, and `generation`, bumped by every write: with them a reader
-  tells an older copy of the same file (rollback) from a file made anew.
-- `index`, a salted hash of the canonical form (credbridge.urls.canonical)
-  of every stored registry, so that a locked file can answer "not found"
-  for a registry it does not hold without the key and without naming any
-  server. While locked the index cannot be authenticated (only the key
-  does that): someone who can write the file can hide a login from it, and
-  that only turns "locked" into "not found", which a pull survives. Like
-  gnome-keyring's hashed attributes, a guessed registry name can be tested
-  against it; it never spells one out. It is fresh-salted on every write.
-Format 1 files (no id, generation 0, no index) are read, and written as
-format 2 by the next write.
+The header names the KDF (bounded before any derivation), a key check value, the file's id and
+generation and a salted index of its registries (docs/protocol.md section 6; docs/trust.md).
 """
 
 from __future__ import annotations

@@ -1,20 +1,7 @@
-"""The newest generation of each cryptfile this user has seen, so that an older copy put back is noticed.
+"""The newest generation of each cryptfile this user has seen, so that an older copy is noticed.
 
-Every write of a cryptfile bumps the generation in its authenticated header
-(credbridge.stores.cryptfile.fileformat). Copying an older file back would silently bring
-back a login the user erased; so each reader remembers, per file, the id and
-the highest generation it has opened, and refuses a lower one or another
-file in its place until the user accepts it (`credbridge unlock
---accept-rollback`).
-
-Kept in $XDG_STATE_HOME/credbridge/generations (else ~/.local/state/...;
-0700), one small 0600 JSON file per cryptfile named by a hash of its real
-path (every spelling of one file, through `//` or a symlinked directory, is
-one record): state that must outlive logouts and reboots, unlike the
-runtime directory, and that belongs to this user only. Only ids and
-numbers are stored, no secret. A state dir that cannot be written (a
-read-only HOME, a full disk) costs this protection, with a warning on each
-call, never the logins: the cryptfile itself may well live elsewhere.
+Kept per file under $XDG_STATE_HOME/credbridge/generations, ids and numbers only; a lower
+generation is refused until `credbridge unlock --accept-rollback` (docs/design.md, "cryptfile").
 """
 
 from __future__ import annotations

@@ -1,27 +1,7 @@
 """The unlocked cryptfile key, cached for the login session so a helper call costs no KDF.
 
-Choice: a 0600 file per cryptfile in the agent's private directory,
-`$XDG_RUNTIME_DIR/credbridge/` (0700, tmpfs that logind empties at the last
-logout), holding the derived key, the header it belongs to and an expiry.
-Not the kernel session keyring, although keyctl works on this machine:
-- the agent is shared by all of a user's logins and serves each call with
-  the caller's environment, but it can only read the session keyring it was
-  started in; a keyring unlock in one ssh session would be invisible to the
-  agent, or to a batch job started from another session. The runtime
-  directory is exactly the scope of the agent's socket.
-- containers and HPC sandboxes often block keyctl with seccomp (Docker's
-  default profile does): a fallback file would be needed anyway, so there
-  would be two code paths with different lifetimes for one feature.
-- checking the cache on every call (a stat and a small read) is cheap, so
-  `credbridge lock` takes effect at once, also inside a running agent.
-Without a runtime dir others cannot tamper with (ssh without logind) the
-agent's fallback place is used, a directory of random name in /tmp recorded
-per host under ~/.local/state (see credbridge.wire.agent_dir). Every place
-that ever held a key or an agent is recorded there too, so that `credbridge
-lock` forgets the key in every session of this user, whatever its
-XDG_RUNTIME_DIR. A place that is not ours alone is never read: a planted key
-is ignored, not used. The key is only ever the derived key, never the
-passphrase.
+A 0600 file per cryptfile in the agent's private directory, checked on every call so that
+`credbridge lock` takes effect at once; why not the kernel keyring: docs/design.md, "cryptfile".
 """
 
 from __future__ import annotations

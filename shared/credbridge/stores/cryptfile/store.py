@@ -1,17 +1,7 @@
 """docker-credential-cryptfile: every credential in one encrypted file, for headless machines.
 
-The key comes from the session's key cache (`credbridge unlock`), else from
-CREDBRIDGE_PASSPHRASE_FILE (batch jobs; refused like ssh refuses a loose
-key when others could read it, see credbridge.files.secretfile); with neither the store is locked. Both are
-consulted on every call, so `credbridge lock` takes effect at once, also in
-the agent. A missing file holds nothing and needs no key; a locked file
-answers "not found" for a registry its header's index does not name
-(credbridge.stores.cryptfile.fileformat) and StoreLocked for one it does. The decrypted
-content is kept only while the file on disk is the very one it came from
-(inode, size, times), so an instance in the agent never serves stale data;
-each decryption also checks that the file did not go back to an older
-generation (credbridge.stores.cryptfile.generations). Writes lock, re-read and replace
-the file atomically (credbridge.files.atomicfile); a failed operation never writes.
+The key comes from the session's key cache, else CREDBRIDGE_PASSPHRASE_FILE, on every call; a
+locked file still answers "not found" from its index (docs/design.md, "cryptfile").
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
 """Where docker-credential-credbridge writes and reads each registry's login.
 
-Read from the `primary`, `routes` and `read` keys of credbridge's config
-file (credbridge.files.config). A route pattern is anchored on the canonical
-registry host: `ghcr.io` is that host only, `*.corp.example` is any host
-with one or more labels before `.corp.example` (never `corp.example`
-itself, never `evilcorp.example`); a wildcard needs a domain of two labels
-or more (`*.io` is refused). A route pattern with a port matches that port
-only; without one, any port (a route only chooses a store: the stored
-login's own key decides which registry receives it). The scope of the
-environment's global pairs (`scope_matches`) releases a secret, so there a
-pattern without a port is the default port only, and the registry asked for
-must be a real host name or IP literal. The most specific pattern wins: an exact host
-before a wildcard, a longer wildcard before a shorter one, a port before
-none. Store names are the docker-credential-* suffixes (keyring,
-cryptfile, apptainer, singularity, vault, or any other helper on PATH);
-`environment` is the read-only environment source and `primary` in the
-read list stands for the store that writes the registry (its route, else
-the primary).
+Reads the `primary`, `routes` and `read` keys of credbridge's config file; route patterns are
+anchored, the most specific wins (docs/design.md, "router").
 """
 
 from __future__ import annotations

@@ -1,17 +1,7 @@
 """docker-credential-credbridge: one helper name for every tool, routing to the real stores.
 
-Writes go to the registry's route, else to the primary store (configured,
-else `keyring` when a Secret Service answers, else `cryptfile`). Reads try
-the `read` list in order (default: environment, primary, apptainer,
-singularity), so logins made by Apptainer/SingularityCE are found too.
-`erase` removes the login from every place a read looks; `list` merges
-them, one entry per registry. See credbridge.stores.router.routing for the config keys.
-
-Loops: every store the router opens gets `credbridge` appended to
-CREDBRIDGE_HELPER_CHAIN, so a file that delegates back to the router (the
-`credsStore: credbridge` that `credbridge setup` writes into Apptainer's
-docker-config) is skipped rather than called; a router reached again
-through some other helper ends with a clear error.
+Writes go to the registry's route, else the primary store; reads try the `read` list in order;
+CREDBRIDGE_HELPER_CHAIN keeps a file that delegates back from looping (docs/design.md, "router").
 """
 
 from __future__ import annotations

@@ -1,21 +1,7 @@
-"""One caller's connection to Vault/OpenBao: token, failover over addresses, errors a person can act on.
+"""One caller's connection to Vault/OpenBao: token, failover, errors a person can act on.
 
-hvac (and with it requests, ~100 ms of imports) is imported only when a
-call is made: building a store costs nothing until the action is known.
-Every request is bounded by the configured timeout; a failover round that
-met only transient trouble (no active node yet, a standby mid-election) is
-retried until that timeout has passed, then ends in one line naming every
-address tried. A 403 is told apart: an invalid or expired token (then a
-token from a login is replaced once by a fresh login) or a policy that
-lacks the capability, named together with the path.
-
-The token goes only to the configured addresses: a redirect elsewhere (a
-307 from a node, or from whatever answers at that address) is refused like
-an unreachable node, so an HA standby that redirects to the active node
-works when that node is listed too. Certificates are checked against
-VAULT_CACERT / `cacert` when set, unless VAULT_SKIP_VERIFY is (warned about
-on every call, through credbridge.debuglog.warn: the agent's stderr reaches
-no one).
+hvac is imported only when a call is made; requests are bounded by the configured timeout, and the
+token goes only to the configured addresses (docs/design.md, "vault"; docs/trust.md).
 """
 
 from __future__ import annotations

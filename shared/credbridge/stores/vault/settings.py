@@ -1,31 +1,7 @@
 """Where docker-credential-vault finds its Vault and how it logs in, for one caller.
 
-Environment first (what a Vault user already has set), then the `vault:`
-section of credbridge's configuration file (credbridge.files.config), then
-defaults. Read per caller: the agent serves many, each with its own HOME.
-
-    vault:
-      address: [https://vault-1.corp:8200, https://vault-2.corp:8200]  # or one string
-      mount: secret            # KV version 2 mount
-      prefix: credbridge/      # secrets live at <mount>/data/<prefix><registry>
-      namespace: team-a        # Vault Enterprise / OpenBao namespace
-      cacert: /etc/ssl/corp-ca.pem
-      timeout: 5               # seconds per request; also bounds failover retries
-      auth:                    # used when no token is set in the environment
-        method: approle        # role_id + a file holding the secret id
-        role_id: 0d3c...
-        secret_id_file: /run/secrets/vault-secret-id
-        mount: approle         # where the auth method is enabled (default: its name)
-      # auth: {method: jwt, role: ci, jwt_file: /run/secrets/ci-jwt, mount: jwt}
-
-Environment: VAULT_ADDR / BAO_ADDR (comma-separated addresses are tried in
-order, for HA), VAULT_TOKEN / BAO_TOKEN, VAULT_NAMESPACE / BAO_NAMESPACE,
-VAULT_CACERT / BAO_CACERT, VAULT_SKIP_VERIFY / BAO_SKIP_VERIFY (every call
-warns on stderr, as does a plain http:// address off this machine). With no
-token in the environment and no `auth:`, the
-token helper file ~/.vault-token of the caller's HOME is used (`bao login`
-writes it). Proxy variables are not honoured: the agent and an in-process
-call must behave alike, and the agent never sees them.
+Environment first, then the `vault:` section of credbridge's configuration file, then defaults;
+read per caller, as the agent serves many, each with its own HOME (docs/protocol.md section 5).
 """
 
 from __future__ import annotations

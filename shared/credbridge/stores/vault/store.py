@@ -1,32 +1,7 @@
 """docker-credential-vault: credentials in an OpenBao / HashiCorp Vault KV version 2 mount.
 
-For teams, clusters and CI fleets: access policies, audit and HA come from
-Vault. Configuration (address, token, AppRole/JWT login, mount, prefix):
-see credbridge.stores.vault.settings.
-
-Layout. One secret per registry, at `<mount>/data/<prefix><segment>`, where
-segment is the registry's canonical name (credbridge.urls.canonical) with
-every character outside `A-Za-z0-9.-` (and a leading dot) written as `_`
-plus two hex digits per UTF-8 byte: `registry.example.com:5000/team` lives
-at `secret/data/credbridge/registry.example.com_3a5000_2fteam`, a single
-path segment that policies can name. Its data maps each stored ServerURL
-spelling of that registry to {"Username", "Secret"}, so `docker.io` and
-`https://index.docker.io/v1/` keep their own logins, as in every store.
-
-Capabilities: get needs `read` on the data path; store `read`, `create`
-and `update` there (plus `update` on the metadata path for the list index);
-erase `delete` on the metadata path; list `list` on the metadata prefix
-(and on `<mount>/detailed-metadata/<prefix>` for the one-request list).
-
-list. Vault's LIST returns names only; reading every secret costs one
-round trip each. So store also writes the usernames into the secret's
-custom_metadata, stamped with the data version they describe, and list
-asks OpenBao's `detailed-metadata` endpoint for all of it in one request;
-an entry whose stamp is stale (or a server without that endpoint) is read
-instead, several at a time.
-
-erase deletes the metadata and every version: a logout must not leave the
-old secret readable as a past version.
+For teams, clusters and CI fleets: access policies, audit and HA come from Vault. The secrets'
+layout, the capabilities each action needs and the one-request `list`: docs/design.md, "vault".
 """
 
 from __future__ import annotations
