@@ -8,7 +8,9 @@ registry asked for, not on the caller, and carries no expiry (expiresAt is fixed
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+from urllib.parse import urlsplit
 
 from tests.support.aws import ACCOUNT, PROFILES, REGION, EcrEmulation, ecr, registry_host
 from tests.support.process import run
@@ -64,4 +66,16 @@ def test_nothing_but_the_emulated_endpoint_is_reachable(ecr: EcrEmulation) -> No
     result = run(["docker-credential-ecr-login", "get"], registry_host(region="eu-west-1"),
                  ecr.env())
     assert result.returncode != 0
+    assert ecr.token_calls() == 0
+
+
+def test_plain_http_through_the_proxy_is_refused(ecr: EcrEmulation) -> None:
+    """The instance metadata service (plain HTTP) is not reachable through HTTP_PROXY."""
+    proxy = urlsplit(ecr.env()["HTTP_PROXY"])
+    connection = http.client.HTTPConnection(proxy.hostname, proxy.port, timeout=10)
+    try:
+        connection.request("GET", "http://169.254.169.254/latest/meta-data/")
+        assert connection.getresponse().status == 403
+    finally:
+        connection.close()
     assert ecr.token_calls() == 0

@@ -4,7 +4,8 @@ Debian's ecr-login (0.6.0, aws-sdk-go-v2 1.17) has no endpoint setting (no AWS_E
 it always calls https://api.ecr.<region>.amazonaws.com, derived from the registry's host name.
 It does honour HTTPS_PROXY and AWS_CA_BUNDLE, so it reaches moto's server (a separate process)
 through a loopback proxy of ours that terminates TLS with a private CA, counts every
-GetAuthorizationToken it forwards (per access key), and refuses every other host: no real AWS.
+GetAuthorizationToken it forwards (per access key), and refuses every other host and all plain
+HTTP (HTTP_PROXY points there too; IMDS is off): no real AWS is reachable.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
 def _tls_for(host: str, directory: Path) -> tuple[Path, ssl.SSLContext]:
     """A throw-away CA (its PEM for AWS_CA_BUNDLE) and a server context for `host`."""
     directory.mkdir(mode=0o700)
-    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
     ca = _certificate(CA_NAME, ca_key, CA_NAME, ca_key, is_ca=True)
     leaf = _certificate(host, leaf_key, CA_NAME, ca_key, is_ca=False)
     pem = serialization.Encoding.PEM
@@ -122,6 +123,9 @@ class _InterceptingProxy(http.server.BaseHTTPRequestHandler):
         self.wfile = self.connection.makefile("wb", 0)
 
     def do_POST(self) -> None:
+        if not self.path.startswith("/"):
+            self.send_error(403, "plain HTTP through this proxy goes nowhere")
+            return
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if self.headers.get("X-Amz-Target") == TOKEN_TARGET:
             credential = self.headers.get("Authorization", "").partition("Credential=")[2]
@@ -200,7 +204,12 @@ def _moto_server(workdir: Path) -> tuple[subprocess.Popen, int]:
         finally:
             probe.close()
 
-    wait_until(answers, "moto_server answering")
+    try:
+        wait_until(answers, "moto_server answering")
+    except AssertionError:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
     return process, port
 
 
@@ -214,7 +223,8 @@ def _aws_files(home: Path) -> tuple[dict[str, str], dict[str, Path]]:
     aws = home / ".aws"
     aws.mkdir(mode=0o700)
     files = {"AWS_CONFIG_FILE": _write_private(aws / "config", config.encode()),
-             "AWS_SHARED_CREDENTIALS_FILE": _write_private(aws / "credentials", credentials.encode())}
+             "AWS_SHARED_CREDENTIALS_FILE": _write_private(aws / "credentials",
+                                                           credentials.encode())}
     return keys, files
 
 
@@ -228,8 +238,9 @@ def start_ecr_emulation(workdir: Path) -> EcrEmulation:
     moto, moto_port = _moto_server(workdir)
     proxy = _ProxyServer(f"api.ecr.{REGION}.amazonaws.com", tls, moto_port)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), **{k: str(v) for k, v in files.items()},
-           "HTTPS_PROXY": f"http://127.0.0.1:{proxy.server_address[1]}",
+           "HTTPS_PROXY": proxy_url, "HTTP_PROXY": proxy_url,
            "AWS_CA_BUNDLE": str(ca_file), "AWS_EC2_METADATA_DISABLED": "true",
            "AWS_ECR_CACHE_DIR": str(home / ".ecr")}
     return EcrEmulation(registry_host(), home, keys, env, moto, proxy)
