@@ -58,7 +58,7 @@ class Mirror(NamedTuple):
 def prepare(directory: str, helper: HelperProgram, authfile: str, anonymous_file: AnonymousFile,
             environ: Mapping[str, str]) -> list[Mirror]:
     """A private config directory per program under `directory` (exec's own, 0700)."""
-    listed = helper.list()
+    listed = helper.list(tokens_too=True)
     mirrors = []
     for program in PROGRAMS:
         real_dir = config_dir(environ, program.flavour)
