@@ -222,6 +222,17 @@ if plan.get("edit"):
         changed.seek(0)
         changed.truncate(0)
         changed.write(text.replace(old, new, 1))
+if plan.get("docker_config"):  # `registry login`/`logout`: docker/cli's Save renames a file over it
+    variable, server, auth = plan["docker_config"]
+    path = os.path.join(dirs[variable], "docker-config.json")
+    config = json.load(open(path))
+    if auth is None:
+        del config["auths"][server]
+    else:
+        config["auths"][server] = {"auth": auth}
+    with open(path + ".new", "w") as new:
+        new.write(json.dumps(config, indent="\t"))
+    os.rename(path + ".new", path)
 for variable, name in plan.get("create", []):  # a directory the program makes, as `key newpair` makes keys
     os.mkdir(os.path.join(dirs[variable], name), 0o700)
     with open(os.path.join(dirs[variable], name, "pgp-public"), "w") as created:
@@ -314,6 +325,59 @@ def test_a_remote_login_inside_exec_comes_home_encrypted_and_a_logout_erases_it(
     assert cryptfile.get("apptainer-endpoint:library.example.org").returncode == 0  # only what was logged out
     home = strict_loader.remote_yaml(token_home.remote_yamls["apptainer"], "apptainer")
     assert home["Remotes"]["SylabsCloud"]["URI"] == "cloud.sylabs.io" and token_home.plaintext_left() == {}
+
+
+REGISTRY_STUB_V3 = "Credentials:\n    - URI: docker://new.example.org:5000\n      Insecure: false\n"
+NEW_LOGIN = ("new.example.org:5000", "alice", "registry-login-secret")
+
+
+def test_a_registry_login_inside_exec_comes_home_encrypted_and_a_registry_logout_erases_it(
+        token_home: TokenHome, strict_loader: StrictLoader, tmp_path: Path) -> None:
+    """`registry login` writes the secret into the private docker-config.json (a stub into
+    remote.yaml); `registry logout` rewrites it without the registry. Neither goes home as it is."""
+    migrated(token_home)
+    cryptfile = token_home.helper("cryptfile")
+    assert cryptfile.store(*REGISTRY_LOGIN).returncode == 0
+    server, username, secret = NEW_LOGIN
+    auth = base64.b64encode(f"{username}:{secret}".encode()).decode()
+    login = Exec(token_home, tmp_path, docker_config=["APPTAINER_CONFIGDIR", server, auth],
+                 edit=["APPTAINER_CONFIGDIR", "Credentials:\n", REGISTRY_STUB_V3])
+    login.facts()
+    login.finish()
+    assert json.loads(cryptfile.get(server).stdout) == \
+        {"ServerURL": server, "Username": username, "Secret": secret}
+    assert cryptfile.get(REGISTRY_LOGIN[0]).returncode == 0
+    home = strict_loader.remote_yaml(token_home.remote_yamls["apptainer"], "apptainer")
+    assert {"URI": f"docker://{server}", "Insecure": False} in [
+        {key: entry[key] for key in ("URI", "Insecure")} for entry in home["Credentials"]]
+    everywhere = [path for root in (token_home.env["XDG_RUNTIME_DIR"], token_home.env["HOME"])
+                  for path in Path(root).rglob("*") if path.is_file()]
+    assert [path for path in everywhere
+            if secret.encode() in path.read_bytes() or auth.encode() in path.read_bytes()] == []
+
+    logout = Exec(token_home, tmp_path,
+                  docker_config=["SINGULARITY_CONFIGDIR", REGISTRY_LOGIN[0], None])
+    logout.facts()
+    logout.finish()
+    assert cryptfile.get(REGISTRY_LOGIN[0]).stdout == NOT_FOUND
+    assert cryptfile.get(server).returncode == 0  # only what was logged out
+
+
+def test_a_keyserver_login_inside_exec_comes_home_encrypted(
+        token_home: TokenHome, tmp_path: Path) -> None:
+    """`keyserver login` adds a Credentials entry (a whole Authorization header) to remote.yaml."""
+    migrated(token_home)
+    header = "Basic " + base64.b64encode(b"bob:keyserver-secret").decode()
+    entry = (f"Credentials:\n    - URI: https://keys.new.example.org\n      Auth: {header}\n"
+             "      Insecure: false\n")
+    login = Exec(token_home, tmp_path, edit=["APPTAINER_CONFIGDIR", "Credentials:\n", entry])
+    login.facts()
+    login.finish()
+    key = "apptainer-keyserver:https://keys.new.example.org"
+    stored = json.loads(token_home.helper("cryptfile").get(key).stdout)
+    assert (stored["Username"], stored["Secret"]) == ("bob", "keyserver-secret")
+    assert "keyserver-secret" not in token_home.remote_yamls["apptainer"].read_text()
+    assert header.split()[1] not in token_home.remote_yamls["apptainer"].read_text()
 
 
 def holds_a_token(path: Path) -> bool:
