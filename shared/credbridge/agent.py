@@ -17,7 +17,7 @@ from typing import Mapping, Optional
 from credbridge import __version__, debuglog, wire
 from credbridge.stores.cryptfile import keycache
 from credbridge.errors import HelperError
-from credbridge.protocol import handle
+from credbridge.protocol import handle, list_tokens_asked
 from credbridge.store import CredentialStore
 from credbridge.stores.catalog import open_store
 
@@ -125,7 +125,9 @@ class Call:
 
     def _run(self) -> None:
         (output, exit_code), debug_log = debuglog.capture(
-            self._env, f"agent {os.getpid()}", lambda: handle(self._program, self._args, self._stdin, self._lease.open))
+            self._env, f"agent {os.getpid()}",
+            lambda: handle(self._program, self._args, self._stdin, self._lease.open,
+                           list_tokens_asked(self._env)))
         with self._server.counting:
             self._reply = wire.reply(exit_code, output, debug_log)
             self._finished.set()

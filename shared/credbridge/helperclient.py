@@ -15,6 +15,7 @@ from typing import Mapping, Optional
 
 from credbridge import debuglog
 from credbridge.errors import CredentialsNotFound, HelperError
+from credbridge.protocol import LIST_TOKENS_VARIABLE
 from credbridge.store import Credentials
 
 #: Long enough for a keyring unlock prompt, short enough that a wedged helper is noticed.
@@ -65,9 +66,10 @@ class HelperProgram:
             return None
         return cls(name, {**environ, CHAIN_VARIABLE: ",".join([*chain, caller])})
 
-    def list(self) -> dict[str, str]:
-        """ServerURL -> Username; stdin carries `unused`, exactly what docker CLI sends."""
-        listed = self._json(self._call("list", b"unused"), "list")
+    def list(self, tokens_too: bool = False) -> dict[str, str]:
+        """ServerURL -> Username; stdin carries `unused`, exactly what docker CLI sends. Our
+        helpers name Apptainer endpoint tokens only when asked (`tokens_too`); others name all."""
+        listed = self._json(self._call("list", b"unused", tokens_too=tokens_too), "list")
         if not isinstance(listed, dict) or not all(isinstance(value, str) for value in listed.values()):
             raise HelperError(f"{self.program} list answered something that is not a server -> username map")
         return listed
@@ -92,9 +94,11 @@ class HelperProgram:
         """Absent is not an error, whatever the helper answers for it."""
         self._call("erase", server_url.encode(), not_found_ok=True)
 
-    def _call(self, action: str, stdin: bytes, not_found_ok: bool = False) -> Optional[bytes]:
+    def _call(self, action: str, stdin: bytes, not_found_ok: bool = False,
+              tokens_too: bool = False) -> Optional[bytes]:
         debuglog.log("calling helper", program=self.program, action=action)
-        output, exit_code = self._run(action, stdin)
+        asked = {LIST_TOKENS_VARIABLE: "1"} if tokens_too else {}
+        output, exit_code = self._run(action, stdin, asked)
         debuglog.log("helper answered", program=self.program, action=action, exit=exit_code)
         if exit_code == 0:
             return output
@@ -104,7 +108,7 @@ class HelperProgram:
         first_line = message.splitlines()[0] if message else f"exit status {exit_code}"
         raise HelperError(f"{self.program} {action} failed: {first_line}")
 
-    def _run(self, action: str, stdin: bytes) -> tuple[bytes, int]:
+    def _run(self, action: str, stdin: bytes, variables: Mapping[str, str]) -> tuple[bytes, int]:
         """stdout and exit status; in a process group of its own, which is ended whole when the call is
         given up (a timeout, an interrupt): what the helper started must not outlive it."""
         timeout = self._timeout()
@@ -113,7 +117,7 @@ class HelperProgram:
             if program is None:
                 raise FileNotFoundError()
             process = subprocess.Popen([program, action], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       env=self.environ, start_new_session=True)
+                                       env={**self.environ, **variables}, start_new_session=True)
         except FileNotFoundError:
             raise HelperError(f"{self.program} is not on PATH: install it, or name another store with --store") from None
         except PermissionError:

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import codecs
-from typing import Callable, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 from credbridge import __version__, debuglog
 from credbridge.errors import HelperError, MissingServerURL, MissingUsername
@@ -15,6 +15,8 @@ from credbridge.gojson import decode_credentials, encode_credentials, encode_str
 from credbridge.store import Credentials, CredentialStore
 
 USAGE_ACTIONS = "<store|get|erase|list|version>"
+#: Set to 1 by credbridge's own calls (migrate, exec): `list` then names endpoint tokens too.
+LIST_TOKENS_VARIABLE = "CREDBRIDGE_LIST_TOKENS"
 #: bufio.Scanner's default limit: the Go helpers refuse longer input lines.
 MAX_LINE_BYTES = 64 * 1024
 # Go's strings.TrimSpace: Unicode White_Space (Python's isspace adds \x1c-\x1f).
@@ -35,10 +37,11 @@ def handle(
     args: list[str],
     stdin: bytes,
     open_store: Callable[[], CredentialStore],
+    list_tokens: bool = False,
 ) -> Reply:
     """Run one helper invocation; never raises."""
     try:
-        return Reply(_dispatch(program, args, stdin, open_store), 0)
+        return Reply(_dispatch(program, args, stdin, open_store, list_tokens), 0)
     except HelperError as error:
         debuglog.log("answer: error", kind=type(error).__name__, message=str(error))
         return Reply(_one_line(str(error)), 1)
@@ -53,7 +56,8 @@ def describe_unexpected(error: BaseException) -> str:
     return f"credbridge: unexpected {type(error).__name__}{detail} (please report this)"
 
 
-def _dispatch(program: str, args: list[str], stdin: bytes, open_store: Callable[[], CredentialStore]) -> bytes:
+def _dispatch(program: str, args: list[str], stdin: bytes,
+              open_store: Callable[[], CredentialStore], list_tokens: bool) -> bytes:
     if len(args) != 1:
         raise HelperError(f"Usage: {program} {USAGE_ACTIONS}")
     action = args[0]
@@ -87,9 +91,23 @@ def _dispatch(program: str, args: list[str], stdin: bytes, open_store: Callable[
         return b""
     if action == "list":
         listed = open_store().list()
+        if not list_tokens:
+            listed = _registries_only(listed)
         debuglog.log("answer: list", servers=len(listed))
         return encode_string_map(listed)
     raise HelperError(f"Unknown credential action `{action}`")
+
+
+def _registries_only(listed: dict[str, str]) -> dict[str, str]:
+    """docker build sends the daemon every login `list` names, podman logout --all erases each one:
+    an Apptainer endpoint token or keyserver login is neither's (docs/protocol.md section 1)."""
+    from credbridge.files.remotetokens import is_remote_key
+
+    return {server: username for server, username in listed.items() if not is_remote_key(server)}
+
+
+def list_tokens_asked(env: Mapping[str, str]) -> bool:
+    return env.get(LIST_TOKENS_VARIABLE) == "1"
 
 
 def _scanned(stdin: bytes) -> bytes:

@@ -205,11 +205,13 @@ def _agent_is_starting(env: "dict[str, str]") -> bool:
 
 def _serve_in_process(store: str, program: str, args: "list[str]", stdin: bytes, env: "dict[str, str]") -> "tuple[int, bytes]":
     from credbridge import debuglog
-    from credbridge.protocol import handle
+    from credbridge.protocol import handle, list_tokens_asked
     from credbridge.stores.catalog import open_store
 
     (output, exit_code), debug_log = debuglog.capture(
-        env, "in process", lambda: handle(program, args, stdin, lambda: open_store(store, env)))
+        env, "in process",
+        lambda: handle(program, args, stdin, lambda: open_store(store, env),
+                       list_tokens_asked(env)))
     if debug_log:
         debuglog.emit(env, debug_log)
     return exit_code, output

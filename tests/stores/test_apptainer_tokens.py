@@ -9,6 +9,7 @@ decoders. No docker registry of the same host is ever offered them.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -24,6 +25,7 @@ import pytest
 from tests.conftest import Helper, Installation
 from tests.support.matrix import NOT_FOUND
 from tests.support.process import Result, run
+from tests.support.registry import recording_server
 from tests.support.strictload import StrictLoader
 from tests.commands.test_bridge import wait_until
 
@@ -220,6 +222,17 @@ if plan.get("edit"):
         changed.seek(0)
         changed.truncate(0)
         changed.write(text.replace(old, new, 1))
+if plan.get("docker_config"):  # `registry login`/`logout`: docker/cli's Save renames a file over it
+    variable, server, auth = plan["docker_config"]
+    path = os.path.join(dirs[variable], "docker-config.json")
+    config = json.load(open(path))
+    if auth is None:
+        del config["auths"][server]
+    else:
+        config["auths"][server] = {"auth": auth}
+    with open(path + ".new", "w") as new:
+        new.write(json.dumps(config, indent="\t"))
+    os.rename(path + ".new", path)
 for variable, name in plan.get("create", []):  # a directory the program makes, as `key newpair` makes keys
     os.mkdir(os.path.join(dirs[variable], name), 0o700)
     with open(os.path.join(dirs[variable], name, "pgp-public"), "w") as created:
@@ -314,6 +327,59 @@ def test_a_remote_login_inside_exec_comes_home_encrypted_and_a_logout_erases_it(
     assert home["Remotes"]["SylabsCloud"]["URI"] == "cloud.sylabs.io" and token_home.plaintext_left() == {}
 
 
+REGISTRY_STUB_V3 = "Credentials:\n    - URI: docker://new.example.org:5000\n      Insecure: false\n"
+NEW_LOGIN = ("new.example.org:5000", "alice", "registry-login-secret")
+
+
+def test_a_registry_login_inside_exec_comes_home_encrypted_and_a_registry_logout_erases_it(
+        token_home: TokenHome, strict_loader: StrictLoader, tmp_path: Path) -> None:
+    """`registry login` writes the secret into the private docker-config.json (a stub into
+    remote.yaml); `registry logout` rewrites it without the registry. Neither goes home as it is."""
+    migrated(token_home)
+    cryptfile = token_home.helper("cryptfile")
+    assert cryptfile.store(*REGISTRY_LOGIN).returncode == 0
+    server, username, secret = NEW_LOGIN
+    auth = base64.b64encode(f"{username}:{secret}".encode()).decode()
+    login = Exec(token_home, tmp_path, docker_config=["APPTAINER_CONFIGDIR", server, auth],
+                 edit=["APPTAINER_CONFIGDIR", "Credentials:\n", REGISTRY_STUB_V3])
+    login.facts()
+    login.finish()
+    assert json.loads(cryptfile.get(server).stdout) == \
+        {"ServerURL": server, "Username": username, "Secret": secret}
+    assert cryptfile.get(REGISTRY_LOGIN[0]).returncode == 0
+    home = strict_loader.remote_yaml(token_home.remote_yamls["apptainer"], "apptainer")
+    assert {"URI": f"docker://{server}", "Insecure": False} in [
+        {key: entry[key] for key in ("URI", "Insecure")} for entry in home["Credentials"]]
+    everywhere = [path for root in (token_home.env["XDG_RUNTIME_DIR"], token_home.env["HOME"])
+                  for path in Path(root).rglob("*") if path.is_file()]
+    assert [path for path in everywhere
+            if secret.encode() in path.read_bytes() or auth.encode() in path.read_bytes()] == []
+
+    logout = Exec(token_home, tmp_path,
+                  docker_config=["SINGULARITY_CONFIGDIR", REGISTRY_LOGIN[0], None])
+    logout.facts()
+    logout.finish()
+    assert cryptfile.get(REGISTRY_LOGIN[0]).stdout == NOT_FOUND
+    assert cryptfile.get(server).returncode == 0  # only what was logged out
+
+
+def test_a_keyserver_login_inside_exec_comes_home_encrypted(
+        token_home: TokenHome, tmp_path: Path) -> None:
+    """`keyserver login` adds a Credentials entry (a whole Authorization header) to remote.yaml."""
+    migrated(token_home)
+    header = "Basic " + base64.b64encode(b"bob:keyserver-secret").decode()
+    entry = (f"Credentials:\n    - URI: https://keys.new.example.org\n      Auth: {header}\n"
+             "      Insecure: false\n")
+    login = Exec(token_home, tmp_path, edit=["APPTAINER_CONFIGDIR", "Credentials:\n", entry])
+    login.facts()
+    login.finish()
+    key = "apptainer-keyserver:https://keys.new.example.org"
+    stored = json.loads(token_home.helper("cryptfile").get(key).stdout)
+    assert (stored["Username"], stored["Secret"]) == ("bob", "keyserver-secret")
+    assert "keyserver-secret" not in token_home.remote_yamls["apptainer"].read_text()
+    assert header.split()[1] not in token_home.remote_yamls["apptainer"].read_text()
+
+
 def holds_a_token(path: Path) -> bool:
     try:
         data = path.read_bytes()
@@ -365,8 +431,107 @@ def test_tokens_still_in_remote_yaml_are_served_only_under_their_kind(token_home
             assert helper.get(query).stdout == NOT_FOUND, (store, query)
         for key, (username, secret) in HELD.items():
             assert json.loads(helper.get(key).stdout) == {"ServerURL": key, "Username": username, "Secret": secret}
-        assert set(json.loads(helper.list().stdout)) >= set(HELD)
+        # no registry's: docker build would send them to the daemon
+        assert set(json.loads(helper.list().stdout)).isdisjoint(HELD)
     done = token_home.credbridge("logout", "apptainer-endpoint:cloud.sylabs.io")
     assert done.returncode == 0, done.stderr
     assert all("cloud.sylabs.io" not in keys for keys in token_home.plaintext_left().values())
     assert token_home.helper("credbridge").get("apptainer-endpoint:cloud.sylabs.io").stdout == NOT_FOUND
+
+
+# -- registry clients: the protocol's `list` names registries only --------------------------------
+
+REGISTRY_LOGIN = ("registry.example.org", "builder", "registry-secret")
+TOKENS_HELD = [*IN_FILE.values(), *(secret for _username, secret in HELD.values())]
+
+
+def with_a_registry_login(home: TokenHome, store: str) -> dict[str, str]:
+    """The home after migrate plus a registry login; a docker config with `store` as credsStore."""
+    migrated(home)
+    stored = home.helper("cryptfile").store(*REGISTRY_LOGIN)
+    assert stored.returncode == 0, stored.text
+    docker_config = Path(home.env["HOME"]) / ".docker"
+    docker_config.mkdir(mode=0o700, exist_ok=True)
+    (docker_config / "config.json").write_text(json.dumps({"credsStore": store}))
+    return {**home.env, "DOCKER_CONFIG": str(docker_config)}
+
+
+def assert_only_the_registry_login(sent: dict, raw: str) -> None:
+    assert set(sent) == {REGISTRY_LOGIN[0]}, sorted(sent)
+    assert sent[REGISTRY_LOGIN[0]]["password"] == REGISTRY_LOGIN[2]
+    assert not [secret for secret in TOKENS_HELD if secret in raw]
+
+
+@pytest.mark.parametrize("store", ["cryptfile", "credbridge"])
+def test_docker_build_sends_the_daemon_registry_logins_and_no_token(
+        token_home: TokenHome, tmp_path: Path, store: str) -> None:
+    """docker CLI's GetAllCredentials gets every key `list` names and sends them all to the daemon
+    with a build (X-Registry-Config): a listed token would reach any daemon DOCKER_HOST names."""
+    env = with_a_registry_login(token_home, store)
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+
+    def daemon(_method: str, path: str, _headers: object) -> tuple[int, dict[str, str], bytes]:
+        if path.endswith("/_ping"):
+            return 200, {"API-Version": "1.45", "Content-Type": "text/plain"}, b"OK"
+        return 500, {"Content-Type": "application/json"}, b'{"message":"recorded, not built"}'
+
+    docker = shutil.which("docker", path=env["PATH"])
+    assert docker, "docker CLI not installed (apt install docker.io)"
+    with recording_server("127.0.0.1", daemon) as recorder:
+        build_env = {**env, "DOCKER_HOST": recorder.url.replace("http://", "tcp://"),
+                     "DOCKER_BUILDKIT": "0"}
+        done = subprocess.run([docker, "build", str(context)], env=build_env, capture_output=True,
+                              text=True, timeout=WAIT_SECONDS, check=False)
+        assert "recorded, not built" in done.stderr, done.stderr
+        [header] = recorder.header_values("X-Registry-Config")
+    raw = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)).decode()
+    assert_only_the_registry_login(json.loads(raw), raw)
+
+
+DOCKER_PY_ALL_CREDENTIALS = r"""
+import json, sys
+from docker import auth
+config = auth.load_config(sys.argv[1], credstore_env=json.loads(sys.argv[2]))
+print(json.dumps(config.get_all_credentials()))
+"""
+
+
+@pytest.mark.parametrize("store", ["cryptfile", "credbridge"])
+def test_docker_py_all_credentials_hold_no_token(token_home: TokenHome, store: str) -> None:
+    """What docker-py's build sends as X-Registry-Config: get for every key `list` names."""
+    env = with_a_registry_login(token_home, store)
+    done = subprocess.run([sys.executable, "-c", DOCKER_PY_ALL_CREDENTIALS,
+                           str(Path(env["DOCKER_CONFIG"]) / "config.json"), json.dumps(env)],
+                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=WAIT_SECONDS)
+    assert done.returncode == 0, done.stderr
+    sent = {key: entry for key, entry in json.loads(done.stdout).items() if entry}
+    for entry in sent.values():
+        entry["password"] = entry.pop("Password", None)
+    assert_only_the_registry_login(sent, done.stdout)
+
+
+def test_podman_logout_all_leaves_the_tokens(token_home: TokenHome, tmp_path: Path) -> None:
+    """containers/image's `logout --all` erases every key a helper lists: a token is no login."""
+    from tests.clients.test_real_clients import private_podman
+
+    env = with_a_registry_login(token_home, "credbridge")
+    containers = tmp_path / "containers"
+    containers.mkdir()
+    (containers / "registries.conf").write_text('credential-helpers = ["credbridge"]\n')
+    (containers / "auth.json").write_text("{}")
+    podman_env = {**env, **private_podman(tmp_path / "podman"),
+                  "REGISTRY_AUTH_FILE": str(containers / "auth.json"),
+                  "CONTAINERS_REGISTRIES_CONF": str(containers / "registries.conf")}
+    podman = shutil.which("podman", path=env["PATH"])
+    assert podman, "podman not installed (apt install podman)"
+    done = subprocess.run([podman, "logout", "--all"], env=podman_env, capture_output=True,
+                          text=True, timeout=WAIT_SECONDS, check=False)
+    assert done.returncode == 0, done.stderr
+    cryptfile = token_home.helper("cryptfile")
+    assert cryptfile.get(REGISTRY_LOGIN[0]).stdout == NOT_FOUND
+    for key, (username, secret) in HELD.items():
+        assert json.loads(cryptfile.get(key).stdout) == \
+            {"ServerURL": key, "Username": username, "Secret": secret}

@@ -12,8 +12,10 @@ import shutil
 from typing import Callable, Mapping, NamedTuple, Optional
 
 from credbridge.files import atomicfile
+from credbridge.files import dockerconfig
 from credbridge.files import remotetokens
 from credbridge.files import remoteyaml
+from credbridge.files.dockerconfig import Config
 from credbridge.helperclient import HelperProgram
 from credbridge.store import Credentials
 from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, REMOTE_YAML_NAME, SINGULARITY, Flavour, config_dir
@@ -41,12 +43,14 @@ class Mirror(NamedTuple):
     private_dir: str
     given: bytes  # the remote.yaml exec wrote (b"" when the user has none)
     given_keys: frozenset[str]  # the store keys of the tokens and logins put into it
+    given_logins: Config  # the authfile its docker-config.json linked to, as exec wrote it
 
 
 def prepare(directory: str, helper: HelperProgram, authfile: str, anonymous_file: AnonymousFile,
             environ: Mapping[str, str]) -> list[Mirror]:
     """A private config directory per program under `directory` (exec's own, 0700)."""
-    listed = helper.list()
+    listed = helper.list(tokens_too=True)
+    given_logins = dockerconfig.parse(_read(authfile) or b"", authfile)
     mirrors = []
     for program in PROGRAMS:
         real_dir = config_dir(environ, program.flavour)
@@ -57,7 +61,7 @@ def prepare(directory: str, helper: HelperProgram, authfile: str, anonymous_file
         given, keys = _remote_yaml_with_secrets(os.path.join(real_dir, REMOTE_YAML_NAME), helper, listed)
         if given:
             _place(os.path.join(private_dir, REMOTE_YAML_NAME), given, program, anonymous_file)
-        mirrors.append(Mirror(program, real_dir, private_dir, given, frozenset(keys)))
+        mirrors.append(Mirror(program, real_dir, private_dir, given, frozenset(keys), given_logins))
     return mirrors
 
 
@@ -69,6 +73,7 @@ def bring_home(mirrors: list[Mirror], helper: HelperProgram) -> None:
     """What the command changed in each private remote.yaml: secrets into the store, the rest home."""
     for mirror in mirrors:
         _move_new_entries_home(mirror)
+        _bring_registry_logins_home(mirror, helper)
         private = os.path.join(mirror.private_dir, REMOTE_YAML_NAME)
         found = _read(private)
         if found is None or found == mirror.given:
@@ -83,6 +88,29 @@ def bring_home(mirrors: list[Mirror], helper: HelperProgram) -> None:
         _save_home(os.path.join(mirror.real_dir, REMOTE_YAML_NAME), changed)
 
 
+def _bring_registry_logins_home(mirror: Mirror, helper: HelperProgram) -> None:
+    """`registry login` and `logout` rewrite docker-config.json (docker/cli's Save renames a new
+    file over the link, or writes through it): a login added or changed goes into the store, one
+    removed is erased. A file gone is no logout of everything: nothing changes then."""
+    private = os.path.join(mirror.private_dir, DOCKER_CONFIG_NAME)
+    found = _read(private)
+    if found is None:
+        return
+    before = _registry_logins(mirror.given_logins)
+    after = _registry_logins(dockerconfig.parse(found, private))
+    for key, credentials in after.items():
+        if before.get(key) != credentials:
+            helper.store(credentials)
+    for key in before.keys() - after.keys():
+        helper.erase(key)
+
+
+def _registry_logins(config: Config) -> dict[str, Credentials]:
+    logins = {key: dockerconfig.entry_credentials(key, entry)
+              for key, entry in dockerconfig.auths(config).items()}
+    return {key: credentials for key, credentials in logins.items() if credentials is not None}
+
+
 def _move_new_entries_home(mirror: Mirror) -> None:
     """What the program created beside the credential files (keys, remote-cache the user had not yet)."""
     for name in os.listdir(mirror.private_dir):
@@ -94,7 +122,7 @@ def _move_new_entries_home(mirror: Mirror) -> None:
 
 
 def _read(path: str) -> Optional[bytes]:
-    """The private remote.yaml, through the link to exec's memory file (the program writes it in place)."""
+    """A private file, through the link to exec's memory file where it is one (written in place)."""
     try:
         with open(path, "rb") as private:
             return private.read()

@@ -78,7 +78,7 @@ def migrate_from_helper(env: Mapping[str, str], source: str, target: str, dry_ru
         raise HelperError(f"--from and --to both name {source}: name the store to move into with --to")
     helper = target_helper(target, env)
     origin = _installed_helper(source, env, "--from")
-    listed = sorted(origin.list())
+    listed = sorted(origin.list(tokens_too=True))  # endpoint tokens move too
     for server_url in listed:
         say(printable(f"{'would move' if dry_run else 'moving'} {server_url} (docker-credential-{source}) to docker-credential-{target}"))
     if not dry_run:

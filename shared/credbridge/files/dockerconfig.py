@@ -33,10 +33,13 @@ Config = dict[str, Any]
 def load(path: str) -> Optional[Config]:
     """The file's content (None if absent); a file that is not a JSON object is an error naming it."""
     found = atomicfile.read(path)
-    if found is None:
-        return None
+    return None if found is None else parse(found[0], path)
+
+
+def parse(data: bytes, path: str) -> Config:
+    """A docker config's bytes read from `path`; anything but a JSON object is an error naming it"""
     try:
-        config = json.loads(found[0].decode("utf-8")) if found[0].strip() else {}
+        config = json.loads(data.decode("utf-8")) if data.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise HelperError(f"{path} is not valid JSON ({error.__class__.__name__} at byte {getattr(error, 'pos', 0)}): fix or move it") from None
     except RecursionError:
