@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Mapping, Optional
 
-from credbridge import __version__, debuglog, keycache, wire
+from credbridge import __version__, debuglog, keycache, tokencache, wire
 from credbridge.errors import HelperError
 from credbridge.protocol import handle
 from credbridge.store import CredentialStore
@@ -174,6 +174,7 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def __init__(self, path: str, call_seconds: float) -> None:
         self.stores = StoreCache()
+        self.tokens = tokencache.activate()
         self.call_seconds = call_seconds
         self.last_activity = time.monotonic()
         self.counting = threading.Lock()
@@ -229,9 +230,10 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             self.buffered_bytes += size
 
     def control(self, command: str) -> bytes:
-        """`credbridge lock`: forget every store and caller environment; `stop-agent`: exit."""
+        """`credbridge lock`: forget every store, caller environment and minted token; `stop-agent`: exit."""
         if command == "lock":
             self.stores.clear()
+            self.tokens.clear()
         elif command == "stop":
             self.stopping = True
         else:
