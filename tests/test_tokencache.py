@@ -188,6 +188,14 @@ def test_erase_forgets_the_registrys_token_and_succeeds(minting: Minting) -> Non
     assert claims(minting.get())["n"] == first["n"] + 1
 
 
+def test_credbridge_logout_makes_the_agent_forget_the_token(minting: Minting) -> None:
+    """The command serves itself (its own get asks the helper once); the agent then forgets its copy."""
+    assert claims(minting.get())["n"] == 1
+    logout = minting.credbridge("logout", REGISTRY)
+    assert logout.returncode == 0, logout.text
+    assert claims(minting.get())["n"] == 3
+
+
 def test_a_login_to_a_registry_whose_helper_mints_them_is_one_line_saying_none_is_needed(minting: Minting) -> None:
     stored = minting.router("store", stdin=json.dumps({"ServerURL": REGISTRY, "Username": "AWS", "Secret": "x"}))
     assert (stored.returncode, stored.text) == (

@@ -234,6 +234,8 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         if command == "lock":
             self.stores.clear()
             self.tokens.clear()
+        elif command == "forget-tokens":  # `credbridge login` / `logout`, served in their own process
+            self.tokens.clear()
         elif command == "stop":
             self.stopping = True
         else:

@@ -42,6 +42,10 @@ CHAIN_VARIABLE = "CREDBRIDGE_HELPER_CHAIN"
 HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+class HelperNotRunnable(HelperError):
+    """Not on PATH or not executable: nothing was run, so nothing is worth backing off from."""
+
+
 class NotImplementedByHelper(HelperError):
     """The helper has no such action: ecr-login and gcr mint their logins and keep none."""
 
@@ -139,9 +143,9 @@ class HelperProgram:
             process = subprocess.Popen([program, action], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        env=self.environ, start_new_session=True)
         except FileNotFoundError:
-            raise HelperError(f"{self.program} is not on PATH: install it, or name another store with --store") from None
+            raise HelperNotRunnable(f"{self.program} is not on PATH: install it, or name another store with --store") from None
         except PermissionError:
-            raise HelperError(f"{self.program} is not executable: run `chmod +x` on it") from None
+            raise HelperNotRunnable(f"{self.program} is not executable: run `chmod +x` on it") from None
         with process:
             try:
                 output, _ = process.communicate(stdin, timeout=timeout)

@@ -7,9 +7,10 @@ a token for as long as it says it lives (a JWT's `exp`, an ECR token's
 `expiration`), else the route's `ttl`, else DEFAULT_TTL_SECONDS, served
 until a safety margin before that and refreshed in the background before
 the margin, so no `get` waits for a refresh. "Not found" is kept briefly,
-a failure for a short back-off. `credbridge lock`, an erase or store of
-the registry and the agent's exit forget it. Without an agent (served in
-process) nothing is kept and the helper is asked each time.
+a failure of the helper for a short back-off (a helper not installed is
+looked for again at once). `credbridge lock`, `login`, `logout`, a store
+or erase of the registry and the agent's exit forget it. Served in process,
+nothing is kept and the helper is asked each time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Callable, Mapping, NamedTuple, Optional
 
 from credbridge import debuglog, urls
 from credbridge.errors import HelperError
+from credbridge.helpercall import HelperNotRunnable
 from credbridge.store import Credentials
 
 #: A token that does not say how long it lives, on a route without `ttl`.
@@ -84,11 +86,13 @@ class TokenCache:
         with self._lock:
             for key in [key for key in self._entries if key[:2] == (helper, registry)]:
                 del self._entries[key]
+                self._fetching.pop(key, None)
             self._generation += 1
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._fetching.clear()
             self._generation += 1
 
     def _usable(self, key: Key) -> Optional[_Entry]:
@@ -105,6 +109,8 @@ class TokenCache:
         started = time.monotonic()
         try:
             found = fetch()
+        except HelperNotRunnable:
+            raise  # installing it is the fix: the next call must see it at once
         except HelperError as error:
             line = f"{error} (not asked again for {BACKOFF_SECONDS:g} s)"
             self._keep(key, _Entry(None, line, time.monotonic() + BACKOFF_SECONDS, float("inf"), generation))
@@ -141,7 +147,9 @@ class TokenCache:
                 self._entries.pop(key, None)
                 return  # forgotten (lock, erase) while the helper was being asked
             if key not in self._entries and len(self._entries) >= MAX_ENTRIES:
-                del self._entries[min(self._entries, key=lambda old: self._entries[old].serve_until)]
+                oldest = min(self._entries, key=lambda old: self._entries[old].serve_until)
+                del self._entries[oldest]
+                self._fetching.pop(oldest, None)
             self._entries[key] = entry
 
 
