@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pytest
 
-from tests.conftest import Helper, Installation, agent_serving
+from tests.conftest import Installation, agent_serving
 from tests.support.aws import ACCOUNT, PROFILES, EcrEmulation, ecr
 from tests.support.process import Result, run
 
@@ -21,7 +21,7 @@ __all__ = ["ecr"]
 
 
 class RoutedEcr:
-    """The router in front of ecr-login, with an agent of its own and a config routing ECR's hosts."""
+    """The router in front of ecr-login: an agent of its own, a config routing ECR's hosts."""
 
     def __init__(self, installation: Installation, emulation: EcrEmulation, tmp_path: Path) -> None:
         self.installation, self.emulation = installation, emulation
@@ -29,7 +29,8 @@ class RoutedEcr:
         runtime.mkdir(mode=0o700)
         config = config_home / "credbridge" / "config.yaml"
         config.parent.mkdir(parents=True, mode=0o700)
-        config.write_text('primary: cryptfile\nroutes:\n  "*.dkr.ecr.*.amazonaws.com": {store: ecr-login, ttl: 8}\n')
+        config.write_text('primary: cryptfile\nroutes:\n'
+                          '  "*.dkr.ecr.*.amazonaws.com": {store: ecr-login, ttl: 8}\n')
         self.config = config
         self.extra = {"XDG_RUNTIME_DIR": str(runtime), "XDG_CONFIG_HOME": str(config_home),
                       "PATH": f"{installation.bindir}:/usr/bin:/bin"}
@@ -38,15 +39,15 @@ class RoutedEcr:
         return {**self.emulation.env(profile), **self.extra, **variables}
 
     def get(self, profile: str = PROFILES[0], **variables: str) -> str:
-        router = Helper(self.installation.executable("docker-credential-credbridge"), self.env(profile, **variables))
-        result = router.get(self.emulation.registry)
+        result = self.router("get", self.emulation.registry, self.env(profile, **variables))
         assert (result.returncode, result.stderr) == (0, b""), result.text
         answer = json.loads(result.stdout)
         assert answer["Username"] == "AWS"
         return answer["Secret"]
 
-    def router(self, action: str, stdin: str) -> Result:
-        return run([self.installation.executable("docker-credential-credbridge"), action], stdin, self.env())
+    def router(self, action: str, stdin: str, env: Optional[dict[str, str]] = None) -> Result:
+        program = self.installation.executable("docker-credential-credbridge")
+        return run([program, action], stdin, env or self.env())
 
 
 @pytest.fixture
@@ -74,7 +75,8 @@ def test_two_profiles_get_a_token_each_and_keep_it(routed: RoutedEcr) -> None:
     assert [routed.emulation.token_calls(profile) for profile in PROFILES] == [1, 1]
 
 
-def test_the_token_is_refreshed_in_the_background_before_the_routes_ttl_runs_out(routed: RoutedEcr) -> None:
+def test_the_token_is_refreshed_in_the_background_before_the_routes_ttl_runs_out(
+        routed: RoutedEcr) -> None:
     """ttl 8 s: served until 7.2 s, refreshed from 5.4 s by the first get after that."""
     started = time.monotonic()
     routed.get()
@@ -90,14 +92,17 @@ def test_the_token_is_refreshed_in_the_background_before_the_routes_ttl_runs_out
 
 def test_docker_login_to_an_ecr_registry_says_ecr_login_makes_its_logins(routed: RoutedEcr) -> None:
     registry = routed.emulation.registry
-    stored = routed.router("store", json.dumps({"ServerURL": registry, "Username": "AWS", "Secret": "x"}))
+    login = json.dumps({"ServerURL": registry, "Username": "AWS", "Secret": "x"})
+    stored = routed.router("store", login)
     assert (stored.returncode, stored.text) == (
-        1, f"{registry} gets its logins from docker-credential-ecr-login (the route *.dkr.ecr.*.amazonaws.com in "
-           f"{routed.config}), which makes one at each pull: no login is needed, pull and push as you are\n")
+        1, f"{registry} gets its logins from docker-credential-ecr-login (the route "
+           f"*.dkr.ecr.*.amazonaws.com in {routed.config}), which makes one at each pull: "
+           "no login is needed, pull and push as you are\n")
     erased = routed.router("erase", registry)
     assert (erased.returncode, erased.stdout) == (0, b"")
 
 
 def test_doctor_says_ecr_login_answers(routed: RoutedEcr) -> None:
     doctor = run([routed.installation.executable("credbridge"), "doctor"], env=routed.env())
-    assert "✔ helper: docker-credential-ecr-login answers (route *.dkr.ecr.*.amazonaws.com)" in doctor.text, doctor.text
+    answers = "✔ helper: docker-credential-ecr-login answers (route *.dkr.ecr.*.amazonaws.com)"
+    assert answers in doctor.text, doctor.text

@@ -230,11 +230,11 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             self.buffered_bytes += size
 
     def control(self, command: str) -> bytes:
-        """`credbridge lock`: forget every store, caller environment and minted token; `stop-agent`: exit."""
+        """`credbridge lock`: forget stores, caller environments and tokens; `stop-agent`: exit."""
         if command == "lock":
             self.stores.clear()
             self.tokens.clear()
-        elif command == "forget-tokens":  # `credbridge login` / `logout`, served in their own process
+        elif command == "forget-tokens":  # `credbridge login` / `logout`, served in process
             self.tokens.clear()
         elif command == "stop":
             self.stopping = True

@@ -60,7 +60,8 @@ def effective_config(env: Mapping[str, str]) -> dict[str, Any]:
     variables = sorted(name for name in env if name.startswith(PER_REGISTRY_PREFIX) or name == SCOPE_VARIABLE
                        or name == AUTH_CONFIG_VARIABLE or any(name in pair for pair in GLOBAL_PAIRS))
     return {"file": path, "file_exists": os.path.exists(path), "primary": primary, "primary_reason": reason,
-            "routes": [{"pattern": route.pattern, "store": route.store, **route.settings()} for route in settings.routes],
+            "routes": [{"pattern": route.pattern, "store": route.store, **route.settings()}
+                       for route in settings.routes],
             "read": list(settings.read), "environment_variables": variables,
             "environment_logins": [login._asdict() for login in environment_logins(env)]}
 
@@ -70,7 +71,8 @@ def render_config(effective: dict[str, Any], as_json: bool) -> str:
         return json.dumps(effective, indent=2)
     lines = [f"config file: {effective['file']}" + ("" if effective["file_exists"] else " (absent: defaults apply)"),
              f"primary:     {effective['primary']} ({effective['primary_reason']})",
-             "routes:      " + (", ".join(f"{route['pattern']} -> {route['store']}{_settings_shown(route)}"
+             "routes:      " + (", ".join(f"{route['pattern']} -> {route['store']}"
+                                          f"{_settings_shown(route)}"
                                           for route in effective["routes"]) or "none"),
              "read order:  " + " -> ".join(effective["read"]),
              "environment: " + (", ".join(effective["environment_variables"]) or "no credential variables set")]
@@ -98,7 +100,9 @@ def examine(env: Mapping[str, str], registry: str, write_test: bool = False) -> 
     """`write_test`: prove the keyring with a throwaway login rather than trust that it looks unlocked."""
     router, effective = _router_check(env)
     writes_to = {effective["primary"], *(route["store"] for route in effective["routes"])} if effective else set()
-    checks = [router, _login_check(env, registry), *_routed_helper_checks(env)] if effective else [router]
+    checks = [router]
+    if effective:
+        checks += [_login_check(env, registry), *_routed_helper_checks(env)]
     checks += _tool_checks(env, registry)
     checks += [_keyring_check(env, in_use="keyring" in writes_to, write_test=write_test),
                _cryptfile_check(env, in_use="cryptfile" in writes_to)]
@@ -117,7 +121,7 @@ def _router_check(env: Mapping[str, str]) -> tuple[Check, Optional[dict[str, Any
 
 
 def _routed_helper_checks(env: Mapping[str, str]) -> list[Check]:
-    """Each helper not ours that a route names (ecr-login, gcr, ...) is on PATH and answers `list` in time."""
+    """Each helper not ours a route names (ecr-login, gcr, ...) is on PATH and answers `list`."""
     from credbridge.stores import STORE_FACTORIES
     from credbridge.stores.external import program_for
 
@@ -125,7 +129,8 @@ def _routed_helper_checks(env: Mapping[str, str]) -> list[Check]:
     for route in routing.load_routing(env).routes:
         if route.store in STORE_FACTORIES:
             continue
-        program = program_for(route.store, env, route._replace(timeout=route.timeout or ROUTED_HELPER_SECONDS))
+        deadline = route.timeout or ROUTED_HELPER_SECONDS
+        program = program_for(route.store, env, route._replace(timeout=deadline))
         where = f"route {route.pattern}"
         if not _on_path(program.program, env):
             checks.append(Check("helper", "fail", f"{program.program} ({where}) is not on PATH",
@@ -134,7 +139,7 @@ def _routed_helper_checks(env: Mapping[str, str]) -> list[Check]:
         try:
             program.list()
         except HelperError as error:
-            checks.append(Check("helper", "fail", str(error), f"CREDBRIDGE_DEBUG=1 {program.program} list"))
+            checks.append(Check("helper", "fail", str(error), f"{program.program} list"))
             continue
         checks.append(Check("helper", "ok", f"{program.program} answers ({where})"))
     return checks

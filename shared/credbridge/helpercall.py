@@ -73,7 +73,7 @@ class HelperProgram:
 
     def __init__(self, name: str, environ: Mapping[str, str], timeout: Optional[float] = None,
                  longer: str = f"set {TIMEOUT_VARIABLE} for longer") -> None:
-        """`timeout` (seconds) instead of CREDBRIDGE_HELPER_TIMEOUT's; `longer` says how to give it more."""
+        """`timeout` (seconds) overrides CREDBRIDGE_HELPER_TIMEOUT; `longer`: how to give more."""
         if not is_helper_name(name):
             raise HelperError(f"{name!r} is not a helper name: name docker-credential-NAME by its NAME only")
         self.program = f"docker-credential-{name}"
@@ -143,9 +143,11 @@ class HelperProgram:
             process = subprocess.Popen([program, action], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        env=self.environ, start_new_session=True)
         except FileNotFoundError:
-            raise HelperNotRunnable(f"{self.program} is not on PATH: install it, or name another store with --store") from None
+            raise HelperNotRunnable(f"{self.program} is not on PATH: install it, or name another "
+                                    "store with --store") from None
         except PermissionError:
-            raise HelperNotRunnable(f"{self.program} is not executable: run `chmod +x` on it") from None
+            raise HelperNotRunnable(f"{self.program} is not executable: run `chmod +x` on it") \
+                from None
         with process:
             try:
                 output, _ = process.communicate(stdin, timeout=timeout)

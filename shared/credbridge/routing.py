@@ -8,8 +8,8 @@ itself, never `evilcorp.example`); a wildcard needs a domain of two labels
 or more (`*.io` is refused). A `*` label after the first stands for exactly
 one label, for hosts shaped like ECR's: `*.dkr.ecr.*.amazonaws.com` is
 `<account>.dkr.ecr.<region>.amazonaws.com`, never `x.dkr.ecr.evil.com`; the
-two last labels are always spelled out. A route pattern with a port matches that port
-only; without one, any port (a route only chooses a store: the stored
+two last labels are always spelled out. A route pattern with a port
+matches that port only; without one, any port (a route only chooses a store: the stored
 login's own key decides which registry receives it). The scope of the
 environment's global pairs (`scope_matches`) releases a secret, so there a
 pattern without a port is the default port only, and the registry asked for
@@ -47,8 +47,8 @@ _PATTERN = re.compile(rf"^(?:(?:\*\.)?(?:(?:{_LABEL}|\*)\.)*{_LABEL}\.{_LABEL}|{
 _REAL_HOST = re.compile(rf"^(?:{_HOST})$")
 _REAL_PORT = re.compile(rf"^{_PORT}$")
 _WILDCARD = "wildcard."  # stands for `*.` while a pattern is canonicalised: `*.index.docker.io` never becomes `docker.io`
-PATTERN_RULE = ("a registry host[:port] or *.domain[:port] under a domain of two labels or more (*.corp.example, "
-                "not *.io; a later * is one label: *.dkr.ecr.*.amazonaws.com)")
+PATTERN_RULE = ("a registry host[:port] or *.domain[:port] under a domain of two labels or more "
+                "(*.corp.example, not *.io; a later * is one label: *.dkr.ecr.*.amazonaws.com)")
 
 
 class Route(NamedTuple):
@@ -90,7 +90,8 @@ def load_routing(env: Mapping[str, str]) -> Routing:
     routes = settings.get("routes") or {}
     if not isinstance(routes, dict):
         raise HelperError(f"`routes` in {where} must map registry patterns to store names")
-    parsed = tuple(_route(_pattern(pattern, where), value, where) for pattern, value in routes.items())
+    parsed = tuple(_route(_pattern(pattern, where), value, where)
+                   for pattern, value in routes.items())
     read = settings.get("read", list(DEFAULT_READ))
     if not isinstance(read, list) or not read:
         raise HelperError(f"`read` in {where} must be a non-empty list of store names, e.g. {list(DEFAULT_READ)}")
@@ -147,7 +148,8 @@ def _host_matches(pattern: str, host: str) -> bool:
     if "*" not in pattern_host:
         return host.endswith("." + pattern_host) if wildcard else host == pattern_host
     labels = (_LABEL if label == "*" else re.escape(label) for label in pattern_host.split("."))
-    return re.fullmatch((rf"(?:{_LABEL}\.)+" if wildcard else "") + r"\.".join(labels), host) is not None
+    regex = (rf"(?:{_LABEL}\.)+" if wildcard else "") + r"\.".join(labels)
+    return re.fullmatch(regex, host) is not None
 
 
 def _specificity(pattern: str) -> tuple[bool, int, bool]:
@@ -169,23 +171,29 @@ def _route(pattern: str, value: Any, where: str) -> Route:
         return Route(pattern, _writable_store_name(value, key, where))
     unknown = sorted(str(name) for name in value if name not in ("store", "ttl", "timeout", "env"))
     if unknown:
-        raise HelperError(f"`{key}` in {where} has {', '.join(unknown)}, which credbridge does not know: "
-                          "a route takes store, ttl, timeout and env")
+        raise HelperError(f"`{key}` in {where} has {', '.join(unknown)}, which credbridge does not "
+                          "know: a route takes store, ttl, timeout and env")
     names = value.get("env") or []
-    if not isinstance(names, list) or not all(isinstance(name, str) and wire.relevant_env({name: ""})
-                                              for name in names):
-        raise HelperError(f"`{key}.env` in {where} must list variables that reach credbridge (names beginning "
-                          f"{', '.join(wire.RELEVANT_ENV_PREFIXES)}), not {config.shortened(names)}")
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise HelperError(f"`{key}.env` in {where} must be a list of variable names, "
+                          f"not {config.shortened(names)}")
+    lost = [name for name in names if not wire.relevant_env({name: ""})]
+    if lost:
+        prefixes = ", ".join(wire.HELPER_ENV_PREFIXES)
+        raise HelperError(f"`{key}.env` in {where} names {config.shortened(lost[0])}, which "
+                          "helpers do not pass on to credbridge: name variables beginning "
+                          f"{prefixes} or CREDBRIDGE_, or a proxy variable")
     return Route(pattern, _writable_store_name(value.get("store"), f"{key}.store", where),
-                 _seconds(value.get("ttl"), f"{key}.ttl", where), _seconds(value.get("timeout"), f"{key}.timeout", where),
-                 tuple(names))
+                 _seconds(value.get("ttl"), f"{key}.ttl", where),
+                 _seconds(value.get("timeout"), f"{key}.timeout", where), tuple(names))
 
 
 def _seconds(value: Any, key: str, where: str) -> Optional[float]:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e9:
-        raise HelperError(f"`{key}` in {where} must be a number of seconds above 0, not {config.shortened(value)}")
+        raise HelperError(f"`{key}` in {where} must be a number of seconds above 0, "
+                          f"not {config.shortened(value)}")
     return float(value)
 
 

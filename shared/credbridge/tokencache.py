@@ -81,7 +81,7 @@ class TokenCache:
         return entry.answer()
 
     def forget(self, helper: str, server_url: str) -> None:
-        """Every answer of `helper` for this registry, whatever the environment (a store or erase)."""
+        """Every answer of `helper` for this registry, whatever the environment (store, erase)."""
         registry = urls.canonical(server_url)
         with self._lock:
             for key in [key for key in self._entries if key[:2] == (helper, registry)]:
@@ -113,7 +113,8 @@ class TokenCache:
             raise  # installing it is the fix: the next call must see it at once
         except HelperError as error:
             line = f"{error} (not asked again for {BACKOFF_SECONDS:g} s)"
-            self._keep(key, _Entry(None, line, time.monotonic() + BACKOFF_SECONDS, float("inf"), generation))
+            until = time.monotonic() + BACKOFF_SECONDS
+            self._keep(key, _Entry(None, line, until, float("inf"), generation))
             raise HelperError(line) from None
         self._keep(key, _entry_for(found, ttl, started, generation))
         return found
@@ -126,7 +127,7 @@ class TokenCache:
         threading.Thread(target=self._refresh, args=(key, fetch, ttl), daemon=True).start()
 
     def _refresh(self, key: Key, fetch: Fetch, ttl: Optional[float]) -> None:
-        """A failed refresh keeps the old token until it stops being served; then a get asks again."""
+        """A failed refresh keeps the old token until it stops being served; then a get asks."""
         try:
             with self._fetch_lock(key):
                 generation = self._generation
@@ -153,8 +154,9 @@ class TokenCache:
             self._entries[key] = entry
 
 
-def _entry_for(found: Optional[Credentials], ttl: Optional[float], started: float, generation: int) -> Optional[_Entry]:
-    """How long an answer is served and when it is refreshed; None: not worth keeping (about to expire)."""
+def _entry_for(found: Optional[Credentials], ttl: Optional[float], started: float,
+               generation: int) -> Optional[_Entry]:
+    """How long an answer is served and when it is refreshed; None: about to expire, not kept."""
     if found is None:
         return _Entry(None, "", started + NOT_FOUND_SECONDS, float("inf"), generation)
     expiry = token_expiry(found.secret)
@@ -162,7 +164,8 @@ def _entry_for(found: Optional[Credentials], ttl: Optional[float], started: floa
     usable = lifetime - min(SAFETY_MARGIN_SECONDS, lifetime / 10)
     if usable <= 0:
         return None
-    return _Entry(found, "", started + usable, started + usable - min(REFRESH_LEAD_SECONDS, usable / 4), generation)
+    refresh_at = started + usable - min(REFRESH_LEAD_SECONDS, usable / 4)
+    return _Entry(found, "", started + usable, refresh_at, generation)
 
 
 def token_expiry(secret: str) -> Optional[float]:
@@ -173,12 +176,14 @@ def token_expiry(secret: str) -> Optional[float]:
     parts = secret.split(".")
     document = _base64_json(parts[1]) if len(parts) == 3 else _base64_json(secret)
     expiry = document.get("exp", document.get("expiration")) if isinstance(document, dict) else None
-    return float(expiry) if isinstance(expiry, (int, float)) and not isinstance(expiry, bool) else None
+    is_number = isinstance(expiry, (int, float)) and not isinstance(expiry, bool)
+    return float(expiry) if is_number else None
 
 
 def _base64_json(text: str) -> object:
     try:
-        raw = base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), validate=True)
+        standard = text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)
+        raw = base64.b64decode(standard, validate=True)
         return json.loads(raw)
     except (binascii.Error, ValueError):
         return None
@@ -186,8 +191,8 @@ def _base64_json(text: str) -> object:
 
 def key_for(helper: str, server_url: str, environment: Mapping[str, str]) -> Key:
     """A digest of the environment, not the environment: it may hold a cloud's secret keys."""
-    digest = hashlib.sha256(json.dumps(sorted(environment.items())).encode("utf-8", "surrogateescape")).hexdigest()
-    return (helper, urls.canonical(server_url), digest)
+    spelled = json.dumps(sorted(environment.items())).encode("utf-8", "surrogateescape")
+    return (helper, urls.canonical(server_url), hashlib.sha256(spelled).hexdigest())
 
 
 _ACTIVE: Optional[TokenCache] = None

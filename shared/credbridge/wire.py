@@ -37,10 +37,10 @@ PROCESS_RELATIVE_PREFIXES = ("/dev/fd/", "/dev/std", "/proc/self/", "/proc/threa
 #: What the token-minting helpers of the clouds read (credbridge.helperenv): the router passes each
 #: its own, and a route's `env` may name any of them.
 HELPER_ENV_PREFIXES = ("AWS_", "GOOGLE_", "CLOUDSDK_", "AZURE_")
-HELPER_ENV_NAMES = frozenset({"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy",
-                              "SSL_CERT_FILE", "SSL_CERT_DIR"})
-RELEVANT_ENV_PREFIXES = ("XDG_", "CREDBRIDGE_", "DOCKER_", "APPTAINER_", "SINGULARITY_", "VAULT_", "BAO_",
-                         *HELPER_ENV_PREFIXES)
+HELPER_ENV_NAMES = frozenset({"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
+                              "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"})
+RELEVANT_ENV_PREFIXES = ("XDG_", "CREDBRIDGE_", "DOCKER_", "APPTAINER_", "SINGULARITY_", "VAULT_",
+                         "BAO_", *HELPER_ENV_PREFIXES)
 #: Version 2 replies carry the call's debug log (credbridge.debuglog) for the caller to write.
 REQUEST_MAGIC = b"credbridge-request-2"
 #: Asks an agent to forget its stores (`credbridge lock`) or to exit (`credbridge stop-agent`).
@@ -57,7 +57,8 @@ REPLY_TIMEOUT_SECONDS = 120.0
 def relevant_env(environ: "Mapping[str, str]") -> "dict[str, str]":
     return {
         name: value for name, value in environ.items()
-        if name in RELEVANT_ENV_NAMES or name in HELPER_ENV_NAMES or name.startswith(RELEVANT_ENV_PREFIXES)
+        if name in RELEVANT_ENV_NAMES or name in HELPER_ENV_NAMES
+        or name.startswith(RELEVANT_ENV_PREFIXES)
     }
 
 

@@ -1,11 +1,11 @@
-"""docker-credential-jwtmint: a token-minting credential helper for the tests, shaped like ecr-login.
+"""docker-credential-jwtmint: a token-minting credential helper for tests, shaped like ecr-login.
 
 Run as `jwtmint.py STATE_DIR ACTION`. Each call first appends `ACTION PROFILE` to STATE_DIR/calls
 (PROFILE: $AWS_PROFILE, else `default`). `get` and `list` first sleep STATE_DIR/delay seconds if
-that file exists; `get` then fails with the text of STATE_DIR/fail if that exists, answers not found for a registry listed in
-STATE_DIR/absent, else mints a JWT for PROFILE numbered by the `get` calls so far that expires
-STATE_DIR/lifetime seconds from now (600 when absent). `store` and `erase` answer "not implemented",
-as ecr-login and gcr do; `list` answers {}.
+that file exists; `get` then fails with the text of STATE_DIR/fail if that exists, answers not
+found for a registry listed in STATE_DIR/absent, else mints a JWT for PROFILE numbered by the `get`
+calls so far that expires STATE_DIR/lifetime seconds from now (600 when absent). `store` and
+`erase` answer "not implemented", as ecr-login and gcr do; `list` answers {}.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def main() -> int:
         return 1
     number = sum(line.startswith("get ") for line in (state / "calls").read_text().splitlines())
     expiry = int(time.time() + float(_setting(state, "lifetime") or 600))
-    token = ".".join([_part({"alg": "none"}), _part({"sub": profile, "exp": expiry, "n": number}), "unsigned"])
+    claims = {"sub": profile, "exp": expiry, "n": number}
+    token = ".".join([_part({"alg": "none"}), _part(claims), "unsigned"])
     print(json.dumps({"ServerURL": registry, "Username": "jwt", "Secret": token}))
     return 0
 

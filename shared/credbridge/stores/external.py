@@ -1,4 +1,4 @@
-"""Another docker-credential-* program (secretservice, pass, ecr-login, ...) as a store of the router.
+"""Another docker-credential-* program (secretservice, pass, ecr-login, ...) as a router's store.
 
 Each call gets the environment that helper reads (credbridge.helperenv) and
 the deadline of its route; in the agent, `get` answers come from
@@ -21,7 +21,7 @@ from credbridge.store import Credentials
 
 class ExternalHelper:
     def __init__(self, name: str, env: Mapping[str, str], routing: Callable[[], Routing]) -> None:
-        """`routing`: the router's, read at each use (an edited config takes effect at the next call)."""
+        """`routing`: the router's, read at each use (an edited config counts at the next call)."""
         self._name, self._env, self._routing = name, env, routing
 
     def get(self, server_url: str) -> Credentials:
@@ -44,8 +44,9 @@ class ExternalHelper:
             self._program(route).store(credentials)
         except NotImplementedByHelper:
             routed = f"the route {route.pattern}" if route else "the read list"
-            raise HelperError(f"{credentials.server_url} gets its logins from docker-credential-{self._name} "
-                              f"({routed} in {config.config_path(self._env)}), which makes one at each pull: "
+            raise HelperError(f"{credentials.server_url} gets its logins from "
+                              f"docker-credential-{self._name} ({routed} in "
+                              f"{config.config_path(self._env)}), which makes one at each pull: "
                               "no login is needed, pull and push as you are") from None
 
     def erase(self, server_url: str) -> None:
@@ -75,7 +76,7 @@ class ExternalHelper:
 
 
 def program_for(name: str, env: Mapping[str, str], route: Optional[Route]) -> HelperProgram:
-    """The helper with the variables it reads and, on its route, that route's variables and deadline."""
+    """The helper with the variables it reads; on its route, the route's variables and deadline."""
     if route is None:
         return HelperProgram(name, helper_environment(name, env))
     longer = (f"raise `timeout` of the route {route.pattern} in {config.config_path(env)}"

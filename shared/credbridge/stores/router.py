@@ -154,7 +154,8 @@ class RouterStore:
 
     def _open(self, name: str) -> CredentialStore:
         if name not in self._opened:
-            self._opened[name] = open_source(name, self._env, self._store_env, lambda: self._routing)
+            self._opened[name] = open_source(name, self._env, self._store_env,
+                                             lambda: self._routing)
         return self._opened[name]
 
 
