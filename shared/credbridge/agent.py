@@ -15,6 +15,7 @@ import time
 from typing import Mapping, Optional
 
 from credbridge import __version__, debuglog, wire
+from credbridge.stores.router import tokencache
 from credbridge.stores.cryptfile import keycache
 from credbridge.errors import HelperError
 from credbridge.protocol import handle, list_tokens_asked
@@ -169,6 +170,7 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def __init__(self, path: str, call_seconds: float) -> None:
         self.stores = StoreCache()
+        self.tokens = tokencache.activate()
         self.call_seconds = call_seconds
         self.last_activity = time.monotonic()
         self.counting = threading.Lock()
@@ -224,9 +226,12 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             self.buffered_bytes += size
 
     def control(self, command: str) -> bytes:
-        """`credbridge lock`: forget every store and caller environment; `stop-agent`: exit."""
+        """`credbridge lock`: forget stores, caller environments and tokens; `stop-agent`: exit."""
         if command == "lock":
             self.stores.clear()
+            self.tokens.clear()
+        elif command == "forget-tokens":  # `credbridge login` / `logout`, served in process
+            self.tokens.clear()
         elif command == "stop":
             self.stopping = True
         else:

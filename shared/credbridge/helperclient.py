@@ -22,10 +22,20 @@ from credbridge.store import Credentials
 HELPER_TIMEOUT_SECONDS = 120
 TIMEOUT_VARIABLE = "CREDBRIDGE_HELPER_TIMEOUT"
 _NOT_FOUND = str(CredentialsNotFound())
+#: What a helper that keeps nothing (ecr-login, gcr) answers to `store` and `erase`.
+_NOT_IMPLEMENTED = "not implemented"
 #: The helpers of ours calling now, outermost first: each store that delegates adds itself.
 CHAIN_VARIABLE = "CREDBRIDGE_HELPER_CHAIN"
 #: The <name> of docker-credential-<name>: a name, never a path (also the rule for the router's store names).
 HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class HelperNotRunnable(HelperError):
+    """Not on PATH or not executable: nothing was run, so nothing is worth backing off from."""
+
+
+class NotImplementedByHelper(HelperError):
+    """The helper has no such action: ecr-login and gcr mint their logins and keep none."""
 
 
 def is_helper_name(name: object) -> bool:
@@ -49,11 +59,14 @@ def helper_chain(environ: Mapping[str, str]) -> list[str]:
 class HelperProgram:
     """One `docker-credential-<name>` on PATH, run with the caller's environment."""
 
-    def __init__(self, name: str, environ: Mapping[str, str]) -> None:
+    def __init__(self, name: str, environ: Mapping[str, str], timeout: Optional[float] = None,
+                 longer: str = f"set {TIMEOUT_VARIABLE} for longer") -> None:
+        """`timeout` (seconds) overrides CREDBRIDGE_HELPER_TIMEOUT; `longer`: how to give more."""
         if not is_helper_name(name):
             raise HelperError(f"{name!r} is not a helper name: name docker-credential-NAME by its NAME only")
         self.program = f"docker-credential-{name}"
         self.environ = dict(environ)
+        self._given_timeout, self._longer = timeout, longer
 
     @classmethod
     def unless_looping(cls, name: str, environ: Mapping[str, str], caller: str) -> Optional["HelperProgram"]:
@@ -105,6 +118,8 @@ class HelperProgram:
         message = output.decode("utf-8", "replace").strip()
         if not_found_ok and message == _NOT_FOUND:
             return None
+        if message == _NOT_IMPLEMENTED:
+            raise NotImplementedByHelper(f"{self.program} {action} failed: {message}")
         first_line = message.splitlines()[0] if message else f"exit status {exit_code}"
         raise HelperError(f"{self.program} {action} failed: {first_line}")
 
@@ -119,9 +134,11 @@ class HelperProgram:
             process = subprocess.Popen([program, action], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        env={**self.environ, **variables}, start_new_session=True)
         except FileNotFoundError:
-            raise HelperError(f"{self.program} is not on PATH: install it, or name another store with --store") from None
+            raise HelperNotRunnable(f"{self.program} is not on PATH: install it, or name another "
+                                    "store with --store") from None
         except PermissionError:
-            raise HelperError(f"{self.program} is not executable: run `chmod +x` on it") from None
+            raise HelperNotRunnable(f"{self.program} is not executable: run `chmod +x` on it") \
+                from None
         with process:
             try:
                 output, _ = process.communicate(stdin, timeout=timeout)
@@ -129,11 +146,13 @@ class HelperProgram:
                 _end_group(process)
                 if isinstance(error, subprocess.TimeoutExpired):
                     raise HelperError(f"{self.program} {action} did not answer within {timeout:g} seconds "
-                                      f"(set {TIMEOUT_VARIABLE} for longer)") from None
+                                      f"({self._longer})") from None
                 raise
         return output, process.returncode
 
     def _timeout(self) -> float:
+        if self._given_timeout is not None:
+            return self._given_timeout
         text = self.environ.get(TIMEOUT_VARIABLE)
         if not text:
             return HELPER_TIMEOUT_SECONDS

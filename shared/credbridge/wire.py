@@ -41,8 +41,13 @@ PATH_VARIABLES = ("CREDBRIDGE_CRYPTFILE", "CREDBRIDGE_PASSPHRASE_FILE", "CREDBRI
 #: Paths that name something of the process that opens them (its descriptors, its own /proc entry):
 #: the agent would open its own, so a call naming one is served in the caller's process.
 PROCESS_RELATIVE_PREFIXES = ("/dev/fd/", "/dev/std", "/proc/self/", "/proc/thread-self/")
-#: The variables of every store (one table: credbridge.stores.catalog).
-RELEVANT_ENV_PREFIXES = env_prefixes()
+#: What the token-minting helpers of the clouds read (credbridge.stores.router.helperenv): the router passes each
+#: its own, and a route's `env` may name any of them.
+HELPER_ENV_PREFIXES = ("AWS_", "GOOGLE_", "CLOUDSDK_", "AZURE_")
+HELPER_ENV_NAMES = frozenset({"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
+                              "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"})
+#: The variables of every store (one table: credbridge.stores.catalog) and of those helpers.
+RELEVANT_ENV_PREFIXES = env_prefixes() + HELPER_ENV_PREFIXES
 #: Version 2 replies carry the call's debug log (credbridge.debuglog) for the caller to write.
 REQUEST_MAGIC = b"credbridge-request-2"
 #: Asks an agent to forget its stores (`credbridge lock`) or to exit (`credbridge stop-agent`).
@@ -59,7 +64,8 @@ REPLY_TIMEOUT_SECONDS = 120.0
 def relevant_env(environ: "Mapping[str, str]") -> "dict[str, str]":
     return {
         name: value for name, value in environ.items()
-        if name in RELEVANT_ENV_NAMES or name.startswith(RELEVANT_ENV_PREFIXES)
+        if name in RELEVANT_ENV_NAMES or name in HELPER_ENV_NAMES
+        or name.startswith(RELEVANT_ENV_PREFIXES)
     }
 
 

@@ -27,6 +27,8 @@ from credbridge.stores.environment import (AUTH_CONFIG_VARIABLE, GLOBAL_PAIRS, P
                                            environment_logins)
 
 CONTAINERS_TOOLS = ("podman", "skopeo", "buildah")
+#: How long `doctor` waits for a routed helper whose route sets no `timeout`.
+ROUTED_HELPER_SECONDS = 10.0
 _MARKS = {"ok": ("✔", "32"), "warn": ("!", "33"), "fail": ("✘", "31")}
 
 
@@ -62,7 +64,8 @@ def effective_config(env: Mapping[str, str]) -> dict[str, Any]:
     variables = sorted(name for name in env if name.startswith(PER_REGISTRY_PREFIX) or name == SCOPE_VARIABLE
                        or name == AUTH_CONFIG_VARIABLE or any(name in pair for pair in GLOBAL_PAIRS))
     return {"file": path, "file_exists": os.path.exists(path), "primary": primary, "primary_reason": reason,
-            "routes": [{"pattern": route.pattern, "store": route.store} for route in settings.routes],
+            "routes": [{"pattern": route.pattern, "store": route.store, **route.settings()}
+                       for route in settings.routes],
             "read": list(settings.read), "environment_variables": variables,
             "environment_logins": [login._asdict() for login in environment_logins(env)]}
 
@@ -72,12 +75,20 @@ def render_config(effective: dict[str, Any], as_json: bool) -> str:
         return json.dumps(effective, indent=2)
     lines = [f"config file: {effective['file']}" + ("" if effective["file_exists"] else " (absent: defaults apply)"),
              f"primary:     {effective['primary']} ({effective['primary_reason']})",
-             "routes:      " + (", ".join(f"{route['pattern']} -> {route['store']}" for route in effective["routes"])
-                                or "none"),
+             "routes:      " + (", ".join(f"{route['pattern']} -> {route['store']}"
+                                          f"{_settings_shown(route)}"
+                                          for route in effective["routes"]) or "none"),
              "read order:  " + " -> ".join(effective["read"]),
              "environment: " + (", ".join(effective["environment_variables"]) or "no credential variables set")]
     lines += [f"  {_environment_login_line(login)}" for login in effective["environment_logins"]]
     return "\n".join(lines)
+
+
+def _settings_shown(route: dict[str, Any]) -> str:
+    """` (ttl 900 s, timeout 10 s, env AWS_PROFILE)`, or "" for a route without settings."""
+    shown = [f"{name} {route[name]:g} s" for name in ("ttl", "timeout") if name in route]
+    shown += [f"env {', '.join(route['env'])}"] if "env" in route else []
+    return f" ({', '.join(shown)})" if shown else ""
 
 
 def _environment_login_line(login: dict[str, Any]) -> str:
@@ -93,7 +104,9 @@ def examine(env: Mapping[str, str], registry: str, write_test: bool = False) -> 
     """`write_test`: prove the keyring with a throwaway login rather than trust that it looks unlocked."""
     router, effective = _router_check(env)
     writes_to = {effective["primary"], *(route["store"] for route in effective["routes"])} if effective else set()
-    checks = [router, _login_check(env, registry)] if effective else [router]
+    checks = [router]
+    if effective:
+        checks += [_login_check(env, registry), *_routed_helper_checks(env)]
     checks += _tool_checks(env, registry)
     checks += [_keyring_check(env, in_use="keyring" in writes_to, write_test=write_test),
                _cryptfile_check(env, in_use="cryptfile" in writes_to)]
@@ -109,6 +122,31 @@ def _router_check(env: Mapping[str, str]) -> tuple[Check, Optional[dict[str, Any
         return Check("router", "fail", str(error), f"edit {config.config_path(env)}"), None
     return Check("router", "ok", f"writes to {effective['primary']} ({effective['primary_reason']}); "
                                  f"reads {' -> '.join(effective['read'])}"), effective
+
+
+def _routed_helper_checks(env: Mapping[str, str]) -> list[Check]:
+    """Each helper not ours a route names (ecr-login, gcr, ...) is on PATH and answers `list`."""
+    from credbridge.stores.catalog import STORES
+    from credbridge.stores.router.external import program_for
+
+    checks = []
+    for route in routing.load_routing(env).routes:
+        if route.store in STORES:
+            continue
+        deadline = route.timeout or ROUTED_HELPER_SECONDS
+        program = program_for(route.store, env, route._replace(timeout=deadline))
+        where = f"route {route.pattern}"
+        if not _on_path(program.program, env):
+            checks.append(Check("helper", "fail", f"{program.program} ({where}) is not on PATH",
+                                f"install it, or change the route in {config.config_path(env)}"))
+            continue
+        try:
+            program.list()
+        except HelperError as error:
+            checks.append(Check("helper", "fail", str(error), f"{program.program} list"))
+            continue
+        checks.append(Check("helper", "ok", f"{program.program} answers ({where})"))
+    return checks
 
 
 def _tool_checks(env: Mapping[str, str], registry: str) -> list[Check]:

@@ -39,6 +39,7 @@ def login(env: Mapping[str, str], registry: Optional[str], username: str, secret
     if verify:
         registrycheck.verify(key, username, secret)
     router.store(Credentials(key, username, secret))
+    forget_agents_tokens(env)
     say(f"Login Succeeded ({key} as {username}, kept in {router.writer_for(key)})")
 
 
@@ -52,7 +53,19 @@ def logout(env: Mapping[str, str], registry: Optional[str], say: Say) -> None:
         say(f"Not logged in to {key}")
         return
     router.erase(key)
+    forget_agents_tokens(env)
     say(f"Removed the login for {key}" + _environment_note(env, key))
+
+
+def forget_agents_tokens(env: Mapping[str, str]) -> None:
+    """This command served itself: the agent may still hold an answer of the helper for the registry
+    (credbridge.stores.router.tokencache), so it forgets them all (the next get asks the helper again)."""
+    from credbridge import wire
+    from credbridge.serve import tell_agent
+
+    directory = wire.agent_dir(env)
+    if wire.private_dir_is_safe(directory):
+        tell_agent(wire.socket_in(str(directory)), "forget-tokens")
 
 
 def _environment_note(env: Mapping[str, str], key: str) -> str:

@@ -212,7 +212,7 @@ def _listable_registries(env: Mapping[str, str]) -> list[str]:
     """Every exact registry some variable binds (wildcards in CREDBRIDGE_ENV_REGISTRIES cannot be listed)."""
     bound = [_bound_registry(env, parts) for parts in _bindings(env).values()]
     configured = list(_read_auth_config(env)[0])
-    scoped = [pattern for pattern in scope_patterns(env) if not pattern.startswith("*.")]
+    scoped = [pattern for pattern in scope_patterns(env) if "*" not in pattern]
     first_spelling: dict[str, str] = {}
     for registry in [*bound, *configured, *scoped]:
         if registry:

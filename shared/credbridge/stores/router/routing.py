@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, NamedTuple, Optional
 
-from credbridge import urls
+from credbridge import urls, wire
 from credbridge.files import config
 from credbridge.errors import HelperError
 from credbridge.helperclient import is_helper_name
@@ -21,16 +21,25 @@ DEFAULT_READ = (ENVIRONMENT, PRIMARY, "apptainer", "singularity")
 _LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _HOST = rf"{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\]"
 _PORT = r"(?::[0-9]{1,5})?"
-_PATTERN = re.compile(rf"^(?:\*\.{_LABEL}\.{_LABEL}(?:\.{_LABEL})*|{_HOST}){_PORT}$")
+_PATTERN = re.compile(rf"^(?:(?:\*\.)?(?:(?:{_LABEL}|\*)\.)*{_LABEL}\.{_LABEL}|{_HOST}){_PORT}$")
 _REAL_HOST = re.compile(rf"^(?:{_HOST})$")
 _REAL_PORT = re.compile(rf"^{_PORT}$")
 _WILDCARD = "wildcard."  # stands for `*.` while a pattern is canonicalised: `*.index.docker.io` never becomes `docker.io`
-PATTERN_RULE = "a registry host[:port] or *.domain[:port] under a domain of two labels or more (*.corp.example, not *.io)"
+PATTERN_RULE = ("a registry host[:port] or *.domain[:port] under a domain of two labels or more "
+                "(*.corp.example, not *.io; a later * is one label: *.dkr.ecr.*.amazonaws.com)")
 
 
 class Route(NamedTuple):
     pattern: str
     store: str
+    ttl: Optional[float] = None
+    timeout: Optional[float] = None
+    env: tuple[str, ...] = ()
+
+    def settings(self) -> dict[str, Any]:
+        """The settings given, as `credbridge config` shows them."""
+        given = {"ttl": self.ttl, "timeout": self.timeout, "env": list(self.env)}
+        return {key: value for key, value in given.items() if value}
 
 
 class Routing(NamedTuple):
@@ -59,8 +68,8 @@ def load_routing(env: Mapping[str, str]) -> Routing:
     routes = settings.get("routes") or {}
     if not isinstance(routes, dict):
         raise HelperError(f"`routes` in {where} must map registry patterns to store names")
-    parsed = tuple(Route(_pattern(pattern, where), _writable_store_name(store, f"routes.{pattern}", where))
-                   for pattern, store in routes.items())
+    parsed = tuple(_route(_pattern(pattern, where), value, where)
+                   for pattern, value in routes.items())
     read = settings.get("read", list(DEFAULT_READ))
     if not isinstance(read, list) or not read:
         raise HelperError(f"`read` in {where} must be a non-empty list of store names, e.g. {list(DEFAULT_READ)}")
@@ -88,7 +97,7 @@ def exact_registry(text: str) -> Optional[str]:
     """The canonical `host[:port]` of one registry (a URL's scheme and Docker Hub's v1 path allowed);
     None for a wildcard, a repository path, userinfo or anything else that is not one registry."""
     registry = urls.canonical(text)
-    return registry if is_pattern(registry) and not registry.startswith("*.") else None
+    return registry if is_pattern(registry) and "*" not in registry else None
 
 
 def pattern_matches(pattern: str, host: str, port: str) -> bool:
@@ -112,13 +121,18 @@ def pattern_parts(pattern: str) -> tuple[bool, str, str]:
 
 
 def _host_matches(pattern: str, host: str) -> bool:
+    """Anchored at both ends: a leading `*.` is one or more labels, a later `*` exactly one."""
     wildcard, pattern_host, _ = pattern_parts(pattern)
-    return host.endswith("." + pattern_host) if wildcard else host == pattern_host
+    if "*" not in pattern_host:
+        return host.endswith("." + pattern_host) if wildcard else host == pattern_host
+    labels = (_LABEL if label == "*" else re.escape(label) for label in pattern_host.split("."))
+    regex = (rf"(?:{_LABEL}\.)+" if wildcard else "") + r"\.".join(labels)
+    return re.fullmatch(regex, host) is not None
 
 
 def _specificity(pattern: str) -> tuple[bool, int, bool]:
     wildcard, host, port = pattern_parts(pattern)
-    return (not wildcard, len(host), bool(port))
+    return (not wildcard and "*" not in host, len(host), bool(port))
 
 
 def _pattern(pattern: Any, where: str) -> str:
@@ -126,6 +140,39 @@ def _pattern(pattern: Any, where: str) -> str:
     if not is_pattern(text):
         raise HelperError(f"route pattern {pattern!r} in {where} is not {PATTERN_RULE}: correct it")
     return text
+
+
+def _route(pattern: str, value: Any, where: str) -> Route:
+    """`pattern: store`, or `pattern: {store: NAME, ttl: S, timeout: S, env: [VARIABLE, ...]}`."""
+    key = f"routes.{pattern}"
+    if not isinstance(value, dict):
+        return Route(pattern, _writable_store_name(value, key, where))
+    unknown = sorted(str(name) for name in value if name not in ("store", "ttl", "timeout", "env"))
+    if unknown:
+        raise HelperError(f"`{key}` in {where} has {', '.join(unknown)}, which credbridge does not "
+                          "know: a route takes store, ttl, timeout and env")
+    names = value.get("env") or []
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise HelperError(f"`{key}.env` in {where} must be a list of variable names, "
+                          f"not {config.shortened(names)}")
+    lost = [name for name in names if not wire.relevant_env({name: ""})]
+    if lost:
+        prefixes = ", ".join(wire.HELPER_ENV_PREFIXES)
+        raise HelperError(f"`{key}.env` in {where} names {config.shortened(lost[0])}, which "
+                          "helpers do not pass on to credbridge: name variables beginning "
+                          f"{prefixes} or CREDBRIDGE_, or a proxy variable")
+    return Route(pattern, _writable_store_name(value.get("store"), f"{key}.store", where),
+                 _seconds(value.get("ttl"), f"{key}.ttl", where),
+                 _seconds(value.get("timeout"), f"{key}.timeout", where), tuple(names))
+
+
+def _seconds(value: Any, key: str, where: str) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e9:
+        raise HelperError(f"`{key}` in {where} must be a number of seconds above 0, "
+                          f"not {config.shortened(value)}")
+    return float(value)
 
 
 def _writable_store_name(value: Any, key: str, where: str) -> str:

@@ -6,11 +6,11 @@ CREDBRIDGE_HELPER_CHAIN keeps a file that delegates back from looping (docs/desi
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Optional
+from typing import Callable, Mapping, NamedTuple, Optional
 
 from credbridge import debuglog, urls
 from credbridge.errors import CredentialsNotFound, HelperError, StoreLocked, StoreUnavailable
-from credbridge.helperclient import CHAIN_VARIABLE, HelperProgram
+from credbridge.helperclient import CHAIN_VARIABLE
 from credbridge.stores.router.routing import ENVIRONMENT, PRIMARY, ROUTER, Routing, load_routing
 from credbridge.store import Credentials, CredentialStore
 
@@ -144,11 +144,13 @@ class RouterStore:
 
     def _open(self, name: str) -> CredentialStore:
         if name not in self._opened:
-            self._opened[name] = open_source(name, self._env, self._store_env)
+            self._opened[name] = open_source(name, self._env, self._store_env,
+                                             lambda: self._routing)
         return self._opened[name]
 
 
-def open_source(name: str, env: Mapping[str, str], store_env: Mapping[str, str]) -> CredentialStore:
+def open_source(name: str, env: Mapping[str, str], store_env: Mapping[str, str],
+                routing: Callable[[], Routing]) -> CredentialStore:
     """A store of ours in process, the environment, or any other helper on PATH over the protocol."""
     from credbridge.stores.catalog import STORES, open_store
 
@@ -158,7 +160,9 @@ def open_source(name: str, env: Mapping[str, str], store_env: Mapping[str, str])
         return EnvironmentSource(env)
     if name in STORES:
         return open_store(name, store_env)
-    return ExternalHelper(HelperProgram(name, store_env))
+    from credbridge.stores.router.external import ExternalHelper
+
+    return ExternalHelper(name, store_env, routing)
 
 
 def default_primary(env: Mapping[str, str]) -> str:
@@ -171,28 +175,6 @@ def default_primary(env: Mapping[str, str]) -> str:
     from credbridge.stores.secretservice import provider_reachable
 
     return "keyring" if provider_reachable(env) else "cryptfile"
-
-
-class ExternalHelper:
-    """Another docker-credential-* program (secretservice, pass, ecr-login, ...) as a store."""
-
-    def __init__(self, program: HelperProgram) -> None:
-        self._program = program
-
-    def get(self, server_url: str) -> Credentials:
-        found = self._program.get(server_url)
-        if found is None:
-            raise CredentialsNotFound()
-        return found
-
-    def store(self, credentials: Credentials) -> None:
-        self._program.store(credentials)
-
-    def erase(self, server_url: str) -> None:
-        self._program.erase(server_url)
-
-    def list(self) -> dict[str, str]:
-        return self._program.list()
 
 
 def _unique(names: list[str]) -> list[str]:

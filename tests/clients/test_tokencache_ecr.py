@@ -1,0 +1,108 @@
+"""Debian's docker-credential-ecr-login behind the router, minting tokens from moto on loopback.
+
+tests/support/aws.py counts every GetAuthorizationToken that reaches the
+emulated AWS, per profile: the count is what a build costs the cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import pytest
+
+from tests.conftest import Installation, agent_serving
+from tests.support.aws import ACCOUNT, PROFILES, EcrEmulation, ecr
+from tests.support.process import Result, run
+
+__all__ = ["ecr"]
+
+
+class RoutedEcr:
+    """The router in front of ecr-login: an agent of its own, a config routing ECR's hosts."""
+
+    def __init__(self, installation: Installation, emulation: EcrEmulation, tmp_path: Path) -> None:
+        self.installation, self.emulation = installation, emulation
+        runtime, config_home = tmp_path / "run", tmp_path / "config"
+        runtime.mkdir(mode=0o700)
+        config = config_home / "credbridge" / "config.yaml"
+        config.parent.mkdir(parents=True, mode=0o700)
+        config.write_text('primary: cryptfile\nroutes:\n'
+                          '  "*.dkr.ecr.*.amazonaws.com": {store: ecr-login, ttl: 8}\n')
+        self.config = config
+        self.extra = {"XDG_RUNTIME_DIR": str(runtime), "XDG_CONFIG_HOME": str(config_home),
+                      "PATH": f"{installation.bindir}:/usr/bin:/bin"}
+
+    def env(self, profile: str = PROFILES[0], **variables: str) -> dict[str, str]:
+        return {**self.emulation.env(profile), **self.extra, **variables}
+
+    def get(self, profile: str = PROFILES[0], **variables: str) -> str:
+        result = self.router("get", self.emulation.registry, self.env(profile, **variables))
+        assert (result.returncode, result.stderr) == (0, b""), result.text
+        answer = json.loads(result.stdout)
+        assert answer["Username"] == "AWS"
+        return answer["Secret"]
+
+    def router(self, action: str, stdin: str, env: Optional[dict[str, str]] = None) -> Result:
+        program = self.installation.executable("docker-credential-credbridge")
+        return run([program, action], stdin, env or self.env())
+
+
+@pytest.fixture
+def routed(installation: Installation, ecr: EcrEmulation, tmp_path: Path) -> Iterator[RoutedEcr]:
+    served = RoutedEcr(installation, ecr, tmp_path)
+    with agent_serving(installation, served.env()):
+        yield served
+
+
+def test_the_first_get_calls_aws_and_the_next_ones_do_not(routed: RoutedEcr) -> None:
+    secrets = [routed.get() for _ in range(10)]
+    assert secrets == [f"{ACCOUNT}-auth-token"] * 10
+    assert routed.emulation.token_calls() == 1
+
+
+def test_called_directly_or_in_process_every_get_calls_aws(routed: RoutedEcr) -> None:
+    for _ in range(3):
+        routed.get(CREDBRIDGE_NO_AGENT="1")
+    assert routed.emulation.token_calls() == 3
+
+
+def test_two_profiles_get_a_token_each_and_keep_it(routed: RoutedEcr) -> None:
+    for profile in [*PROFILES, *PROFILES, *PROFILES]:
+        routed.get(profile)
+    assert [routed.emulation.token_calls(profile) for profile in PROFILES] == [1, 1]
+
+
+def test_the_token_is_refreshed_in_the_background_before_the_routes_ttl_runs_out(
+        routed: RoutedEcr) -> None:
+    """ttl 8 s: served until 7.2 s, refreshed from 5.4 s by the first get after that."""
+    started = time.monotonic()
+    routed.get()
+    time.sleep(max(0.0, started + 5.8 - time.monotonic()))
+    routed.get()
+    deadline = time.monotonic() + 10
+    while routed.emulation.token_calls() < 2:
+        assert time.monotonic() < deadline, "no refresh reached AWS"
+        time.sleep(0.1)
+    routed.get()
+    assert routed.emulation.token_calls() == 2
+
+
+def test_docker_login_to_an_ecr_registry_says_ecr_login_makes_its_logins(routed: RoutedEcr) -> None:
+    registry = routed.emulation.registry
+    login = json.dumps({"ServerURL": registry, "Username": "AWS", "Secret": "x"})
+    stored = routed.router("store", login)
+    assert (stored.returncode, stored.text) == (
+        1, f"{registry} gets its logins from docker-credential-ecr-login (the route "
+           f"*.dkr.ecr.*.amazonaws.com in {routed.config}), which makes one at each pull: "
+           "no login is needed, pull and push as you are\n")
+    erased = routed.router("erase", registry)
+    assert (erased.returncode, erased.stdout) == (0, b"")
+
+
+def test_doctor_says_ecr_login_answers(routed: RoutedEcr) -> None:
+    doctor = run([routed.installation.executable("credbridge"), "doctor"], env=routed.env())
+    answers = "✔ helper: docker-credential-ecr-login answers (route *.dkr.ecr.*.amazonaws.com)"
+    assert answers in doctor.text, doctor.text
