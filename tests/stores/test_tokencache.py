@@ -24,7 +24,7 @@ from tests.support.process import Result, run
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 ROUTE = '"*.dkr.ecr.*.amazonaws.com"'
-JWTMINT = Path(__file__).parent / "support" / "jwtmint.py"
+JWTMINT = Path(__file__).resolve().parents[1] / "support" / "jwtmint.py"
 
 
 @dataclass(frozen=True)
