@@ -207,12 +207,17 @@ def _agent_is_starting(env: "dict[str, str]") -> bool:
 
 
 def _serve_in_process(store: str, program: str, args: "list[str]", stdin: bytes, env: "dict[str, str]") -> "tuple[int, bytes]":
-    from credbridge import debuglog
-    from credbridge.protocol import handle
+    import os
+
+    from credbridge import audit, debuglog
+    from credbridge.protocol import serve
     from credbridge.stores import open_store
 
-    (output, exit_code), debug_log = debuglog.capture(
-        env, "in process", lambda: handle(program, args, stdin, lambda: open_store(store, env)))
+    pending = audit.begin(env, store, program, args, os.getpid(), "in process",
+                          tool_pid=os.getppid())
+    ((output, exit_code), served), debug_log = debuglog.capture(
+        env, "in process", lambda: serve(program, args, stdin, lambda: open_store(store, env)))
+    audit.finish(pending, served)
     if debug_log:
         debuglog.emit(env, debug_log)
     return exit_code, output

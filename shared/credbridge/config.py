@@ -15,6 +15,7 @@ a YAML mapping is one clear error line, never a silent default.
       address: [https://vault-1.corp.example:8200, https://vault-2.corp.example:8200]
       mount: secret
       prefix: credbridge/
+    audit: false                # no audit log (`credbridge audit`); on by default
 """
 
 from __future__ import annotations
