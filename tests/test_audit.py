@@ -45,11 +45,12 @@ def test_each_action_served_appends_one_record_naming_the_calling_program(
     assert helper.get("nowhere.example").returncode == 1
     assert helper.list().returncode == 0
     assert helper.erase(server).returncode == 0
+    assert helper.get("").returncode == 1
     assert helper("version").returncode == 0  # not a credential: no record
     records = audit_records(tmp_path / "state")
     assert [(r["action"], r["registry"], r["outcome"]) for r in records] == [
         ("store", server, "ok"), ("get", server, "found"), ("get", "nowhere.example", "not found"),
-        ("list", "", "ok"), ("erase", server, "ok")]
+        ("list", "", "ok"), ("erase", server, "ok"), ("get", "", "error")]
     served_by = "in process" if helper.env.get("CREDBRIDGE_NO_AGENT") else "agent"
     for record in records:
         assert record["store"] == "keyring" and record["helper"] == "docker-credential-keyring"
@@ -71,6 +72,17 @@ def test_a_userinfo_in_the_server_url_is_a_short_hash_never_the_username_or_pass
     assert record["registry"] == "~2a59d59e@registry.example.com/v2", record
     text = (tmp_path / "state" / "credbridge" / "audit.log").read_text()
     assert "someone" not in text and "pa55word" not in text and "t0ken" not in text
+
+
+def test_a_login_a_locked_store_refuses_is_recorded_as_denied(installation: Installation,
+                                                              locked_env: dict[str, str],
+                                                              tmp_path: Path) -> None:
+    helper = Helper(installation.executable("docker-credential-cryptfile"),
+                    {**locked_env, "XDG_STATE_HOME": str(tmp_path / "state")})
+    assert helper.store("locked.example", "u", "s").returncode == 1
+    [record] = audit_records(tmp_path / "state")
+    assert (record["action"], record["registry"], record["store"], record["outcome"]) == (
+        "store", "locked.example", "cryptfile", "denied"), record
 
 
 def test_audit_false_in_the_config_writes_nothing(keyring_helper: Helper, tmp_path: Path) -> None:

@@ -76,14 +76,17 @@ def _is_tool(record: dict[str, Any], tool: str) -> bool:
     return tool in {name, name.split(" ")[0], *(os.path.basename(path) for path in paths)}
 
 
-def render(shown: list[dict[str, Any]], as_json: bool, env: Mapping[str, str]) -> str:
+def render(shown: list[dict[str, Any]], total: int, as_json: bool, env: Mapping[str, str]) -> str:
+    """`total`: the records before filtering, to tell an empty log from filters that match nothing."""
     if as_json:
         return json.dumps(shown, indent=2)
     off = f"the audit log is off (`audit: false` in {config.config_path(env)}): remove that line"
     notes = [] if audit.enabled(env) else [off]
     if not shown:
-        where = " match" if audit.log_files(env) else f" in {audit.log_path(env)}"
-        return "\n".join([f"no audit records{where}", *notes])
+        empty = (f"no audit records match: `credbridge audit` without filters shows all {total}"
+                 if total else f"no audit records in {audit.log_path(env)} yet: each get, store, "
+                               "erase and list a credbridge helper serves adds one")
+        return "\n".join([empty, *notes])
     rows = [tuple(title for title, _ in COLUMNS)]
     rows += [tuple(_cell(record, key) for _, key in COLUMNS) for record in shown]
     widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS) - 1)]
@@ -101,7 +104,8 @@ def _cell(record: dict[str, Any], key: str) -> str:
 
 def show(env: Mapping[str, str], filters: Filters, as_json: bool) -> str:
     try:
-        return render(matching(records(env), filters), as_json, env)
+        found = records(env)
+        return render(matching(found, filters), len(found), as_json, env)
     except OSError as error:
         why = error.strerror or error
         raise HelperError(f"cannot read the audit log {audit.log_path(env)}: {why}") from None
