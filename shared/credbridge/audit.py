@@ -9,14 +9,12 @@ never holds a username or a secret (docs/design.md, "The audit log").
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import stat
 import time
 from typing import Mapping, NamedTuple, Optional
 
-from credbridge import config
 from credbridge.protocol import AUDITED_ACTIONS, Served
 from credbridge.userdirs import state_home
 
@@ -28,7 +26,9 @@ KEEP_ROTATED = 3
 MAX_FIELD_CHARS = 256
 #: A tool run by one of these is named with its script (`python3 deploy.py`), not the interpreter.
 INTERPRETERS = ("python", "perl", "ruby", "node", "sh", "bash", "dash", "zsh", "ksh")
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+#: O_NOFOLLOW: a planted symlink is refused; O_NONBLOCK: a planted FIFO cannot block the call.
+_OPEN_FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+               | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
 
 
 class Tool(NamedTuple):
@@ -54,6 +54,8 @@ class Pending(NamedTuple):
 def enabled(env: Mapping[str, str]) -> bool:
     """On unless the configuration says `audit: false`; one that cannot be read leaves it on."""
     try:
+        from credbridge import config  # its file locks need fcntl: not on Windows
+
         return config.load_config(env).get("audit", True) is not False
     except Exception:  # the call itself reports a broken configuration; its record is still wanted
         return True
@@ -173,6 +175,8 @@ def append(path: str, record: Mapping[str, object], max_bytes: int = MAX_BYTES,
     A writer that waited while another rotated holds the lock of a file no
     longer at `path`: it opens the new one, so no record lands in a rotated file.
     """
+    import fcntl  # not on Windows, where no record is written
+
     from credbridge.atomicfile import private_dir
 
     line = (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
