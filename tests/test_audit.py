@@ -81,8 +81,25 @@ def test_a_login_a_locked_store_refuses_is_recorded_as_denied(installation: Inst
                     {**locked_env, "XDG_STATE_HOME": str(tmp_path / "state")})
     assert helper.store("locked.example", "u", "s").returncode == 1
     [record] = audit_records(tmp_path / "state")
-    assert (record["action"], record["registry"], record["store"], record["outcome"]) == (
-        "store", "locked.example", "cryptfile", "denied"), record
+    assert (record["action"], record["store"], record["outcome"]) == ("store", "cryptfile",
+                                                                       "denied"), record
+
+
+def test_a_cryptfile_record_names_no_registry_and_is_still_found_by_it(
+        installation: Installation, cryptfile_helper_env: dict[str, str]) -> None:
+    """The cryptfile never spells out a registry name on disk: its records keep a hash."""
+    state = Path(cryptfile_helper_env["XDG_STATE_HOME"])
+    helper = Helper(installation.executable("docker-credential-cryptfile"), cryptfile_helper_env)
+    assert helper.store("hidden.example:5000", "u", "s").returncode == 0
+    assert helper.get("https://Hidden.Example:5000/").returncode == 0
+    records = audit_records(state)
+    assert [(r["action"], r["outcome"]) for r in records] == [("store", "ok"), ("get", "found")]
+    assert records[0]["registry"] == records[1]["registry"]
+    assert records[0]["registry"].startswith("#") and len(records[0]["registry"]) == 13
+    assert b"hidden" not in (state / "credbridge" / "audit.log").read_bytes()
+    found = credbridge(installation, cryptfile_helper_env, "audit", "--json",
+                       "--registry", "hidden.example:5000")
+    assert [entry["action"] for entry in json.loads(found.stdout)] == ["store", "get"], found
 
 
 def test_audit_false_in_the_config_writes_nothing(keyring_helper: Helper, tmp_path: Path) -> None:

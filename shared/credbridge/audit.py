@@ -27,6 +27,10 @@ MAX_FIELD_CHARS = 256
 #: A tool run by one of these is named with its script (`python3 deploy.py`), not the interpreter.
 INTERPRETERS = ("python", "perl", "ruby", "node", "sh", "bash", "dash", "zsh", "ksh")
 #: O_NOFOLLOW: a planted symlink is refused; O_NONBLOCK: a planted FIFO cannot block the call.
+#: Stores that never spell out a registry name on disk (the cryptfile encrypts them, and its index
+#: keeps only hashes): their records keep the registry as hidden_name(), which a guess can be
+#: tested against (`credbridge audit --registry`) but which names nothing.
+NAMELESS_STORES = frozenset({"cryptfile"})
 _OPEN_FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
                | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
 
@@ -92,8 +96,11 @@ def finish(pending: Optional[Pending], served: Served) -> None:
     if pending is None or not served.action:
         return
     tool = pending.tool
+    registry = registry_name(served.server_url)
+    if registry and pending.store in NAMELESS_STORES:
+        registry = hidden_name(registry)
     record = {"time": round(time.time(), 3), "action": served.action,
-              "registry": registry_name(served.server_url), "store": pending.store,
+              "registry": registry, "store": pending.store,
               "outcome": served.outcome, "tool": tool.name, "tool_exe": tool.exe,
               "tool_argv0": tool.argv0, "tool_pid": tool.pid, "helper": pending.helper,
               "helper_pid": pending.helper_pid, "served_by": pending.served_by}
@@ -119,6 +126,13 @@ def registry_name(server_url: str) -> str:
         username = userinfo.partition(":")[0].encode("utf-8", "surrogateescape")
         name = f"~{hashlib.sha256(username).hexdigest()[:8]}@{host}{slash}{path}"
     return _field(name)
+
+
+def hidden_name(registry: str) -> str:
+    """`#` and 12 hex digits of a registry_name()'s SHA-256: one per registry, naming none."""
+    import hashlib
+
+    return "#" + hashlib.sha256(f"credbridge-audit:{registry}".encode()).hexdigest()[:12]
 
 
 def parent_pid(pid: int) -> int:

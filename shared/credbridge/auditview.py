@@ -64,9 +64,9 @@ def matching(found: list[dict[str, Any]], filters: Filters) -> list[dict[str, An
 
 
 def _same_registry(record: dict[str, Any], wanted: str) -> bool:
-    """The registry itself or a path below it (`ghcr.io` finds `ghcr.io/org`)."""
+    """The registry itself, a path below it (`ghcr.io` finds `ghcr.io/org`), or its hidden name."""
     recorded = str(record.get("registry", ""))
-    return recorded == wanted or recorded.startswith(wanted + "/")
+    return recorded in (wanted, audit.hidden_name(wanted)) or recorded.startswith(wanted + "/")
 
 
 def _is_tool(record: dict[str, Any], tool: str) -> bool:
@@ -77,7 +77,7 @@ def _is_tool(record: dict[str, Any], tool: str) -> bool:
 
 
 def render(shown: list[dict[str, Any]], total: int, as_json: bool, env: Mapping[str, str]) -> str:
-    """`total`: the records before filtering, to tell an empty log from filters that match nothing."""
+    """`total`: the records before filtering (an empty log, or filters that match nothing)."""
     if as_json:
         return json.dumps(shown, indent=2)
     off = f"the audit log is off (`audit: false` in {config.config_path(env)}): remove that line"
