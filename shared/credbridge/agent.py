@@ -14,11 +14,11 @@ import threading
 import time
 from typing import Mapping, Optional
 
-from credbridge import __version__, debuglog, wire
-from credbridge.stores.router import tokencache
-from credbridge.stores.cryptfile import keycache
+from credbridge import __version__, audit, debuglog, wire
 from credbridge.errors import HelperError
-from credbridge.protocol import handle, list_tokens_asked
+from credbridge.protocol import list_tokens_asked, serve
+from credbridge.stores.cryptfile import keycache
+from credbridge.stores.router import tokencache
 from credbridge.store import CredentialStore
 from credbridge.stores.catalog import open_store
 
@@ -102,9 +102,10 @@ class Call:
     """One helper call, run in a thread of its own so that the connection can be answered at the deadline."""
 
     def __init__(self, server: "AgentServer", store: str, program: str, args: list[str], stdin: bytes,
-                 env: Mapping[str, str]) -> None:
+                 env: Mapping[str, str], helper_pid: int) -> None:
         self._server, self._program, self._args, self._stdin, self._env = server, program, args, stdin, env
         self._lease = server.stores.lease(store, env)
+        self._audit = audit.begin(env, store, program, args, helper_pid, "agent")  # helper waits
         self._finished = threading.Event()
         self._abandoned = False
         self._reply = b""
@@ -125,10 +126,11 @@ class Call:
                               f"run it again with CREDBRIDGE_DEBUG=1 to see where it stops\n").encode())
 
     def _run(self) -> None:
-        (output, exit_code), debug_log = debuglog.capture(
+        ((output, exit_code), served), debug_log = debuglog.capture(
             self._env, f"agent {os.getpid()}",
-            lambda: handle(self._program, self._args, self._stdin, self._lease.open,
-                           list_tokens_asked(self._env)))
+            lambda: serve(self._program, self._args, self._stdin, self._lease.open,
+                          list_tokens_asked(self._env)))
+        audit.finish(self._audit, served)  # before the answer: a helper that returned is logged
         with self._server.counting:
             self._reply = wire.reply(exit_code, output, debug_log)
             self._finished.set()
@@ -144,7 +146,8 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         self.server.touch()
         connection: socket.socket = self.request
-        if wire.peer_uid(connection) != os.getuid():
+        peer = wire.peer_credentials(connection)
+        if peer is None or peer[1] != os.getuid():
             return  # closed unanswered: the client serves itself at once
         try:
             request = self.server.read_request(connection)
@@ -160,7 +163,8 @@ class _Handler(socketserver.BaseRequestHandler):
         except ValueError:
             return
         del request
-        connection.sendall(Call(self.server, store, program, args, stdin, env).answer(self.server.call_seconds))
+        call = Call(self.server, store, program, args, stdin, env, helper_pid=peer[0])
+        connection.sendall(call.answer(self.server.call_seconds))
         self.server.touch()
 
 

@@ -27,7 +27,14 @@ class MissingUsername(HelperError):
         super().__init__("no credentials username")
 
 
-class StoreLocked(HelperError):
+class Refused(HelperError):
+    """The store would not hand the login over (locked, a prompt dismissed, a policy).
+
+    The audit log records these as `denied`.
+    """
+
+
+class StoreLocked(Refused):
     """The store holds a login for the server but cannot open it without a key or a person.
 
     The router reports this only when no other store answers; a store that

@@ -10,7 +10,8 @@ import codecs
 from typing import Callable, Mapping, NamedTuple
 
 from credbridge import __version__, debuglog
-from credbridge.errors import HelperError, MissingServerURL, MissingUsername
+from credbridge.errors import (CredentialsNotFound, HelperError, MissingServerURL, MissingUsername,
+                               Refused)
 from credbridge.gojson import decode_credentials, encode_credentials, encode_string_map
 from credbridge.store import Credentials, CredentialStore
 
@@ -40,14 +41,46 @@ def handle(
     list_tokens: bool = False,
 ) -> Reply:
     """Run one helper invocation; never raises."""
+    return serve(program, args, stdin, open_store, list_tokens)[0]
+
+
+class Served(NamedTuple):
+    """What a call did, for the audit log (credbridge.audit): never a username, never a secret."""
+
+    action: str  # get | store | erase | list; "" for version, help and malformed calls
+    server_url: str  # as the client sent it; "" for list, or when it could not be read
+    outcome: str  # found | ok | not found | denied | error
+
+
+AUDITED_ACTIONS = ("get", "store", "erase", "list")
+
+
+def serve(
+    program: str,
+    args: list[str],
+    stdin: bytes,
+    open_store: Callable[[], CredentialStore],
+    list_tokens: bool = False,
+) -> tuple[Reply, Served]:
+    """`handle`, and what was served; never raises."""
+    action = args[0] if len(args) == 1 and args[0] in AUDITED_ACTIONS else ""
+    noted = {"server_url": ""}
     try:
-        return Reply(_dispatch(program, args, stdin, open_store, list_tokens), 0)
+        reply = Reply(_dispatch(program, args, stdin, open_store, noted, list_tokens), 0)
+        outcome = "found" if action == "get" else "ok"
     except HelperError as error:
         debuglog.log("answer: error", kind=type(error).__name__, message=str(error))
-        return Reply(_one_line(str(error)), 1)
+        reply, outcome = Reply(_one_line(str(error)), 1), _failure(error)
     except Exception as error:  # the guard: no traceback ever reaches the user
         debuglog.log("answer: unexpected error", kind=type(error).__name__)
-        return Reply(_one_line(describe_unexpected(error)), 1)
+        reply, outcome = Reply(_one_line(describe_unexpected(error)), 1), "error"
+    return reply, Served(action, noted["server_url"], outcome)
+
+
+def _failure(error: HelperError) -> str:
+    if isinstance(error, CredentialsNotFound):
+        return "not found"
+    return "denied" if isinstance(error, Refused) else "error"
 
 
 def describe_unexpected(error: BaseException) -> str:
@@ -57,7 +90,8 @@ def describe_unexpected(error: BaseException) -> str:
 
 
 def _dispatch(program: str, args: list[str], stdin: bytes,
-              open_store: Callable[[], CredentialStore], list_tokens: bool) -> bytes:
+              open_store: Callable[[], CredentialStore], noted: dict[str, str], list_tokens: bool) -> bytes:
+    """The answer; `noted` gets the server URL the call names, for the audit log."""
     if len(args) != 1:
         raise HelperError(f"Usage: {program} {USAGE_ACTIONS}")
     action = args[0]
@@ -72,6 +106,7 @@ def _dispatch(program: str, args: list[str], stdin: bytes,
             raise MissingServerURL()
         if not fields["Username"]:
             raise MissingUsername()
+        noted["server_url"] = fields["ServerURL"]
         for name, label in (("ServerURL", "server URL"), ("Username", "username")):
             if "\0" in fields[name]:
                 raise HelperError(f"the {label} contains a NUL byte")
@@ -79,13 +114,13 @@ def _dispatch(program: str, args: list[str], stdin: bytes,
         open_store().store(Credentials(fields["ServerURL"], fields["Username"], fields["Secret"]))
         return b""
     if action == "get":
-        server_url = _server_url(stdin)
+        server_url = noted["server_url"] = _server_url(stdin)
         debuglog.log("get", server=server_url)
         found = open_store().get(server_url)
         debuglog.log("answer: found", username=found.username)
         return encode_credentials(server_url, found.username, found.secret)
     if action == "erase":
-        server_url = _server_url(stdin)
+        server_url = noted["server_url"] = _server_url(stdin)
         debuglog.log("erase", server=server_url)
         open_store().erase(server_url)
         return b""

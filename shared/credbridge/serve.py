@@ -204,14 +204,17 @@ def _agent_is_starting(env: "dict[str, str]") -> bool:
 
 
 def _serve_in_process(store: str, program: str, args: "list[str]", stdin: bytes, env: "dict[str, str]") -> "tuple[int, bytes]":
-    from credbridge import debuglog
-    from credbridge.protocol import handle, list_tokens_asked
+    import os
+
+    from credbridge import audit, debuglog
+    from credbridge.protocol import list_tokens_asked, serve
     from credbridge.stores.catalog import open_store
 
-    (output, exit_code), debug_log = debuglog.capture(
-        env, "in process",
-        lambda: handle(program, args, stdin, lambda: open_store(store, env),
-                       list_tokens_asked(env)))
+    pending = audit.begin(env, store, program, args, os.getpid(), "in process",
+                          tool_pid=os.getppid())
+    ((output, exit_code), served), debug_log = debuglog.capture(
+        env, "in process", lambda: serve(program, args, stdin, lambda: open_store(store, env), list_tokens_asked(env)))
+    audit.finish(pending, served)
     if debug_log:
         debuglog.emit(env, debug_log)
     return exit_code, output

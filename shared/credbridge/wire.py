@@ -218,7 +218,13 @@ def private_dir_is_safe(path: "Optional[str]") -> bool:
 
 
 def peer_uid(connection: "_socket.socket") -> "Optional[int]":
-    """Who is at the other end of a Unix socket, from the kernel (the listener, seen from a client).
+    """Who is at the other end of a Unix socket (the listener, seen from a client)."""
+    credentials = peer_credentials(connection)
+    return None if credentials is None else credentials[1]
+
+
+def peer_credentials(connection: "_socket.socket") -> "Optional[tuple[int, int]]":
+    """(pid, uid) of the other end of a Unix socket, from the kernel; pid 0 where it is not told.
 
     Linux SO_PEERCRED (struct ucred: pid, uid, gid); macOS/BSD LOCAL_PEERCRED (struct xucred:
     cr_version, cr_uid, ...). None where neither exists: such a peer is trusted by neither side.
@@ -227,11 +233,11 @@ def peer_uid(connection: "_socket.socket") -> "Optional[int]":
 
     if hasattr(_socket, "SO_PEERCRED"):
         raw = connection.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
-    elif hasattr(_socket, "LOCAL_PEERCRED"):
+        return int.from_bytes(raw[0:4], sys.byteorder), int.from_bytes(raw[4:8], sys.byteorder)
+    if hasattr(_socket, "LOCAL_PEERCRED"):
         raw = connection.getsockopt(getattr(_socket, "SOL_LOCAL", 0), _socket.LOCAL_PEERCRED, 76)
-    else:
-        return None
-    return int.from_bytes(raw[4:8], sys.byteorder)
+        return 0, int.from_bytes(raw[4:8], sys.byteorder)
+    return None
 
 
 def encode_fields(fields: "list[bytes]") -> bytes:

@@ -75,6 +75,21 @@ def test_the_debug_log_and_stderr_carry_no_secret_through_every_action(helper: H
             assert spelling not in result.stderr, result.stderr.decode()
 
 
+def test_the_audit_log_records_every_action_with_no_secret_and_no_username(helper: Helper,
+                                                                          tmp_path: Path) -> None:
+    """Also for a server URL with the login in its userinfo: a short hash of the username at most."""
+    state = tmp_path / "audit-state"
+    auditing = with_env(helper, XDG_STATE_HOME=str(state))
+    exercise(auditing)
+    auditing("get", stdin=b"hygiene-user:" + SECRET.encode() + b"@hygiene.example")
+    log = state / "credbridge" / "audit.log"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    actions = [record["action"] for record in records]
+    assert actions == ["store", "store", "get", "list", "erase", "get"], records
+    for spelling in [*secret_spellings("hygiene-user", SECRET), b"hygiene-user"]:
+        assert spelling not in log.read_bytes(), f"{spelling!r} in the audit log"
+
+
 def test_the_debug_log_reaches_the_caller_however_the_call_is_served(helper: Helper) -> None:
     """Served by the agent, the log lines travel back in the reply to the caller's stderr."""
     result = with_env(helper, CREDBRIDGE_DEBUG="1")("get", stdin=b"nowhere.example")

@@ -36,6 +36,8 @@ EXAMPLES = {
                 "  credbridge authfile --store keyring -o ~/auth.json",
     "exec": "  credbridge exec -- singularity pull docker://ghcr.io/org/image\n"
             "  credbridge exec --registry ghcr.io -- apptainer build out.sif def.def",
+    "audit": "  credbridge audit --since 1h\n  credbridge audit --registry ghcr.io --tool docker\n"
+             "  credbridge audit --json | jq -r '.[] | [.tool, .registry] | @tsv'",
     "agent": "  credbridge agent                      (helpers start it on demand)",
     "stop-agent": "  credbridge stop-agent",
 }
@@ -251,7 +253,14 @@ def _add_router_commands(commands: "argparse._SubParsersAction[argparse.Argument
     doctor_parser.add_argument("--registry", dest="registry_option", metavar="REGISTRY", help="the same as REGISTRY")
     doctor_parser.add_argument("--write-test", action="store_true",
                                help="prove the keyring works: store, read back and erase a throwaway login")
-    for parser in (list_parser, config_parser, doctor_parser):
+    audit_parser = command("audit", "show which program took which credential, and when")
+    audit_parser.add_argument("--since", type=_time_span, metavar="SPAN",
+                              help="only the last SPAN: 90s, 30m, 1h, 2d, 1w")
+    audit_parser.add_argument("--registry", metavar="REGISTRY",
+                              help="only this registry (any spelling)")
+    audit_parser.add_argument("--tool", metavar="NAME",
+                              help="only calls from this program (docker, podman, ...)")
+    for parser in (list_parser, config_parser, doctor_parser, audit_parser):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -305,6 +314,17 @@ def check_health(options: argparse.Namespace) -> int:
     return 0 if report.healthy else 1
 
 
+def show_audit(options: argparse.Namespace) -> int:
+    import time
+
+    from credbridge.commands import audit_view as auditview
+
+    since = None if options.since is None else time.time() - options.since
+    filters = auditview.Filters(since, options.registry, options.tool)
+    _show(auditview.show(os.environ, filters, options.json))
+    return 0
+
+
 def _show(text: str, to_stderr: bool = False) -> None:
     """Output a person or a script reads: every URL in it without its password (credbridge.urls.redacted)."""
     from credbridge.urls import redacted
@@ -312,7 +332,8 @@ def _show(text: str, to_stderr: bool = False) -> None:
     print(redacted(text), file=sys.stderr if to_stderr else sys.stdout)
 
 
-_ROUTER_COMMANDS = {"login": login, "logout": logout, "list": list_logins, "config": show_config, "doctor": check_health}
+_ROUTER_COMMANDS = {"login": login, "logout": logout, "list": list_logins, "config": show_config,
+                    "doctor": check_health, "audit": show_audit}
 
 
 def _read_passphrases(prompts: list[str], confirm_last: bool) -> list[bytes]:
@@ -330,6 +351,15 @@ def _read_passphrases(prompts: list[str], confirm_last: bool) -> list[bytes]:
     if not all(answers):
         raise HelperError("an empty passphrase is not allowed")
     return answers
+
+
+def _time_span(text: str) -> float:
+    from credbridge.commands.audit_view import since_seconds
+
+    try:
+        return since_seconds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive_seconds(text: str) -> float:

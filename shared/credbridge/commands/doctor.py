@@ -111,7 +111,7 @@ def examine(env: Mapping[str, str], registry: str, write_test: bool = False) -> 
     checks += [_keyring_check(env, in_use="keyring" in writes_to, write_test=write_test),
                _cryptfile_check(env, in_use="cryptfile" in writes_to)]
     checks += _plaintext_checks(env) + _permission_checks(env) + _secret_file_checks(env) + _shadow_checks(env)
-    checks += _environment_checks(env)
+    checks += _environment_checks(env) + [_audit_check(env)]
     return Report(registry, [check for check in checks if check is not None])
 
 
@@ -360,6 +360,18 @@ def _environment_checks(env: Mapping[str, str]) -> list[Check]:
         line = f"{'/'.join(login.variables)} -> " + (login.problem or ", ".join(login.registries))
         checks.append(Check("environment", "warn" if login.problem else "ok", line, login.fix))
     return checks
+
+
+def _audit_check(env: Mapping[str, str]) -> Check:
+    """Whether `credbridge audit` can say which program took a credential."""
+    from credbridge import audit
+
+    if not audit.enabled(env):
+        return Check("audit", "warn", "the audit log is off (`audit: false`): no record says which "
+                                      "program took which credential",
+                     f"remove `audit: false` from {config.config_path(env)}")
+    return Check("audit", "ok", f"every credential served is recorded in {audit.log_path(env)} "
+                                "(`credbridge audit` shows them)")
 
 
 def _shadow_checks(env: Mapping[str, str]) -> list[Check]:

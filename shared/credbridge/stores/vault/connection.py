@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from credbridge import debuglog, urls
-from credbridge.errors import HelperError, StoreUnavailable
+from credbridge.errors import HelperError, Refused, StoreUnavailable
 from credbridge.stores.vault import settings as vaultsettings
 
 T = TypeVar("T")
@@ -22,7 +22,7 @@ SETTLE_SECONDS = 2.0
 LOGIN_MARGIN = 0.9
 
 
-class Denied(HelperError):
+class Denied(Refused):
     """The token is valid but its policies do not allow the operation."""
 
 
