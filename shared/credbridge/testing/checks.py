@@ -10,6 +10,7 @@ erases whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from typing import Callable, Optional
@@ -23,6 +24,8 @@ USAGE_END = b" <store|get|erase|list|version>\n"
 #: Every throwaway login lives under this reserved (RFC 2606) domain, which no registry can have.
 CHECK_DOMAIN = "credbridge-check.invalid"
 LARGE_SECRET_CHARACTERS = 16 * 1024
+#: How much of an answer's first line a message quotes: enough for a login with its Secret hidden.
+SHOWN_CHARACTERS = 160
 
 
 class ContractFailure(AssertionError):
@@ -66,6 +69,8 @@ class Conversation:
 
     def clean_up(self) -> list[str]:
         """Erase every throwaway login; returns those `list` still shows (left behind)."""
+        if not self.throwaways:
+            return []
         for server in self.throwaways:
             self.call("erase", stdin=server.encode())
         listed = self.listed()
@@ -150,7 +155,9 @@ class Conversation:
         for secret in sorted(self.secrets, key=len, reverse=True):
             text = text.replace(secret, "<secret>")
         lines = text.splitlines() or [""]
-        first = lines[0] if len(lines[0]) <= 100 else lines[0][:100] + "..."
+        first = (
+            lines[0] if len(lines[0]) <= SHOWN_CHARACTERS else lines[0][:SHOWN_CHARACTERS] + "..."
+        )
         more = f" (and {len(lines) - 1} more lines)" if len(lines) > 1 else ""
         return f"{first!r}{more}"
 
@@ -401,10 +408,14 @@ def store_of_truncated_json_is_refused_as_go_words_it(helper: Conversation) -> N
 
 
 def run_check(helper: Conversation, check: Check) -> None:
-    """Run one check, then erase its throwaway logins; one left behind fails a check that passed."""
+    """Run one check, then erase its throwaway logins; one left behind fails a check that passed
+    (after a failure, or an interrupt, the erasing still runs and the first verdict stands)."""
     try:
         check(helper)
-    finally:
-        left = helper.clean_up()
+    except BaseException:
+        with contextlib.suppress(AssertionError):
+            helper.clean_up()
+        raise
+    left = helper.clean_up()
     if left:
         raise ContractFailure(f"{len(left)} throwaway login(s) still listed after erase")
