@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from credbridge.testing.checks import CHECK_DOMAIN, READ_ONLY, WRITING, title
+from credbridge.testing.calls import HelperCommand
+from credbridge.testing.checks import CHECK_DOMAIN, READ_ONLY, WRITING, Conversation, title
 from tests.conftest import GO_SECRETSERVICE, Installation
 from tests.support import keyring_session, passstore
 from tests.support.process import Result, run
@@ -365,3 +366,30 @@ def test_a_helper_only_in_the_current_directory_is_not_run(
     )
     assert result.returncode == 1 and b"docker-credential-here is not on PATH" in result.stderr
     assert not (here / "ran").exists()
+
+
+def test_a_helper_the_system_cannot_execute_fails_each_check_with_the_reason(
+    installation: Installation, tmp_path: Path
+) -> None:
+    """A script without its #! line: one line of why in each row, not a crash of check-helper."""
+    env = helper_script(tmp_path / "bin", "noshebang", "echo hello\n")
+    result = check_helper(installation, env, "noshebang")
+    assert result.returncode == 1 and result.stderr == b"", result.stderr
+    assert set(rows(result).values()) == {("FAILED", "could not be run: Exec format error")}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'{"ServerURL":"x.example","Username":"u","Secret":"hunter2"}\n',
+        b'{"ServerURL":"x.example","Username":"u","secret":"hunter2"}\n',
+        b'{"ServerURL":"x.example","Username":"u","Secret":"hunter2"',
+        b"the token is hunter2\n",
+    ],
+    ids=["login", "lower-case-key", "broken-json", "a-secret-it-was-given"],
+)
+def test_no_answer_is_quoted_with_a_secret_in_it(answer: bytes) -> None:
+    """A failure quotes what the helper said; a broken helper may say a user's secret."""
+    helper = Conversation(HelperCommand(["unused"]))
+    helper.secrets.add("hunter2")
+    assert "hunter2" not in helper.shown(answer)

@@ -63,6 +63,8 @@ def _outcome(helper: Conversation, check: Check) -> dict[Check, str]:
         run_check(helper, check)
     except AssertionError as failure:
         return {check: str(failure)}
+    except OSError as error:  # e.g. a script without its #! line
+        return {check: f"could not be run: {error.strerror or type(error).__name__}"}
     return {}
 
 
