@@ -143,7 +143,7 @@ class HelperProgram:
             try:
                 output, _ = process.communicate(stdin, timeout=timeout)
             except BaseException as error:
-                _end_group(process)
+                end_process_group(process)
                 if isinstance(error, subprocess.TimeoutExpired):
                     raise HelperError(f"{self.program} {action} did not answer within {timeout:g} seconds "
                                       f"({self._longer})") from None
@@ -174,7 +174,7 @@ class HelperProgram:
             raise HelperError(f"{self.program} {action} answered something that is not JSON") from None
 
 
-def _end_group(process: subprocess.Popen) -> None:
+def end_process_group(process: subprocess.Popen) -> None:
     """Kill the helper and every process it started (they share its process group)."""
     try:
         os.killpg(process.pid, signal.SIGKILL)

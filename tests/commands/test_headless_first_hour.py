@@ -19,6 +19,7 @@ from typing import Iterator
 import pytest
 
 from tests.conftest import REPO, Helper, Installation, install_env
+from tests.support import passstore
 from tests.support.process import Result, run
 from tests.support.registry import Registry, start_registry
 from tests.clients.test_real_clients import explain, private_podman, program, run_tool
@@ -145,7 +146,6 @@ def test_migrate_to_a_missing_store_names_the_flag_and_moves_nothing(headless: H
 
 # -- leaving docker-credential-pass behind ------------------------------------------------------
 
-GO_PASS = "/usr/bin/docker-credential-pass"
 PASS_LOGINS = {"https://index.docker.io/v1/": ("hubuser", "hub-secret"),
                "ghcr.io": ("octocat", "ghcr-token"), "registry.example.org:5000": ("ci", "ci-secret")}
 
@@ -154,33 +154,14 @@ PASS_LOGINS = {"https://index.docker.io/v1/": ("hubuser", "hub-secret"),
 def pass_store(headless: Headless, tmp_path: Path):
     """A real GnuPG key (no passphrase: no pinentry prompt) and `pass init` store in a private GNUPGHOME,
     holding PASS_LOGINS through Go's docker-credential-pass, which ~/.docker/config.json names."""
-    for executable in (GO_PASS, "/usr/bin/pass", "/usr/bin/gpg"):
-        assert os.access(executable, os.X_OK), f"{executable} missing: apt install pass gnupg golang-docker-credential-helpers"
-    gnupg = tmp_path / "gnupg"
-    gnupg.mkdir(mode=0o700)
-    headless.env.update(GNUPGHOME=str(gnupg), PASSWORD_STORE_DIR=str(tmp_path / "password-store"))
-
-    def run_ok(*argv: str, stdin: str = "") -> str:
-        done = run(argv, stdin, headless.env, timeout=120)
-        assert done.returncode == 0, (done.stdout + done.stderr).decode()
-        return done.text
-
-    try:
-        run_ok("gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
-               "credbridge test <test@credbridge.invalid>", "default", "default", "never")
-        fingerprint = next(line.split(":")[9] for line in run_ok("gpg", "--list-keys", "--with-colons").splitlines()
-                           if line.startswith("fpr:"))
-        run_ok("pass", "init", fingerprint)
-        run_ok("pass", "insert", "--echo", "docker-credential-helpers/docker-pass-initialized-check",
-               stdin="pass is initialized\n")
-        go_pass = Helper(GO_PASS, headless.env)
+    with passstore.pass_store(headless.env, tmp_path) as env:
+        headless.env.update(GNUPGHOME=env["GNUPGHOME"], PASSWORD_STORE_DIR=env["PASSWORD_STORE_DIR"])
+        go_pass = Helper(passstore.GO_PASS, headless.env)
         for server, (username, secret) in PASS_LOGINS.items():
             assert go_pass.store(server, username, secret).returncode == 0
         headless.write_docker_config({"auths": {server: {} for server in PASS_LOGINS}, "credsStore": "pass",
                                       "credHelpers": {"ghcr.io": "pass"}})
         yield go_pass
-    finally:
-        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=headless.env, capture_output=True, timeout=30)
 
 
 def test_migrate_from_pass_moves_verifies_points_every_tool_and_erases(headless: Headless, pass_store: Helper) -> None:

@@ -40,6 +40,8 @@ EXAMPLES = {
              "  credbridge audit --json | jq -r '.[] | [.tool, .registry] | @tsv'",
     "agent": "  credbridge agent                      (helpers start it on demand)",
     "stop-agent": "  credbridge stop-agent",
+    "check-helper": "  credbridge check-helper pass           (read-only: version, list, get of nothing)\n"
+                    "  credbridge check-helper credbridge --write",
 }
 
 
@@ -89,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_parser.add_argument("--undo", action="store_true", help="give back every file setup changed")
     setup_parser.add_argument("--dry-run", action="store_true", help="only say what would change")
     _add_router_commands(commands)
+    check_parser = _add_command(commands, "check-helper",
+                                "check that docker-credential-NAME on PATH (anyone's) answers the "
+                                "credential-helper protocol as Go's helpers do")
+    check_parser.add_argument("name", metavar="NAME", help="the NAME of docker-credential-NAME")
+    check_parser.add_argument("--write", action="store_true",
+                              help="also store, read back and erase throwaway logins (*.invalid)")
     for name, examples in EXAMPLES.items():
         commands.choices[name].epilog = "examples:\n" + examples
         commands.choices[name].formatter_class = argparse.RawDescriptionHelpFormatter
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return stop_agent()
     try:
         return {**_CRYPTFILE_COMMANDS, **_BRIDGE_COMMANDS, **_ROUTER_COMMANDS, "migrate": migrate,
-                "setup": setup}[options.command](options)
+                "setup": setup, "check-helper": check_helper}[options.command](options)
     except HelperError as error:
         from credbridge.commands.terminal import printable
 
@@ -224,6 +232,12 @@ def setup(options: argparse.Namespace) -> int:
     else:
         tool_setup.setup(os.environ, options.helper, options.tools, options.dry_run)
     return 0
+
+
+def check_helper(options: argparse.Namespace) -> int:
+    from credbridge.commands.check_helper import check_helper as run_checks
+
+    return run_checks(options.name, options.write, os.environ, _show)
 
 
 def _add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str,
