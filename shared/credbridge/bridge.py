@@ -11,14 +11,13 @@ SIGKILL included; the path works in grandchildren started with their
 descriptors closed (Python's subprocess, sudo), which /dev/fd/N would not.
 Apptainer and SingularityCE also get private config directories with their
 endpoint tokens (credbridge.configdir). The directory is removed by exec, by
-a watcher when exec is killed, or, when both are, by the next run.
+a watcher when exec is killed, or, when both are, by the next credbridge
+command or the agent (credbridge.execdirs).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import shlex
 import shutil
 import sys
@@ -26,14 +25,14 @@ import tempfile
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Optional, Sequence
 
-from credbridge import atomicfile, configdir, dockerconfig, remotetokens, routing, supervise, urls, wire
+from credbridge import (atomicfile, configdir, dockerconfig, execdirs, remotetokens, routing,
+                        supervise, urls, wire)
 from credbridge.errors import HelperError
 from credbridge.helpercall import HelperProgram
 from credbridge.store import Credentials
 
 #: Every variable a reader of authfiles looks at: Apptainer reads AUTH_FILE although its docs say AUTHFILE.
 AUTHFILE_VARIABLES = ("APPTAINER_AUTH_FILE", "APPTAINER_AUTHFILE", "SINGULARITY_AUTHFILE", "REGISTRY_AUTH_FILE")
-_EXEC_DIR = re.compile(r"exec-(\d+)-[0-9a-f]+")
 
 
 def write_authfile(registries: Sequence[str], output: Optional[str], store: Optional[str],
@@ -41,7 +40,6 @@ def write_authfile(registries: Sequence[str], output: Optional[str], store: Opti
     """`credbridge authfile`: to FILE (0600, atomic), or to stdout unless that is a terminal."""
     if output is None and sys.stdout.isatty():
         raise HelperError("refusing to print credentials on a terminal: write them with -o FILE, or pipe the output")
-    remove_stale_exec_dirs(wire.agent_dir(environ))
     data = build(configured_store(store, environ), registries, environ)
     if output is None:
         sys.stdout.buffer.write(data)
@@ -70,10 +68,9 @@ def run_with_authfile(command: Sequence[str], registries: Sequence[str], store: 
                           "or make ~/.local/state writable")
     with _writing(base):
         atomicfile.private_dir(base)
-    remove_stale_exec_dirs(base)
     helper = HelperProgram(configured_store(store, environ), environ)
     supervise.block_signals()
-    directory = os.path.join(base, f"exec-{os.getpid()}-{secrets.token_hex(8)}")
+    directory = os.path.join(base, execdirs.new_name())
     try:
         with _writing(directory):
             os.mkdir(directory, 0o700)
@@ -158,16 +155,6 @@ def render(found: Sequence[Credentials]) -> bytes:
                                          for credentials in ordered}})
 
 
-def remove_stale_exec_dirs(base: str) -> None:
-    """Remove the exec directories whose credbridge is gone (SIGKILL leaves no chance to clean up)."""
-    if not wire.private_dir_is_safe(base):
-        return
-    for name in os.listdir(base):
-        match = _EXEC_DIR.fullmatch(name)
-        if match and not _alive(int(match.group(1))):
-            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-
-
 @contextmanager
 def _writing(path: str) -> Iterator[None]:
     """A full disk or a read-only directory is one line for the user, not a traceback."""
@@ -175,14 +162,3 @@ def _writing(path: str) -> Iterator[None]:
         yield
     except OSError as error:
         raise HelperError(f"cannot write {path}: {error.strerror}") from None
-
-
-def _alive(pid: int) -> bool:
-    """A reused pid only delays the removal until that process ends too."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, under another uid
-    return True

@@ -81,7 +81,7 @@ def names_process_relative_path(env: "Mapping[str, str]") -> bool:
     return any(is_process_relative(env.get(name, "")) for name in PATH_VARIABLES)
 
 
-def agent_dir(environ: "Mapping[str, str]") -> "Optional[str]":
+def agent_dir(environ: "Mapping[str, str]", create: bool = True) -> "Optional[str]":
     """The agent's place: its socket, its lock and the cached cryptfile keys; None when there is
     no place others cannot tamper with (then every call is served in process, nothing is cached).
 
@@ -90,7 +90,8 @@ def agent_dir(environ: "Mapping[str, str]") -> "Optional[str]":
     can take first. Else (ssh sessions without logind, HPC login nodes, XDG_RUNTIME_DIR=/tmp) a
     directory of random name in /tmp, made by whoever
     needs it first and recorded per host in the user's own state dir: a name nobody can guess is a
-    name nobody can claim first, and /tmp stays local when HOME is shared by many nodes.
+    name nobody can claim first, and /tmp stays local when HOME is shared by many nodes. Without
+    `create`, None rather than make and record that directory when there is none yet.
     """
     runtime = environ.get("XDG_RUNTIME_DIR")
     if runtime and _is_ours_alone(runtime):
@@ -101,7 +102,7 @@ def agent_dir(environ: "Mapping[str, str]") -> "Optional[str]":
     recorded = _read_line(pointer)
     if recorded.startswith(_fallback_prefix()) and "/" not in recorded[5:] and private_dir_is_safe(recorded):
         return recorded
-    return _record_fallback_dir(pointer)
+    return _record_fallback_dir(pointer) if create else None
 
 
 def state_dir(environ: "Mapping[str, str]") -> "Optional[str]":
