@@ -15,6 +15,7 @@ import time
 from typing import Mapping, Optional
 
 from credbridge import __version__, audit, debuglog, wire
+from credbridge.files import execdirs
 from credbridge.errors import HelperError
 from credbridge.protocol import list_tokens_asked, serve
 from credbridge.stores.cryptfile import keycache
@@ -34,6 +35,8 @@ MAX_BUFFERED_BYTES = 4 * wire.MAX_REQUEST_BYTES
 #: Abandoned calls still stuck in a store: beyond this the agent exits (its threads with it) and the
 #: next helper call starts a fresh one.
 MAX_STUCK_CALLS = 8
+#: How often a running agent removes the directories of execs killed with their watcher.
+EXEC_SWEEP_SECONDS = 10.0
 MAX_CACHED_ENVIRONMENTS = 16
 MAX_IDLE_STORES_PER_ENVIRONMENT = 4
 
@@ -184,6 +187,7 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.stopping = False
         self._place_version = -1
         self._key_expiry = float("inf")
+        self._next_sweep = 0.0
         super().__init__(path, _Handler)
         self.identity = _identity(path)
 
@@ -253,6 +257,12 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         except (OSError, HelperError):
             self.stores.clear()
 
+    def sweep_exec_dirs(self, place: str) -> None:
+        """A killed exec's plaintext remote.yaml, its watcher killed too, is gone within seconds."""
+        if time.monotonic() >= self._next_sweep:
+            execdirs.remove_stale(place)
+            self._next_sweep = time.monotonic() + EXEC_SWEEP_SECONDS
+
     def touch(self) -> None:
         self.last_activity = time.monotonic()
 
@@ -302,6 +312,7 @@ def main() -> None:
                          "yours alone (mode 0700), or make ~/.local/state writable (helpers serve every call "
                          "in process meanwhile)")
     ensure_private_dir(directory)
+    execdirs.remove_stale(directory)
     try:
         keycache.remember_place(os.environ, directory)  # so that `credbridge lock` from any session reaches us
     except (OSError, HelperError):
@@ -322,6 +333,7 @@ def main() -> None:
         while server.still_wanted(idle_seconds):
             server.handle_request()
             server.forget_at_key_expiry(directory)
+            server.sweep_exec_dirs(directory)
     finally:
         if _identity(path) == server.identity:
             os.unlink(path)

@@ -95,12 +95,13 @@ def names_process_relative_path(env: "Mapping[str, str]") -> bool:
     return any(is_process_relative(env.get(name, "")) for name in PATH_VARIABLES)
 
 
-def agent_dir(environ: "Mapping[str, str]") -> "Optional[str]":
+def agent_dir(environ: "Mapping[str, str]", create: bool = True) -> "Optional[str]":
     """The agent's place: its socket, its lock and the cached cryptfile keys; None when there is
     no place others cannot tamper with (then every call is served in process, nothing is cached).
 
     $XDG_RUNTIME_DIR/credbridge when that runtime dir is ours alone, else a directory of random
     name in /tmp recorded per host in the user's state dir (docs/trust.md, "Only to its owner").
+    Without `create`, None rather than make and record that directory when there is none yet.
     """
     runtime = environ.get("XDG_RUNTIME_DIR")
     if runtime and _is_ours_alone(runtime):
@@ -111,7 +112,7 @@ def agent_dir(environ: "Mapping[str, str]") -> "Optional[str]":
     recorded = _read_line(pointer)
     if recorded.startswith(_fallback_prefix()) and "/" not in recorded[5:] and private_dir_is_safe(recorded):
         return recorded
-    return _record_fallback_dir(pointer)
+    return _record_fallback_dir(pointer) if create else None
 
 
 def state_dir(environ: "Mapping[str, str]") -> "Optional[str]":

@@ -7,8 +7,6 @@ SIGKILL included (docs/design.md, "authfile and exec").
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import shlex
 import shutil
 import sys
@@ -22,13 +20,13 @@ from credbridge.files import dockerconfig
 from credbridge.files import remotetokens
 from credbridge.stores.router import routing
 from credbridge.commands import supervise
+from credbridge.files import execdirs
 from credbridge.errors import HelperError
 from credbridge.helperclient import HelperProgram
 from credbridge.store import Credentials
 
 #: Every variable a reader of authfiles looks at: Apptainer reads AUTH_FILE although its docs say AUTHFILE.
 AUTHFILE_VARIABLES = ("APPTAINER_AUTH_FILE", "APPTAINER_AUTHFILE", "SINGULARITY_AUTHFILE", "REGISTRY_AUTH_FILE")
-_EXEC_DIR = re.compile(r"exec-(\d+)-[0-9a-f]+")
 
 
 def write_authfile(registries: Sequence[str], output: Optional[str], store: Optional[str],
@@ -36,7 +34,6 @@ def write_authfile(registries: Sequence[str], output: Optional[str], store: Opti
     """`credbridge authfile`: to FILE (0600, atomic), or to stdout unless that is a terminal."""
     if output is None and sys.stdout.isatty():
         raise HelperError("refusing to print credentials on a terminal: write them with -o FILE, or pipe the output")
-    remove_stale_exec_dirs(wire.agent_dir(environ))
     data = build(configured_store(store, environ), registries, environ)
     if output is None:
         sys.stdout.buffer.write(data)
@@ -65,10 +62,9 @@ def run_with_authfile(command: Sequence[str], registries: Sequence[str], store: 
                           "or make ~/.local/state writable")
     with atomicfile.writing(base):
         atomicfile.private_dir(base)
-    remove_stale_exec_dirs(base)
     helper = HelperProgram(configured_store(store, environ), environ)
     supervise.block_signals()
-    directory = os.path.join(base, f"exec-{os.getpid()}-{secrets.token_hex(8)}")
+    directory = os.path.join(base, execdirs.new_name())
     try:
         with atomicfile.writing(directory):
             os.mkdir(directory, 0o700)
@@ -153,23 +149,3 @@ def render(found: Sequence[Credentials]) -> bytes:
                                          for credentials in ordered}})
 
 
-def remove_stale_exec_dirs(base: str) -> None:
-    """Remove the exec directories whose credbridge is gone (SIGKILL leaves no chance to clean up)."""
-    if not wire.private_dir_is_safe(base):
-        return
-    for name in os.listdir(base):
-        match = _EXEC_DIR.fullmatch(name)
-        if match and not _alive(int(match.group(1))):
-            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-
-
-
-def _alive(pid: int) -> bool:
-    """A reused pid only delays the removal until that process ends too."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, under another uid
-    return True

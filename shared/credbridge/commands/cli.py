@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         options.argv = options.argv[1:] if options.argv[:1] == ["--"] else options.argv
         if not options.argv:
             exec_parser.error("name the COMMAND to run: credbridge exec -- COMMAND...")
+    _remove_stale_exec_dirs()
     if options.command == "agent":
         from credbridge.agent import main as serve
 
@@ -304,6 +305,14 @@ def logout(options: argparse.Namespace) -> int:
 
     logins.logout(os.environ, options.registry, _show)
     return 0
+
+
+def _remove_stale_exec_dirs() -> None:
+    """Any command: a killed exec's plaintext remote.yaml need not wait for the next exec."""
+    from credbridge import wire
+    from credbridge.files import execdirs
+
+    execdirs.remove_stale(wire.agent_dir(os.environ, create=False))
 
 
 def list_logins(options: argparse.Namespace) -> int:
