@@ -58,7 +58,7 @@ class Pending(NamedTuple):
 def enabled(env: Mapping[str, str]) -> bool:
     """On unless the configuration says `audit: false`; one that cannot be read leaves it on."""
     try:
-        from credbridge import config  # its file locks need fcntl: not on Windows
+        from credbridge.files import config  # its file locks need fcntl: not on Windows
 
         return config.load_config(env).get("audit", True) is not False
     except Exception:  # the call itself reports a broken configuration; its record is still wanted

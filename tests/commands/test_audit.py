@@ -110,7 +110,7 @@ def test_audit_false_in_the_config_writes_nothing(keyring_helper: Helper, tmp_pa
     assert helper.store("quiet.example", "u", "s").returncode == 0
     assert helper.get("quiet.example").returncode == 0
     assert helper.list().returncode == 0
-    assert not (tmp_path / "state" / "credbridge").exists()
+    assert not (tmp_path / "state" / "credbridge").exists(), list((tmp_path / "state").rglob("*"))
 
 
 # -- the real clients ------------------------------------------------------------------------
