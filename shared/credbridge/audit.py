@@ -57,11 +57,13 @@ class Pending(NamedTuple):
 
 def enabled(env: Mapping[str, str]) -> bool:
     """On unless the configuration says `audit: false`; one that cannot be read leaves it on."""
+    from credbridge.errors import HelperError
+
     try:
         from credbridge.files import config  # its file locks need fcntl: not on Windows
 
         return config.load_config(env).get("audit", True) is not False
-    except Exception:  # the call itself reports a broken configuration; its record is still wanted
+    except (HelperError, OSError, ImportError):  # the call itself reports a broken configuration
         return True
 
 
