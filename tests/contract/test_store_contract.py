@@ -162,9 +162,3 @@ def test_thirty_two_processes_storing_at_once_lose_nothing(helper: Helper) -> No
         listed = json.loads(helper.list().stdout)
         assert servers.items() <= listed.items(), sorted(set(servers) - set(listed))
 
-
-def test_every_store_of_the_catalog_runs_the_contract() -> None:
-    """A store added to credbridge.stores.catalog without an environment here would go untested."""
-    from credbridge.stores.catalog import STORES as CATALOG
-
-    assert {name.partition(":")[0] for name in STORES} == set(CATALOG)

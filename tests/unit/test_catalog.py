@@ -72,3 +72,10 @@ def test_the_hot_path_imports_the_table_without_importing_any_store() -> None:
                           env={"PYTHONPATH": str(REPO / "shared")}, check=True)
     assert done.stdout.strip() == str(sorted(["credbridge", "credbridge.wire", "credbridge.stores",
                                               "credbridge.stores.catalog"]))
+
+
+def test_every_store_of_the_catalog_runs_the_contract() -> None:
+    """A store added to the catalog without a test environment would go untested."""
+    from tests.contract.test_store_contract import STORES as CONTRACT_STORES
+
+    assert {name.partition(":")[0] for name in CONTRACT_STORES} == set(catalog.STORES)
