@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,14 +86,38 @@ def installation(request: pytest.FixtureRequest) -> Installation:
     return request.getfixturevalue(f"{getattr(request, 'param', 'venv')}_installation")
 
 
-@pytest.fixture(scope="session")
-def private_keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyring_session.PrivateKeyring]:
+#: The keyrings this worker's fixtures started and still run: each test finds them alive (keyring_alive).
+LIVE_KEYRINGS: list[keyring_session.PrivateKeyring] = []
+
+
+@contextmanager
+def keyring_started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyring_session.PrivateKeyring]:
+    """A private bus + unlocked gnome-keyring in a fresh home, watched by keyring_alive until stopped."""
     assert shutil.which("gnome-keyring-daemon"), "gnome-keyring is not installed (apt install gnome-keyring)"
     keyring = keyring_session.start_private_keyring(tmp_path_factory.mktemp("keyring-home"))
+    LIVE_KEYRINGS.append(keyring)
     try:
         yield keyring
     finally:
+        LIVE_KEYRINGS.remove(keyring)
         keyring.stop()
+
+
+@pytest.fixture(scope="session")
+def private_keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyring_session.PrivateKeyring]:
+    with keyring_started(tmp_path_factory) as keyring:
+        yield keyring
+
+
+@pytest.fixture(autouse=True)
+def keyring_alive() -> None:
+    """A gnome-keyring-daemon that died during an earlier test is started again (same home, same bus),
+    with a warning carrying its last log lines: only the test it died in fails, not every later one."""
+    for keyring in LIVE_KEYRINGS:
+        pids = (keyring.dbus_pid, keyring.keyring_pid)
+        if keyring.revive():
+            warnings.warn(f"the private keyring in {keyring.home} had died (bus, daemon pids {pids}); started "
+                          f"again. Its log ends: {keyring.log_tail()[-1000:]}")
 
 
 @pytest.fixture(scope="session")
