@@ -86,13 +86,14 @@ def installation(request: pytest.FixtureRequest) -> Installation:
     return request.getfixturevalue(f"{getattr(request, 'param', 'venv')}_installation")
 
 
-#: The keyrings this worker's fixtures started and still run: each test finds them alive (keyring_alive).
+#: The keyrings this worker's fixtures started and still run: keyring_alive revives them.
 LIVE_KEYRINGS: list[keyring_session.PrivateKeyring] = []
 
 
 @contextmanager
-def keyring_started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyring_session.PrivateKeyring]:
-    """A private bus + unlocked gnome-keyring in a fresh home, watched by keyring_alive until stopped."""
+def keyring_started(tmp_path_factory: pytest.TempPathFactory,
+                    ) -> Iterator[keyring_session.PrivateKeyring]:
+    """A private bus + unlocked gnome-keyring in a fresh home, watched by keyring_alive."""
     assert shutil.which("gnome-keyring-daemon"), "gnome-keyring is not installed (apt install gnome-keyring)"
     keyring = keyring_session.start_private_keyring(tmp_path_factory.mktemp("keyring-home"))
     LIVE_KEYRINGS.append(keyring)
@@ -104,20 +105,21 @@ def keyring_started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyrin
 
 
 @pytest.fixture(scope="session")
-def private_keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyring_session.PrivateKeyring]:
+def private_keyring(tmp_path_factory: pytest.TempPathFactory,
+                    ) -> Iterator[keyring_session.PrivateKeyring]:
     with keyring_started(tmp_path_factory) as keyring:
         yield keyring
 
 
 @pytest.fixture(autouse=True)
 def keyring_alive() -> None:
-    """A gnome-keyring-daemon that died during an earlier test is started again (same home, same bus),
-    with a warning carrying its last log lines: only the test it died in fails, not every later one."""
+    """A gnome-keyring-daemon that died during an earlier test is started again (same home and
+    bus), with a warning carrying its last log lines: only the test it died in fails."""
     for keyring in LIVE_KEYRINGS:
         pids = (keyring.dbus_pid, keyring.keyring_pid)
         if keyring.revive():
-            warnings.warn(f"the private keyring in {keyring.home} had died (bus, daemon pids {pids}); started "
-                          f"again. Its log ends: {keyring.log_tail()[-1000:]}")
+            warnings.warn(f"the private keyring in {keyring.home} had died (bus, daemon pids "
+                          f"{pids}); started again. Its log ends: {keyring.log_tail()[-1000:]}")
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """The test bench's own keyring: a gnome-keyring-daemon that dies is started again, not mourned.
 
-gnome-keyring-daemon 42 can abort under many short-lived clients (see
-tests/support/keyring_session.py); every later test of the worker sharing it
-would fail too. The bench starts it again in the same home, with the same
+gnome-keyring-daemon 42 aborted once in a parallel run, under the
+concurrency matrix's clients, and every later keyring test of that worker
+failed with it. The bench starts it again in the same home, with the same
 bus address and the same unlocked login keyring, so only the test during
 which it died fails.
 """
@@ -18,19 +18,21 @@ from tests.support import keyring_session
 
 
 def secret_tool(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(["secret-tool", *args], input=stdin, env=env, capture_output=True, text=True, timeout=30)
+    return subprocess.run(["secret-tool", *args], input=stdin, env=env, capture_output=True,
+                          text=True, timeout=30)
 
 
 def killed(pid: int, signal_number: int) -> None:
-    """Send the signal to a child of ours and return once it has exited, leaving it to the bench to reap."""
+    """Signal a child of ours and return once it has exited, leaving it to the bench to reap."""
     os.kill(pid, signal_number)
     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
 
 
-def test_a_keyring_whose_daemon_died_starts_again_in_the_same_home_with_its_items(tmp_path: Path) -> None:
+def test_a_dead_daemon_starts_again_in_the_same_home_with_its_items(tmp_path: Path) -> None:
     with keyring_session.start_private_keyring(tmp_path / "home") as keyring:
         env_before, daemon_before = dict(keyring.env), keyring.keyring_pid
-        stored = secret_tool(keyring.env, "store", "--label=kept", "bench", "revive", stdin="kept-secret")
+        stored = secret_tool(keyring.env, "store", "--label=kept", "bench", "revive",
+                             stdin="kept-secret")
         assert stored.returncode == 0, stored.stderr
         killed(daemon_before, signal.SIGABRT)  # what GLib's failed assertion does
         assert keyring.revive() is True

@@ -329,7 +329,8 @@ def squatted_by(user: pwd.struct_passwd, squatted: Path, script: str) -> Iterato
     """
     with open(f"{squatted}.test-lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        subprocess.run(["sh", "-c", script], check=True, **as_user(user))  # type: ignore[call-overload]
+        subprocess.run(["sh", "-c", script], check=True,
+                       **as_user(user))  # type: ignore[call-overload]
         try:
             yield squatted
         finally:

@@ -65,15 +65,16 @@ class PrivateKeyring:
     def revive(self) -> bool:
         """Start bus and daemon again in the same home if either has died; True if it had to.
 
-        gnome-keyring-daemon 42 can abort when a client leaves while its
-        requests are still queued (GLib's invoke_get_property_in_idle_cb
-        assertion); the same home keeps env, bus address and stored items.
+        gnome-keyring-daemon 42 aborted once in a parallel run (GLib's
+        invoke_get_property_in_idle_cb assertion, its caller already gone from
+        its client table); the same home keeps env, bus address and items.
         """
         if self._procs and all(proc.poll() is None for proc in self._procs):
             return False
         self.stop()
         fresh = start_private_keyring(self.home, self.password)
-        self.dbus_pid, self.keyring_pid, self._procs = fresh.dbus_pid, fresh.keyring_pid, fresh._procs
+        self.dbus_pid, self.keyring_pid = fresh.dbus_pid, fresh.keyring_pid
+        self._procs = fresh._procs
         return True
 
     def log_tail(self) -> str:
@@ -117,7 +118,8 @@ def start_private_keyring(home: Path, password: str = DEFAULT_PASSWORD,
         procs.append(bus)
         env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={run / 'bus'}"
         keyring_log = home / "gnome-keyring.log"
-        with keyring_log.open("ab") as log:  # appended: a revived daemon keeps its predecessor's last words
+        # appended: a revived daemon's log keeps its predecessor's last words
+        with keyring_log.open("ab") as log:
             gk = _popen(["gnome-keyring-daemon", "--foreground", "--unlock",
                          "--components=secrets"],
                         stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,
