@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import warnings
 from contextlib import contextmanager
@@ -135,20 +136,26 @@ def private_keepassxc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyr
 
 @contextmanager
 def agent_serving(installation: Installation, env: dict[str, str]) -> Iterator[int]:
-    """A `credbridge agent` for this environment, up before the first call, stopped after."""
+    """A `credbridge agent` for this environment, up before the first call, stopped after; what it
+    said on stderr goes to an unnamed file (none in the session's directories) and into a failure."""
+    errors = tempfile.TemporaryFile()
     agent = subprocess.Popen([installation.executable("credbridge"), "agent"], env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
     socket_dir = Path(env["XDG_RUNTIME_DIR"]) / "credbridge"
     deadline = time.monotonic() + 20
     try:
         while not list(socket_dir.glob("agent-*.sock")):
-            assert agent.poll() is None, "credbridge agent exited at start"
+            if agent.poll() is not None:
+                errors.seek(0)
+                said = errors.read().decode(errors="replace")[-2000:]
+                raise AssertionError(f"credbridge agent exited at start with {agent.returncode}: {said}")
             assert time.monotonic() < deadline, "credbridge agent did not create its socket"
             time.sleep(0.05)
         yield agent.pid
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=10)
+        errors.close()
 
 
 @pytest.fixture(scope="session")
