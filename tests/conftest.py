@@ -12,7 +12,9 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,14 +87,40 @@ def installation(request: pytest.FixtureRequest) -> Installation:
     return request.getfixturevalue(f"{getattr(request, 'param', 'venv')}_installation")
 
 
-@pytest.fixture(scope="session")
-def private_keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyring_session.PrivateKeyring]:
+#: The keyrings this worker's fixtures started and still run: keyring_alive revives them.
+LIVE_KEYRINGS: list[keyring_session.PrivateKeyring] = []
+
+
+@contextmanager
+def keyring_started(tmp_path_factory: pytest.TempPathFactory,
+                    ) -> Iterator[keyring_session.PrivateKeyring]:
+    """A private bus + unlocked gnome-keyring in a fresh home, watched by keyring_alive."""
     assert shutil.which("gnome-keyring-daemon"), "gnome-keyring is not installed (apt install gnome-keyring)"
     keyring = keyring_session.start_private_keyring(tmp_path_factory.mktemp("keyring-home"))
+    LIVE_KEYRINGS.append(keyring)
     try:
         yield keyring
     finally:
+        LIVE_KEYRINGS.remove(keyring)
         keyring.stop()
+
+
+@pytest.fixture(scope="session")
+def private_keyring(tmp_path_factory: pytest.TempPathFactory,
+                    ) -> Iterator[keyring_session.PrivateKeyring]:
+    with keyring_started(tmp_path_factory) as keyring:
+        yield keyring
+
+
+@pytest.fixture(autouse=True)
+def keyring_alive() -> None:
+    """A gnome-keyring-daemon that died during an earlier test is started again (same home and
+    bus), with a warning carrying its last log lines: only the test it died in fails."""
+    for keyring in LIVE_KEYRINGS:
+        pids = (keyring.dbus_pid, keyring.keyring_pid)
+        if keyring.revive():
+            warnings.warn(f"the private keyring in {keyring.home} had died (bus, daemon pids "
+                          f"{pids}); started again. Its log ends: {keyring.log_tail()[-1000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -108,20 +136,26 @@ def private_keepassxc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyr
 
 @contextmanager
 def agent_serving(installation: Installation, env: dict[str, str]) -> Iterator[int]:
-    """A `credbridge agent` for this environment, up before the first call, stopped after."""
+    """A `credbridge agent` for this environment, up before the first call, stopped after; what it
+    said on stderr goes to an unnamed file (none in the session's directories) and into a failure."""
+    errors = tempfile.TemporaryFile()
     agent = subprocess.Popen([installation.executable("credbridge"), "agent"], env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
     socket_dir = Path(env["XDG_RUNTIME_DIR"]) / "credbridge"
     deadline = time.monotonic() + 20
     try:
         while not list(socket_dir.glob("agent-*.sock")):
-            assert agent.poll() is None, "credbridge agent exited at start"
+            if agent.poll() is not None:
+                errors.seek(0)
+                said = errors.read().decode(errors="replace")[-2000:]
+                raise AssertionError(f"credbridge agent exited at start with {agent.returncode}: {said}")
             assert time.monotonic() < deadline, "credbridge agent did not create its socket"
             time.sleep(0.05)
         yield agent.pid
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=10)
+        errors.close()
 
 
 @pytest.fixture(scope="session")

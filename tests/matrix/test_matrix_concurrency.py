@@ -13,14 +13,34 @@ import random
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
 
 import pytest
 
-from tests.conftest import Helper
+from tests.conftest import (Helper, Installation, agent_serving, keyring_started,
+                            with_helpers_on_path)
+from tests.support.keyring_session import PrivateKeyring
 from tests.support.matrix import (CANARY_SERVER, CANARY_USERNAME, EVERY_HELPER, EVERY_HELPER_IN_PROCESS, build_helper,
                                   canary_answer, helper_id, store_message, with_canary)
 
 WRITERS, READERS, WRITES_EACH, READS_EACH = 4, 4, 3, 4
+
+
+@pytest.fixture(scope="module")
+def private_keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateKeyring]:
+    """This module's own bus and gnome-keyring: here clients are killed mid-request and time out
+    under load, where gnome-keyring-daemon 42 once aborted; the worker's shared keyring must not
+    go down with it."""
+    with keyring_started(tmp_path_factory) as keyring:
+        yield keyring
+
+
+@pytest.fixture(scope="module")
+def running_agent(installation: Installation, private_keyring: PrivateKeyring) -> Iterator[int]:
+    """The agent for this module's own keyring."""
+    env = with_helpers_on_path(installation, private_keyring.env)
+    with agent_serving(installation, env) as pid:
+        yield pid
 
 
 @pytest.fixture(params=EVERY_HELPER, ids=helper_id)

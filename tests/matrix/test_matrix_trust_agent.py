@@ -3,6 +3,7 @@ nothing another user plants, and no hung call, denies service or wedges the agen
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pwd
@@ -321,12 +322,19 @@ def fallback_place(env: dict[str, str]) -> Path:
 
 @contextmanager
 def squatted_by(user: pwd.struct_passwd, squatted: Path, script: str) -> Iterator[Path]:
-    """`squatted`, made first by `user` running `script` (sh), removed after."""
-    subprocess.run(["sh", "-c", script], check=True, **as_user(user))  # type: ignore[call-overload]
-    try:
-        yield squatted
-    finally:
-        shutil.rmtree(squatted)
+    """`squatted`, made first by `user` running `script` (sh), removed after.
+
+    The path is the machine's, not the test's: a lock beside it keeps another
+    worker or another run of the suite from squatting it at the same moment.
+    """
+    with open(f"{squatted}.test-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(["sh", "-c", script], check=True,
+                       **as_user(user))  # type: ignore[call-overload]
+        try:
+            yield squatted
+        finally:
+            shutil.rmtree(squatted)
 
 
 @pytest.fixture

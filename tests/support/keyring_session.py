@@ -50,6 +50,7 @@ class PrivateKeyring:
     keyring_pid: int
     control_socket: Path
     keyring_output: dict[str, str] = field(default_factory=dict)
+    password: str = DEFAULT_PASSWORD
     _procs: list[subprocess.Popen] = field(default_factory=list, repr=False)
 
     def stop(self) -> None:
@@ -60,6 +61,25 @@ class PrivateKeyring:
         """
         while self._procs:
             _terminate(self._procs.pop(0))
+
+    def revive(self) -> bool:
+        """Start bus and daemon again in the same home if either has died; True if it had to.
+
+        gnome-keyring-daemon 42 aborted once in a parallel run (GLib's
+        invoke_get_property_in_idle_cb assertion, its caller already gone from
+        its client table); the same home keeps env, bus address and items.
+        """
+        if self._procs and all(proc.poll() is None for proc in self._procs):
+            return False
+        self.stop()
+        fresh = start_private_keyring(self.home, self.password)
+        self.dbus_pid, self.keyring_pid = fresh.dbus_pid, fresh.keyring_pid
+        self._procs = fresh._procs
+        return True
+
+    def log_tail(self) -> str:
+        """The end of gnome-keyring-daemon's log: why it died, for the warning that says so."""
+        return _tail(self.home / "gnome-keyring.log")
 
     def __enter__(self) -> "PrivateKeyring":
         return self
@@ -98,7 +118,8 @@ def start_private_keyring(home: Path, password: str = DEFAULT_PASSWORD,
         procs.append(bus)
         env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={run / 'bus'}"
         keyring_log = home / "gnome-keyring.log"
-        with keyring_log.open("wb") as log:
+        # appended: a revived daemon's log keeps its predecessor's last words
+        with keyring_log.open("ab") as log:
             gk = _popen(["gnome-keyring-daemon", "--foreground", "--unlock",
                          "--components=secrets"],
                         stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -110,7 +131,8 @@ def start_private_keyring(home: Path, password: str = DEFAULT_PASSWORD,
         except BrokenPipeError:
             pass  # it died at once; _wait_until_usable reports its log
 
-        keyring = PrivateKeyring(home, env, bus.pid, gk.pid, control, _procs=procs)
+        keyring = PrivateKeyring(home, env, bus.pid, gk.pid, control, password=password,
+                                 _procs=procs)
         _wait_until_usable(keyring, gk, keyring_log, timeout)
         # gnome-keyring 42 prints nothing for --components=secrets; parse anyway.
         keyring.keyring_output = _parse_env_lines(keyring_log.read_text(errors="replace"))
@@ -133,7 +155,7 @@ def _start_bus(home: Path, env: dict[str, str]) -> subprocess.Popen:
     """
     config = home / "dbus-session.conf"
     config.write_text(_BUS_CONFIG.format(address=escape(f"unix:path={home / 'run' / 'bus'}")))
-    log = (home / "dbus-daemon.log").open("wb")
+    log = (home / "dbus-daemon.log").open("ab")
     with log:
         bus = _popen(["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile",
                       "--print-address=1"],
