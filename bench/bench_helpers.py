@@ -59,6 +59,7 @@ AGENT_START_TIMEOUT_SECONDS = 20.0
 
 # -- running one process, timed ------------------------------------------------
 
+
 @dataclass
 class Call:
     wall: float  # seconds, spawn to reaped
@@ -82,8 +83,7 @@ def timed_call(argv: list[str], env: dict[str, str], stdin: bytes) -> Call:
         os.write(stdin_write, stdin)  # < 64 KiB: fits the pipe buffer, never blocks
         os.close(stdin_write)
         stdin_write = -1
-        actions = [(os.POSIX_SPAWN_DUP2, stdin_read, 0), (os.POSIX_SPAWN_DUP2, out, 1),
-                   (os.POSIX_SPAWN_DUP2, err, 2)]
+        actions = [(os.POSIX_SPAWN_DUP2, stdin_read, 0), (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
         start = time.perf_counter()
         pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
         try:
@@ -93,8 +93,9 @@ def timed_call(argv: list[str], env: dict[str, str], stdin: bytes) -> Call:
             os.waitpid(pid, 0)
             raise
         wall = time.perf_counter() - start
-        return Call(wall, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status),
-                    _read_all(out), _read_all(err))
+        return Call(
+            wall, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status), _read_all(out), _read_all(err)
+        )
     finally:
         for descriptor in (stdin_read, stdin_write, out, err):
             if descriptor >= 0:
@@ -124,6 +125,7 @@ def _read_all(descriptor: int) -> bytes:
 
 
 # -- contenders, stores and statistics --------------------------------------------
+
 
 @dataclass
 class Contender:
@@ -251,8 +253,9 @@ class VaultSetup(StoreSetup):
             self.server.stop()
 
 
-STORE_SETUPS: dict[str, type[StoreSetup]] = {setup.name: setup for setup in (KeyringSetup, CryptfileSetup, ApptainerSetup,
-                                                                             VaultSetup)}
+STORE_SETUPS: dict[str, type[StoreSetup]] = {
+    setup.name: setup for setup in (KeyringSetup, CryptfileSetup, ApptainerSetup, VaultSetup)
+}
 
 
 def target(store: str, action: str, entries: int, contender: str) -> Optional[float]:
@@ -274,6 +277,7 @@ MEMORY_TARGET = 2.0  # peak memory of ours / Go's, every row
 
 
 # -- the benchmark ------------------------------------------------------------------
+
 
 class Bench:
     def __init__(self, options: argparse.Namespace) -> None:
@@ -306,8 +310,14 @@ class Bench:
     def run_install(self, home: Path, *args: str) -> Path:
         home.mkdir()
         self.note(f"./install.sh {' '.join(args)} into {home}")
-        done = subprocess.run([str(REPO / "install.sh"), *args], env=self.install_env(home), capture_output=True,
-                              text=True, timeout=900, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [str(REPO / "install.sh"), *args],
+            env=self.install_env(home),
+            capture_output=True,
+            text=True,
+            timeout=900,
+            stdin=subprocess.DEVNULL,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"install.sh {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return home / ".local" / "bin"
@@ -364,16 +374,34 @@ class Bench:
             return done.stdout.decode()
 
         self.note("creating a GnuPG key and a password store for docker-credential-pass")
-        run("gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
-            "credbridge bench <bench@credbridge.invalid>", "default", "default", "never")
-        fingerprint = next(line.split(":")[9] for line in run("gpg", "--list-keys", "--with-colons").splitlines()
-                           if line.startswith("fpr:"))
+        run(
+            "gpg",
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "credbridge bench <bench@credbridge.invalid>",
+            "default",
+            "default",
+            "never",
+        )
+        fingerprint = next(
+            line.split(":")[9]
+            for line in run("gpg", "--list-keys", "--with-colons").splitlines()
+            if line.startswith("fpr:")
+        )
         run("pass", "init", fingerprint)
         run("pass", "insert", "--echo", PASS_INITIALIZED_CHECK, stdin=b"pass is initialized\n")
         self.pass_env = env
 
     def ours_env(self, installation: Installation, setup: StoreSetup) -> dict[str, str]:
-        base = {**self.env, "PATH": f"{installation.bindir}:{self.env['PATH']}", "XDG_RUNTIME_DIR": str(installation.runtime)}
+        base = {
+            **self.env,
+            "PATH": f"{installation.bindir}:{self.env['PATH']}",
+            "XDG_RUNTIME_DIR": str(installation.runtime),
+        }
         return setup.env(self, base)
 
     def start_agents(self) -> None:
@@ -382,13 +410,20 @@ class Bench:
             for setup in self.setups:
                 setup.prepare(self, installation, self.ours_env(installation, setup))
             env = {**self.env, "XDG_RUNTIME_DIR": str(installation.runtime)}
-            installation.agent = subprocess.Popen([str(installation.bindir / "credbridge"), "agent"], env=env,
-                                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                                  stderr=subprocess.DEVNULL, start_new_session=True)
+            installation.agent = subprocess.Popen(
+                [str(installation.bindir / "credbridge"), "agent"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             deadline = time.monotonic() + AGENT_START_TIMEOUT_SECONDS
             while not list((installation.runtime / "credbridge").glob("agent-*.sock")):
                 if installation.agent.poll() is not None:
-                    raise RuntimeError(f"{installation.kind} credbridge agent exited at start with {installation.agent.returncode}")
+                    raise RuntimeError(
+                        f"{installation.kind} credbridge agent exited at start with {installation.agent.returncode}"
+                    )
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{installation.kind} credbridge agent did not create its socket")
                 time.sleep(0.02)
@@ -398,7 +433,9 @@ class Bench:
         """The agent rows are only worth something while the agents serve them."""
         for installation in self.installations:
             if installation.agent is None or installation.agent.poll() is not None:
-                raise RuntimeError(f"{installation.kind} agent died during the benchmark: its rows would be direct calls")
+                raise RuntimeError(
+                    f"{installation.kind} agent died during the benchmark: its rows would be direct calls"
+                )
             if not list((installation.runtime / "credbridge").glob("agent-*.sock")):
                 raise RuntimeError(f"{installation.kind} agent's socket vanished during the benchmark")
 
@@ -409,19 +446,33 @@ class Bench:
             server = f"registry{index:04d}.bench.example" + (":5000" if index % 4 == 1 else "")
             if index == 0:
                 server = "https://index.docker.io/v1/"
-            new[server] = {"ServerURL": server, "Username": f"user{index:04d}", "Secret": f"secret-{index:04d}-{os.urandom(8).hex()}"}
-        self.note(f"storing {len(new)} more entries (to {count}) in Go's keyring and in {', '.join(s.name for s in self.setups)}")
+            new[server] = {
+                "ServerURL": server,
+                "Username": f"user{index:04d}",
+                "Secret": f"secret-{index:04d}-{os.urandom(8).hex()}",
+            }
+        self.note(
+            f"storing {len(new)} more entries (to {count}) in Go's keyring and in "
+            f"{', '.join(s.name for s in self.setups)}"
+        )
         references = [[[SECRETSERVICE_HELPER, "store"], self.env]]
         if self.pass_env is not None:
             references.append([[PASS_HELPER, "store"], self.pass_env])
-        targets = references + [[[str(self.installations[0].bindir / f"docker-credential-{setup.name}"), "store"],
-                                self.ours_env(self.installations[0], setup)]
-                               for setup in self.setups if not setup.filled_by_go]
+        targets = references + [
+            [
+                [str(self.installations[0].bindir / f"docker-credential-{setup.name}"), "store"],
+                self.ours_env(self.installations[0], setup),
+            ]
+            for setup in self.setups
+            if not setup.filled_by_go
+        ]
         for credentials in new.values():
             for argv, env in targets:
                 call = timed_call(argv, env, json.dumps(credentials).encode())
                 if call.returncode != 0:
-                    raise RuntimeError(f"{argv[0]} store of {credentials['ServerURL']} failed: {call.stdout!r} {call.stderr!r}")
+                    raise RuntimeError(
+                        f"{argv[0]} store of {credentials['ServerURL']} failed: {call.stdout!r} {call.stderr!r}"
+                    )
         self.stored.update(new)
 
     def contenders(self, modes: list[str], references: bool) -> list[Contender]:
@@ -434,14 +485,25 @@ class Bench:
                 ours = [str(installation.bindir / f"docker-credential-{setup.name}")]
                 env = self.ours_env(installation, setup)
                 if "agent" in modes:  # never an agent of its own: if ours died, check_agents() says so instead
-                    chosen.append(Contender(f"{installation.prefix}agent", ours, {**env, "CREDBRIDGE_NO_AGENT_START": "1"},
-                                            store=setup.name))
+                    chosen.append(
+                        Contender(
+                            f"{installation.prefix}agent",
+                            ours,
+                            {**env, "CREDBRIDGE_NO_AGENT_START": "1"},
+                            store=setup.name,
+                        )
+                    )
                 if "direct" in modes:
-                    chosen.append(Contender(f"{installation.prefix}direct", ours, {**env, "CREDBRIDGE_NO_AGENT": "1"},
-                                            store=setup.name))
+                    chosen.append(
+                        Contender(
+                            f"{installation.prefix}direct", ours, {**env, "CREDBRIDGE_NO_AGENT": "1"}, store=setup.name
+                        )
+                    )
         if references:
             chosen += [
-                Contender("floor: venv python -I -S -c pass", [self.interpreter(), "-I", "-S", "-c", "pass"], self.env, True),
+                Contender(
+                    "floor: venv python -I -S -c pass", [self.interpreter(), "-I", "-S", "-c", "pass"], self.env, True
+                ),
                 Contender("spawn: /bin/true", ["/bin/true"], self.env, True),
             ]
         return chosen
@@ -455,7 +517,9 @@ class Bench:
     def verify(self, contender: Contender, action: str, call: Call, stdin: bytes) -> None:
         where = f"{contender.label} {action}"
         if call.returncode != 0:
-            raise RuntimeError(f"{where} exited {call.returncode}: stdout={call.stdout[:500]!r} stderr={call.stderr[:500]!r}")
+            raise RuntimeError(
+                f"{where} exited {call.returncode}: stdout={call.stdout[:500]!r} stderr={call.stderr[:500]!r}"
+            )
         if contender.reference:
             return
         if call.stderr:
@@ -470,7 +534,9 @@ class Bench:
             if listed != expected:
                 missing = sorted(set(expected) - set(listed))[:5]
                 extra = sorted(set(listed) - set(expected))[:5]
-                raise RuntimeError(f"{where}: {len(listed)} keys, expected {len(expected)}; missing {missing}, extra {extra}")
+                raise RuntimeError(
+                    f"{where}: {len(listed)} keys, expected {len(expected)}; missing {missing}, extra {extra}"
+                )
         elif call.stdout:
             raise RuntimeError(f"{where} printed {call.stdout[:500]!r}")
 
@@ -479,7 +545,9 @@ class Bench:
     def one_job(self, contender: Contender, action: str, server: str, check: bool) -> Call:
         """Time one action; an erase is followed (untimed) by storing the entry again, through the same helper."""
         credentials = json.dumps(self.stored[server]).encode()
-        stdin = {"get": server.encode(), "erase": server.encode(), "store": credentials, "list": b"unused", "-": b""}[action]
+        stdin = {"get": server.encode(), "erase": server.encode(), "store": credentials, "list": b"unused", "-": b""}[
+            action
+        ]
         argv = contender.argv_prefix + ([] if contender.reference else [action])
         call = timed_call(argv, contender.env, stdin)  # the docker CLI sends `unused` to list
         if check or call.returncode != 0:
@@ -493,9 +561,13 @@ class Bench:
         options = self.options
         contenders = self.contenders(options.modes, references)
         server = self.get_target()
-        jobs = [(contender, action) for action in options.actions for contender in contenders if not contender.reference]
+        jobs = [
+            (contender, action) for action in options.actions for contender in contenders if not contender.reference
+        ]
         jobs += [(contender, "-") for contender in contenders if contender.reference]
-        self.note(f"calls, {entries} entries: {len(jobs)} jobs x ({options.warmup} warm-up + {options.repeat}) repetitions")
+        self.note(
+            f"calls, {entries} entries: {len(jobs)} jobs x ({options.warmup} warm-up + {options.repeat}) repetitions"
+        )
         results = {(c.label, action): Samples() for c, action in jobs}
         for repetition in range(-options.warmup, options.repeat):
             for contender, action in rotated(jobs, repetition):
@@ -510,12 +582,19 @@ class Bench:
         return results
 
     def report_calls(self, entries: int, results: dict[tuple[str, str], Samples]) -> None:
-        self.say(f"Single calls, {entries} entries in each store: {self.options.repeat} interleaved repetitions "
-                 f"after {self.options.warmup} warm-up; whole process, spawn to exit; MiB: peak RSS of get/list (GNU time, warm-up rounds)")
+        self.say(
+            f"Single calls, {entries} entries in each store: {self.options.repeat} interleaved repetitions "
+            f"after {self.options.warmup} warm-up; whole process, spawn to exit; MiB: peak RSS of get/list (GNU "
+            "time, warm-up rounds)"
+        )
         self.say()
-        self.say(f"| {'action':<6} | {'contender':<28} | {'median ms':>9} | {'p90 ms':>7} | {'cpu ms':>6} | {'MiB':>5} | "
-                 f"{'ours/Go':>7} | {'mem/Go':>6} | {'target':>6} | {'verdict':<7} |")
-        self.say(f"|{'-' * 8}|{'-' * 30}|{'-' * 10}:|{'-' * 8}:|{'-' * 7}:|{'-' * 6}:|{'-' * 8}:|{'-' * 7}:|{'-' * 7}:|{'-' * 9}|")
+        self.say(
+            f"| {'action':<6} | {'contender':<28} | {'median ms':>9} | {'p90 ms':>7} | {'cpu ms':>6} | {'MiB':>5} | "
+            f"{'ours/Go':>7} | {'mem/Go':>6} | {'target':>6} | {'verdict':<7} |"
+        )
+        self.say(
+            f"|{'-' * 8}|{'-' * 30}|{'-' * 10}:|{'-' * 8}:|{'-' * 7}:|{'-' * 6}:|{'-' * 8}:|{'-' * 7}:|{'-' * 7}:|{'-' * 9}|"  # noqa: E501
+        )
         for action in [*self.options.actions, "-"]:
             go = results.get(("Go secretservice", action))
             for (label, row_action), samples in results.items():
@@ -533,12 +612,19 @@ class Bench:
                     if wanted is not None:
                         limit = f"<= {wanted:.1f}"
                         verdict = "MET" if value <= wanted else "NOT MET"
-                        self.verdicts.append(f"{action} ({entries}) {label}: ours/Go = {value:.2f}, target <= {wanted:.1f}: {verdict}")
+                        self.verdicts.append(
+                            f"{action} ({entries}) {label}: ours/Go = {value:.2f}, target <= {wanted:.1f}: {verdict}"
+                        )
                     if memory_value > MEMORY_TARGET:
-                        self.verdicts.append(f"{action} ({entries}) {label}: peak memory {memory_value:.2f}x Go's, target <= {MEMORY_TARGET:.0f}x: NOT MET")
-                self.say(f"| {action:<6} | {label:<28} | {median_ms(samples.wall):>9.1f} | {p90_ms(samples.wall):>7.1f} | "
-                         f"{median_ms(samples.cpu):>6.1f} | {rss:>5} | {ratio:>7} | "
-                         f"{memory:>6} | {limit:>6} | {verdict:<7} |")
+                        self.verdicts.append(
+                            f"{action} ({entries}) {label}: peak memory {memory_value:.2f}x Go's, target <= "
+                            f"{MEMORY_TARGET:.0f}x: NOT MET"
+                        )
+                self.say(
+                    f"| {action:<6} | {label:<28} | {median_ms(samples.wall):>9.1f} | {p90_ms(samples.wall):>7.1f} | "
+                    f"{median_ms(samples.cpu):>6.1f} | {rss:>5} | {ratio:>7} | "
+                    f"{memory:>6} | {limit:>6} | {verdict:<7} |"
+                )
         self.say()
 
     # -- pattern: docker build -------------------------------------------------------
@@ -558,8 +644,10 @@ class Bench:
     def run_build(self) -> dict[str, list[float]]:
         options = self.options
         contenders = self.contenders(options.build_modes, references=False)
-        self.note(f"build: {len(contenders)} contenders x ({options.build_warmup} warm-up + {options.build_repeat}) "
-                  f"rounds of 1 list + {len(self.stored)} gets")
+        self.note(
+            f"build: {len(contenders)} contenders x ({options.build_warmup} warm-up + {options.build_repeat}) "
+            f"rounds of 1 list + {len(self.stored)} gets"
+        )
         for contender in contenders:  # the warm-up rounds also check every answer
             for _ in range(options.build_warmup):
                 self.build_round(contender, check=True)
@@ -571,10 +659,15 @@ class Bench:
         return results
 
     def report_build(self, results: dict[str, list[float]]) -> None:
-        self.say(f"docker build pattern: 1 list + {len(self.stored)} gets ({len(self.stored)} registries), "
-                 f"{self.options.build_repeat} interleaved rounds after {self.options.build_warmup} warm-up")
+        self.say(
+            f"docker build pattern: 1 list + {len(self.stored)} gets ({len(self.stored)} registries), "
+            f"{self.options.build_repeat} interleaved rounds after {self.options.build_warmup} warm-up"
+        )
         self.say()
-        self.say(f"| {'contender':<28} | {'median ms':>9} | {'p90 ms':>7} | {'per call ms':>11} | {'ours/Go':>7} | {'verdict':<7} |")
+        self.say(
+            f"| {'contender':<28} | {'median ms':>9} | {'p90 ms':>7} | {'per call ms':>11} | {'ours/Go':>7} | "
+            f"{'verdict':<7} |"
+        )
         self.say(f"|{'-' * 30}|{'-' * 10}:|{'-' * 8}:|{'-' * 12}:|{'-' * 8}:|{'-' * 9}|")
         go = results.get("Go secretservice")
         calls = len(self.stored) + 1
@@ -585,8 +678,13 @@ class Bench:
                 ratio = f"{value:.2f}"
                 if label.endswith(", agent"):
                     verdict = "MET" if value <= 1.0 else "NOT MET"
-                    self.verdicts.append(f"docker build ({len(self.stored)}) {label}: ours/Go = {value:.2f}, target <= 1.0: {verdict}")
-            self.say(f"| {label:<28} | {median_ms(walls):>9.0f} | {p90_ms(walls):>7.0f} | {median_ms(walls) / calls:>11.1f} | {ratio:>7} | {verdict:<7} |")
+                    self.verdicts.append(
+                        f"docker build ({len(self.stored)}) {label}: ours/Go = {value:.2f}, target <= 1.0: {verdict}"
+                    )
+            self.say(
+                f"| {label:<28} | {median_ms(walls):>9.0f} | {p90_ms(walls):>7.0f} | "
+                f"{median_ms(walls) / calls:>11.1f} | {ratio:>7} | {verdict:<7} |"
+            )
         self.say()
 
     # -- teardown --------------------------------------------------------------------
@@ -654,11 +752,16 @@ class Bench:
     # -- the whole run -----------------------------------------------------------------
 
     def header(self) -> None:
-        self.say(f"credbridge benchmark ({', '.join(s.name for s in self.setups)}; "
-                 f"{', '.join(i.kind for i in self.installations)}), {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
-        self.say(f"machine: {platform.node() or '?'}, nproc {os.cpu_count()}, {platform.machine()}, "
-                 f"Linux {platform.release()}; harness Python {platform.python_version()}; "
-                 f"our launchers' interpreter {os.path.realpath(self.interpreter())}")
+        self.say(
+            f"credbridge benchmark ({', '.join(s.name for s in self.setups)}; "
+            f"{', '.join(i.kind for i in self.installations)}), "
+            f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}"
+        )
+        self.say(
+            f"machine: {platform.node() or '?'}, nproc {os.cpu_count()}, {platform.machine()}, "
+            f"Linux {platform.release()}; harness Python {platform.python_version()}; "
+            f"our launchers' interpreter {os.path.realpath(self.interpreter())}"
+        )
         load = os.getloadavg()
         self.say(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         self.say(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -671,11 +774,16 @@ class Bench:
             self.start_pass()
         self.header()
         self.start_agents()
-        counts = sorted(set(self.options.entries) | ({self.options.registries} if self.options.pattern != "calls" else set()))
+        counts = sorted(
+            set(self.options.entries) | ({self.options.registries} if self.options.pattern != "calls" else set())
+        )
         for count in counts:
             self.fill(count)
             if self.options.pattern != "build" and count in self.options.entries:
-                self.report_calls(count, self.run_calls(count, references=count == self.options.entries[0] and not self.options.no_floor))
+                self.report_calls(
+                    count,
+                    self.run_calls(count, references=count == self.options.entries[0] and not self.options.no_floor),
+                )
             if self.options.pattern != "calls" and count == self.options.registries:
                 self.report_build(self.run_build())
         for line in self.verdicts:
@@ -685,37 +793,69 @@ class Bench:
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     default_stores = ",".join(name for name, setup in STORE_SETUPS.items() if not setup.opt_in)
-    parser.add_argument("--stores", default=default_stores,
-                        help=f"our helpers to time against Go's secretservice (default {default_stores}; also vault)")
-    parser.add_argument("--pattern", choices=("calls", "build", "all"), default="all",
-                        help="calls: single calls; build: docker build's list + one get per key; all: both (default)")
-    parser.add_argument("--entries", default="10,100,1000", help="entries in each store for single calls (default 10,100,1000)")
-    parser.add_argument("--actions", default=",".join(ACTIONS), help=f"single calls to time (default {','.join(ACTIONS)})")
+    parser.add_argument(
+        "--stores",
+        default=default_stores,
+        help=f"our helpers to time against Go's secretservice (default {default_stores}; also vault)",
+    )
+    parser.add_argument(
+        "--pattern",
+        choices=("calls", "build", "all"),
+        default="all",
+        help="calls: single calls; build: docker build's list + one get per key; all: both (default)",
+    )
+    parser.add_argument(
+        "--entries", default="10,100,1000", help="entries in each store for single calls (default 10,100,1000)"
+    )
+    parser.add_argument(
+        "--actions", default=",".join(ACTIONS), help=f"single calls to time (default {','.join(ACTIONS)})"
+    )
     parser.add_argument("--repeat", type=int, default=11, help="timed repetitions of single calls (default 11)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first; they also check every answer (default 2)")
-    parser.add_argument("--modes", default="go,agent,direct",
-                        help="contenders for single calls (default go,agent,direct; pass adds Go's docker-credential-pass)")
-    parser.add_argument("--no-floor", action="store_true", help="leave out the reference rows (bare interpreter, /bin/true)")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="untimed repetitions first; they also check every answer (default 2)"
+    )
+    parser.add_argument(
+        "--modes",
+        default="go,agent,direct",
+        help="contenders for single calls (default go,agent,direct; pass adds Go's docker-credential-pass)",
+    )
+    parser.add_argument(
+        "--no-floor", action="store_true", help="leave out the reference rows (bare interpreter, /bin/true)"
+    )
     parser.add_argument("--registries", type=int, default=50, help="entries for the build pattern (default 50)")
     parser.add_argument("--build-repeat", type=int, default=5, help="timed rounds of the build pattern (default 5)")
-    parser.add_argument("--build-warmup", type=int, default=1, help="untimed, checked rounds of the build pattern (default 1)")
+    parser.add_argument(
+        "--build-warmup", type=int, default=1, help="untimed, checked rounds of the build pattern (default 1)"
+    )
     parser.add_argument("--build-modes", default="go,agent", help="contenders for the build pattern (default go,agent)")
-    parser.add_argument("--installed", metavar="BINDIR", help="use the venv launchers in BINDIR instead of running ./install.sh")
-    parser.add_argument("--bundle", metavar="DIR", help="install this built bundle instead of building one with build/build.sh")
+    parser.add_argument(
+        "--installed", metavar="BINDIR", help="use the venv launchers in BINDIR instead of running ./install.sh"
+    )
+    parser.add_argument(
+        "--bundle", metavar="DIR", help="install this built bundle instead of building one with build/build.sh"
+    )
     parser.add_argument("--no-bundle", action="store_true", help="leave the PyInstaller bundle out")
     parser.add_argument("--output", metavar="FILE", help="also write the printed report to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs) after the run")
     options = parser.parse_args(argv)
-    choices = {"stores": set(STORE_SETUPS), "actions": set(ACTIONS), "modes": {"go", "pass", "agent", "direct"},
-               "build_modes": {"go", "agent", "direct"}}
+    choices = {
+        "stores": set(STORE_SETUPS),
+        "actions": set(ACTIONS),
+        "modes": {"go", "pass", "agent", "direct"},
+        "build_modes": {"go", "agent", "direct"},
+    }
     for name, allowed in choices.items():
         chosen = [item.strip() for item in getattr(options, name).split(",") if item.strip()]
         unknown = set(chosen) - allowed
         if unknown or not chosen:
-            parser.error(f"--{name.replace('_', '-')}: choose among {', '.join(sorted(allowed))} (got {sorted(unknown) or 'nothing'})")
+            parser.error(
+                f"--{name.replace('_', '-')}: choose among {', '.join(sorted(allowed))} (got "
+                f"{sorted(unknown) or 'nothing'})"
+            )
         setattr(options, name, chosen)
     try:
         options.entries = sorted({int(count) for count in options.entries.split(",")})

@@ -50,8 +50,9 @@ def install_env(home: Path) -> dict[str, str]:
 
 
 def installed(home: Path, *args: str) -> Installation:
-    done = subprocess.run([str(REPO / "install.sh"), *args], env=install_env(home), capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [str(REPO / "install.sh"), *args], env=install_env(home), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, f"install.sh {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return Installation(home, home / ".local" / "bin")
 
@@ -65,8 +66,9 @@ def venv_installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
 @pytest.fixture(scope="session")
 def built_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The PyInstaller onedir bundle, built by build/build.sh once per run (for every worker)."""
-    return bundle.output(once.built_once(tmp_path_factory, "bundle-build",
-                                         lambda scratch: bundle.build(scratch, install_env(scratch))))
+    return bundle.output(
+        once.built_once(tmp_path_factory, "bundle-build", lambda scratch: bundle.build(scratch, install_env(scratch)))
+    )
 
 
 @pytest.fixture(scope="session")
@@ -92,8 +94,9 @@ LIVE_KEYRINGS: list[keyring_session.PrivateKeyring] = []
 
 
 @contextmanager
-def keyring_started(tmp_path_factory: pytest.TempPathFactory,
-                    ) -> Iterator[keyring_session.PrivateKeyring]:
+def keyring_started(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[keyring_session.PrivateKeyring]:
     """A private bus + unlocked gnome-keyring in a fresh home, watched by keyring_alive."""
     assert shutil.which("gnome-keyring-daemon"), "gnome-keyring is not installed (apt install gnome-keyring)"
     keyring = keyring_session.start_private_keyring(tmp_path_factory.mktemp("keyring-home"))
@@ -106,8 +109,9 @@ def keyring_started(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="session")
-def private_keyring(tmp_path_factory: pytest.TempPathFactory,
-                    ) -> Iterator[keyring_session.PrivateKeyring]:
+def private_keyring(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[keyring_session.PrivateKeyring]:
     with keyring_started(tmp_path_factory) as keyring:
         yield keyring
 
@@ -119,8 +123,11 @@ def keyring_alive() -> None:
     for keyring in LIVE_KEYRINGS:
         pids = (keyring.dbus_pid, keyring.keyring_pid)
         if keyring.revive():
-            warnings.warn(f"the private keyring in {keyring.home} had died (bus, daemon pids "
-                          f"{pids}); started again. Its log ends: {keyring.log_tail()[-1000:]}")
+            warnings.warn(
+                f"the private keyring in {keyring.home} had died (bus, daemon pids "
+                f"{pids}); started again. Its log ends: {keyring.log_tail()[-1000:]}",
+                stacklevel=2,
+            )
 
 
 @pytest.fixture(scope="session")
@@ -139,8 +146,13 @@ def agent_serving(installation: Installation, env: dict[str, str]) -> Iterator[i
     """A `credbridge agent` for this environment, up before the first call, stopped after; what it
     said on stderr goes to an unnamed file (none in the session's directories) and into a failure."""
     errors = tempfile.TemporaryFile()
-    agent = subprocess.Popen([installation.executable("credbridge"), "agent"], env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+    agent = subprocess.Popen(
+        [installation.executable("credbridge"), "agent"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
+    )
     socket_dir = Path(env["XDG_RUNTIME_DIR"]) / "credbridge"
     deadline = time.monotonic() + 20
     try:
@@ -166,8 +178,9 @@ def running_agent(installation: Installation, private_keyring: keyring_session.P
 
 
 @contextmanager
-def fresh_agent_runtime(installation: Installation, private_keyring: keyring_session.PrivateKeyring,
-                        tmp_path: Path) -> Iterator[dict[str, str]]:
+def fresh_agent_runtime(
+    installation: Installation, private_keyring: keyring_session.PrivateKeyring, tmp_path: Path
+) -> Iterator[dict[str, str]]:
     """The private keyring's environment with a runtime dir no agent has used; its agent killed after
     (by the pid it wrote into its lock file: the venv's and the bundle's agent alike)."""
     runtime = tmp_path / "run"
@@ -243,8 +256,12 @@ def cryptfile_session(installation: Installation, tmp_path_factory: pytest.TempP
     home = tmp_path_factory.mktemp("cryptfile-home")
     runtime = home / "run"
     runtime.mkdir(mode=0o700)
-    env = {"HOME": str(home), "PATH": os.environ["PATH"], "XDG_RUNTIME_DIR": str(runtime),
-           "XDG_DATA_HOME": str(home / ".local" / "share")}
+    env = {
+        "HOME": str(home),
+        "PATH": os.environ["PATH"],
+        "XDG_RUNTIME_DIR": str(runtime),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+    }
     return with_helpers_on_path(installation, env)
 
 
@@ -257,14 +274,20 @@ def cryptfile_agent(installation: Installation, cryptfile_session: dict[str, str
 def cryptfile_env(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
     """Environment for a helper call on a fresh cryptfile, unlocked by `credbridge unlock`, agent or in process."""
     tmp_path: Path = request.getfixturevalue("tmp_path")
-    env = {**request.getfixturevalue("cryptfile_session"), "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "credentials.cbf"),
-           "XDG_STATE_HOME": str(tmp_path / "state")}  # each test's own memory of generations seen
+    env = {
+        **request.getfixturevalue("cryptfile_session"),
+        "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "credentials.cbf"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }  # each test's own memory of generations seen
     if serving == "agent":
         request.getfixturevalue("cryptfile_agent")
     else:
         env["CREDBRIDGE_NO_AGENT"] = "1"
-    unlocked = run([request.getfixturevalue("installation").executable("credbridge"), "unlock", "--new"],
-                   CRYPTFILE_PASSPHRASE + "\n", env)
+    unlocked = run(
+        [request.getfixturevalue("installation").executable("credbridge"), "unlock", "--new"],
+        CRYPTFILE_PASSPHRASE + "\n",
+        env,
+    )
     assert unlocked.returncode == 0, unlocked.stderr
     return env
 
@@ -287,6 +310,7 @@ def cryptfile_helper_env(request: pytest.FixtureRequest) -> dict[str, str]:
 
 # -- docker-credential-vault on a real OpenBao dev server -----------------------------------------
 
+
 @pytest.fixture(scope="session")
 def vault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openbao.DevServer]:
     """`bao server -dev` on a free loopback port (KV v2 at secret/), stopped by PID."""
@@ -304,7 +328,8 @@ def vault_token(vault_server: openbao.DevServer) -> str:
 
 
 def vault_env(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
-    """A fresh HOME whose ~/.vault-token holds the least-privilege token, and a prefix of its own, agent or in process."""
+    """A fresh HOME whose ~/.vault-token holds the least-privilege token, and a prefix of its own, agent or in
+    process."""
     tmp_path: Path = request.getfixturevalue("tmp_path")
     home = tmp_path / "vault-home"
     home.mkdir(mode=0o700)
@@ -312,8 +337,12 @@ def vault_env(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
     (home / ".vault-token").write_text(request.getfixturevalue("vault_token"))
     config = tmp_path / "credbridge.yaml"
     config.write_text(f"vault:\n  prefix: credbridge/{tmp_path.name}-{os.urandom(4).hex()}/\n")
-    env = {**request.getfixturevalue("cryptfile_session"), "HOME": str(home), "CREDBRIDGE_CONFIG": str(config),
-           "VAULT_ADDR": request.getfixturevalue("vault_server").address}
+    env = {
+        **request.getfixturevalue("cryptfile_session"),
+        "HOME": str(home),
+        "CREDBRIDGE_CONFIG": str(config),
+        "VAULT_ADDR": request.getfixturevalue("vault_server").address,
+    }
     if serving == "agent":
         request.getfixturevalue("cryptfile_agent")
     else:
@@ -368,7 +397,6 @@ class Helper:
         return self("list")
 
 
-
 @pytest.fixture(scope="session")
 def strict_loader(tmp_path_factory: pytest.TempPathFactory) -> strictload.StrictLoader:
     """Apptainer's and SingularityCE's own decoders, built once, judging the files we write."""
@@ -376,6 +404,7 @@ def strict_loader(tmp_path_factory: pytest.TempPathFactory) -> strictload.Strict
 
 
 # -- Apptainer / SingularityCE files (docker-credential-apptainer, -singularity) -----------------
+
 
 def apptainer_files_env(flavour: str) -> "Callable[[pytest.FixtureRequest, str], dict[str, str]]":
     """An env builder for one flavour: a fresh HOME of the cryptfile's login session; at teardown the
@@ -416,12 +445,22 @@ def python_keyring_env(chunk_bytes: int) -> "Callable[[pytest.FixtureRequest, st
     SecretService backend, values split into parts of `chunk_bytes`, no python-keyring item left over."""
 
     def build(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
-        env = {**keyring_env(request, serving), "CREDBRIDGE_KEYRING_BACKEND": PYTHON_KEYRING_SECRET_SERVICE,
-               "CREDBRIDGE_KEYRING_CHUNK_BYTES": str(chunk_bytes)}
+        env = {
+            **keyring_env(request, serving),
+            "CREDBRIDGE_KEYRING_BACKEND": PYTHON_KEYRING_SECRET_SERVICE,
+            "CREDBRIDGE_KEYRING_CHUNK_BYTES": str(chunk_bytes),
+        }
         for _ in range(5):  # one `secret-tool clear` may leave some of a few hundred items
-            subprocess.run(["secret-tool", "clear", "application", PYTHON_KEYRING_APPLICATION], env=env, capture_output=True)
-            left = subprocess.run(["secret-tool", "search", "--all", "application", PYTHON_KEYRING_APPLICATION],
-                                  env=env, capture_output=True, text=True, check=True)
+            subprocess.run(
+                ["secret-tool", "clear", "application", PYTHON_KEYRING_APPLICATION], env=env, capture_output=True
+            )
+            left = subprocess.run(
+                ["secret-tool", "search", "--all", "application", PYTHON_KEYRING_APPLICATION],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             if not left.stdout.strip():
                 return env
         raise AssertionError("python-keyring items remain after secret-tool clear")
@@ -432,7 +471,7 @@ def python_keyring_env(chunk_bytes: int) -> "Callable[[pytest.FixtureRequest, st
 # -- docker-credential-credbridge, the router ------------------------------------------------------
 
 #: Routed: writes go to cryptfile, except *.example.com which goes to the keyring.
-ROUTED_CONFIG = "primary: cryptfile\nroutes:\n  \"*.example.com\": keyring\n"
+ROUTED_CONFIG = 'primary: cryptfile\nroutes:\n  "*.example.com": keyring\n'
 
 
 def router_env(routed: bool) -> "Callable[[pytest.FixtureRequest, str], dict[str, str]]":

@@ -15,13 +15,13 @@ import time
 from typing import Mapping, Optional
 
 from credbridge import __version__, audit, debuglog, wire
-from credbridge.files import execdirs
 from credbridge.errors import HelperError
+from credbridge.files import execdirs
 from credbridge.protocol import list_tokens_asked, serve
-from credbridge.stores.cryptfile import keycache
-from credbridge.stores.router import tokencache
 from credbridge.store import CredentialStore
 from credbridge.stores.catalog import open_store
+from credbridge.stores.cryptfile import keycache
+from credbridge.stores.router import tokencache
 
 DEFAULT_IDLE_SECONDS = 900
 #: A call still running after this long is answered with an error and abandoned: a little below the
@@ -104,8 +104,16 @@ class StoreLease:
 class Call:
     """One helper call, run in a thread of its own so that the connection can be answered at the deadline."""
 
-    def __init__(self, server: "AgentServer", store: str, program: str, args: list[str], stdin: bytes,
-                 env: Mapping[str, str], helper_pid: int) -> None:
+    def __init__(
+        self,
+        server: "AgentServer",
+        store: str,
+        program: str,
+        args: list[str],
+        stdin: bytes,
+        env: Mapping[str, str],
+        helper_pid: int,
+    ) -> None:
         self._server, self._program, self._args, self._stdin, self._env = server, program, args, stdin, env
         self._lease = server.stores.lease(store, env)
         self._audit = audit.begin(env, store, program, args, helper_pid, "agent")  # helper waits
@@ -124,15 +132,21 @@ class Call:
         if not self._abandoned:
             return self._reply
         action = " ".join(self._args)
-        return wire.reply(1, (f"credbridge: {self._program} {action} did not finish within {seconds:g} s and was given up "
-                              f"(a keyring waiting for a prompt, a FIFO or a hung helper?): "
-                              f"run it again with CREDBRIDGE_DEBUG=1 to see where it stops\n").encode())
+        return wire.reply(
+            1,
+            (
+                f"credbridge: {self._program} {action} did not finish within {seconds:g} s and was given up "
+                f"(a keyring waiting for a prompt, a FIFO or a hung helper?): "
+                f"run it again with CREDBRIDGE_DEBUG=1 to see where it stops\n"
+            ).encode(),
+        )
 
     def _run(self) -> None:
         ((output, exit_code), served), debug_log = debuglog.capture(
-            self._env, f"agent {os.getpid()}",
-            lambda: serve(self._program, self._args, self._stdin, self._lease.open,
-                          list_tokens_asked(self._env)))
+            self._env,
+            f"agent {os.getpid()}",
+            lambda: serve(self._program, self._args, self._stdin, self._lease.open, list_tokens_asked(self._env)),
+        )
         audit.finish(self._audit, served)  # before the answer: a helper that returned is logged
         with self._server.counting:
             self._reply = wire.reply(exit_code, output, debug_log)
@@ -268,10 +282,12 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def still_wanted(self, idle_seconds: float) -> bool:
         """False once idle too long, asked to stop, too many calls are stuck, or our socket file went."""
-        return (time.monotonic() - self.last_activity < idle_seconds
-                and not self.stopping
-                and self.stuck_calls < MAX_STUCK_CALLS
-                and _identity(self.server_address) == self.identity)
+        return (
+            time.monotonic() - self.last_activity < idle_seconds
+            and not self.stopping
+            and self.stuck_calls < MAX_STUCK_CALLS
+            and _identity(self.server_address) == self.identity
+        )
 
 
 def _identity(path: str) -> tuple[int, int]:
@@ -308,9 +324,11 @@ def main() -> None:
     call_seconds = _seconds("CREDBRIDGE_AGENT_CALL_SECONDS", DEFAULT_CALL_SECONDS, DEFAULT_CALL_SECONDS)
     directory = wire.agent_dir(os.environ)
     if directory is None:
-        raise SystemExit("credbridge agent: no private place for the agent: set XDG_RUNTIME_DIR to a directory of "
-                         "yours alone (mode 0700), or make ~/.local/state writable (helpers serve every call "
-                         "in process meanwhile)")
+        raise SystemExit(
+            "credbridge agent: no private place for the agent: set XDG_RUNTIME_DIR to a directory of "
+            "yours alone (mode 0700), or make ~/.local/state writable (helpers serve every call "
+            "in process meanwhile)"
+        )
     ensure_private_dir(directory)
     execdirs.remove_stale(directory)
     try:

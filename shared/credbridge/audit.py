@@ -15,8 +15,8 @@ import stat
 import time
 from typing import Mapping, NamedTuple, Optional
 
-from credbridge.protocol import AUDITED_ACTIONS, Served
 from credbridge.files.userdirs import state_home
+from credbridge.protocol import AUDITED_ACTIONS, Served
 
 LOG_NAME = "audit.log"
 #: The live file is rotated past this size; KEEP_ROTATED older ones are kept (audit.log.1 newest).
@@ -31,8 +31,14 @@ INTERPRETERS = ("python", "perl", "ruby", "node", "sh", "bash", "dash", "zsh", "
 #: keeps only hashes): their records keep the registry as hidden_name(), which a guess can be
 #: tested against (`credbridge audit --registry`) but which names nothing.
 NAMELESS_STORES = frozenset({"cryptfile"})
-_OPEN_FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-               | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+_OPEN_FLAGS = (
+    os.O_WRONLY
+    | os.O_APPEND
+    | os.O_CREAT
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 
 
 class Tool(NamedTuple):
@@ -79,8 +85,15 @@ def log_files(env: Mapping[str, str]) -> list[str]:
     return [candidate for candidate in candidates if os.path.lexists(candidate)]
 
 
-def begin(env: Mapping[str, str], store: str, program: str, args: list[str], helper_pid: int,
-          served_by: str, tool_pid: Optional[int] = None) -> Optional[Pending]:
+def begin(
+    env: Mapping[str, str],
+    store: str,
+    program: str,
+    args: list[str],
+    helper_pid: int,
+    served_by: str,
+    tool_pid: Optional[int] = None,
+) -> Optional[Pending]:
     """Note who asks while the helper is alive; None for a call not audited or a log turned off.
 
     `tool_pid`: the helper's parent when known (in process: os.getppid()), else read from /proc.
@@ -89,8 +102,7 @@ def begin(env: Mapping[str, str], store: str, program: str, args: list[str], hel
         return None
     if tool_pid is None:
         tool_pid = parent_pid(helper_pid)
-    return Pending(log_path(env), store, os.path.basename(program), helper_pid, served_by,
-                   tool_of(tool_pid))
+    return Pending(log_path(env), store, os.path.basename(program), helper_pid, served_by, tool_of(tool_pid))
 
 
 def finish(pending: Optional[Pending], served: Served) -> None:
@@ -101,11 +113,20 @@ def finish(pending: Optional[Pending], served: Served) -> None:
     registry = registry_name(served.server_url)
     if registry and pending.store in NAMELESS_STORES:
         registry = hidden_name(registry)
-    record = {"time": round(time.time(), 3), "action": served.action,
-              "registry": registry, "store": pending.store,
-              "outcome": served.outcome, "tool": tool.name, "tool_exe": tool.exe,
-              "tool_argv0": tool.argv0, "tool_pid": tool.pid, "helper": pending.helper,
-              "helper_pid": pending.helper_pid, "served_by": pending.served_by}
+    record = {
+        "time": round(time.time(), 3),
+        "action": served.action,
+        "registry": registry,
+        "store": pending.store,
+        "outcome": served.outcome,
+        "tool": tool.name,
+        "tool_exe": tool.exe,
+        "tool_argv0": tool.argv0,
+        "tool_pid": tool.pid,
+        "helper": pending.helper,
+        "helper_pid": pending.helper_pid,
+        "served_by": pending.served_by,
+    }
     try:
         append(pending.path, record)
     except Exception:  # auditing never breaks a pull
@@ -142,7 +163,7 @@ def parent_pid(pid: int) -> int:
     status = _read_proc(f"/proc/{pid}/status")
     start = status.find(b"\nPPid:") + 6
     try:
-        return int(status[start:status.index(b"\n", start)]) if start > 5 else 0
+        return int(status[start : status.index(b"\n", start)]) if start > 5 else 0
     except ValueError:
         return 0
 
@@ -184,8 +205,7 @@ def _field(text: str) -> str:
     return escaped[:MAX_FIELD_CHARS]
 
 
-def append(path: str, record: Mapping[str, object], max_bytes: int = MAX_BYTES,
-           keep: int = KEEP_ROTATED) -> None:
+def append(path: str, record: Mapping[str, object], max_bytes: int = MAX_BYTES, keep: int = KEEP_ROTATED) -> None:
     """Append a JSON line: one write under the file's flock, rotating a file grown past max_bytes.
 
     A writer that waited while another rotated holds the lock of a file no
@@ -245,4 +265,4 @@ def _rotate(path: str, keep: int) -> None:
 def _write_all(descriptor: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(descriptor, view):]
+        view = view[os.write(descriptor, view) :]

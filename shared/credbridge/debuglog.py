@@ -29,8 +29,14 @@ SECRET_NAMES = ("auth", "key")
 MAX_VALUE_CHARS = 200
 
 #: O_NOFOLLOW: a planted symlink is refused; O_NONBLOCK: a planted fifo cannot block the helper.
-_APPEND_FLAGS = (posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT
-                 | getattr(posix, "O_NOFOLLOW", 0) | getattr(posix, "O_NONBLOCK", 0) | getattr(posix, "O_CLOEXEC", 0))
+_APPEND_FLAGS = (
+    posix.O_WRONLY
+    | posix.O_APPEND
+    | posix.O_CREAT
+    | getattr(posix, "O_NOFOLLOW", 0)
+    | getattr(posix, "O_NONBLOCK", 0)
+    | getattr(posix, "O_CLOEXEC", 0)
+)
 
 _call = _local()
 
@@ -120,12 +126,17 @@ def emit(env: "Mapping[str, str]", lines: bytes) -> None:
     try:
         descriptor = posix.open(target, _APPEND_FLAGS, 0o600)
     except OSError as error:
-        _write_all(2, f"credbridge: cannot write the debug log {target}: {error.strerror} (CREDBRIDGE_DEBUG)\n".encode())
+        _write_all(
+            2, f"credbridge: cannot write the debug log {target}: {error.strerror} (CREDBRIDGE_DEBUG)\n".encode()
+        )
         return
     try:
         if not _is_private_file(posix.fstat(descriptor)):
-            _write_all(2, f"credbridge: refusing the debug log {target}: not a private file of yours "
-                          f"(mode 0600, owned by you): remove it or name another file\n".encode())
+            _write_all(
+                2,
+                f"credbridge: refusing the debug log {target}: not a private file of yours "
+                f"(mode 0600, owned by you): remove it or name another file\n".encode(),
+            )
             return
         _write_all(descriptor, lines)
     finally:
@@ -143,6 +154,6 @@ def _write_all(descriptor: int, data: bytes) -> None:
     view = memoryview(data)
     try:
         while view:
-            view = view[posix.write(descriptor, view):]
+            view = view[posix.write(descriptor, view) :]
     except OSError:
         pass  # a log that cannot be written must not change the helper's answer

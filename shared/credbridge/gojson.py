@@ -16,12 +16,20 @@ CREDENTIAL_FIELDS = ("ServerURL", "Username", "Secret")
 # Go 1.19 (the reference build) writes \n \r \t short, every other control
 # character as \u00XX, and escapes <, >, &, U+2028, U+2029 for HTML safety.
 _ESCAPES = {c: f"\\u{c:04x}" for c in range(0x20)}
-_ESCAPES.update({
-    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
-    ord('"'): '\\"', ord("\\"): "\\\\",
-    ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
-    0x2028: "\\u2028", 0x2029: "\\u2029",
-})
+_ESCAPES.update(
+    {
+        ord("\n"): "\\n",
+        ord("\r"): "\\r",
+        ord("\t"): "\\t",
+        ord('"'): '\\"',
+        ord("\\"): "\\\\",
+        ord("<"): "\\u003c",
+        ord(">"): "\\u003e",
+        ord("&"): "\\u0026",
+        0x2028: "\\u2028",
+        0x2029: "\\u2029",
+    }
+)
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_SPACE = " \t\n\r"
 _FIELD_BY_FOLDED_NAME = {name.casefold(): name for name in CREDENTIAL_FIELDS}
@@ -43,9 +51,7 @@ def encode_credentials(server_url: str, username: str, secret: str) -> bytes:
 
 def encode_string_map(mapping: dict[str, str]) -> bytes:
     """The `list` reply: a Go map[string]string, keys sorted, newline-terminated."""
-    items = ",".join(
-        f"{encode_string(key)}:{encode_string(mapping[key])}" for key in sorted(mapping)
-    )
+    items = ",".join(f"{encode_string(key)}:{encode_string(mapping[key])}" for key in sorted(mapping))
     return ("{" + items + "}\n").encode()
 
 
@@ -68,9 +74,7 @@ def decode_credentials(text: str) -> dict[str, str]:
     if value is None:
         return fields
     if not isinstance(value, list) or not value or value[0] is not _OBJECT:
-        raise HelperError(
-            f"json: cannot unmarshal {_go_kind(value)} into Go value of type credentials.Credentials"
-        )
+        raise HelperError(f"json: cannot unmarshal {_go_kind(value)} into Go value of type credentials.Credentials")
     first_type_error = None
     for key, item in value[1:]:
         field = _FIELD_BY_FOLDED_NAME.get(key.casefold())
@@ -80,8 +84,7 @@ def decode_credentials(text: str) -> dict[str, str]:
             fields[field] = _LONE_SURROGATE.sub("\ufffd", item)
         elif first_type_error is None:
             first_type_error = (
-                f"json: cannot unmarshal {_go_kind(item)} into Go struct field "
-                f"Credentials.{field} of type string"
+                f"json: cannot unmarshal {_go_kind(item)} into Go struct field Credentials.{field} of type string"
             )
     if first_type_error:
         raise HelperError(first_type_error)

@@ -59,8 +59,13 @@ def helper_chain(environ: Mapping[str, str]) -> list[str]:
 class HelperProgram:
     """One `docker-credential-<name>` on PATH, run with the caller's environment."""
 
-    def __init__(self, name: str, environ: Mapping[str, str], timeout: Optional[float] = None,
-                 longer: str = f"set {TIMEOUT_VARIABLE} for longer") -> None:
+    def __init__(
+        self,
+        name: str,
+        environ: Mapping[str, str],
+        timeout: Optional[float] = None,
+        longer: str = f"set {TIMEOUT_VARIABLE} for longer",
+    ) -> None:
         """`timeout` (seconds) overrides CREDBRIDGE_HELPER_TIMEOUT; `longer`: how to give more."""
         if not is_helper_name(name):
             raise HelperError(f"{name!r} is not a helper name: name docker-credential-NAME by its NAME only")
@@ -100,15 +105,18 @@ class HelperProgram:
         return Credentials(server_url, answer["Username"], answer["Secret"])
 
     def store(self, credentials: Credentials) -> None:
-        self._call("store", json.dumps({"ServerURL": credentials.server_url, "Username": credentials.username,
-                                        "Secret": credentials.secret}).encode())
+        self._call(
+            "store",
+            json.dumps(
+                {"ServerURL": credentials.server_url, "Username": credentials.username, "Secret": credentials.secret}
+            ).encode(),
+        )
 
     def erase(self, server_url: str) -> None:
         """Absent is not an error, whatever the helper answers for it."""
         self._call("erase", server_url.encode(), not_found_ok=True)
 
-    def _call(self, action: str, stdin: bytes, not_found_ok: bool = False,
-              tokens_too: bool = False) -> Optional[bytes]:
+    def _call(self, action: str, stdin: bytes, not_found_ok: bool = False, tokens_too: bool = False) -> Optional[bytes]:
         debuglog.log("calling helper", program=self.program, action=action)
         asked = {LIST_TOKENS_VARIABLE: "1"} if tokens_too else {}
         output, exit_code = self._run(action, stdin, asked)
@@ -131,22 +139,28 @@ class HelperProgram:
             program = find_program(self.program, self.environ)
             if program is None:
                 raise FileNotFoundError()
-            process = subprocess.Popen([program, action], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       env={**self.environ, **variables}, start_new_session=True)
+            process = subprocess.Popen(
+                [program, action],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env={**self.environ, **variables},
+                start_new_session=True,
+            )
         except FileNotFoundError:
-            raise HelperNotRunnable(f"{self.program} is not on PATH: install it, or name another "
-                                    "store with --store") from None
+            raise HelperNotRunnable(
+                f"{self.program} is not on PATH: install it, or name another store with --store"
+            ) from None
         except PermissionError:
-            raise HelperNotRunnable(f"{self.program} is not executable: run `chmod +x` on it") \
-                from None
+            raise HelperNotRunnable(f"{self.program} is not executable: run `chmod +x` on it") from None
         with process:
             try:
                 output, _ = process.communicate(stdin, timeout=timeout)
             except BaseException as error:
                 end_process_group(process)
                 if isinstance(error, subprocess.TimeoutExpired):
-                    raise HelperError(f"{self.program} {action} did not answer within {timeout:g} seconds "
-                                      f"({self._longer})") from None
+                    raise HelperError(
+                        f"{self.program} {action} did not answer within {timeout:g} seconds ({self._longer})"
+                    ) from None
                 raise
         return output, process.returncode
 

@@ -10,8 +10,7 @@ import codecs
 from typing import Callable, Mapping, NamedTuple
 
 from credbridge import __version__, debuglog
-from credbridge.errors import (CredentialsNotFound, HelperError, MissingServerURL, MissingUsername,
-                               Refused)
+from credbridge.errors import CredentialsNotFound, HelperError, MissingServerURL, MissingUsername, Refused
 from credbridge.gojson import decode_credentials, encode_credentials, encode_string_map
 from credbridge.store import Credentials, CredentialStore
 
@@ -21,7 +20,7 @@ LIST_TOKENS_VARIABLE = "CREDBRIDGE_LIST_TOKENS"
 #: bufio.Scanner's default limit: the Go helpers refuse longer input lines.
 MAX_LINE_BYTES = 64 * 1024
 # Go's strings.TrimSpace: Unicode White_Space (Python's isspace adds \x1c-\x1f).
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"  # noqa: E501
 
 
 # Go's decoder replaces each invalid byte by U+FFFD; Python's "replace" one per bad sequence.
@@ -89,8 +88,14 @@ def describe_unexpected(error: BaseException) -> str:
     return f"credbridge: unexpected {type(error).__name__}{detail} (please report this)"
 
 
-def _dispatch(program: str, args: list[str], stdin: bytes,
-              open_store: Callable[[], CredentialStore], noted: dict[str, str], list_tokens: bool) -> bytes:
+def _dispatch(
+    program: str,
+    args: list[str],
+    stdin: bytes,
+    open_store: Callable[[], CredentialStore],
+    noted: dict[str, str],
+    list_tokens: bool,
+) -> bytes:
     """The answer; `noted` gets the server URL the call names, for the audit log."""
     if len(args) != 1:
         raise HelperError(f"Usage: {program} {USAGE_ACTIONS}")

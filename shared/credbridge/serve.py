@@ -37,7 +37,7 @@ def run_helper(store: str) -> "NoReturn":
     exit_code, output = answer
     view = memoryview(output)
     while view:
-        view = view[posix.write(1, view):]
+        view = view[posix.write(1, view) :]
     sys.exit(exit_code)
 
 
@@ -64,7 +64,9 @@ def _read_stdin() -> bytes:
     return b"".join(chunks)
 
 
-def _ask_agent(store: str, program: str, args: "list[str]", stdin: bytes, env: "dict[str, str]") -> "Optional[tuple[int, bytes]]":
+def _ask_agent(
+    store: str, program: str, args: "list[str]", stdin: bytes, env: "dict[str, str]"
+) -> "Optional[tuple[int, bytes]]":
     """The agent's answer, or None when there is no usable agent (then start one)."""
     import _socket  # the C module: `socket` would pull in enum and selectors
 
@@ -113,8 +115,13 @@ def _exchange(connection: "_socket.socket", path: str, request: bytes) -> bytes:
         while chunk := connection.recv(1 << 16):
             chunks.append(chunk)
     except _socket.timeout:
-        return wire.reply(1, (f"credbridge: the agent took the call but gave no answer within {wire.REPLY_TIMEOUT_SECONDS:g} s: "
-                              "run `credbridge stop-agent` and try again\n").encode())
+        return wire.reply(
+            1,
+            (
+                f"credbridge: the agent took the call but gave no answer within {wire.REPLY_TIMEOUT_SECONDS:g} s: "
+                "run `credbridge stop-agent` and try again\n"
+            ).encode(),
+        )
     return b"".join(chunks)
 
 
@@ -157,12 +164,24 @@ def _start_agent(env: "dict[str, str]") -> None:
     if env.get("CREDBRIDGE_NO_AGENT_START") or _agent_is_starting(env):
         return
     argv = _agent_argv()
-    child_env = {name: value for name, value in posix.environ.items()
-                 if name in (b"PATH", b"HOME", b"XDG_RUNTIME_DIR", b"XDG_STATE_HOME",
-                             b"CREDBRIDGE_AGENT_IDLE_SECONDS", b"CREDBRIDGE_AGENT_CALL_SECONDS")}
+    child_env = {
+        name: value
+        for name, value in posix.environ.items()
+        if name
+        in (
+            b"PATH",
+            b"HOME",
+            b"XDG_RUNTIME_DIR",
+            b"XDG_STATE_HOME",
+            b"CREDBRIDGE_AGENT_IDLE_SECONDS",
+            b"CREDBRIDGE_AGENT_CALL_SECONDS",
+        )
+    }
     try:
         posix.posix_spawn(
-            argv[0], argv, child_env,
+            argv[0],
+            argv,
+            child_env,
             setsid=True,
             file_actions=[
                 (posix.POSIX_SPAWN_OPEN, 0, "/dev/null", posix.O_RDONLY, 0),
@@ -203,17 +222,19 @@ def _agent_is_starting(env: "dict[str, str]") -> bool:
         posix.close(descriptor)
 
 
-def _serve_in_process(store: str, program: str, args: "list[str]", stdin: bytes, env: "dict[str, str]") -> "tuple[int, bytes]":
+def _serve_in_process(
+    store: str, program: str, args: "list[str]", stdin: bytes, env: "dict[str, str]"
+) -> "tuple[int, bytes]":
     import os
 
     from credbridge import audit, debuglog
     from credbridge.protocol import list_tokens_asked, serve
     from credbridge.stores.catalog import open_store
 
-    pending = audit.begin(env, store, program, args, os.getpid(), "in process",
-                          tool_pid=os.getppid())
+    pending = audit.begin(env, store, program, args, os.getpid(), "in process", tool_pid=os.getppid())
     ((output, exit_code), served), debug_log = debuglog.capture(
-        env, "in process", lambda: serve(program, args, stdin, lambda: open_store(store, env), list_tokens_asked(env)))
+        env, "in process", lambda: serve(program, args, stdin, lambda: open_store(store, env), list_tokens_asked(env))
+    )
     audit.finish(pending, served)
     if debug_log:
         debuglog.emit(env, debug_log)

@@ -20,7 +20,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: `@` starts a digest (`repo@sha256:...`); without a scheme it stops at a `/`.
 _PASSWORD_IN_USERINFO = re.compile(
     r"""(?P<start>(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)|(?<![^\s'"(\[{<,=]))(?P<user>[^\s/@:'"]*):"""
-    r"""(?(scheme)[^\s'"]*@(?![a-z0-9]+:[0-9a-f]{32})|[^\s/'"]*@)""")
+    r"""(?(scheme)[^\s'"]*@(?![a-z0-9]+:[0-9a-f]{32})|[^\s/'"]*@)"""
+)
 #: `scheme://token@`: userinfo without a colon after a scheme is a token as often as a name (git's `ghp_...@`).
 _TOKEN_IN_USERINFO = re.compile(r"""(?P<start>[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@:'"]+@""")
 _DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
@@ -92,7 +93,7 @@ def _split_port(authority: str) -> tuple[str, str]:
     if authority.startswith("["):
         end = authority.find("]")
         if end != -1:
-            return authority[: end + 1], authority[end + 1:]
+            return authority[: end + 1], authority[end + 1 :]
         return authority, ""
     host, colon, port = authority.rpartition(":")
     if colon and port.isdigit():

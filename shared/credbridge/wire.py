@@ -29,23 +29,37 @@ def reads_stdin(args: "list[str]") -> bool:
     """Whether a helper called with `args` reads its input: the one place that decides."""
     return len(args) == 1 and args[0] in ACTIONS_READING_STDIN
 
+
 #: The environment a store may depend on; nothing else reaches the agent.
 #: PATH: a store that delegates (credsStore in a config file) runs the helper the caller would find.
-RELEVANT_ENV_NAMES = frozenset({"HOME", "USER", "LOGNAME", "PATH", "DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS",
-                                "REGISTRY_AUTH_FILE"})
+RELEVANT_ENV_NAMES = frozenset(
+    {"HOME", "USER", "LOGNAME", "PATH", "DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "REGISTRY_AUTH_FILE"}
+)
 #: Variables naming a file or directory. A relative one means relative to the caller's directory,
 #: which the agent (running in /) cannot know: the client makes them absolute before anything is served.
-PATH_VARIABLES = ("CREDBRIDGE_CRYPTFILE", "CREDBRIDGE_PASSPHRASE_FILE", "CREDBRIDGE_CONFIG", "DOCKER_CONFIG",
-                  "REGISTRY_AUTH_FILE", "APPTAINER_CONFIGDIR", "SINGULARITY_CONFIGDIR", "APPTAINER_AUTH_FILE",
-                  "APPTAINER_AUTHFILE", "SINGULARITY_AUTHFILE", "VAULT_CACERT", "BAO_CACERT")
+PATH_VARIABLES = (
+    "CREDBRIDGE_CRYPTFILE",
+    "CREDBRIDGE_PASSPHRASE_FILE",
+    "CREDBRIDGE_CONFIG",
+    "DOCKER_CONFIG",
+    "REGISTRY_AUTH_FILE",
+    "APPTAINER_CONFIGDIR",
+    "SINGULARITY_CONFIGDIR",
+    "APPTAINER_AUTH_FILE",
+    "APPTAINER_AUTHFILE",
+    "SINGULARITY_AUTHFILE",
+    "VAULT_CACERT",
+    "BAO_CACERT",
+)
 #: Paths that name something of the process that opens them (its descriptors, its own /proc entry):
 #: the agent would open its own, so a call naming one is served in the caller's process.
 PROCESS_RELATIVE_PREFIXES = ("/dev/fd/", "/dev/std", "/proc/self/", "/proc/thread-self/")
 #: What the token-minting helpers of the clouds read (credbridge.stores.router.helperenv): the router passes each
 #: its own, and a route's `env` may name any of them.
 HELPER_ENV_PREFIXES = ("AWS_", "GOOGLE_", "CLOUDSDK_", "AZURE_")
-HELPER_ENV_NAMES = frozenset({"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
-                              "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"})
+HELPER_ENV_NAMES = frozenset(
+    {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+)
 #: The variables of every store (one table: credbridge.stores.catalog) and of those helpers.
 RELEVANT_ENV_PREFIXES = env_prefixes() + HELPER_ENV_PREFIXES
 #: Version 2 replies carry the call's debug log (credbridge.debuglog) for the caller to write.
@@ -63,19 +77,21 @@ REPLY_TIMEOUT_SECONDS = 120.0
 
 def relevant_env(environ: "Mapping[str, str]") -> "dict[str, str]":
     return {
-        name: value for name, value in environ.items()
-        if name in RELEVANT_ENV_NAMES or name in HELPER_ENV_NAMES
-        or name.startswith(RELEVANT_ENV_PREFIXES)
+        name: value
+        for name, value in environ.items()
+        if name in RELEVANT_ENV_NAMES or name in HELPER_ENV_NAMES or name.startswith(RELEVANT_ENV_PREFIXES)
     }
 
 
 def process_env() -> "dict[str, str]":
     """This process's relevant environment, decoded as os.environ would (without importing os),
     with relative paths made absolute against this process's directory."""
-    env = relevant_env({
-        name.decode("utf-8", "surrogateescape"): value.decode("utf-8", "surrogateescape")
-        for name, value in posix.environ.items()
-    })
+    env = relevant_env(
+        {
+            name.decode("utf-8", "surrogateescape"): value.decode("utf-8", "surrogateescape")
+            for name, value in posix.environ.items()
+        }
+    )
     relative = [name for name in PATH_VARIABLES if env.get(name, "/")[:1] not in ("/", "")]
     if relative:
         try:
@@ -171,8 +187,8 @@ def _read_line(path: str) -> str:
 
 def _record_fallback_dir(pointer: str) -> "Optional[str]":
     """Make a fresh private directory in /tmp and record it (once per host and boot); None if impossible."""
-    from credbridge.files import atomicfile
     from credbridge.errors import HelperError
+    from credbridge.files import atomicfile
 
     try:
         with atomicfile.exclusive(pointer):
@@ -249,11 +265,11 @@ def decode_fields(data: bytes) -> "list[bytes]":
     """Inverse of encode_fields; ValueError on anything malformed."""
     fields, offset = [], 0
     while offset < len(data):
-        size = int.from_bytes(data[offset:offset + 4], "big")
+        size = int.from_bytes(data[offset : offset + 4], "big")
         end = offset + 4 + size
         if offset + 4 > len(data) or end > len(data):
             raise ValueError("truncated frame")
-        fields.append(data[offset + 4:end])
+        fields.append(data[offset + 4 : end])
         offset = end
     return fields
 
@@ -287,7 +303,7 @@ def control_request(command: str) -> bytes:
 
 def parse_control(data: bytes) -> "Optional[str]":
     """The command of a control request, None for anything else."""
-    if data[4:4 + len(CONTROL_MAGIC)] != CONTROL_MAGIC:
+    if data[4 : 4 + len(CONTROL_MAGIC)] != CONTROL_MAGIC:
         return None
     try:
         _magic, command = decode_fields(data)

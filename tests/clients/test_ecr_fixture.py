@@ -18,8 +18,7 @@ from tests.support.process import run
 __all__ = ["ecr"]
 
 
-def ecr_login(emulation: EcrEmulation, action: str, stdin: str = "",
-              profile: str = PROFILES[0]) -> dict:
+def ecr_login(emulation: EcrEmulation, action: str, stdin: str = "", profile: str = PROFILES[0]) -> dict:
     result = run(["docker-credential-ecr-login", action], stdin, emulation.env(profile))
     assert result.returncode == 0, (result.text, result.stderr.decode(errors="replace"))
     return json.loads(result.stdout)
@@ -27,8 +26,7 @@ def ecr_login(emulation: EcrEmulation, action: str, stdin: str = "",
 
 def test_get_answers_the_registry_with_a_token_from_the_emulation(ecr: EcrEmulation) -> None:
     answer = ecr_login(ecr, "get", ecr.registry)
-    assert answer == {"ServerURL": ecr.registry, "Username": "AWS",
-                      "Secret": f"{ACCOUNT}-auth-token"}
+    assert answer == {"ServerURL": ecr.registry, "Username": "AWS", "Secret": f"{ACCOUNT}-auth-token"}
     assert ecr.token_calls() == 1
 
 
@@ -44,8 +42,11 @@ def test_each_get_is_one_counted_call_signed_by_the_callers_profile(ecr: EcrEmul
 def test_moto_tokens_differ_by_registry_not_by_profile(ecr: EcrEmulation) -> None:
     """Two profiles asking for one registry get the same secret: moto mints '<id>-auth-token'."""
     other = registry_host("210987654321")
-    secrets = {(profile, host): ecr_login(ecr, "get", host, profile)["Secret"]
-               for profile in PROFILES for host in (ecr.registry, other)}
+    secrets = {
+        (profile, host): ecr_login(ecr, "get", host, profile)["Secret"]
+        for profile in PROFILES
+        for host in (ecr.registry, other)
+    }
     assert secrets[PROFILES[0], ecr.registry] == secrets[PROFILES[1], ecr.registry]
     assert secrets[PROFILES[0], ecr.registry] != secrets[PROFILES[0], other]
     assert ecr.token_calls() == 4
@@ -63,8 +64,7 @@ def test_the_token_carries_no_expiry_and_moto_says_it_expired_in_2015(ecr: EcrEm
 
 def test_nothing_but_the_emulated_endpoint_is_reachable(ecr: EcrEmulation) -> None:
     """Another region's endpoint is refused by the proxy: ecr-login fails, nothing is counted."""
-    result = run(["docker-credential-ecr-login", "get"], registry_host(region="eu-west-1"),
-                 ecr.env())
+    result = run(["docker-credential-ecr-login", "get"], registry_host(region="eu-west-1"), ecr.env())
     assert result.returncode != 0
     assert ecr.token_calls() == 0
 

@@ -58,15 +58,16 @@ def program(name: str, env: dict[str, str]) -> str:
     return path
 
 
-def run_tool(argv: Sequence[str], env: dict[str, str], stdin: str = "",
-             timeout: float = TOOL_TIMEOUT_SECONDS) -> subprocess.CompletedProcess[str]:
+def run_tool(
+    argv: Sequence[str], env: dict[str, str], stdin: str = "", timeout: float = TOOL_TIMEOUT_SECONDS
+) -> subprocess.CompletedProcess[str]:
     """Run a client with exactly ``env``; secrets only ever go on stdin, never in argv."""
     try:
-        return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, env=env,
-                              timeout=timeout, check=False)
+        return subprocess.run(
+            list(argv), input=stdin, capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{' '.join(argv[:3])} did not finish within {timeout}s; "
-                    f"stdout={e.stdout!r} stderr={e.stderr!r}")
+        pytest.fail(f"{' '.join(argv[:3])} did not finish within {timeout}s; stdout={e.stdout!r} stderr={e.stderr!r}")
 
 
 def explain(done: subprocess.CompletedProcess[str]) -> str:
@@ -87,10 +88,13 @@ class Clients:
         return run_tool([program("docker", self.env), *args], self.env, stdin)
 
     def skopeo(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return run_tool([program("skopeo", self.env), "--registries-conf", str(self.registries_conf), *args],
-                        self.env, stdin)
+        return run_tool(
+            [program("skopeo", self.env), "--registries-conf", str(self.registries_conf), *args], self.env, stdin
+        )
 
-    def podman(self, *args: str, stdin: str = "", registries_conf: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def podman(
+        self, *args: str, stdin: str = "", registries_conf: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = self.env if registries_conf is None else {**self.env, "CONTAINERS_REGISTRIES_CONF": str(registries_conf)}
         return run_tool([program("podman", env), *args], env, stdin)
 
@@ -108,10 +112,8 @@ def private_podman(podman: Path) -> dict[str, str]:
     for directory in (podman / "tmp", podman / "networks"):
         directory.mkdir(parents=True, exist_ok=True)
     (podman / "storage.conf").write_text(
-        "[storage]\n"
-        'driver = "vfs"\n'
-        f'runroot = "{podman / "runroot"}"\n'
-        f'graphroot = "{podman / "graphroot"}"\n')
+        f'[storage]\ndriver = "vfs"\nrunroot = "{podman / "runroot"}"\ngraphroot = "{podman / "graphroot"}"\n'
+    )
     (podman / "containers.conf").write_text(
         "[engine]\n"
         f'tmp_dir = "{podman / "tmp"}"\n'
@@ -121,7 +123,8 @@ def private_podman(podman: Path) -> dict[str, str]:
         "[network]\n"
         # netavark as root always uses /run/containers/networks; CNI's config dir can move.
         'network_backend = "cni"\n'
-        f'network_config_dir = "{podman / "networks"}"\n')
+        f'network_config_dir = "{podman / "networks"}"\n'
+    )
     return {"CONTAINERS_STORAGE_CONF": str(podman / "storage.conf"), "CONTAINERS_CONF": str(podman / "containers.conf")}
 
 
@@ -188,10 +191,12 @@ def assert_no_secret_in(roots: Iterable[Path], username: str, password: str) -> 
 def containers_auth_files(clients: Clients) -> list[Path]:
     """Every auth.json containers/image would read or write for this environment."""
     env = clients.env
-    return [clients.auth_file,
-            Path(env["XDG_RUNTIME_DIR"]) / "containers" / "auth.json",
-            Path(env["XDG_CONFIG_HOME"]) / "containers" / "auth.json",
-            Path(env["HOME"]) / ".docker" / "config.json"]
+    return [
+        clients.auth_file,
+        Path(env["XDG_RUNTIME_DIR"]) / "containers" / "auth.json",
+        Path(env["XDG_CONFIG_HOME"]) / "containers" / "auth.json",
+        Path(env["HOME"]) / ".docker" / "config.json",
+    ]
 
 
 def assert_no_auth_entry(auths: dict, host: str) -> None:
@@ -217,8 +222,14 @@ def listed(helper: Helper) -> dict[str, str]:
 
 
 def docker_login(clients: Clients, registry: Registry, password: str | None = None) -> subprocess.CompletedProcess[str]:
-    return clients.docker("login", registry.host, "-u", registry.username, "--password-stdin",
-                          stdin=(registry.password if password is None else password) + "\n")
+    return clients.docker(
+        "login",
+        registry.host,
+        "-u",
+        registry.username,
+        "--password-stdin",
+        stdin=(registry.password if password is None else password) + "\n",
+    )
 
 
 def skopeo_inspect(clients: Clients, registry: Registry) -> subprocess.CompletedProcess[str]:
@@ -229,7 +240,8 @@ def skopeo_inspect(clients: Clients, registry: Registry) -> subprocess.Completed
 
 
 def test_docker_login_keeps_the_password_in_the_keyring_and_out_of_docker_config(
-        clients: Clients, registry: Registry, keyring_helper: Helper) -> None:
+    clients: Clients, registry: Registry, keyring_helper: Helper
+) -> None:
     done = docker_login(clients, registry)
     assert done.returncode == 0 and "Login Succeeded" in done.stdout, explain(done)
 
@@ -238,20 +250,28 @@ def test_docker_login_keeps_the_password_in_the_keyring_and_out_of_docker_config
     assert_no_auth_entry(config.get("auths", {}), registry.host)
     assert_no_secret_in([clients.docker_config], registry.username, registry.password)
     assert got(keyring_helper, registry.host) == {
-        "ServerURL": registry.host, "Username": registry.username, "Secret": registry.password}
+        "ServerURL": registry.host,
+        "Username": registry.username,
+        "Secret": registry.password,
+    }
     assert listed(keyring_helper) == {registry.host: registry.username}
 
 
 def test_go_secretservice_helper_reads_what_docker_login_stored(
-        clients: Clients, registry: Registry, go_helper: Helper) -> None:
+    clients: Clients, registry: Registry, go_helper: Helper
+) -> None:
     done = docker_login(clients, registry)
     assert done.returncode == 0, explain(done)
     assert got(go_helper, registry.host) == {
-        "ServerURL": registry.host, "Username": registry.username, "Secret": registry.password}
+        "ServerURL": registry.host,
+        "Username": registry.username,
+        "Secret": registry.password,
+    }
 
 
 def test_docker_logout_erases_the_keyring_item(
-        clients: Clients, registry: Registry, keyring_helper: Helper, go_helper: Helper) -> None:
+    clients: Clients, registry: Registry, keyring_helper: Helper, go_helper: Helper
+) -> None:
     done = docker_login(clients, registry)
     assert done.returncode == 0, explain(done)
 
@@ -264,7 +284,8 @@ def test_docker_logout_erases_the_keyring_item(
 
 
 def test_docker_login_with_a_wrong_password_fails_and_stores_nothing(
-        clients: Clients, registry: Registry, keyring_helper: Helper) -> None:
+    clients: Clients, registry: Registry, keyring_helper: Helper
+) -> None:
     wrong = "not-" + registry.password
     done = docker_login(clients, registry, password=wrong)
     assert done.returncode != 0, explain(done)
@@ -280,25 +301,45 @@ def test_docker_login_with_a_wrong_password_fails_and_stores_nothing(
 
 
 def test_skopeo_login_stores_in_the_keyring_and_writes_no_auth_file_secret(
-        clients: Clients, registry: Registry, keyring_helper: Helper) -> None:
-    done = clients.skopeo("login", "--tls-verify=false", "-u", registry.username, "--password-stdin",
-                          registry.host, stdin=registry.password + "\n")
+    clients: Clients, registry: Registry, keyring_helper: Helper
+) -> None:
+    done = clients.skopeo(
+        "login",
+        "--tls-verify=false",
+        "-u",
+        registry.username,
+        "--password-stdin",
+        registry.host,
+        stdin=registry.password + "\n",
+    )
     assert done.returncode == 0 and "Login Succeeded" in done.stdout, explain(done)
 
     assert got(keyring_helper, registry.host) == {
-        "ServerURL": registry.host, "Username": registry.username, "Secret": registry.password}
+        "ServerURL": registry.host,
+        "Username": registry.username,
+        "Secret": registry.password,
+    }
     assert json.loads(clients.auth_file.read_text()).get("auths", {}) == {}
     assert_no_secret_in(containers_auth_files(clients), registry.username, registry.password)
 
 
 def test_skopeo_inspect_and_copy_get_their_credentials_from_the_helper_until_logout(
-        clients: Clients, registry: Registry, keyring_helper: Helper) -> None:
+    clients: Clients, registry: Registry, keyring_helper: Helper
+) -> None:
     before = skopeo_inspect(clients, registry)
-    assert before.returncode != 0 and "unauthorized" in before.stderr.lower(), \
+    assert before.returncode != 0 and "unauthorized" in before.stderr.lower(), (
         f"the registry let skopeo in without credentials:\n{explain(before)}"
+    )
 
-    done = clients.skopeo("login", "--tls-verify=false", "-u", registry.username, "--password-stdin",
-                          registry.host, stdin=registry.password + "\n")
+    done = clients.skopeo(
+        "login",
+        "--tls-verify=false",
+        "-u",
+        registry.username,
+        "--password-stdin",
+        registry.host,
+        stdin=registry.password + "\n",
+    )
     assert done.returncode == 0, explain(done)
 
     inspected = skopeo_inspect(clients, registry)
@@ -314,8 +355,9 @@ def test_skopeo_inspect_and_copy_get_their_credentials_from_the_helper_until_log
     assert (copy_dir / manifest["layers"][0]["digest"].split(":", 1)[1]).is_file()
 
     logged_out = clients.skopeo("logout", registry.host)
-    assert logged_out.returncode == 0 and f"Removed login credentials for {registry.host}" in logged_out.stdout, \
+    assert logged_out.returncode == 0 and f"Removed login credentials for {registry.host}" in logged_out.stdout, (
         explain(logged_out)
+    )
     assert_not_found(keyring_helper, registry.host)
     after = skopeo_inspect(clients, registry)
     assert after.returncode != 0 and "unauthorized" in after.stderr.lower(), explain(after)
@@ -326,12 +368,20 @@ def test_skopeo_inspect_and_copy_get_their_credentials_from_the_helper_until_log
 
 
 def podman_login(clients: Clients, registry: Registry) -> subprocess.CompletedProcess[str]:
-    return clients.podman("login", "--tls-verify=false", "-u", registry.username, "--password-stdin",
-                          registry.host, stdin=registry.password + "\n")
+    return clients.podman(
+        "login",
+        "--tls-verify=false",
+        "-u",
+        registry.username,
+        "--password-stdin",
+        registry.host,
+        stdin=registry.password + "\n",
+    )
 
 
 def test_podman_login_stores_in_the_keyring_and_get_login_prints_the_username(
-        clients: Clients, registry: Registry, keyring_helper: Helper) -> None:
+    clients: Clients, registry: Registry, keyring_helper: Helper
+) -> None:
     done = podman_login(clients, registry)
     assert done.returncode == 0 and "Login Succeeded" in done.stdout, explain(done)
     assert got(keyring_helper, registry.host)["Secret"] == registry.password
@@ -342,8 +392,7 @@ def test_podman_login_stores_in_the_keyring_and_get_login_prints_the_username(
     assert_no_secret_in(containers_auth_files(clients), registry.username, registry.password)
 
 
-def test_podman_logout_erases_the_keyring_item(
-        clients: Clients, registry: Registry, keyring_helper: Helper) -> None:
+def test_podman_logout_erases_the_keyring_item(clients: Clients, registry: Registry, keyring_helper: Helper) -> None:
     done = podman_login(clients, registry)
     assert done.returncode == 0, explain(done)
 
@@ -355,7 +404,8 @@ def test_podman_logout_erases_the_keyring_item(
 
 
 def test_podman_logout_all_lists_then_erases_every_keyring_credential(
-        clients: Clients, registry: Registry, keyring_helper: Helper) -> None:
+    clients: Clients, registry: Registry, keyring_helper: Helper
+) -> None:
     """`logout --all` is containers/image's one `list` caller: one erase per listed key, any spelling."""
     done = podman_login(clients, registry)
     assert done.returncode == 0, explain(done)
@@ -370,7 +420,8 @@ def test_podman_logout_all_lists_then_erases_every_keyring_credential(
 
 
 def test_podman_logout_of_a_server_never_logged_into_succeeds_as_with_the_go_helper(
-        clients: Clients, keyring_helper: Helper, go_helper: Helper) -> None:
+    clients: Clients, keyring_helper: Helper, go_helper: Helper
+) -> None:
     """What podman 4.3 can make of a helper's `erase`, measured against the alternatives.
 
     With no helper (auth file only) podman answers `Error: not logged into
@@ -398,7 +449,8 @@ def test_podman_logout_of_a_server_never_logged_into_succeeds_as_with_the_go_hel
 
 
 def test_docker_login_credentials_serve_skopeo_inspect_without_credentials(
-        clients: Clients, registry: Registry) -> None:
+    clients: Clients, registry: Registry
+) -> None:
     """docker stores `HOST`, skopeo asks for `HOST`: one login serves both tools."""
     done = docker_login(clients, registry)
     assert done.returncode == 0, explain(done)
@@ -408,7 +460,8 @@ def test_docker_login_credentials_serve_skopeo_inspect_without_credentials(
 
 
 def test_docker_hub_login_spelling_answers_the_docker_io_spelling_of_containers_tools(
-        clients: Clients, keyring_helper: Helper) -> None:
+    clients: Clients, keyring_helper: Helper
+) -> None:
     """docker CLI stores Docker Hub as `https://index.docker.io/v1/`; podman and skopeo ask for `docker.io`."""
     stored = keyring_helper.store(DOCKER_HUB, "hubuser", "hub-secret")
     assert (stored.returncode, stored.stdout, stored.stderr) == (0, b"", b"")
@@ -448,8 +501,13 @@ def docker_py(env: dict[str, str], *operations: tuple[str, ...]) -> list[dict]:
     """
     read_end, write_end = os.pipe()
     try:
-        child = subprocess.Popen([sys.executable, "-c", DOCKER_PY_DRIVER, json.dumps(env), json.dumps(operations)],
-                                 stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        child = subprocess.Popen(
+            [sys.executable, "-c", DOCKER_PY_DRIVER, json.dumps(env), json.dumps(operations)],
+            stdin=read_end,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         os.close(read_end)
         read_end = -1
         try:
@@ -468,12 +526,9 @@ def docker_py(env: dict[str, str], *operations: tuple[str, ...]) -> list[dict]:
 
 def test_docker_py_store_get_list_erase_round_trip(clients: Clients, keyring_helper: Helper) -> None:
     server = "registry.example.com:5000"
-    results = docker_py(clients.env,
-                        ("store", server, "carol", "py-secret"),
-                        ("get", server),
-                        ("list",),
-                        ("erase", server),
-                        ("list",))
+    results = docker_py(
+        clients.env, ("store", server, "carol", "py-secret"), ("get", server), ("list",), ("erase", server), ("list",)
+    )
     assert results == [
         {"value": ""},
         {"value": {"ServerURL": server, "Username": "carol", "Secret": "py-secret"}},
@@ -485,7 +540,8 @@ def test_docker_py_store_get_list_erase_round_trip(clients: Clients, keyring_hel
 
 
 def test_docker_py_sees_what_our_helper_stored_and_lists_without_reading_stdin(
-        clients: Clients, keyring_helper: Helper) -> None:
+    clients: Clients, keyring_helper: Helper
+) -> None:
     stored = keyring_helper.store(DOCKER_HUB, "hubuser", "hub-secret")
     assert stored.returncode == 0, stored.text
     assert docker_py(clients.env, ("list",), ("get", DOCKER_HUB)) == [

@@ -29,11 +29,13 @@ class RoutedEcr:
         runtime.mkdir(mode=0o700)
         config = config_home / "credbridge" / "config.yaml"
         config.parent.mkdir(parents=True, mode=0o700)
-        config.write_text('primary: cryptfile\nroutes:\n'
-                          '  "*.dkr.ecr.*.amazonaws.com": {store: ecr-login, ttl: 8}\n')
+        config.write_text('primary: cryptfile\nroutes:\n  "*.dkr.ecr.*.amazonaws.com": {store: ecr-login, ttl: 8}\n')
         self.config = config
-        self.extra = {"XDG_RUNTIME_DIR": str(runtime), "XDG_CONFIG_HOME": str(config_home),
-                      "PATH": f"{installation.bindir}:/usr/bin:/bin"}
+        self.extra = {
+            "XDG_RUNTIME_DIR": str(runtime),
+            "XDG_CONFIG_HOME": str(config_home),
+            "PATH": f"{installation.bindir}:/usr/bin:/bin",
+        }
 
     def env(self, profile: str = PROFILES[0], **variables: str) -> dict[str, str]:
         return {**self.emulation.env(profile), **self.extra, **variables}
@@ -75,8 +77,7 @@ def test_two_profiles_get_a_token_each_and_keep_it(routed: RoutedEcr) -> None:
     assert [routed.emulation.token_calls(profile) for profile in PROFILES] == [1, 1]
 
 
-def test_the_token_is_refreshed_in_the_background_before_the_routes_ttl_runs_out(
-        routed: RoutedEcr) -> None:
+def test_the_token_is_refreshed_in_the_background_before_the_routes_ttl_runs_out(routed: RoutedEcr) -> None:
     """ttl 8 s: served until 7.2 s, refreshed from 5.4 s by the first get after that."""
     started = time.monotonic()
     routed.get()
@@ -95,9 +96,11 @@ def test_docker_login_to_an_ecr_registry_says_ecr_login_makes_its_logins(routed:
     login = json.dumps({"ServerURL": registry, "Username": "AWS", "Secret": "x"})
     stored = routed.router("store", login)
     assert (stored.returncode, stored.text) == (
-        1, f"{registry} gets its logins from docker-credential-ecr-login (the route "
-           f"*.dkr.ecr.*.amazonaws.com in {routed.config}), which makes one at each pull: "
-           "no login is needed, pull and push as you are\n")
+        1,
+        f"{registry} gets its logins from docker-credential-ecr-login (the route "
+        f"*.dkr.ecr.*.amazonaws.com in {routed.config}), which makes one at each pull: "
+        "no login is needed, pull and push as you are\n",
+    )
     erased = routed.router("erase", registry)
     assert (erased.returncode, erased.stdout) == (0, b"")
 

@@ -18,10 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from tests.clients.test_real_clients import Clients, clients, docker_login, docker_py, explain  # noqa: F401
 from tests.conftest import Helper, Installation
 from tests.support.process import run
 from tests.support.registry import Registry
-from tests.clients.test_real_clients import Clients, clients, docker_login, docker_py, explain  # noqa: F401
 
 
 def audit_records(state_home: Path) -> list[dict]:
@@ -37,7 +37,8 @@ def with_env(helper: Helper, **changes: str) -> Helper:
 
 
 def test_each_action_served_appends_one_record_naming_the_calling_program(
-        keyring_helper: Helper, tmp_path: Path) -> None:
+    keyring_helper: Helper, tmp_path: Path
+) -> None:
     helper = with_env(keyring_helper, XDG_STATE_HOME=str(tmp_path / "state"))
     server = "registry.example.com:5000"
     assert helper.store("https://Registry.Example.COM:5000/", "alice", "s3cret").returncode == 0
@@ -49,8 +50,13 @@ def test_each_action_served_appends_one_record_naming_the_calling_program(
     assert helper("version").returncode == 0  # not a credential: no record
     records = audit_records(tmp_path / "state")
     assert [(r["action"], r["registry"], r["outcome"]) for r in records] == [
-        ("store", server, "ok"), ("get", server, "found"), ("get", "nowhere.example", "not found"),
-        ("list", "", "ok"), ("erase", server, "ok"), ("get", "", "error")]
+        ("store", server, "ok"),
+        ("get", server, "found"),
+        ("get", "nowhere.example", "not found"),
+        ("list", "", "ok"),
+        ("erase", server, "ok"),
+        ("get", "", "error"),
+    ]
     served_by = "in process" if helper.env.get("CREDBRIDGE_NO_AGENT") else "agent"
     for record in records:
         assert record["store"] == "keyring" and record["helper"] == "docker-credential-keyring"
@@ -64,7 +70,8 @@ def test_each_action_served_appends_one_record_naming_the_calling_program(
 
 
 def test_a_userinfo_in_the_server_url_is_a_short_hash_never_the_username_or_password(
-        keyring_helper: Helper, tmp_path: Path) -> None:
+    keyring_helper: Helper, tmp_path: Path
+) -> None:
     helper = with_env(keyring_helper, XDG_STATE_HOME=str(tmp_path / "state"))
     url = "https://someone:pa55word@registry.example.com/v2/?token=t0ken"
     assert helper.get(url).returncode == 1
@@ -74,19 +81,21 @@ def test_a_userinfo_in_the_server_url_is_a_short_hash_never_the_username_or_pass
     assert "someone" not in text and "pa55word" not in text and "t0ken" not in text
 
 
-def test_a_login_a_locked_store_refuses_is_recorded_as_denied(installation: Installation,
-                                                              locked_env: dict[str, str],
-                                                              tmp_path: Path) -> None:
-    helper = Helper(installation.executable("docker-credential-cryptfile"),
-                    {**locked_env, "XDG_STATE_HOME": str(tmp_path / "state")})
+def test_a_login_a_locked_store_refuses_is_recorded_as_denied(
+    installation: Installation, locked_env: dict[str, str], tmp_path: Path
+) -> None:
+    helper = Helper(
+        installation.executable("docker-credential-cryptfile"),
+        {**locked_env, "XDG_STATE_HOME": str(tmp_path / "state")},
+    )
     assert helper.store("locked.example", "u", "s").returncode == 1
     [record] = audit_records(tmp_path / "state")
-    assert (record["action"], record["store"], record["outcome"]) == ("store", "cryptfile",
-                                                                       "denied"), record
+    assert (record["action"], record["store"], record["outcome"]) == ("store", "cryptfile", "denied"), record
 
 
 def test_a_cryptfile_record_names_no_registry_and_is_still_found_by_it(
-        installation: Installation, cryptfile_helper_env: dict[str, str]) -> None:
+    installation: Installation, cryptfile_helper_env: dict[str, str]
+) -> None:
     """The cryptfile never spells out a registry name on disk: its records keep a hash."""
     state = Path(cryptfile_helper_env["XDG_STATE_HOME"])
     helper = Helper(installation.executable("docker-credential-cryptfile"), cryptfile_helper_env)
@@ -97,16 +106,14 @@ def test_a_cryptfile_record_names_no_registry_and_is_still_found_by_it(
     assert records[0]["registry"] == records[1]["registry"]
     assert records[0]["registry"].startswith("#") and len(records[0]["registry"]) == 13
     assert b"hidden" not in (state / "credbridge" / "audit.log").read_bytes()
-    found = credbridge(installation, cryptfile_helper_env, "audit", "--json",
-                       "--registry", "hidden.example:5000")
+    found = credbridge(installation, cryptfile_helper_env, "audit", "--json", "--registry", "hidden.example:5000")
     assert [entry["action"] for entry in json.loads(found.stdout)] == ["store", "get"], found
 
 
 def test_audit_false_in_the_config_writes_nothing(keyring_helper: Helper, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("audit: false\n")
-    helper = with_env(keyring_helper, XDG_STATE_HOME=str(tmp_path / "state"),
-                      CREDBRIDGE_CONFIG=str(config))
+    helper = with_env(keyring_helper, XDG_STATE_HOME=str(tmp_path / "state"), CREDBRIDGE_CONFIG=str(config))
     assert helper.store("quiet.example", "u", "s").returncode == 0
     assert helper.get("quiet.example").returncode == 0
     assert helper.list().returncode == 0
@@ -116,8 +123,7 @@ def test_audit_false_in_the_config_writes_nothing(keyring_helper: Helper, tmp_pa
 # -- the real clients ------------------------------------------------------------------------
 
 
-def test_the_real_clients_are_named_in_the_records_of_what_they_took(
-        clients: Clients, registry: Registry) -> None:  # noqa: F811
+def test_the_real_clients_are_named_in_the_records_of_what_they_took(clients: Clients, registry: Registry) -> None:  # noqa: F811
     state = Path(clients.env["HOME"]) / ".local" / "state"
     done = docker_login(clients, registry)
     assert done.returncode == 0, explain(done)
@@ -129,12 +135,19 @@ def test_the_real_clients_are_named_in_the_records_of_what_they_took(
     assert got["value"]["Secret"] == registry.password
     records = [record for record in audit_records(state) if record["registry"] == registry.host]
     python = os.path.basename(sys.executable)
-    tools = {"docker": shutil.which("docker", path=clients.env["PATH"]),
-             "skopeo": shutil.which("skopeo", path=clients.env["PATH"]),
-             "podman": shutil.which("podman", path=clients.env["PATH"]), python: sys.executable}
+    tools = {
+        "docker": shutil.which("docker", path=clients.env["PATH"]),
+        "skopeo": shutil.which("skopeo", path=clients.env["PATH"]),
+        "podman": shutil.which("podman", path=clients.env["PATH"]),
+        python: sys.executable,
+    }
     seen = {(record["tool"], record["action"], record["outcome"]) for record in records}
-    assert {("docker", "store", "ok"), ("skopeo", "get", "found"), ("podman", "get", "found"),
-            (python, "get", "found")} <= seen, records
+    assert {
+        ("docker", "store", "ok"),
+        ("skopeo", "get", "found"),
+        ("podman", "get", "found"),
+        (python, "get", "found"),
+    } <= seen, records
     for record in records:
         assert record["tool_exe"] == os.path.realpath(str(tools[record["tool"]])), record
     text = (state / "credbridge" / "audit.log").read_text()
@@ -146,6 +159,7 @@ def test_the_real_clients_are_named_in_the_records_of_what_they_took(
 
 def written_records(log: Path) -> list[dict]:
     """Every record of the log and its rotated files, oldest first."""
+
     def age(path: Path) -> int:
         return int(path.suffix[1:]) if path.suffix[1:].isdigit() else 0
 
@@ -158,8 +172,7 @@ def test_a_full_log_is_rotated_keeping_the_newest_records_in_order(tmp_path: Pat
 
     log = tmp_path / "state" / "credbridge" / "audit.log"
     for number in range(40):
-        audit.append(str(log), {"time": time.time(), "number": number, "padding": "x" * 100},
-                     max_bytes=1000, keep=2)
+        audit.append(str(log), {"time": time.time(), "number": number, "padding": "x" * 100}, max_bytes=1000, keep=2)
     names = sorted(path.name for path in log.parent.iterdir())
     assert names == ["audit.log", "audit.log.1", "audit.log.2"]
     for path in log.parent.iterdir():
@@ -180,8 +193,7 @@ for number in range(count):
 
 def test_concurrent_writers_lose_no_record_across_rotations(tmp_path: Path) -> None:
     log = tmp_path / "state" / "credbridge" / "audit.log"
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(log), str(writer), "50"])
-               for writer in range(8)]
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(log), str(writer), "50"]) for writer in range(8)]
     assert [writer.wait(timeout=120) for writer in writers] == [0] * 8
     entries = written_records(log)
     assert len(entries) == 400
@@ -195,10 +207,15 @@ def test_concurrent_writers_lose_no_record_across_rotations(tmp_path: Path) -> N
 # -- credbridge audit and doctor ------------------------------------------------------------
 
 
-def credbridge(installation: Installation, env: dict[str, str],
-               *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([installation.executable("credbridge"), *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+def credbridge(installation: Installation, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [installation.executable("credbridge"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def registries_in_table(output: str) -> list[str]:
@@ -207,15 +224,26 @@ def registries_in_table(output: str) -> list[str]:
 
 
 def test_credbridge_audit_shows_a_table_newest_last_and_filters_by_time_registry_and_tool(
-        installation: Installation, keyring_helper: Helper, tmp_path: Path) -> None:
+    installation: Installation, keyring_helper: Helper, tmp_path: Path
+) -> None:
     from credbridge import audit
 
     state = tmp_path / "state"
     helper = with_env(keyring_helper, XDG_STATE_HOME=str(state), NO_COLOR="1")
-    two_hours_ago = {"time": time.time() - 7200, "action": "get", "registry": "old.example",
-                     "store": "keyring", "outcome": "found", "tool": "docker",
-                     "tool_exe": "/usr/bin/docker", "tool_argv0": "docker", "tool_pid": 1,
-                     "helper": "docker-credential-keyring", "helper_pid": 2, "served_by": "agent"}
+    two_hours_ago = {
+        "time": time.time() - 7200,
+        "action": "get",
+        "registry": "old.example",
+        "store": "keyring",
+        "outcome": "found",
+        "tool": "docker",
+        "tool_exe": "/usr/bin/docker",
+        "tool_argv0": "docker",
+        "tool_pid": 1,
+        "helper": "docker-credential-keyring",
+        "helper_pid": 2,
+        "served_by": "agent",
+    }
     audit.append(str(state / "credbridge" / "audit.log"), two_hours_ago)
     assert helper.store("ghcr.io", "alice", "s3cret").returncode == 0
     assert helper.get("https://GHCR.io/").returncode == 0
@@ -236,8 +264,7 @@ def test_credbridge_audit_shows_a_table_newest_last_and_filters_by_time_registry
     shown = [(entry["action"], entry["outcome"]) for entry in json.loads(ghcr.stdout)]
     assert shown == [("store", "ok"), ("get", "found")]
     by_shell = credbridge(installation, helper.env, "audit", "--tool", "sh", "--json")
-    shown = [(entry["registry"], entry["outcome"], entry["tool_argv0"])
-             for entry in json.loads(by_shell.stdout)]
+    shown = [(entry["registry"], entry["outcome"], entry["tool_argv0"]) for entry in json.loads(by_shell.stdout)]
     assert shown == [("other.example", "not found", "sh")]
     by_docker = credbridge(installation, helper.env, "audit", "--tool", "docker", "--json")
     assert [entry["registry"] for entry in json.loads(by_docker.stdout)] == ["old.example"]
@@ -246,8 +273,9 @@ def test_credbridge_audit_shows_a_table_newest_last_and_filters_by_time_registry
     assert "Traceback" not in wrong.stderr
 
 
-def test_doctor_says_when_the_audit_log_is_off(installation: Installation, keyring_helper: Helper,
-                                               tmp_path: Path) -> None:
+def test_doctor_says_when_the_audit_log_is_off(
+    installation: Installation, keyring_helper: Helper, tmp_path: Path
+) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("audit: false\n")
     env = {**keyring_helper.env, "CREDBRIDGE_CONFIG": str(config), "NO_COLOR": "1"}

@@ -35,9 +35,9 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
+from tests.clients.test_real_clients import explain, program, secret_forms
 from tests.conftest import GO_SECRETSERVICE, Helper, Installation, cryptfile_env, keyring_env
 from tests.support.process import Result, run
-from tests.clients.test_real_clients import explain, program, secret_forms
 from tests.support.registry import Registry
 
 SERVER, USERNAME, SECRET = "bridge-registry.example:5000", "bridge-user", "bridge-secret-<&>"
@@ -98,14 +98,27 @@ class Bridge:
         return run([self.installation.executable("credbridge"), *args], b"", env or self.env)
 
     def login(self, server: str, username: str, secret: str) -> None:
-        stored = Helper(self.installation.executable("docker-credential-cryptfile"), self.env).store(server, username, secret)
+        stored = Helper(self.installation.executable("docker-credential-cryptfile"), self.env).store(
+            server, username, secret
+        )
         assert stored.returncode == 0, stored.text
 
     def start_exec(self, action: str, *exec_args: str, **popen: object) -> "Running":
         """`credbridge exec [exec_args] -- CHILD action`; the child reports to a file under tmp_path."""
         report = self.tmp_path / f"report-{time.monotonic_ns()}.json"
-        argv = [self.installation.executable("credbridge"), "exec", *exec_args, "--",
-                sys.executable, "-c", CHILD, str(report), action, *AUTHFILE_VARIABLES, "DOCKER_CONFIG"]
+        argv = [
+            self.installation.executable("credbridge"),
+            "exec",
+            *exec_args,
+            "--",
+            sys.executable,
+            "-c",
+            CHILD,
+            str(report),
+            action,
+            *AUTHFILE_VARIABLES,
+            "DOCKER_CONFIG",
+        ]
         popen = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
         return Running(subprocess.Popen(argv, env=self.env, **popen), report)
 
@@ -137,7 +150,9 @@ class Running:
     def explain(self) -> str:
         if self.process.poll() is None or self.process.stdout is None:
             return "credbridge exec still running"
-        return f"rc={self.process.returncode} stdout={self.process.stdout.read()!r} stderr={self.process.stderr.read()!r}"
+        return (
+            f"rc={self.process.returncode} stdout={self.process.stdout.read()!r} stderr={self.process.stderr.read()!r}"
+        )
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -190,29 +205,32 @@ def test_authfile_holds_every_login_as_docker_writes_config_json(logged_in: Brid
     result = logged_in.credbridge("authfile")
     assert (result.returncode, result.stderr) == (0, b""), explain_result(result)
     assert result.stdout.decode() == (
-        '{\n'
+        "{\n"
         '\t"auths": {\n'
         f'\t\t"{SERVER}": {{\n'
         f'\t\t\t"auth": "{basic(USERNAME, SECRET)}"\n'
-        '\t\t},\n'
+        "\t\t},\n"
         f'\t\t"{HUB}": {{\n'
         f'\t\t\t"auth": "{basic(HUB_USERNAME, HUB_SECRET)}"\n'
-        '\t\t},\n'
+        "\t\t},\n"
         f'\t\t"{TOKEN_SERVER}": {{\n'
         f'\t\t\t"identitytoken": "{IDENTITY_TOKEN}"\n'
-        '\t\t}\n'
-        '\t}\n'
-        '}')
+        "\t\t}\n"
+        "\t}\n"
+        "}"
+    )
 
 
 def test_authfile_for_named_registries_holds_only_those_under_their_stored_keys(logged_in: Bridge) -> None:
     """`docker.io` finds Docker Hub's login, which keeps docker CLI's key; other spellings match as in the stores."""
     result = logged_in.credbridge("authfile", "docker.io", "BRIDGE-registry.example:5000/")
     assert result.returncode == 0, explain_result(result)
-    assert json.loads(result.stdout) == {"auths": {
-        HUB: {"auth": basic(HUB_USERNAME, HUB_SECRET)},
-        SERVER: {"auth": basic(USERNAME, SECRET)},
-    }}
+    assert json.loads(result.stdout) == {
+        "auths": {
+            HUB: {"auth": basic(HUB_USERNAME, HUB_SECRET)},
+            SERVER: {"auth": basic(USERNAME, SECRET)},
+        }
+    }
 
 
 def test_authfile_of_an_empty_store_has_no_auths(bridge: Bridge) -> None:
@@ -225,9 +243,14 @@ def test_authfile_is_byte_for_byte_what_docker_login_writes(bridge: Bridge, regi
     docker_config = bridge.tmp_path / "plain-docker"
     docker_config.mkdir()
     env = {"HOME": str(bridge.tmp_path), "PATH": "/nonexistent", "DOCKER_CONFIG": str(docker_config)}
-    login = subprocess.run([program("docker", bridge.env), "login", registry.host, "-u", registry.username,
-                            "--password-stdin"], input=registry.password, capture_output=True, text=True, env=env,
-                           timeout=WAIT_SECONDS)
+    login = subprocess.run(
+        [program("docker", bridge.env), "login", registry.host, "-u", registry.username, "--password-stdin"],
+        input=registry.password,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=WAIT_SECONDS,
+    )
     assert login.returncode == 0, explain(login)
     bridge.login(registry.host, registry.username, registry.password)
 
@@ -236,7 +259,9 @@ def test_authfile_is_byte_for_byte_what_docker_login_writes(bridge: Bridge, regi
     assert result.stdout == (docker_config / "config.json").read_bytes()
 
 
-def test_authfile_reads_any_helper_such_as_go_secretservice(request: pytest.FixtureRequest, installation: Installation) -> None:
+def test_authfile_reads_any_helper_such_as_go_secretservice(
+    request: pytest.FixtureRequest, installation: Installation
+) -> None:
     env = keyring_env(request, "direct")
     stored = Helper(GO_SECRETSERVICE, env).store(SERVER, USERNAME, SECRET)
     assert stored.returncode == 0, stored.text
@@ -269,8 +294,14 @@ def test_authfile_into_a_missing_directory_is_one_line_naming_it_and_creates_not
 def test_authfile_refuses_to_print_secrets_on_a_terminal(logged_in: Bridge) -> None:
     controller, terminal = pty.openpty()
     try:
-        done = subprocess.run([logged_in.installation.executable("credbridge"), "authfile"], stdin=subprocess.DEVNULL,
-                              stdout=terminal, stderr=subprocess.PIPE, env=logged_in.env, timeout=WAIT_SECONDS)
+        done = subprocess.run(
+            [logged_in.installation.executable("credbridge"), "authfile"],
+            stdin=subprocess.DEVNULL,
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            env=logged_in.env,
+            timeout=WAIT_SECONDS,
+        )
         os.set_blocking(controller, False)
         try:
             shown = os.read(controller, 65536)
@@ -319,10 +350,13 @@ def test_a_failing_helper_is_one_line_naming_it_and_its_message(logged_in: Bridg
     copy.parent.mkdir(mode=0o700)
     copy.write_bytes(Path(logged_in.env["CREDBRIDGE_CRYPTFILE"]).read_bytes())
     never_unlocked = {**logged_in.env, "CREDBRIDGE_CRYPTFILE": str(copy)}
-    assert_one_line_error(logged_in.credbridge("authfile", env=never_unlocked),
-                          "docker-credential-cryptfile list failed: cryptfile is locked: run 'credbridge unlock'")
-    assert_one_line_error(logged_in.credbridge("authfile", "--store", "nonesuch"),
-                          "docker-credential-nonesuch is not on PATH")
+    assert_one_line_error(
+        logged_in.credbridge("authfile", env=never_unlocked),
+        "docker-credential-cryptfile list failed: cryptfile is locked: run 'credbridge unlock'",
+    )
+    assert_one_line_error(
+        logged_in.credbridge("authfile", "--store", "nonesuch"), "docker-credential-nonesuch is not on PATH"
+    )
 
 
 def test_exec_of_a_missing_command_exits_127_like_a_shell(logged_in: Bridge) -> None:
@@ -379,7 +413,9 @@ def test_no_secret_in_the_argv_or_environment_of_the_command_or_of_exec(logged_i
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
-def test_a_signal_to_exec_reaches_the_command_once_and_the_file_is_removed(logged_in: Bridge, signum: signal.Signals) -> None:
+def test_a_signal_to_exec_reaches_the_command_once_and_the_file_is_removed(
+    logged_in: Bridge, signum: signal.Signals
+) -> None:
     running = logged_in.start_exec("trap")
     directory = Path(running.facts()["env"]["DOCKER_CONFIG"])
     running.process.send_signal(signum)
@@ -402,8 +438,16 @@ def controlling_terminal() -> Iterator[tuple[int, dict[str, object]]]:
     """A pty, and the Popen arguments that make it the controlling terminal of a new session."""
     controller, terminal = pty.openpty()
     try:
-        yield controller, {"stdin": terminal, "stdout": terminal, "stderr": terminal, "start_new_session": True,
-                           "preexec_fn": lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)}
+        yield (
+            controller,
+            {
+                "stdin": terminal,
+                "stdout": terminal,
+                "stderr": terminal,
+                "start_new_session": True,
+                "preexec_fn": lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            },
+        )
     finally:
         os.close(controller)
         os.close(terminal)
@@ -444,7 +488,9 @@ def test_ctrl_c_at_the_terminal_is_not_passed_on_a_second_time(logged_in: Bridge
 
 
 @pytest.mark.parametrize("next_command", [["exec", "--", "true"], ["authfile"]], ids=["exec", "authfile"])
-def test_the_directory_of_a_sigkilled_exec_is_removed_by_the_next_run(logged_in: Bridge, next_command: list[str]) -> None:
+def test_the_directory_of_a_sigkilled_exec_is_removed_by_the_next_run(
+    logged_in: Bridge, next_command: list[str]
+) -> None:
     """Its watcher removes it at once; when the watcher was killed too (a job's whole cgroup), the next run does."""
     running = logged_in.start_exec("trap")
     facts = running.facts()
@@ -477,7 +523,8 @@ def test_skopeo_under_exec_reads_the_bridged_registry_auth_file(logged_in: Bridg
 
 
 def test_skopeo_started_by_the_command_with_its_descriptors_closed_reads_the_authfile(
-        logged_in: Bridge, registry: Registry) -> None:
+    logged_in: Bridge, registry: Registry
+) -> None:
     """Python's subprocess (like sudo) closes what it inherited: the authfile must not depend on a descriptor."""
     logged_in.login(registry.host, registry.username, registry.password)
     inspect = [program("skopeo", logged_in.env), "inspect", "--tls-verify=false", f"docker://{registry.test_image}"]
@@ -494,10 +541,19 @@ def test_skopeo_copies_with_an_authfile_written_by_credbridge(logged_in: Bridge,
     assert logged_in.credbridge("authfile", "-o", str(authfile), registry.host).returncode == 0
 
     copy_dir = logged_in.tmp_path / "copied"
-    copied = subprocess.run([program("skopeo", logged_in.env), "copy", "--src-tls-verify=false",
-                             f"docker://{registry.test_image}", f"dir:{copy_dir}"],
-                            capture_output=True, text=True, env={**logged_in.env, "REGISTRY_AUTH_FILE": str(authfile)},
-                            timeout=WAIT_SECONDS)
+    copied = subprocess.run(
+        [
+            program("skopeo", logged_in.env),
+            "copy",
+            "--src-tls-verify=false",
+            f"docker://{registry.test_image}",
+            f"dir:{copy_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        env={**logged_in.env, "REGISTRY_AUTH_FILE": str(authfile)},
+        timeout=WAIT_SECONDS,
+    )
     assert copied.returncode == 0, explain(copied)
     assert len(json.loads((copy_dir / "manifest.json").read_text())["layers"]) == 1
 
@@ -516,8 +572,10 @@ def test_docker_cli_under_exec_reads_the_bridged_docker_config(logged_in: Bridge
 
 def test_docker_py_under_exec_reads_the_bridged_docker_config(logged_in: Bridge) -> None:
     """docker-py reads DOCKER_CONFIG/config.json itself (it has no REGISTRY_AUTH_FILE)."""
-    script = ("import docker.auth, json; config = docker.auth.load_config(); "
-              f"print(json.dumps(docker.auth.resolve_authconfig(config, {SERVER!r})))")
+    script = (
+        "import docker.auth, json; config = docker.auth.load_config(); "
+        f"print(json.dumps(docker.auth.resolve_authconfig(config, {SERVER!r})))"
+    )
     result = logged_in.credbridge("exec", "--registry", SERVER, "--", sys.executable, "-c", script)
     assert result.returncode == 0, explain_result(result)
     found = json.loads(result.stdout)

@@ -12,11 +12,11 @@ import json
 import os
 import subprocess
 import time
-import tomllib
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+import tomllib
 
 from tests.conftest import REPO, Installation, fresh_agent_runtime, install_env, installed
 from tests.support import keyring_session
@@ -33,8 +33,9 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture
-def fresh_runtime(bundle_installation: Installation, private_keyring: keyring_session.PrivateKeyring,
-                  tmp_path: Path) -> Iterator[dict[str, str]]:
+def fresh_runtime(
+    bundle_installation: Installation, private_keyring: keyring_session.PrivateKeyring, tmp_path: Path
+) -> Iterator[dict[str, str]]:
     """The private keyring with the bundle on PATH and a runtime dir no agent has used."""
     with fresh_agent_runtime(bundle_installation, private_keyring, tmp_path) as env:
         yield env
@@ -80,9 +81,15 @@ def test_a_bundled_helper_runs_without_any_python(bundle_installation: Installat
     assert (listed.returncode, listed.stdout, listed.stderr) == (0, b"{}\n", b"")
 
 
-def test_a_bundled_helper_error_is_one_line_without_traceback(bundle_installation: Installation, tmp_path: Path) -> None:
-    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "CREDBRIDGE_NO_AGENT": "1",
-           "CREDBRIDGE_CRYPTFILE": str(tmp_path / "credentials.cbf")}
+def test_a_bundled_helper_error_is_one_line_without_traceback(
+    bundle_installation: Installation, tmp_path: Path
+) -> None:
+    env = {
+        "HOME": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+        "CREDBRIDGE_NO_AGENT": "1",
+        "CREDBRIDGE_CRYPTFILE": str(tmp_path / "credentials.cbf"),
+    }
     login = '{"ServerURL": "registry.example", "Username": "u", "Secret": "s"}'  # a store needs the key
     result = run([bundle_installation.executable("docker-credential-cryptfile"), "store"], login, env)
     assert result.returncode == 1
@@ -91,14 +98,17 @@ def test_a_bundled_helper_error_is_one_line_without_traceback(bundle_installatio
 
 
 def test_first_bundled_call_starts_the_bundles_own_agent_which_serves_the_next(
-        bundle_installation: Installation, fresh_runtime: dict[str, str]) -> None:
+    bundle_installation: Installation, fresh_runtime: dict[str, str]
+) -> None:
     first = keyring(bundle_installation, fresh_runtime, "list")
     assert (first.returncode, first.stdout) == (0, b"{}\n")
     agent = agent_pid(fresh_runtime)
     bundle = bundle_installation.home / ".local" / "share" / "credbridge" / "bundle"
     assert Path(f"/proc/{agent}/exe").resolve() == bundle / "credbridge"
     sockets_before = sockets_of(agent)
-    stored = keyring(bundle_installation, fresh_runtime, "store", '{"ServerURL":"r.example","Username":"u","Secret":"s"}')
+    stored = keyring(
+        bundle_installation, fresh_runtime, "store", '{"ServerURL":"r.example","Username":"u","Secret":"s"}'
+    )
     assert stored.returncode == 0, stored.text
     assert json.loads(keyring(bundle_installation, fresh_runtime, "get", "r.example").stdout)["Secret"] == "s"
     assert sockets_of(agent) > sockets_before, "the agent did not serve the call (no D-Bus connection opened)"
@@ -109,7 +119,12 @@ def test_the_bundle_never_writes_into_itself(bundle_installation: Installation, 
     bundle = bundle_installation.home / ".local" / "share" / "credbridge" / "bundle"
     before = tree(bundle)
     for env in (fresh_runtime, {**fresh_runtime, "CREDBRIDGE_NO_AGENT": "1"}):
-        assert keyring(bundle_installation, env, "store", '{"ServerURL":"w.example","Username":"u","Secret":"s"}').returncode == 0
+        assert (
+            keyring(
+                bundle_installation, env, "store", '{"ServerURL":"w.example","Username":"u","Secret":"s"}'
+            ).returncode
+            == 0
+        )
         assert keyring(bundle_installation, env, "get", "w.example").returncode == 0
         assert keyring(bundle_installation, env, "erase", "w.example").returncode == 0
     assert tree(bundle) == before
@@ -126,16 +141,22 @@ def test_bundle_install_twice_then_uninstall_leaves_nothing_of_ours(built_bundle
     assert oct(bundle.stat().st_mode & 0o777) == "0o700"
     assert oct((bundle / "_internal").stat().st_mode & 0o777) == "0o700"
     assert run([installation.executable("credbridge"), "--version"], b"", install_env(tmp_path)).returncode == 0
-    removed = subprocess.run([str(REPO / "install.sh"), "--uninstall"], env=install_env(tmp_path),
-                             capture_output=True, text=True, timeout=60)
+    removed = subprocess.run(
+        [str(REPO / "install.sh"), "--uninstall"], env=install_env(tmp_path), capture_output=True, text=True, timeout=60
+    )
     assert removed.returncode == 0, removed.stderr
     assert sorted(path.name for path in bindir.iterdir()) == ["someone-elses-tool"]
     assert not (tmp_path / ".local" / "share" / "credbridge").exists()
 
 
 def test_bundle_install_refuses_a_directory_that_is_no_bundle(tmp_path: Path) -> None:
-    done = subprocess.run([str(REPO / "install.sh"), "--bundle", str(tmp_path)], env=install_env(tmp_path),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(REPO / "install.sh"), "--bundle", str(tmp_path)],
+        env=install_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "is not a credbridge bundle: build one with build/build.sh" in done.stderr
     assert not (tmp_path / ".local").exists()

@@ -20,17 +20,15 @@ import pytest
 from credbridge.testing.calls import HelperCommand
 from credbridge.testing.checks import CHECK_DOMAIN, READ_ONLY, WRITING, Conversation, title
 from tests.conftest import GO_SECRETSERVICE, Installation
+from tests.contract.test_store_contract import STORES
 from tests.support import keyring_session, passstore
 from tests.support.process import Result, run
-from tests.contract.test_store_contract import STORES
 
 EVERY_CHECK = [*READ_ONLY, *WRITING]
 
 
 def check_helper(installation: Installation, env: dict[str, str], *args: str) -> Result:
-    return run(
-        [installation.executable("credbridge"), "check-helper", *args], b"", env, timeout=600
-    )
+    return run([installation.executable("credbridge"), "check-helper", *args], b"", env, timeout=600)
 
 
 def rows(result: Result) -> dict[str, tuple[str, str]]:
@@ -77,12 +75,8 @@ def go_keyring_env(private_keyring: keyring_session.PrivateKeyring) -> dict[str,
 # -- helpers that keep the contract ---------------------------------------------------------------
 
 
-def test_gos_secretservice_passes_every_check(
-    installation: Installation, go_keyring_env: dict[str, str]
-) -> None:
-    assert_every_check_passes(
-        check_helper(installation, go_keyring_env, "secretservice", "--write"), EVERY_CHECK
-    )
+def test_gos_secretservice_passes_every_check(installation: Installation, go_keyring_env: dict[str, str]) -> None:
+    assert_every_check_passes(check_helper(installation, go_keyring_env, "secretservice", "--write"), EVERY_CHECK)
     assert not [server for server in go_listed(go_keyring_env) if CHECK_DOMAIN in server]
 
 
@@ -99,15 +93,11 @@ def test_each_of_our_helpers_passes_every_check(
     env = STORES[store](request, "agent")
     name = store.partition(":")[0]
     assert_every_check_passes(check_helper(installation, env, name, "--write"), EVERY_CHECK)
-    listed = json.loads(
-        run([installation.executable(f"docker-credential-{name}"), "list"], b"", env).stdout
-    )
+    listed = json.loads(run([installation.executable(f"docker-credential-{name}"), "list"], b"", env).stdout)
     assert not [server for server in listed if CHECK_DOMAIN in server]
 
 
-def test_without_write_it_only_asks(
-    installation: Installation, go_keyring_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_without_write_it_only_asks(installation: Installation, go_keyring_env: dict[str, str], tmp_path: Path) -> None:
     """Every call the helper gets is logged: no store, no erase; the user's login is untouched."""
     log = tmp_path / "calls.log"
     env = {
@@ -155,9 +145,7 @@ print("Unknown credential action `" + args[0] + "`"); sys.exit(0)
 """
 
 
-def test_a_broken_helper_fails_each_check_it_breaks_and_says_why(
-    installation: Installation, tmp_path: Path
-) -> None:
+def test_a_broken_helper_fails_each_check_it_breaks_and_says_why(installation: Installation, tmp_path: Path) -> None:
     env = helper_script(tmp_path / "bin", "broken", BROKEN.format(python=sys.executable))
     result = check_helper(installation, env, "broken")
     assert result.returncode == 1
@@ -176,8 +164,7 @@ def test_a_broken_helper_fails_each_check_it_breaks_and_says_why(
         "get of a server never stored is not found": (
             "FAILED",
             "get: expected not found (exit 1 and 'credentials not found in native keychain'), "
-            "got exit 0 and "
-            + table["get of a server never stored is not found"][1].partition("got exit 0 and ")[2],
+            "got exit 0 and " + table["get of a server never stored is not found"][1].partition("got exit 0 and ")[2],
         ),
         "get of an empty server url is refused": (
             "FAILED",
@@ -193,10 +180,7 @@ def test_a_broken_helper_fails_each_check_it_breaks_and_says_why(
         ),
         "a call without an action shows the usage": ("ok", ""),
     }, result.text
-    assert (
-        '"Username": "someone", "Secret": "<hidden>"'
-        in table["get of a server never stored is not found"][1]
-    )
+    assert '"Username": "someone", "Secret": "<hidden>"' in table["get of a server never stored is not found"][1]
     assert "2 passed, 5 failed" in result.text
     assert "hunter2" not in result.text + result.stderr.decode()
 
@@ -269,9 +253,7 @@ def test_a_helper_giving_back_another_secret_fails_without_printing_any(
             "get_reads_a_server_url_ended_by_a_newline",
         )
     }, result.text
-    given = [
-        json.loads(line) for line in (tmp_path / "tampering.json.secrets").read_text().splitlines()
-    ]
+    given = [json.loads(line) for line in (tmp_path / "tampering.json.secrets").read_text().splitlines()]
     assert len(given) >= len(failed)
     output = result.text + result.stderr.decode()
     assert not [secret for secret in given if secret in output]
@@ -315,18 +297,14 @@ def test_a_signal_mid_run_still_erases_every_throwaway_login(
         while not (marks / "hanging").exists():
             assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
             time.sleep(0.1)
-        assert [server for server in go_listed(env) if CHECK_DOMAIN in server], (
-            "a throwaway login is stored"
-        )
+        assert [server for server in go_listed(env) if CHECK_DOMAIN in server], "a throwaway login is stored"
         process.send_signal(stop)
         stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 1, stdout + stderr
     assert b"credbridge: stopped: no throwaway login left behind" in stdout, stdout + stderr
     assert not [server for server in go_listed(env) if CHECK_DOMAIN in server]
     with pytest.raises(ProcessLookupError):
-        os.kill(
-            int((marks / "hanging").read_text()), 0
-        )  # the hanging call was ended, not left running
+        os.kill(int((marks / "hanging").read_text()), 0)  # the hanging call was ended, not left running
 
 
 # -- what it refuses -----------------------------------------------------------------------------
@@ -343,17 +321,13 @@ def test_a_signal_mid_run_still_erases_every_throwaway_login(
     ],
     ids=["a-path", "not-on-path"],
 )
-def test_a_name_it_cannot_run_is_refused_on_one_line(
-    installation: Installation, name: str, words: str
-) -> None:
+def test_a_name_it_cannot_run_is_refused_on_one_line(installation: Installation, name: str, words: str) -> None:
     result = check_helper(installation, {"PATH": os.environ["PATH"]}, name)
     assert (result.returncode, result.stdout) == (1, b"")
     assert words in result.stderr.decode() and len(result.stderr.splitlines()) == 1, result.stderr
 
 
-def test_a_helper_only_in_the_current_directory_is_not_run(
-    installation: Installation, tmp_path: Path
-) -> None:
+def test_a_helper_only_in_the_current_directory_is_not_run(installation: Installation, tmp_path: Path) -> None:
     """`.` and an empty PATH entry both mean the current directory: Go refuses them, so do we."""
     here = tmp_path / "bin"
     helper_script(here, "here", "#!/bin/sh\necho ran > ran\n")

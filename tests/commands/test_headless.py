@@ -55,42 +55,62 @@ def test_no_session_bus_names_the_variable_and_the_fix(installation: Installatio
     runtime.mkdir(mode=0o700)
     base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(runtime)}
     with serving(base) as env:
-        for action, stdin in (("get", "registry.example"), ("list", ""), ("store", '{"ServerURL":"r","Username":"u","Secret":"s"}')):
-            assert_one_line_error(keyring(installation, env, action, stdin=stdin), "DBUS_SESSION_BUS_ADDRESS", "dbus-run-session")
+        for action, stdin in (
+            ("get", "registry.example"),
+            ("list", ""),
+            ("store", '{"ServerURL":"r","Username":"u","Secret":"s"}'),
+        ):
+            assert_one_line_error(
+                keyring(installation, env, action, stdin=stdin), "DBUS_SESSION_BUS_ADDRESS", "dbus-run-session"
+            )
 
 
 def test_stale_bus_address_says_the_session_has_ended(installation: Installation, serving, tmp_path: Path) -> None:
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
-    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(runtime),
-            "DBUS_SESSION_BUS_ADDRESS": f"unix:path={tmp_path}/gone/bus"}
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "DBUS_SESSION_BUS_ADDRESS": f"unix:path={tmp_path}/gone/bus",
+    }
     with serving(base) as env:
         assert_one_line_error(keyring(installation, env, "get", stdin="registry.example"), "gone/bus", "ended")
 
 
-def test_bus_without_a_secret_service_provider_says_to_start_one(installation: Installation, serving, tmp_path: Path) -> None:
+def test_bus_without_a_secret_service_provider_says_to_start_one(
+    installation: Installation, serving, tmp_path: Path
+) -> None:
     with keyring_session.bus_without_secret_service(tmp_path) as base, serving(base) as env:
-        assert_one_line_error(keyring(installation, env, "get", stdin="registry.example"), "no Secret Service provider", "gnome-keyring")
+        assert_one_line_error(
+            keyring(installation, env, "get", stdin="registry.example"), "no Secret Service provider", "gnome-keyring"
+        )
         assert_one_line_error(keyring(installation, env, "list"), "no Secret Service provider")
 
 
 def test_locked_keyring_without_a_prompter_fails_fast_then_works_once_unlocked(
-        installation: Installation, helper_env: dict[str, str]) -> None:
+    installation: Installation, helper_env: dict[str, str]
+) -> None:
     """Go's helper segfaults here (libsecret assertion); ours answers one line."""
     keyring(installation, helper_env, "store", stdin='{"ServerURL":"locked.example","Username":"u","Secret":"s"}')
     keyring_session.lock_default_collection(helper_env)
     try:
         assert_one_line_error(keyring(installation, helper_env, "get", stdin="locked.example"), "locked", "unlock")
-        assert_one_line_error(keyring(installation, helper_env, "store", stdin='{"ServerURL":"x","Username":"u","Secret":"s"}'), "locked")
+        assert_one_line_error(
+            keyring(installation, helper_env, "store", stdin='{"ServerURL":"x","Username":"u","Secret":"s"}'), "locked"
+        )
     finally:
         keyring_session.unlock_default_collection(helper_env)
     assert keyring(installation, helper_env, "get", stdin="locked.example").returncode == 0
-    stored_again = keyring(installation, helper_env, "store", stdin='{"ServerURL":"after.example","Username":"u","Secret":"s"}')
+    stored_again = keyring(
+        installation, helper_env, "store", stdin='{"ServerURL":"after.example","Username":"u","Secret":"s"}'
+    )
     assert (stored_again.returncode, stored_again.stdout) == (0, b"")
 
 
 def test_keyring_without_a_default_collection_names_it_when_storing(
-        installation: Installation, serving, tmp_path: Path) -> None:
+    installation: Installation, serving, tmp_path: Path
+) -> None:
     """KeePassXC may expose no `default` alias: writes need it, reads search every collection.
 
     (Go's helper answers with libsecret's raw "Object does not exist at path ...".)
@@ -98,12 +118,26 @@ def test_keyring_without_a_default_collection_names_it_when_storing(
     with keyring_session.start_private_keyring(tmp_path / "home") as private:
         delete_collection(private.env, LOGIN_COLLECTION)
         with serving(private.env) as env:
-            assert_one_line_error(keyring(installation, env, "store", stdin='{"ServerURL":"x","Username":"u","Secret":"s"}'),
-                                  "no 'default' collection")
+            assert_one_line_error(
+                keyring(installation, env, "store", stdin='{"ServerURL":"x","Username":"u","Secret":"s"}'),
+                "no 'default' collection",
+            )
             assert keyring(installation, env, "get", stdin="x").stdout == b"credentials not found in native keychain\n"
             assert keyring(installation, env, "list").stdout == b"{}\n"
 
 
 def delete_collection(env: dict[str, str], collection: str) -> None:
-    subprocess.run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.secrets",
-                    collection, "org.freedesktop.Secret.Collection.Delete"], env=env, check=True, capture_output=True, timeout=10)
+    subprocess.run(
+        [
+            "dbus-send",
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.secrets",
+            collection,
+            "org.freedesktop.Secret.Collection.Delete",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )

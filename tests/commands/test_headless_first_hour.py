@@ -18,11 +18,11 @@ from typing import Iterator
 
 import pytest
 
+from tests.clients.test_real_clients import explain, private_podman, program, run_tool
 from tests.conftest import REPO, Helper, Installation, install_env
 from tests.support import passstore
 from tests.support.process import Result, run
 from tests.support.registry import Registry, start_registry
-from tests.clients.test_real_clients import explain, private_podman, program, run_tool
 
 PASSPHRASE = "first hour passphrase"
 
@@ -38,8 +38,13 @@ class Headless:
         self.passphrase_file = root / "passphrase"
         self.passphrase_file.write_text(PASSPHRASE + "\n")
         self.passphrase_file.chmod(0o600)
-        self.env = {"HOME": str(self.home), "XDG_RUNTIME_DIR": str(self.runtime), "LANG": "C.UTF-8",
-                    "PATH": f"{installation.bindir}:{os.environ['PATH']}", "CREDBRIDGE_NO_AGENT": "1"}
+        self.env = {
+            "HOME": str(self.home),
+            "XDG_RUNTIME_DIR": str(self.runtime),
+            "LANG": "C.UTF-8",
+            "PATH": f"{installation.bindir}:{os.environ['PATH']}",
+            "CREDBRIDGE_NO_AGENT": "1",
+        }
 
     @property
     def unlocked(self) -> dict[str, str]:
@@ -86,12 +91,23 @@ def assert_fails_with(result: Result, *words: str) -> str:
 
 # -- no file left that the user did not ask for ------------------------------------------------
 
+
 def test_no_lock_file_stays_beside_the_users_files(headless: Headless) -> None:
     headless.write_docker_config({"auths": {"moved.example.org": plaintext("alice", "moved-secret")}})
     assert_ok(headless.credbridge("setup", "--tool", "docker", "--tool", "podman", env=headless.unlocked))
     assert_ok(headless.credbridge("migrate", env=headless.unlocked))
-    assert_ok(headless.credbridge("login", "--no-verify", "--password-stdin", "-u", "bob", "login.example.org",
-                                  env=headless.unlocked, stdin="login-secret"))
+    assert_ok(
+        headless.credbridge(
+            "login",
+            "--no-verify",
+            "--password-stdin",
+            "-u",
+            "bob",
+            "login.example.org",
+            env=headless.unlocked,
+            stdin="login-secret",
+        )
+    )
     stored = headless.helper("singularity").store("sing.example.org", "carol", "sing-secret")
     assert stored.returncode == 0, stored
     assert_ok(headless.credbridge("unlock", env=headless.env, stdin=PASSPHRASE + "\n"))
@@ -125,6 +141,7 @@ def test_the_write_lock_still_excludes_every_other_writer(installation: Installa
 
 # -- credbridge migrate ---------------------------------------------------------------------------
 
+
 def test_migrate_with_nothing_configured_moves_into_the_router(headless: Headless) -> None:
     """`doctor` says `fix: credbridge migrate`: that command must work on a HOME setup never touched."""
     config = headless.write_docker_config({"auths": {"plain.example.org": plaintext("alice", "plain-secret")}})
@@ -146,8 +163,11 @@ def test_migrate_to_a_missing_store_names_the_flag_and_moves_nothing(headless: H
 
 # -- leaving docker-credential-pass behind ------------------------------------------------------
 
-PASS_LOGINS = {"https://index.docker.io/v1/": ("hubuser", "hub-secret"),
-               "ghcr.io": ("octocat", "ghcr-token"), "registry.example.org:5000": ("ci", "ci-secret")}
+PASS_LOGINS = {
+    "https://index.docker.io/v1/": ("hubuser", "hub-secret"),
+    "ghcr.io": ("octocat", "ghcr-token"),
+    "registry.example.org:5000": ("ci", "ci-secret"),
+}
 
 
 @pytest.fixture
@@ -159,8 +179,9 @@ def pass_store(headless: Headless, tmp_path: Path):
         go_pass = Helper(passstore.GO_PASS, headless.env)
         for server, (username, secret) in PASS_LOGINS.items():
             assert go_pass.store(server, username, secret).returncode == 0
-        headless.write_docker_config({"auths": {server: {} for server in PASS_LOGINS}, "credsStore": "pass",
-                                      "credHelpers": {"ghcr.io": "pass"}})
+        headless.write_docker_config(
+            {"auths": {server: {} for server in PASS_LOGINS}, "credsStore": "pass", "credHelpers": {"ghcr.io": "pass"}}
+        )
         yield go_pass
 
 
@@ -174,7 +195,10 @@ def test_migrate_from_pass_moves_verifies_points_every_tool_and_erases(headless:
         assert json.loads(got.stdout) == {"ServerURL": server, "Username": username, "Secret": secret}, got
     docker_config = json.loads((headless.home / ".docker" / "config.json").read_text())
     assert (docker_config["credsStore"], docker_config["credHelpers"]) == ("credbridge", {"ghcr.io": "credbridge"})
-    assert "credbridge" in (headless.home / ".config" / "containers" / "registries.conf.d" / "99-credbridge.conf").read_text()
+    assert (
+        "credbridge"
+        in (headless.home / ".config" / "containers" / "registries.conf.d" / "99-credbridge.conf").read_text()
+    )
     assert json.loads(pass_store.list().stdout) == {}
 
 
@@ -187,13 +211,16 @@ def test_migrate_from_pass_keeps_them_in_pass_without_erase(headless: Headless, 
 
 # -- usage and help -------------------------------------------------------------------------------
 
+
 def test_a_mistyped_option_shows_the_commands_own_usage(headless: Headless) -> None:
     mistyped = headless.credbridge("list", "--jsn")
     assert mistyped.returncode == 2 and mistyped.stderr.decode().startswith("usage: credbridge list "), mistyped.stderr
 
 
-@pytest.mark.parametrize("command", ["setup", "unlock", "passwd", "lock", "exec", "authfile", "migrate", "agent",
-                                     "stop-agent", "login", "doctor"])
+@pytest.mark.parametrize(
+    "command",
+    ["setup", "unlock", "passwd", "lock", "exec", "authfile", "migrate", "agent", "stop-agent", "login", "doctor"],
+)
 def test_each_commands_help_opens_with_the_line_the_top_level_help_gives_it(headless: Headless, command: str) -> None:
     overview = assert_ok(headless.credbridge("--help"))
     line = re.search(rf"^    {command} +(.*)$", overview, re.MULTILINE).group(1).split()[:4]
@@ -202,6 +229,7 @@ def test_each_commands_help_opens_with_the_line_the_top_level_help_gives_it(head
 
 
 # -- PATH -----------------------------------------------------------------------------------------
+
 
 def test_setup_and_its_dry_run_both_say_that_path_lacks_the_helpers(headless: Headless) -> None:
     """Run as `~/.local/bin/credbridge setup` from a shell whose PATH lacks ~/.local/bin."""
@@ -216,14 +244,20 @@ def test_setup_and_its_dry_run_both_say_that_path_lacks_the_helpers(headless: He
 def test_install_says_how_to_put_its_bindir_on_path(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
-    done = subprocess.run([str(REPO / "install.sh")], env={**install_env(home), "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(REPO / "install.sh")],
+        env={**install_env(home), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert f"{home}/.local/bin is not on PATH" in done.stdout
     assert 'export PATH="$HOME/.local/bin:$PATH"' in done.stdout and "~/.profile" in done.stdout, done.stdout
 
 
 # -- credbridge list ------------------------------------------------------------------------------
+
 
 def test_list_says_a_plaintext_docker_login_is_in_dockers_file(headless: Headless) -> None:
     config = headless.write_docker_config({"auths": {"plain.example.org": plaintext("alice", "plain-secret")}})
@@ -235,6 +269,7 @@ def test_list_says_a_plaintext_docker_login_is_in_dockers_file(headless: Headles
 
 
 # -- the cryptfile, from setup to doctor ----------------------------------------------------------
+
 
 def test_setup_says_the_cryptfile_must_be_created_then_unlocked(headless: Headless) -> None:
     first = assert_ok(headless.credbridge("setup", "--tool", "docker"))
@@ -249,8 +284,11 @@ def test_setup_says_the_cryptfile_must_be_created_then_unlocked(headless: Headle
 def test_doctor_on_a_working_headless_setup_is_clean_and_names_where_the_login_is(headless: Headless) -> None:
     assert_ok(headless.credbridge("setup"))
     assert_ok(headless.credbridge("unlock", "--new", stdin=PASSPHRASE + "\n"))
-    assert_ok(headless.credbridge("login", "--no-verify", "--password-stdin", "-u", "bob", "login.example.org",
-                                  stdin="login-secret"))
+    assert_ok(
+        headless.credbridge(
+            "login", "--no-verify", "--password-stdin", "-u", "bob", "login.example.org", stdin="login-secret"
+        )
+    )
     for spelling in (["login.example.org"], ["--registry", "login.example.org"]):
         report = assert_ok(headless.credbridge("doctor", *spelling))
         assert "login.example.org: a login is kept in cryptfile" in report, report
@@ -273,6 +311,7 @@ def test_doctor_names_a_locked_or_missing_cryptfile_once_with_the_command(headle
 
 # -- a locked store never blocks a pull ------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def open_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """docker-registry without authentication on loopback, holding test/hello:latest: a public image."""
@@ -288,18 +327,24 @@ def pulls(headless: Headless, registry: Registry, tmp_path: Path) -> dict[str, s
     """skopeo and podman fetching the public image through what `credbridge setup` configured."""
     env = {**headless.env, **private_podman(tmp_path / "podman")}
     image = f"docker://{registry.test_image}"
-    return {"skopeo": run_tool([program("skopeo", env), "inspect", "--tls-verify=false", image], env),
-            "podman": run_tool([program("podman", env), "pull", "--tls-verify=false", image], env)}
+    return {
+        "skopeo": run_tool([program("skopeo", env), "inspect", "--tls-verify=false", image], env),
+        "podman": run_tool([program("podman", env), "pull", "--tls-verify=false", image], env),
+    }
 
 
-def test_a_public_image_pulls_before_the_first_unlock_and_after_lock(headless: Headless, open_registry: Registry,
-                                                                    tmp_path: Path) -> None:
+def test_a_public_image_pulls_before_the_first_unlock_and_after_lock(
+    headless: Headless, open_registry: Registry, tmp_path: Path
+) -> None:
     assert "credbridge unlock --new" in assert_ok(headless.credbridge("setup"))
     for tool, done in pulls(headless, open_registry, tmp_path / "before").items():
         assert done.returncode == 0, f"{tool} with no cryptfile yet: {explain(done)}"
     assert_ok(headless.credbridge("unlock", "--new", stdin=PASSPHRASE + "\n"))
-    assert_ok(headless.credbridge("login", "--no-verify", "--password-stdin", "-u", "bob", "private.example.org",
-                                  stdin="login-secret"))
+    assert_ok(
+        headless.credbridge(
+            "login", "--no-verify", "--password-stdin", "-u", "bob", "private.example.org", stdin="login-secret"
+        )
+    )
     assert_ok(headless.credbridge("lock"))
     for tool, done in pulls(headless, open_registry, tmp_path / "after").items():
         assert done.returncode == 0, f"{tool} after credbridge lock: {explain(done)}"

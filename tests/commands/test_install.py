@@ -28,8 +28,13 @@ def test_install_twice_then_uninstall_leaves_nothing_of_ours(tmp_path: Path) -> 
     assert second.returncode == 0, second.stderr
     assert launcher.read_text() == before
     assert launcher.read_text().splitlines()[0].endswith(" -IS"), "launchers start Python isolated, without site"
-    version = subprocess.run([str(launcher), "version"], capture_output=True, text=True, timeout=30,
-                             env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "CREDBRIDGE_NO_AGENT": "1"})
+    version = subprocess.run(
+        [str(launcher), "version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "CREDBRIDGE_NO_AGENT": "1"},
+    )
     assert (version.returncode, version.stdout.split()[:2]) == (0, ["docker-credential-keyring", "(credbridge)"])
     removed = install(tmp_path, "--uninstall")
     assert removed.returncode == 0, removed.stderr
@@ -47,15 +52,20 @@ def test_bindir_chooses_where_the_launchers_go(tmp_path: Path) -> None:
 
 def test_reinstalling_stops_the_agent_of_the_old_code(tmp_path: Path) -> None:
     """An agent left running would serve the old code (and load modules from the files replaced under it)."""
-    from tests.stores.test_agent import wait_for
     from tests.matrix.test_matrix_trust_agent import agents_of_home
+    from tests.stores.test_agent import wait_for
 
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     assert install(tmp_path, XDG_RUNTIME_DIR=str(runtime)).returncode == 0
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": str(runtime)}
-    listed = subprocess.run([str(tmp_path / ".local" / "bin" / "docker-credential-apptainer"), "list"],
-                            capture_output=True, env=env, timeout=30, check=False)
+    listed = subprocess.run(
+        [str(tmp_path / ".local" / "bin" / "docker-credential-apptainer"), "list"],
+        capture_output=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
     assert listed.returncode == 0, listed
     wait_for(lambda: list((runtime / "credbridge").glob("agent-*.sock")))
     [agent] = agents_of_home(tmp_path)

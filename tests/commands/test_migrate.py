@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.clients.test_real_clients import explain, program, run_tool
 from tests.conftest import Helper, Installation
 from tests.support.process import Result, run
 from tests.support.registry import Registry
 from tests.support.strictload import StrictLoader
-from tests.clients.test_real_clients import explain, program, run_tool
 
 
 def auth(username: str, secret: str) -> dict[str, str]:
@@ -43,13 +43,20 @@ class PlaintextHome:
             "apptainer": home / ".apptainer" / "docker-config.json",
             "singularity": home / ".singularity" / "docker-config.json",
         }
-        self.logins = {name: {f"{name}.example.org": (f"{name}-user", f"{name}-secret-{os.urandom(4).hex()}"),
-                              f"{name}-two.example.org:5000": ("second", f"two-{os.urandom(4).hex()}")}
-                       for name in self.files}
+        self.logins = {
+            name: {
+                f"{name}.example.org": (f"{name}-user", f"{name}-secret-{os.urandom(4).hex()}"),
+                f"{name}-two.example.org:5000": ("second", f"two-{os.urandom(4).hex()}"),
+            }
+            for name in self.files
+        }
         for name, path in self.files.items():
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            config = {"auths": {server: auth(*login) for server, login in self.logins[name].items()},
-                      "HttpHeaders": {"X-Team": "hpc"}, "x-unknown": [1, {"kept": True}]}
+            config = {
+                "auths": {server: auth(*login) for server, login in self.logins[name].items()},
+                "HttpHeaders": {"X-Team": "hpc"},
+                "x-unknown": [1, {"kept": True}],
+            }
             path.write_text(json.dumps(config, indent="\t"))
             path.chmod(0o600)
 
@@ -70,8 +77,13 @@ def plaintext_home(installation: Installation, tmp_path: Path) -> PlaintextHome:
     passphrase = tmp_path / "passphrase"
     passphrase.write_text("migrate passphrase\n")
     passphrase.chmod(0o600)
-    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "PATH": f"{installation.bindir}:{os.environ['PATH']}",
-           "CREDBRIDGE_PASSPHRASE_FILE": str(passphrase), "CREDBRIDGE_NO_AGENT": "1"}
+    env = {
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "PATH": f"{installation.bindir}:{os.environ['PATH']}",
+        "CREDBRIDGE_PASSPHRASE_FILE": str(passphrase),
+        "CREDBRIDGE_NO_AGENT": "1",
+    }
     return PlaintextHome(env)
 
 
@@ -89,8 +101,10 @@ def every_login(home: PlaintextHome) -> dict[str, str]:
 
 # -- moving ----------------------------------------------------------------------------
 
+
 def test_every_plaintext_login_moves_into_the_helper_and_leaves_no_secret_behind(
-        installation: Installation, plaintext_home: PlaintextHome) -> None:
+    installation: Installation, plaintext_home: PlaintextHome
+) -> None:
     done = migrate(installation, plaintext_home, "--to", "cryptfile")
     assert done.returncode == 0, done.text
     helper = cryptfile(installation, plaintext_home)
@@ -105,7 +119,8 @@ def test_every_plaintext_login_moves_into_the_helper_and_leaves_no_secret_behind
 
 
 def test_each_file_points_its_reader_at_the_helper_and_keeps_unknown_keys(
-        installation: Installation, plaintext_home: PlaintextHome, strict_loader: StrictLoader) -> None:
+    installation: Installation, plaintext_home: PlaintextHome, strict_loader: StrictLoader
+) -> None:
     assert migrate(installation, plaintext_home, "--to", "cryptfile").returncode == 0
     for name, path in plaintext_home.files.items():
         config = json.loads(path.read_text())
@@ -129,7 +144,9 @@ def test_a_second_run_changes_nothing(installation: Installation, plaintext_home
     assert "nothing to move" in again.stdout.decode()
 
 
-def test_dry_run_names_every_login_and_writes_nothing(installation: Installation, plaintext_home: PlaintextHome) -> None:
+def test_dry_run_names_every_login_and_writes_nothing(
+    installation: Installation, plaintext_home: PlaintextHome
+) -> None:
     before = plaintext_home.snapshot()
     done = migrate(installation, plaintext_home, "--to", "cryptfile", "--dry-run")
     assert done.returncode == 0, done.text
@@ -150,7 +167,9 @@ def test_a_plaintext_backup_is_kept_only_when_asked(installation: Installation, 
     assert backup.read_bytes() == original and backup.stat().st_mode & 0o777 == 0o600
 
 
-def test_a_target_that_fails_leaves_every_file_unchanged(installation: Installation, plaintext_home: PlaintextHome) -> None:
+def test_a_target_that_fails_leaves_every_file_unchanged(
+    installation: Installation, plaintext_home: PlaintextHome
+) -> None:
     before = plaintext_home.snapshot()
     locked = {**plaintext_home.env, "CREDBRIDGE_PASSPHRASE_FILE": ""}
     done = run([installation.executable("credbridge"), "migrate", "--to", "cryptfile"], "", locked)
@@ -163,7 +182,9 @@ def test_plaintext_stores_are_refused_as_targets(installation: Installation, pla
     assert done.returncode == 1 and b"plaintext" in done.stderr, done.text
 
 
-def test_without_to_the_target_is_dockers_creds_store(installation: Installation, plaintext_home: PlaintextHome) -> None:
+def test_without_to_the_target_is_dockers_creds_store(
+    installation: Installation, plaintext_home: PlaintextHome
+) -> None:
     """(Without credsStore either, the router: tests/commands/test_headless_first_hour.py.)"""
     docker = plaintext_home.files["docker"]
     docker.write_text(json.dumps({**json.loads(docker.read_text()), "credsStore": "cryptfile"}))
@@ -171,18 +192,27 @@ def test_without_to_the_target_is_dockers_creds_store(installation: Installation
     assert json.loads(cryptfile(installation, plaintext_home).list().stdout) == every_login(plaintext_home)
 
 
-def test_kill_during_migrate_loses_nothing_and_a_rerun_finishes(installation: Installation, plaintext_home: PlaintextHome) -> None:
+def test_kill_during_migrate_loses_nothing_and_a_rerun_finishes(
+    installation: Installation, plaintext_home: PlaintextHome
+) -> None:
     chance = random.Random(11)
     wanted = {server: secret for logins in plaintext_home.logins.values() for server, (_u, secret) in logins.items()}
     helper = cryptfile(installation, plaintext_home)
     for _attempt in range(8):
-        process = subprocess.Popen([installation.executable("credbridge"), "migrate", "--to", "cryptfile"],
-                                   env=plaintext_home.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [installation.executable("credbridge"), "migrate", "--to", "cryptfile"],
+            env=plaintext_home.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(chance.uniform(0.2, 6.0))  # one migrate takes seconds (a KDF per helper call with a passphrase file)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-        in_files = {server: (json.loads(path.read_text())["auths"].get(server) or {}) for path in plaintext_home.files.values()
-                    for server in json.loads(path.read_text())["auths"]}
+        in_files = {
+            server: (json.loads(path.read_text())["auths"].get(server) or {})
+            for path in plaintext_home.files.values()
+            for server in json.loads(path.read_text())["auths"]
+        }
         in_store = json.loads(helper.list().stdout)
         for server in wanted:
             assert in_files.get(server) or server in in_store, f"{server} is neither in its file nor in the store"
@@ -194,8 +224,10 @@ def test_kill_during_migrate_loses_nothing_and_a_rerun_finishes(installation: In
 
 # -- the rewritten files, read by their real reader ----------------------------------------
 
+
 def test_skopeo_logs_in_with_the_migrated_containers_auth_file(
-        installation: Installation, plaintext_home: PlaintextHome, registry: Registry, tmp_path: Path) -> None:
+    installation: Installation, plaintext_home: PlaintextHome, registry: Registry, tmp_path: Path
+) -> None:
     auth_file = plaintext_home.files["containers-config"]
     auth_file.write_text(json.dumps({"auths": {registry.host: auth(registry.username, registry.password)}}))
     assert migrate(installation, plaintext_home, "--to", "cryptfile").returncode == 0
@@ -203,6 +235,17 @@ def test_skopeo_logs_in_with_the_migrated_containers_auth_file(
     registries_conf = tmp_path / "registries.conf"
     registries_conf.write_text("")
     env = {**plaintext_home.env, "CONTAINERS_REGISTRIES_CONF": str(registries_conf)}
-    inspect = run_tool([program("skopeo", env), "--registries-conf", str(registries_conf), "inspect", "--tls-verify=false",
-                        "--authfile", str(auth_file), f"docker://{registry.test_image}"], env)
+    inspect = run_tool(
+        [
+            program("skopeo", env),
+            "--registries-conf",
+            str(registries_conf),
+            "inspect",
+            "--tls-verify=false",
+            "--authfile",
+            str(auth_file),
+            f"docker://{registry.test_image}",
+        ],
+        env,
+    )
     assert inspect.returncode == 0, explain(inspect)

@@ -32,14 +32,24 @@ def credbridge(installation: Installation, env: dict[str, str], *args: str, stdi
 
 
 def logged_in(installation: Installation, env: dict[str, str], registry: Registry) -> Result:
-    return credbridge(installation, env, "login", "--password-stdin", "-u", registry.username, registry.host,
-                      stdin=registry.password + "\n")
+    return credbridge(
+        installation,
+        env,
+        "login",
+        "--password-stdin",
+        "-u",
+        registry.username,
+        registry.host,
+        stdin=registry.password + "\n",
+    )
 
 
 # -- login / logout / list --------------------------------------------------------------------------
 
+
 def test_login_checks_the_password_with_the_registry_then_keeps_it_in_the_primary_store(
-        installation: Installation, env: dict[str, str], registry: Registry) -> None:
+    installation: Installation, env: dict[str, str], registry: Registry
+) -> None:
     done = logged_in(installation, env, registry)
     assert done.returncode == 0, done.stderr
     assert done.text == f"Login Succeeded ({registry.host} as {registry.username}, kept in keyring)\n"
@@ -47,10 +57,19 @@ def test_login_checks_the_password_with_the_registry_then_keeps_it_in_the_primar
     assert json.loads(stored.stdout)["Secret"] == registry.password
 
 
-def test_a_wrong_password_is_refused_and_nothing_is_stored(installation: Installation, env: dict[str, str],
-                                                           registry: Registry) -> None:
-    done = credbridge(installation, env, "login", "--password-stdin", "-u", registry.username, registry.host,
-                      stdin="not-the-password\n")
+def test_a_wrong_password_is_refused_and_nothing_is_stored(
+    installation: Installation, env: dict[str, str], registry: Registry
+) -> None:
+    done = credbridge(
+        installation,
+        env,
+        "login",
+        "--password-stdin",
+        "-u",
+        registry.username,
+        registry.host,
+        stdin="not-the-password\n",
+    )
     assert done.returncode == 1 and done.stdout == b""
     assert done.stderr.decode() == f"credbridge: the registry {registry.host} refused the username or password\n"
     assert credbridge(installation, env, "list", "--json").text == "[]\n"
@@ -62,36 +81,49 @@ def test_an_unreachable_registry_is_one_line_unless_no_verify(installation: Inst
     assert done.returncode == 1
     assert done.stderr.decode().startswith("credbridge: cannot reach the registry (https://127.0.0.1:9/v2/: ")
     assert done.stderr.decode().count("\n") == 1
-    kept = credbridge(installation, env, "login", "--no-verify", "--password-stdin", "-u", "alice", unreachable,
-                      stdin="pw\n")
+    kept = credbridge(
+        installation, env, "login", "--no-verify", "--password-stdin", "-u", "alice", unreachable, stdin="pw\n"
+    )
     assert kept.returncode == 0, kept.stderr
 
 
-def test_list_shows_registry_user_and_store_as_a_table_or_json(installation: Installation, env: dict[str, str],
-                                                              registry: Registry) -> None:
+def test_list_shows_registry_user_and_store_as_a_table_or_json(
+    installation: Installation, env: dict[str, str], registry: Registry
+) -> None:
     assert logged_in(installation, env, registry).returncode == 0
     apptainer = Path(env["HOME"]) / ".apptainer"
     apptainer.mkdir(mode=0o700)
-    (apptainer / "docker-config.json").write_text(json.dumps(
-        {"auths": {"apptainer.example": {"auth": base64.b64encode(b"carol:pw").decode()}}}))
+    (apptainer / "docker-config.json").write_text(
+        json.dumps({"auths": {"apptainer.example": {"auth": base64.b64encode(b"carol:pw").decode()}}})
+    )
     table = credbridge(installation, env, "list").text.splitlines()
     assert table[0].split() == ["REGISTRY", "USER", "STORE"]
-    assert sorted(line.split() for line in table[1:]) == [[registry.host, registry.username, "keyring"],
-                                                         ["apptainer.example", "carol", "apptainer"]]
+    assert sorted(line.split() for line in table[1:]) == [
+        [registry.host, registry.username, "keyring"],
+        ["apptainer.example", "carol", "apptainer"],
+    ]
     assert json.loads(credbridge(installation, env, "list", "--json").stdout) == [
         {"registry": registry.host, "username": registry.username, "store": "keyring", "kind": "registry"},
-        {"registry": "apptainer.example", "username": "carol", "store": "apptainer", "kind": "registry"}]
+        {"registry": "apptainer.example", "username": "carol", "store": "apptainer", "kind": "registry"},
+    ]
 
 
 def test_docker_hub_logins_are_keyed_as_docker_login_keys_them(installation: Installation, env: dict[str, str]) -> None:
     done = credbridge(installation, env, "login", "--no-verify", "--password-stdin", "-u", "alice", stdin="pw\n")
     assert done.text == "Login Succeeded (https://index.docker.io/v1/ as alice, kept in keyring)\n"
-    assert json.loads(credbridge(installation, env, "list", "--json").stdout)[0]["registry"] == "https://index.docker.io/v1/"
-    assert credbridge(installation, env, "logout", "docker.io").text == "Removed the login for https://index.docker.io/v1/\n"
+    assert (
+        json.loads(credbridge(installation, env, "list", "--json").stdout)[0]["registry"]
+        == "https://index.docker.io/v1/"
+    )
+    assert (
+        credbridge(installation, env, "logout", "docker.io").text
+        == "Removed the login for https://index.docker.io/v1/\n"
+    )
 
 
-def test_logout_removes_the_login_and_a_second_logout_is_not_an_error(installation: Installation, env: dict[str, str],
-                                                                      registry: Registry) -> None:
+def test_logout_removes_the_login_and_a_second_logout_is_not_an_error(
+    installation: Installation, env: dict[str, str], registry: Registry
+) -> None:
     assert logged_in(installation, env, registry).returncode == 0
     first = credbridge(installation, env, "logout", registry.host)
     assert (first.returncode, first.text) == (0, f"Removed the login for {registry.host}\n")
@@ -99,8 +131,9 @@ def test_logout_removes_the_login_and_a_second_logout_is_not_an_error(installati
     assert (second.returncode, second.text) == (0, f"Not logged in to {registry.host}\n")
 
 
-def test_password_stdin_needs_a_username_and_no_terminal_means_no_prompt(installation: Installation,
-                                                                        env: dict[str, str]) -> None:
+def test_password_stdin_needs_a_username_and_no_terminal_means_no_prompt(
+    installation: Installation, env: dict[str, str]
+) -> None:
     no_user = credbridge(installation, env, "login", "--password-stdin", "r.example", stdin="pw\n")
     assert no_user.stderr == b"credbridge: --password-stdin needs --username: stdin carries only the password\n"
     no_tty = credbridge(installation, env, "login", "-u", "alice", "r.example")
@@ -119,6 +152,7 @@ def test_every_command_has_help_with_examples(installation: Installation) -> Non
 
 # -- config ---------------------------------------------------------------------------------------
 
+
 def test_config_shows_the_default_primary_and_why(installation: Installation, env: dict[str, str]) -> None:
     shown = credbridge(installation, env, "config").text
     assert "(absent: defaults apply)" in shown
@@ -128,8 +162,9 @@ def test_config_shows_the_default_primary_and_why(installation: Installation, en
     assert json.loads(credbridge(installation, headless, "config", "--json").stdout)["primary"] == "cryptfile"
 
 
-def test_config_shows_routes_and_credential_variable_names_never_values(installation: Installation,
-                                                                      env: dict[str, str]) -> None:
+def test_config_shows_routes_and_credential_variable_names_never_values(
+    installation: Installation, env: dict[str, str]
+) -> None:
     config = Path(env["HOME"]) / ".config" / "credbridge" / "config.yaml"
     config.parent.mkdir(parents=True)
     config.write_text('primary: cryptfile\nroutes:\n  "*.corp.example": keyring\n')
@@ -140,6 +175,7 @@ def test_config_shows_routes_and_credential_variable_names_never_values(installa
 
 
 # -- doctor ---------------------------------------------------------------------------------------
+
 
 def doctor(installation: Installation, env: dict[str, str], *args: str) -> Result:
     return credbridge(installation, env, "doctor", *args)
@@ -152,8 +188,9 @@ def checks(result: Result) -> dict[str, list[dict[str, str]]]:
     return by_topic
 
 
-def test_doctor_finds_plaintext_logins_and_loose_modes_and_names_the_fix(installation: Installation,
-                                                                        env: dict[str, str]) -> None:
+def test_doctor_finds_plaintext_logins_and_loose_modes_and_names_the_fix(
+    installation: Installation, env: dict[str, str]
+) -> None:
     config = Path(env["HOME"]) / ".docker" / "config.json"
     config.parent.mkdir()
     config.write_text(json.dumps({"auths": {"r.example": {"auth": base64.b64encode(b"alice:pw").decode()}}}))
@@ -161,8 +198,14 @@ def test_doctor_finds_plaintext_logins_and_loose_modes_and_names_the_fix(install
     result = doctor(installation, env, "--json")
     assert result.returncode == 1
     found = checks(result)
-    assert found["plaintext"] == [{"topic": "plaintext", "status": "fail", "fix": "credbridge migrate",
-                                   "summary": f"1 login(s) in plaintext in {config} (read by docker)"}]
+    assert found["plaintext"] == [
+        {
+            "topic": "plaintext",
+            "status": "fail",
+            "fix": "credbridge migrate",
+            "summary": f"1 login(s) in plaintext in {config} (read by docker)",
+        }
+    ]
     assert found["permissions"][0]["fix"] == f"chmod 600 {config}"
     assert found["docker"][0]["status"] == "warn" and found["docker"][0]["fix"] == "credbridge setup --tool docker"
     assert "pw" not in result.text.replace("passwd", "")
@@ -184,21 +227,30 @@ def test_after_setup_and_migrate_the_doctor_is_satisfied(installation: Installat
     assert "plaintext" not in found
 
 
-def test_doctor_warns_when_a_second_copy_of_a_helper_shadows_another(installation: Installation, env: dict[str, str],
-                                                                   tmp_path: Path) -> None:
+def test_doctor_warns_when_a_second_copy_of_a_helper_shadows_another(
+    installation: Installation, env: dict[str, str], tmp_path: Path
+) -> None:
     shadow = tmp_path / "shadow-bin"
     shadow.mkdir()
     shutil.copy(installation.executable("docker-credential-keyring"), shadow / "docker-credential-keyring")
     found = checks(doctor(installation, {**env, "PATH": f"{shadow}:{env['PATH']}"}, "--json"))
-    assert any("docker-credential-keyring is in 2 places; tools run " + str(shadow) in check["summary"]
-               for check in found["PATH"])
+    assert any(
+        "docker-credential-keyring is in 2 places; tools run " + str(shadow) in check["summary"]
+        for check in found["PATH"]
+    )
 
 
 def test_doctor_colours_only_a_terminal_and_honours_no_color(installation: Installation, env: dict[str, str]) -> None:
     def on_a_terminal(extra: dict[str, str]) -> bytes:
         controller, terminal = pty.openpty()
-        done = subprocess.run([installation.executable("credbridge"), "doctor"], env={**env, **extra},
-                              stdin=subprocess.DEVNULL, stdout=terminal, stderr=subprocess.DEVNULL, timeout=60)
+        done = subprocess.run(
+            [installation.executable("credbridge"), "doctor"],
+            env={**env, **extra},
+            stdin=subprocess.DEVNULL,
+            stdout=terminal,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
         os.close(terminal)
         output = b""
         while True:
@@ -218,8 +270,9 @@ def test_doctor_colours_only_a_terminal_and_honours_no_color(installation: Insta
     assert b"\x1b[" not in doctor(installation, env).stdout
 
 
-def test_doctor_on_a_headless_machine_says_to_create_the_cryptfile_first(installation: Installation,
-                                                                        env: dict[str, str], tmp_path: Path) -> None:
+def test_doctor_on_a_headless_machine_says_to_create_the_cryptfile_first(
+    installation: Installation, env: dict[str, str], tmp_path: Path
+) -> None:
     headless = {name: value for name, value in env.items() if name != "DBUS_SESSION_BUS_ADDRESS"}
     headless["CREDBRIDGE_CRYPTFILE"] = str(tmp_path / "not-yet" / "credentials.cbf")
     result = doctor(installation, headless)

@@ -17,12 +17,19 @@ from pathlib import Path
 import pytest
 
 from credbridge.files import registriesconf
+from tests.clients.test_real_clients import (
+    NOT_FOUND,
+    TOOL_TIMEOUT_SECONDS,
+    assert_no_secret_in,
+    explain,
+    private_podman,
+    program,
+    run_tool,
+)
 from tests.conftest import Helper, Installation, keyring_env
 from tests.support.process import Result, run
 from tests.support.registry import Registry
 from tests.support.strictload import StrictLoader
-from tests.clients.test_real_clients import (NOT_FOUND, TOOL_TIMEOUT_SECONDS, assert_no_secret_in, explain, private_podman,
-                                     program, run_tool)
 
 #: The helper every tool is pointed at: the one line to change when the router is the default.
 HELPER = "credbridge"  # the router: setup's default
@@ -51,12 +58,16 @@ Snapshot = dict[str, tuple[bytes | None, int]]
 
 def snapshot(root: Path) -> Snapshot:
     """Every path under root: file bytes (None for a directory) and mode."""
-    return {str(path.relative_to(root)): (None if path.is_dir() else path.read_bytes(), path.stat().st_mode)
-            for path in sorted(root.rglob("*"))}
+    return {
+        str(path.relative_to(root)): (None if path.is_dir() else path.read_bytes(), path.stat().st_mode)
+        for path in sorted(root.rglob("*"))
+    }
 
 
 def stamps(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(path.relative_to(root)): (path.stat().st_ino, path.stat().st_mtime_ns) for path in sorted(root.rglob("*"))}
+    return {
+        str(path.relative_to(root)): (path.stat().st_ino, path.stat().st_mtime_ns) for path in sorted(root.rglob("*"))
+    }
 
 
 @pytest.fixture
@@ -83,12 +94,18 @@ def home_of(env: dict[str, str]) -> Path:
 
 # -- what setup writes ---------------------------------------------------------------------------
 
+
 def test_setup_points_docker_at_the_helper_keeping_every_other_key_and_login(
-        installation: Installation, home_env: dict[str, str]) -> None:
+    installation: Installation, home_env: dict[str, str]
+) -> None:
     config = home_of(home_env) / ".docker" / "config.json"
     config.parent.mkdir()
-    original = {"auths": {"old.example.com": {"auth": "dXNlcjpzZWNyZXQ="}}, "credsStore": "secretservice",
-                "HttpHeaders": {"X-Team": "hpc"}, "x-unknown": [1, {"kept": True}]}
+    original = {
+        "auths": {"old.example.com": {"auth": "dXNlcjpzZWNyZXQ="}},
+        "credsStore": "secretservice",
+        "HttpHeaders": {"X-Team": "hpc"},
+        "x-unknown": [1, {"kept": True}],
+    }
     config.write_text(json.dumps(original))
     out = setup_ok(installation, home_env, "--helper", HELPER, "--tool", "docker")
     [said, hint] = out.splitlines()  # the hint: this HOME has no desktop keyring and no cryptfile yet
@@ -99,24 +116,30 @@ def test_setup_points_docker_at_the_helper_keeping_every_other_key_and_login(
 
 
 def test_setup_changes_only_the_credential_helpers_lines_of_a_user_registries_conf(
-        installation: Installation, home_env: dict[str, str]) -> None:
+    installation: Installation, home_env: dict[str, str]
+) -> None:
     path = home_of(home_env) / USER_REGISTRIES_CONF
     path.parent.mkdir(parents=True)
     path.write_text(USER_REGISTRIES_CONF_TEXT)
     setup_ok(installation, home_env, "--helper", HELPER, "--tool", "podman", "--tool", "skopeo")
     old_lines = 'credential-helpers = [\n    "secretservice",   # the Go helper I used before\n]\n'
     assert path.read_text() == USER_REGISTRIES_CONF_TEXT.replace(
-        old_lines, f'credential-helpers = ["{HELPER}", "containers-auth.json"]\n')
+        old_lines, f'credential-helpers = ["{HELPER}", "containers-auth.json"]\n'
+    )
 
 
 def test_without_a_user_registries_conf_a_user_drop_in_keeps_the_system_drop_ins_in_force(
-        installation: Installation, home_env: dict[str, str]) -> None:
-    """A user registries.conf would switch /etc/containers/registries.conf.d off (Debian ships shortnames.conf there)."""
+    installation: Installation, home_env: dict[str, str]
+) -> None:
+    """A user registries.conf would switch /etc/containers/registries.conf.d off (Debian ships shortnames.conf
+    there)."""
     assert list(Path(registriesconf.SYSTEM_DROPIN_DIR).glob("*.conf")), "this test needs a system drop-in"
     out = setup_ok(installation, home_env, "--helper", HELPER, "--tool", "buildah")
     dropin = home_of(home_env) / ".config/containers/registries.conf.d" / registriesconf.OWN_DROPIN
-    assert out.splitlines()[0] == (f'buildah: created with credential-helpers = ["{HELPER}", "containers-auth.json"] '
-                                   f"in {dropin} (credbridge setup --undo reverts)")
+    assert out.splitlines()[0] == (
+        f'buildah: created with credential-helpers = ["{HELPER}", "containers-auth.json"] '
+        f"in {dropin} (credbridge setup --undo reverts)"
+    )
     assert dropin.read_text() == f'credential-helpers = ["{HELPER}", "containers-auth.json"]\n'
     assert not (home_of(home_env) / USER_REGISTRIES_CONF).exists()
 
@@ -127,15 +150,20 @@ def test_without_system_drop_ins_the_user_file_starts_as_a_copy_of_the_system_fi
     system_file.write_text(USER_REGISTRIES_CONF_TEXT)
     env = {"HOME": str(tmp_path / "home")}
     chosen = registriesconf.target(env, str(system_file), str(system_dir))
-    assert chosen == registriesconf.Target(str(tmp_path / "home" / USER_REGISTRIES_CONF), system_file.read_bytes(), True)
+    assert chosen == registriesconf.Target(
+        str(tmp_path / "home" / USER_REGISTRIES_CONF), system_file.read_bytes(), True
+    )
     system_dir.mkdir()
     (system_dir / "shortnames.conf").write_text('[aliases]\n"x" = "docker.io/library/x"\n')
     dropin = tmp_path / "home/.config/containers/registries.conf.d" / registriesconf.OWN_DROPIN
-    assert registriesconf.target(env, str(system_file), str(system_dir)) == registriesconf.Target(str(dropin), b"", False)
+    assert registriesconf.target(env, str(system_file), str(system_dir)) == registriesconf.Target(
+        str(dropin), b"", False
+    )
 
 
 def test_a_user_drop_in_that_already_sets_credential_helpers_is_edited_in_its_place(
-        installation: Installation, home_env: dict[str, str]) -> None:
+    installation: Installation, home_env: dict[str, str]
+) -> None:
     """Drop-ins have the last word over the main file: editing the main file would change nothing."""
     main = home_of(home_env) / USER_REGISTRIES_CONF
     main.parent.mkdir(parents=True)
@@ -149,7 +177,8 @@ def test_a_user_drop_in_that_already_sets_credential_helpers_is_edited_in_its_pl
 
 
 def test_apptainer_and_singularity_files_get_creds_store_and_still_load_in_their_strict_decoder(
-        installation: Installation, home_env: dict[str, str], strict_loader: StrictLoader, tmp_path: Path) -> None:
+    installation: Installation, home_env: dict[str, str], strict_loader: StrictLoader, tmp_path: Path
+) -> None:
     env = {**home_env, "APPTAINER_CONFIGDIR": str(tmp_path / "apptainer-config")}
     apptainer = tmp_path / "apptainer-config" / "docker-config.json"
     singularity = home_of(env) / ".singularity" / "docker-config.json"
@@ -157,15 +186,16 @@ def test_apptainer_and_singularity_files_get_creds_store_and_still_load_in_their
         path.parent.mkdir(mode=0o700)
         path.write_text(json.dumps({"auths": {"r.example.org": {}}, "x-unknown": True}))
     out = setup_ok(installation, env, "--helper", HELPER, "--tool", "apptainer", "--tool", "singularity")
-    assert f"apptainer: set credsStore = \"{HELPER}\" in {apptainer}" in out
-    assert f"singularity: set credsStore = \"{HELPER}\" in {singularity}" in out
+    assert f'apptainer: set credsStore = "{HELPER}" in {apptainer}' in out
+    assert f'singularity: set credsStore = "{HELPER}" in {singularity}' in out
     for path in (apptainer, singularity):
         assert json.loads(path.read_text()) == {"auths": {"r.example.org": {}}, "x-unknown": True, "credsStore": HELPER}
         strict_loader.docker_config(path)
 
 
 def test_apptainer_without_its_own_file_is_pointed_through_dockers_config_which_it_reads_instead(
-        installation: Installation, home_env: dict[str, str]) -> None:
+    installation: Installation, home_env: dict[str, str]
+) -> None:
     out = setup_ok(installation, home_env, "--helper", HELPER, "--tool", "docker", "--tool", "apptainer")
     config = home_of(home_env) / ".docker" / "config.json"
     assert out.startswith(f'docker, apptainer: created with credsStore = "{HELPER}" in {config}')
@@ -173,6 +203,7 @@ def test_apptainer_without_its_own_file_is_pointed_through_dockers_config_which_
 
 
 # -- refusals: one line, nothing written -------------------------------------------------------------
+
 
 def test_a_v1_registries_conf_is_refused_and_left_alone(installation: Installation, home_env: dict[str, str]) -> None:
     path = home_of(home_env) / USER_REGISTRIES_CONF
@@ -185,10 +216,12 @@ def test_a_v1_registries_conf_is_refused_and_left_alone(installation: Installati
 
 
 def test_a_helper_missing_from_path_is_refused_before_any_file_changes(
-        installation: Installation, home_env: dict[str, str]) -> None:
+    installation: Installation, home_env: dict[str, str]
+) -> None:
     done = credbridge(installation, home_env, "setup", "--helper", "no-such-helper")
     assert done.returncode == 1 and done.stderr == (
-        b"credbridge: docker-credential-no-such-helper is not on PATH: install it, or choose another with --helper\n")
+        b"credbridge: docker-credential-no-such-helper is not on PATH: install it, or choose another with --helper\n"
+    )
     assert snapshot(home_of(home_env)) == {}
 
 
@@ -225,7 +258,8 @@ def test_a_second_setup_writes_nothing(installation: Installation, home_env: dic
 
 @pytest.mark.parametrize("start", ["empty home", "populated home"])
 def test_dry_run_says_what_would_change_and_writes_nothing(
-        installation: Installation, home_env: dict[str, str], start: str) -> None:
+    installation: Installation, home_env: dict[str, str], start: str
+) -> None:
     if start == "populated home":
         populated_home(home_env)
     before = snapshot(home_of(home_env))
@@ -236,7 +270,8 @@ def test_dry_run_says_what_would_change_and_writes_nothing(
 
 @pytest.mark.parametrize("start", ["empty home", "populated home"])
 def test_undo_gives_back_every_file_byte_for_byte_and_removes_what_setup_created(
-        installation: Installation, home_env: dict[str, str], strict_loader: StrictLoader, start: str) -> None:
+    installation: Installation, home_env: dict[str, str], strict_loader: StrictLoader, start: str
+) -> None:
     if start == "populated home":
         populated_home(home_env)
         for name in ("apptainer", "singularity"):
@@ -255,14 +290,18 @@ def test_undo_gives_back_every_file_byte_for_byte_and_removes_what_setup_created
 
 
 def test_a_file_holding_plaintext_logins_is_never_copied_and_undo_resets_only_its_key(
-        installation: Installation, home_env: dict[str, str]) -> None:
+    installation: Installation, home_env: dict[str, str]
+) -> None:
     """A copy would outlive `credbridge migrate`: the secret would stay on disk in credbridge's own files."""
     populated_home(home_env, logins=True)
     config = home_of(home_env) / ".docker" / "config.json"
     original = json.loads(config.read_text())
     setup_ok(installation, home_env, "--helper", HELPER, "--tool", "docker")
-    copies = [path for path in home_of(home_env).rglob("*")
-              if path.is_file() and path != config and PLAINTEXT_LOGIN.encode() in path.read_bytes()]
+    copies = [
+        path
+        for path in home_of(home_env).rglob("*")
+        if path.is_file() and path != config and PLAINTEXT_LOGIN.encode() in path.read_bytes()
+    ]
     assert copies == []
     undone = setup_ok(installation, home_env, "--undo")
     assert f"{config}: held plaintext logins, which setup does not copy, so only credsStore went back" in undone
@@ -270,12 +309,15 @@ def test_a_file_holding_plaintext_logins_is_never_copied_and_undo_resets_only_it
 
 
 def test_undo_after_docker_changed_the_file_puts_back_only_creds_store(
-        installation: Installation, home_env: dict[str, str]) -> None:
+    installation: Installation, home_env: dict[str, str]
+) -> None:
     populated_home(home_env)
     config = home_of(home_env) / ".docker" / "config.json"
     setup_ok(installation, home_env, "--helper", HELPER, "--tool", "docker")
-    changed = {**json.loads(config.read_text()), "auths": {"old.example.com": {"auth": "dXNlcjpzZWNyZXQ="},
-                                                          "new.example.com": {}}}
+    changed = {
+        **json.loads(config.read_text()),
+        "auths": {"old.example.com": {"auth": "dXNlcjpzZWNyZXQ="}, "new.example.com": {}},
+    }
     config.write_text(json.dumps(changed))
     undone = setup_ok(installation, home_env, "--undo")
     assert undone == f"{config}: changed since setup, so only credsStore went back to (unset)\n"
@@ -284,6 +326,7 @@ def test_undo_after_docker_changed_the_file_puts_back_only_creds_store(
 
 
 # -- one login, every tool ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def tools_home(request: pytest.FixtureRequest, tmp_path: Path, registry: Registry) -> dict[str, str]:
@@ -297,12 +340,21 @@ def tools_home(request: pytest.FixtureRequest, tmp_path: Path, registry: Registr
         directory.mkdir(parents=True, mode=0o700)
     registries = home / USER_REGISTRIES_CONF
     registries.parent.mkdir(parents=True)
-    registries.write_text(USER_REGISTRIES_CONF_TEXT + f'\n[[registry]]\nlocation = "{registry.host}"\ninsecure = true\n')
+    registries.write_text(
+        USER_REGISTRIES_CONF_TEXT + f'\n[[registry]]\nlocation = "{registry.host}"\ninsecure = true\n'
+    )
     auth_file = tmp_path / "auth.json"
     auth_file.write_text("{}")  # skopeo/podman logout refuse a REGISTRY_AUTH_FILE that does not exist
-    return {**env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
-            "XDG_CACHE_HOME": str(home / ".cache"), "TMPDIR": str(tmp_path / "tmp"), "REGISTRY_AUTH_FILE": str(auth_file),
-            **private_podman(tmp_path / "podman")}
+    return {
+        **env,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "REGISTRY_AUTH_FILE": str(auth_file),
+        **private_podman(tmp_path / "podman"),
+    }
 
 
 def tool(env: dict[str, str], name: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -317,8 +369,14 @@ print(json.dumps(docker.auth.resolve_authconfig(docker.auth.load_config(), sys.a
 
 
 def docker_py_credential(env: dict[str, str], host: str) -> dict | None:
-    done = subprocess.run([sys.executable, "-c", DOCKER_PY_RESOLVE, host], env=env, capture_output=True, text=True,
-                          timeout=TOOL_TIMEOUT_SECONDS, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", DOCKER_PY_RESOLVE, host],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_SECONDS,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -328,8 +386,9 @@ def assert_docker_cli_finds(env: dict[str, str], registry: Registry, username: s
     (and says so) before asking the daemon, which this machine does not run."""
     docker = tool(env, "docker", "login", registry.host)
     found = "Authenticating with existing credentials" in docker.stderr
-    assert found == (username is not None) and (username is None or f"[Username: {username}]" in docker.stderr), \
+    assert found == (username is not None) and (username is None or f"[Username: {username}]" in docker.stderr), (
         explain(docker)
+    )
 
 
 def assert_every_tool_uses_the_login(env: dict[str, str], registry: Registry, tmp_path: Path) -> None:
@@ -342,9 +401,14 @@ def assert_every_tool_uses_the_login(env: dict[str, str], registry: Registry, tm
     who = tool(env, "podman", "login", "--get-login", registry.host)
     assert (who.returncode, who.stdout) == (0, f"{registry.username}\n"), explain(who)
     resolved = docker_py_credential(env, registry.host)
-    assert resolved is not None and (resolved["Username"], resolved["Password"]) == (registry.username, registry.password)
+    assert resolved is not None and (resolved["Username"], resolved["Password"]) == (
+        registry.username,
+        registry.password,
+    )
     listed = tool(env, "credbridge", "list", "--json")
-    assert [(row["registry"], row["username"]) for row in json.loads(listed.stdout)] == [(registry.host, registry.username)]
+    assert [(row["registry"], row["username"]) for row in json.loads(listed.stdout)] == [
+        (registry.host, registry.username)
+    ]
     assert_no_secret_in([home_of(env), Path(env["REGISTRY_AUTH_FILE"])], registry.username, registry.password)
 
 
@@ -360,21 +424,39 @@ def assert_gone_after_skopeo_logout(env: dict[str, str], registry: Registry, ins
 
 
 def test_after_setup_one_docker_login_serves_skopeo_podman_and_docker_py_until_skopeo_logout(
-        installation: Installation, tools_home: dict[str, str], registry: Registry, tmp_path: Path) -> None:
+    installation: Installation, tools_home: dict[str, str], registry: Registry, tmp_path: Path
+) -> None:
     out = setup_ok(installation, tools_home, "--helper", HELPER)  # every tool found on PATH
     assert out.startswith("docker: ") and "podman, skopeo, buildah: " in out, out
-    login = tool(tools_home, "docker", "login", registry.host, "-u", registry.username, "--password-stdin",
-                 stdin=registry.password + "\n")
+    login = tool(
+        tools_home,
+        "docker",
+        "login",
+        registry.host,
+        "-u",
+        registry.username,
+        "--password-stdin",
+        stdin=registry.password + "\n",
+    )
     assert login.returncode == 0 and "Login Succeeded" in login.stdout, explain(login)
     assert_every_tool_uses_the_login(tools_home, registry, tmp_path)
     assert_gone_after_skopeo_logout(tools_home, registry, installation)
 
 
 def test_after_setup_one_podman_login_serves_docker_skopeo_and_docker_py_until_skopeo_logout(
-        installation: Installation, tools_home: dict[str, str], registry: Registry, tmp_path: Path) -> None:
+    installation: Installation, tools_home: dict[str, str], registry: Registry, tmp_path: Path
+) -> None:
     setup_ok(installation, tools_home, "--helper", HELPER)
-    login = tool(tools_home, "podman", "login", "-u", registry.username, "--password-stdin", registry.host,
-                 stdin=registry.password + "\n")
+    login = tool(
+        tools_home,
+        "podman",
+        "login",
+        "-u",
+        registry.username,
+        "--password-stdin",
+        registry.host,
+        stdin=registry.password + "\n",
+    )
     assert login.returncode == 0 and "Login Succeeded" in login.stdout, explain(login)
     assert_docker_cli_finds(tools_home, registry, registry.username)
     assert_every_tool_uses_the_login(tools_home, registry, tmp_path)

@@ -15,7 +15,8 @@ import json
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import Helper
 from tests.support.process import Result
@@ -23,8 +24,12 @@ from tests.support.process import Result
 CANARY_SERVER = "canary-registry.credbridge.test"
 CANARY_USERNAME = "canary-user"
 CANARY_SECRET = "CANARY-s3cret-7f3a9c-do-not-echo"
-CANARY_ANSWER = json.dumps({"ServerURL": CANARY_SERVER, "Username": CANARY_USERNAME, "Secret": CANARY_SECRET},
-                           separators=(",", ":")).encode() + b"\n"
+CANARY_ANSWER = (
+    json.dumps(
+        {"ServerURL": CANARY_SERVER, "Username": CANARY_USERNAME, "Secret": CANARY_SECRET}, separators=(",", ":")
+    ).encode()
+    + b"\n"
+)
 NOT_FOUND = b"credentials not found in native keychain\n"
 TOO_LONG = b"bufio.Scanner: token too long\n"
 MIB = 1024 * 1024
@@ -46,10 +51,12 @@ def assert_clean_answer(result: Result, action: str = "") -> None:
     assert CANARY_SECRET.encode() not in result.stdout, "a stored secret was echoed"
     if result.stdout == b"":
         assert (action, result.returncode) in (("store", 0), ("erase", 0)), (
-            f"only a successful store or erase may answer with nothing (action {action!r}, rc {result.returncode})")
+            f"only a successful store or erase may answer with nothing (action {action!r}, rc {result.returncode})"
+        )
     else:
         assert result.stdout.endswith(b"\n") and result.stdout.count(b"\n") == 1, (
-            f"not exactly one line: {result.stdout[:500]!r}")
+            f"not exactly one line: {result.stdout[:500]!r}"
+        )
     if result.returncode == 1:
         assert result.stdout, "a failure must say why"
 
@@ -109,14 +116,15 @@ BAD_STDIN = {
 
 @pytest.mark.parametrize("action", ["store", "get", "erase"])
 @pytest.mark.parametrize("stdin", BAD_STDIN.values(), ids=BAD_STDIN.keys())
-def test_bad_stdin_gets_one_clean_line_and_leaves_the_keyring_intact(helper: Helper, action: str,
-                                                                     stdin: bytes) -> None:
+def test_bad_stdin_gets_one_clean_line_and_leaves_the_keyring_intact(helper: Helper, action: str, stdin: bytes) -> None:
     answer(helper, action, stdin)
     assert_canary_intact(helper)
 
 
 @pytest.mark.parametrize("action", ["list", "version"])
-@pytest.mark.parametrize("stdin", [b"\xff\xfe", b"[" * 100000, b"x" * (20 * MIB)], ids=["invalid-utf8", "nested", "20-mb"])
+@pytest.mark.parametrize(
+    "stdin", [b"\xff\xfe", b"[" * 100000, b"x" * (20 * MIB)], ids=["invalid-utf8", "nested", "20-mb"]
+)
 def test_list_and_version_ignore_whatever_is_on_stdin(helper: Helper, action: str, stdin: bytes) -> None:
     result = answer(helper, action, stdin)
     assert result.returncode == 0
@@ -128,8 +136,11 @@ def test_list_and_version_ignore_whatever_is_on_stdin(helper: Helper, action: st
 
 
 @pytest.mark.parametrize("action", ["get", "erase"])
-@pytest.mark.parametrize("stdin", [b"\xff", b"reg.\x80example", b"\xc0\xaf", b"reg.example\xf0\x9f"],
-                         ids=["ff-byte", "stray-continuation-byte", "overlong-slash", "truncated-sequence"])
+@pytest.mark.parametrize(
+    "stdin",
+    [b"\xff", b"reg.\x80example", b"\xc0\xaf", b"reg.example\xf0\x9f"],
+    ids=["ff-byte", "stray-continuation-byte", "overlong-slash", "truncated-sequence"],
+)
 def test_invalid_utf8_url_is_one_line_error_without_traceback(helper: Helper, action: str, stdin: bytes) -> None:
     result = answer(helper, action, stdin)
     assert (result.returncode, result.stdout) == (1, b"the server URL is not valid UTF-8\n")
@@ -137,10 +148,12 @@ def test_invalid_utf8_url_is_one_line_error_without_traceback(helper: Helper, ac
 
 
 @pytest.mark.parametrize("action", ["get", "erase"])
-@pytest.mark.parametrize("stdin", [b"\xed\xa0\x80", b"reg.\xed\xbf\xbfexample", b"\xed\xa0\xbd\xed\xb8\x80"],
-                         ids=["high-surrogate", "low-surrogate-inside", "encoded-surrogate-pair-cesu8"])
-def test_lone_surrogate_bytes_in_a_url_are_refused_as_invalid_utf8(helper: Helper, action: str,
-                                                                   stdin: bytes) -> None:
+@pytest.mark.parametrize(
+    "stdin",
+    [b"\xed\xa0\x80", b"reg.\xed\xbf\xbfexample", b"\xed\xa0\xbd\xed\xb8\x80"],
+    ids=["high-surrogate", "low-surrogate-inside", "encoded-surrogate-pair-cesu8"],
+)
+def test_lone_surrogate_bytes_in_a_url_are_refused_as_invalid_utf8(helper: Helper, action: str, stdin: bytes) -> None:
     """UTF-8 never encodes surrogates; Python's strict decoder refuses them, as it must."""
     result = answer(helper, action, stdin)
     assert (result.returncode, result.stdout) == (1, b"the server URL is not valid UTF-8\n")
@@ -162,8 +175,9 @@ def test_raw_lone_surrogate_bytes_in_a_store_message_become_replacement_characte
 
 
 @pytest.mark.parametrize("action", ["get", "erase"])
-@pytest.mark.parametrize("stdin", [b"reg\x00.example", b"\x00reg.example", b"reg.example\x00\n"],
-                         ids=["inside", "leading", "before-newline"])
+@pytest.mark.parametrize(
+    "stdin", [b"reg\x00.example", b"\x00reg.example", b"reg.example\x00\n"], ids=["inside", "leading", "before-newline"]
+)
 def test_nul_byte_in_a_url_is_one_line_error(helper: Helper, action: str, stdin: bytes) -> None:
     result = answer(helper, action, stdin)
     assert (result.returncode, result.stdout) == (1, b"the server URL contains a NUL byte\n")
@@ -171,8 +185,9 @@ def test_nul_byte_in_a_url_is_one_line_error(helper: Helper, action: str, stdin:
 
 
 @pytest.mark.parametrize("field", ["ServerURL", "Username"])
-def test_nul_escape_in_a_stored_server_url_or_username_is_a_clean_error_naming_the_nul(helper: Helper,
-                                                                                       field: str) -> None:
+def test_nul_escape_in_a_stored_server_url_or_username_is_a_clean_error_naming_the_nul(
+    helper: Helper, field: str
+) -> None:
     """D-Bus strings cannot carry NUL: the message must be refused before it reaches the bus.
 
     Sent as is, the bus daemon drops the connection and the user is told
@@ -188,7 +203,10 @@ def test_nul_escape_in_a_stored_server_url_or_username_is_a_clean_error_naming_t
 def test_a_nul_escape_in_the_secret_is_stored_verbatim(helper: Helper) -> None:
     """Secrets travel as bytes over D-Bus: a NUL in one is data, not an error."""
     assert answer(helper, "store", b'{"ServerURL":"nul.example","Username":"u","Secret":"a\\u0000b"}').returncode == 0
-    assert answer(helper, "get", b"nul.example").stdout == b'{"ServerURL":"nul.example","Username":"u","Secret":"a\\u0000b"}\n'
+    assert (
+        answer(helper, "get", b"nul.example").stdout
+        == b'{"ServerURL":"nul.example","Username":"u","Secret":"a\\u0000b"}\n'
+    )
 
 
 # -- deep nesting and huge input -----------------------------------------------------
@@ -198,8 +216,11 @@ def test_100000_brackets_on_one_line_hit_the_line_limit_first(helper: Helper) ->
     assert answer(helper, "store", b"[" * 100000).stdout == TOO_LONG
 
 
-@pytest.mark.parametrize("stdin", [b"[\n" * 100000, b'{"a":\n' * 100000, b'{"ServerURL":"x","Username":"u","Secret":' + b"[\n" * 100000],
-                         ids=["arrays", "objects", "inside-a-message"])
+@pytest.mark.parametrize(
+    "stdin",
+    [b"[\n" * 100000, b'{"a":\n' * 100000, b'{"ServerURL":"x","Username":"u","Secret":' + b"[\n" * 100000],
+    ids=["arrays", "objects", "inside-a-message"],
+)
 def test_deeply_nested_json_is_one_line_error_not_a_recursion_crash(helper: Helper, stdin: bytes) -> None:
     """Lines are joined, so nesting can exceed the line limit; Go stops at depth 10000."""
     result = answer(helper, "store", stdin)
@@ -218,8 +239,11 @@ def test_twenty_megabytes_of_64k_lines_is_read_without_error(helper: Helper, act
     """Every line is under Go's limit, so the input is valid, just huge: an ordinary answer."""
     line = b"x" * 65535 + b"\n"
     result = answer(helper, action, line * (20 * MIB // len(line) + 1))
-    expected = {"store": (1, b"invalid character 'x' looking for beginning of value\n"),
-                "get": (1, NOT_FOUND), "erase": (0, b"")}[action]
+    expected = {
+        "store": (1, b"invalid character 'x' looking for beginning of value\n"),
+        "get": (1, NOT_FOUND),
+        "erase": (0, b""),
+    }[action]
     assert (result.returncode, result.stdout) == expected
     assert_canary_intact(helper)
 
@@ -266,7 +290,7 @@ LEAKY_MESSAGES = {
     "missing-username": b'{"Secret":"hunter2-in-message","ServerURL":"reg.example"}',
     "secret-as-a-bare-word": b"hunter2-in-message",
     "secret-too-long-for-a-line": b'{"Secret":"hunter2-in-message' + b"x" * 65536 + b'"}',
-    "nul-in-username-beside-the-secret": b'{"ServerURL":"reg.example","Username":"a\\u0000b","Secret":"hunter2-in-message"}',
+    "nul-in-username-beside-the-secret": b'{"ServerURL":"reg.example","Username":"a\\u0000b","Secret":"hunter2-in-message"}',  # noqa: E501
 }
 
 
@@ -279,19 +303,52 @@ def test_a_refused_store_message_never_echoes_the_secret_it_carried(helper: Help
 
 # -- any bytes at all ----------------------------------------------------------------
 
-JSONISH_PIECES = [b"{", b"}", b"[", b"]", b",", b":", b'"', b'"ServerURL"', b'"Username"', b'"Secret"',
-                  b'"reg.example"', b"null", b"true", b"1", b"-", b".", b"e", b"\\", b"\\u", b"d800", b"\\ud800",
-                  b"\\u0000", b"\x00", b"\n", b"\r", b"\r\n", b" ", b"\t", b"\xff", b"\xed\xa0\x80", b"\xf0\x9f",
-                  "é".encode(), "\u2028".encode(), b"<token>"]
+JSONISH_PIECES = [
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b":",
+    b'"',
+    b'"ServerURL"',
+    b'"Username"',
+    b'"Secret"',
+    b'"reg.example"',
+    b"null",
+    b"true",
+    b"1",
+    b"-",
+    b".",
+    b"e",
+    b"\\",
+    b"\\u",
+    b"d800",
+    b"\\ud800",
+    b"\\u0000",
+    b"\x00",
+    b"\n",
+    b"\r",
+    b"\r\n",
+    b" ",
+    b"\t",
+    b"\xff",
+    b"\xed\xa0\x80",
+    b"\xf0\x9f",
+    "é".encode(),
+    "\u2028".encode(),
+    b"<token>",
+]
 
 ANY_INPUT = st.one_of(
     st.binary(max_size=512),
     st.text(max_size=200).map(lambda text: text.encode("utf-8", "surrogatepass")),
     st.lists(st.sampled_from(JSONISH_PIECES), max_size=40).map(b"".join),
-    st.dictionaries(st.sampled_from(["ServerURL", "Username", "Secret", "serverurl", "x"]),
-                    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20),
-                              st.lists(st.integers(), max_size=3)),
-                    max_size=4).map(lambda fields: json.dumps(fields).encode()),
+    st.dictionaries(
+        st.sampled_from(["ServerURL", "Username", "Secret", "serverurl", "x"]),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20), st.lists(st.integers(), max_size=3)),
+        max_size=4,
+    ).map(lambda fields: json.dumps(fields).encode()),
 )
 
 

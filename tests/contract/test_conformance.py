@@ -79,8 +79,13 @@ def stored(helper: Helper, server: str, username: str, secret: str) -> None:
 
 
 def items_in_keyring(env: dict[str, str]) -> int:
-    found = subprocess.run(["secret-tool", "search", "--all", "xdg:schema", keyring_session.DOCKER_SCHEMA],
-                           env=env, capture_output=True, text=True, timeout=30)
+    found = subprocess.run(
+        ["secret-tool", "search", "--all", "xdg:schema", keyring_session.DOCKER_SCHEMA],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return sum(line.startswith("[/") for line in found.stdout.splitlines())
 
 
@@ -102,19 +107,25 @@ ROUND_TRIPS = {
 
 @on_every_secret_service
 @pytest.mark.parametrize("server, username, secret", ROUND_TRIPS.values(), ids=ROUND_TRIPS.keys())
-def test_store_then_get_and_list_answer_like_go(go_helper: Helper, keyring_helper: Helper,
-                                                server: str, username: str, secret: str) -> None:
-    answers = assert_same_conversation(go_helper, keyring_helper,
-                                       store_get_list(store_message(server, username, secret), server))
+def test_store_then_get_and_list_answer_like_go(
+    go_helper: Helper, keyring_helper: Helper, server: str, username: str, secret: str
+) -> None:
+    answers = assert_same_conversation(
+        go_helper, keyring_helper, store_get_list(store_message(server, username, secret), server)
+    )
     assert answers[1][0] == 0, "the round trip itself must succeed"
 
 
 def test_get_escapes_html_characters_and_separators_as_go_does(go_helper: Helper, keyring_helper: Helper) -> None:
     """The exact bytes, spelled out: `<token>` comes back as "\\u003ctoken\\u003e"."""
-    answers = assert_same_conversation(go_helper, keyring_helper, store_get_list(
-        store_message("reg.example", "<token>", "a<b>c&d\u2028e\u2029f")))
-    assert answers[1] == (0, b'{"ServerURL":"reg.example","Username":"\\u003ctoken\\u003e",'
-                             b'"Secret":"a\\u003cb\\u003ec\\u0026d\\u2028e\\u2029f"}\n')
+    answers = assert_same_conversation(
+        go_helper, keyring_helper, store_get_list(store_message("reg.example", "<token>", "a<b>c&d\u2028e\u2029f"))
+    )
+    assert answers[1] == (
+        0,
+        b'{"ServerURL":"reg.example","Username":"\\u003ctoken\\u003e",'
+        b'"Secret":"a\\u003cb\\u003ec\\u0026d\\u2028e\\u2029f"}\n',
+    )
 
 
 # -- get and erase: reading the server URL -------------------------------------
@@ -144,8 +155,9 @@ EMPTY_URLS = {
 
 @pytest.mark.parametrize("action", ["get", "erase"])
 @pytest.mark.parametrize("stdin", EMPTY_URLS.values(), ids=EMPTY_URLS.keys())
-def test_an_empty_or_blank_server_url_is_refused_like_go(go_helper: Helper, keyring_helper: Helper,
-                                                         action: str, stdin: bytes) -> None:
+def test_an_empty_or_blank_server_url_is_refused_like_go(
+    go_helper: Helper, keyring_helper: Helper, action: str, stdin: bytes
+) -> None:
     answers = assert_same_conversation(go_helper, keyring_helper, [((action,), stdin)])
     assert answers == [(1, b"no credentials server URL\n")]
 
@@ -167,13 +179,18 @@ URL_SPELLINGS = {
 
 
 @pytest.mark.parametrize("stdin", URL_SPELLINGS.values(), ids=URL_SPELLINGS.keys())
-def test_multi_line_and_crlf_input_to_get_is_read_like_go(go_helper: Helper, keyring_helper: Helper,
-                                                          stdin: bytes) -> None:
+def test_multi_line_and_crlf_input_to_get_is_read_like_go(
+    go_helper: Helper, keyring_helper: Helper, stdin: bytes
+) -> None:
     """Lines are joined without separator, one trailing CR per line dropped, then trimmed."""
-    answers = assert_same_conversation(go_helper, keyring_helper, [
-        (("store",), store_message("reg.example", "alice", "s3cret")),
-        (("get",), stdin),
-    ])
+    answers = assert_same_conversation(
+        go_helper,
+        keyring_helper,
+        [
+            (("store",), store_message("reg.example", "alice", "s3cret")),
+            (("get",), stdin),
+        ],
+    )
     assert answers[1] == (0, b'{"ServerURL":"reg.example","Username":"alice","Secret":"s3cret"}\n')
 
 
@@ -186,7 +203,7 @@ STORE_VARIANTS = {
     "unicode-case-fold-key": '{"ServerURL":"reg.example","Username":"u","\u017fecret":"p"}'.encode(),
     "escaped-key": b'{"Server\\u0055RL":"reg.example","Username":"u","Secret":"p"}',
     "unknown-keys": b'{"ServerURL":"reg.example","Username":"u","Secret":"p","Extra":{"a":[1,2,null]},"n":1}',
-    "duplicate-keys-last-wins": b'{"ServerURL":"x.example","ServerURL":"reg.example","Username":"a","username":"u","Secret":"p"}',
+    "duplicate-keys-last-wins": b'{"ServerURL":"x.example","ServerURL":"reg.example","Username":"a","username":"u","Secret":"p"}',  # noqa: E501
     "duplicate-across-case-last-wins": b'{"Secret":"p","secret":"q","ServerURL":"reg.example","Username":"u"}',
     "null-after-value-keeps-value": b'{"ServerURL":"reg.example","Username":"u","Secret":"p","Secret":null}',
     "trailing-garbage": b'{"ServerURL":"reg.example","Username":"u","Secret":"p"} trailing garbage {',
@@ -204,7 +221,10 @@ STORE_VARIANTS = {
     "lone-surrogate-escape": b'{"ServerURL":"reg.example","Username":"u\\ud800","Secret":"\\ud800x"}',
     "reversed-surrogate-escapes": b'{"ServerURL":"reg.example","Username":"u","Secret":"\\udc00\\ud800"}',
     "high-surrogate-then-bmp-escape": b'{"ServerURL":"reg.example","Username":"u","Secret":"\\ud800\\u0041"}',
-    "nesting-within-python-limits": b'{"x":' + b"[" * 500 + b"]" * 500 + b',"ServerURL":"reg.example","Username":"u","Secret":"p"}',
+    "nesting-within-python-limits": b'{"x":'
+    + b"[" * 500
+    + b"]" * 500
+    + b',"ServerURL":"reg.example","Username":"u","Secret":"p"}',
 }
 
 
@@ -214,10 +234,14 @@ def test_store_message_variants_are_read_like_go(go_helper: Helper, keyring_help
     assert answers[0] == (0, b""), "every variant is a valid store message"
 
 
-@pytest.mark.parametrize("invalid", [b"\xf0\x9f", b"\xe2\x82", b"\xed\xbf\xbf\xf0\x9f\x98"],
-                         ids=["truncated-4-byte-sequence", "truncated-3-byte-sequence", "surrogate-then-truncated"])
+@pytest.mark.parametrize(
+    "invalid",
+    [b"\xf0\x9f", b"\xe2\x82", b"\xed\xbf\xbf\xf0\x9f\x98"],
+    ids=["truncated-4-byte-sequence", "truncated-3-byte-sequence", "surrogate-then-truncated"],
+)
 def test_invalid_utf8_in_a_store_message_becomes_one_replacement_character_per_byte(
-        go_helper: Helper, keyring_helper: Helper, invalid: bytes) -> None:
+    go_helper: Helper, keyring_helper: Helper, invalid: bytes
+) -> None:
     """Go's decoder replaces every byte of an invalid sequence with its own U+FFFD.
 
     Python's errors="replace" uses one U+FFFD per maximal subpart, so a
@@ -230,8 +254,14 @@ def test_invalid_utf8_in_a_store_message_becomes_one_replacement_character_per_b
 
 
 def wrong_type_cases() -> dict[str, bytes]:
-    values = {"number": b"1.5e3", "negative-zero": b"-0", "true": b"true", "false": b"false",
-              "array": b'["p"]', "object": b'{"p":1}'}
+    values = {
+        "number": b"1.5e3",
+        "negative-zero": b"-0",
+        "true": b"true",
+        "false": b"false",
+        "array": b'["p"]',
+        "object": b'{"p":1}',
+    }
     cases = {}
     for field in ("ServerURL", "Username", "Secret"):
         for kind, value in values.items():
@@ -326,15 +356,18 @@ KEY_STORE_ERRORS = {
     "missing-comma-in-array": (b"[1 2]", b"invalid character '2' after array element\n"),
     "both-empty": (b'{"ServerURL":"","Username":"","Secret":"p"}', b"no credentials server URL\n"),
     "empty-username": (b'{"ServerURL":"reg.example","Username":"","Secret":"p"}', b"no credentials username\n"),
-    "number-secret": (b'{"ServerURL":"reg.example","Username":"u","Secret":1}',
-                      b"json: cannot unmarshal number into Go struct field Credentials.Secret of type string\n"),
+    "number-secret": (
+        b'{"ServerURL":"reg.example","Username":"u","Secret":1}',
+        b"json: cannot unmarshal number into Go struct field Credentials.Secret of type string\n",
+    ),
     "top-level-array": (b"[]", b"json: cannot unmarshal array into Go value of type credentials.Credentials\n"),
 }
 
 
 @pytest.mark.parametrize("message, answer", KEY_STORE_ERRORS.values(), ids=KEY_STORE_ERRORS.keys())
-def test_the_key_store_errors_read_exactly(go_helper: Helper, keyring_helper: Helper,
-                                           message: bytes, answer: bytes) -> None:
+def test_the_key_store_errors_read_exactly(
+    go_helper: Helper, keyring_helper: Helper, message: bytes, answer: bytes
+) -> None:
     """The wording, spelled out, for the errors a person is most likely to meet."""
     assert assert_same_conversation(go_helper, keyring_helper, [(("store",), message)]) == [(1, answer)]
 
@@ -357,11 +390,14 @@ GO_WORDING_GAPS = {
     "exponent-without-digits": b'{"a":1.5e}',
     "short-unicode-escape": b'{"a":"\\u12"}',
     "bad-hex-in-unicode-escape": b'{"a":"\\u12g4"}',
-    "non-ascii-character": "{\"a\":é}".encode(),
+    "non-ascii-character": '{"a":é}'.encode(),
     "byte-order-mark": b"\xef\xbb\xbf{}",
     "invalid-utf8-byte": b"\xff",
     "beyond-go-max-depth": b"[\n" * 10001,
-    "depth-go-accepts": b'{"x":' + b"[" * 2000 + b"]" * 2000 + b',"ServerURL":"reg.example","Username":"u","Secret":"p"}',
+    "depth-go-accepts": b'{"x":'
+    + b"[" * 2000
+    + b"]" * 2000
+    + b',"ServerURL":"reg.example","Username":"u","Secret":"p"}',
 }
 
 
@@ -401,8 +437,9 @@ LINE_LIMIT_CASES = {
 
 @pytest.mark.parametrize("action", ["get", "erase", "store"])
 @pytest.mark.parametrize("stdin", LINE_LIMIT_CASES.values(), ids=LINE_LIMIT_CASES.keys())
-def test_the_64k_line_limit_is_go_bufio_scanner(go_helper: Helper, keyring_helper: Helper,
-                                                action: str, stdin: bytes) -> None:
+def test_the_64k_line_limit_is_go_bufio_scanner(
+    go_helper: Helper, keyring_helper: Helper, action: str, stdin: bytes
+) -> None:
     answers = assert_same_conversation(go_helper, keyring_helper, [((action,), stdin)])
     too_long = max(len(line) for line in stdin.split(b"\n")) >= 65536
     assert (answers[0] == (1, b"bufio.Scanner: token too long\n")) == too_long
@@ -413,9 +450,12 @@ def store_line_of(length: int) -> bytes:
     return head + b"s" * (length - len(head) - len(tail)) + tail
 
 
-@pytest.mark.parametrize("length", [65535, 65536], ids=["65535-byte-message-is-stored", "65536-byte-message-is-refused"])
-def test_a_store_message_on_one_line_meets_the_same_limit(go_helper: Helper, keyring_helper: Helper,
-                                                          length: int) -> None:
+@pytest.mark.parametrize(
+    "length", [65535, 65536], ids=["65535-byte-message-is-stored", "65536-byte-message-is-refused"]
+)
+def test_a_store_message_on_one_line_meets_the_same_limit(
+    go_helper: Helper, keyring_helper: Helper, length: int
+) -> None:
     answers = assert_same_conversation(go_helper, keyring_helper, store_get_list(store_line_of(length)))
     if length == 65535:
         assert answers[0] == (0, b"") and answers[1][0] == 0
@@ -469,12 +509,16 @@ def test_help_flags_print_usage_and_succeed(keyring_helper: Helper, flag: str) -
     """
     result = keyring_helper(flag)
     assert (result.returncode, result.stdout, result.stderr) == (
-        0, b"Usage: docker-credential-keyring <store|get|erase|list|version>\n", b"")
+        0,
+        b"Usage: docker-credential-keyring <store|get|erase|list|version>\n",
+        b"",
+    )
 
 
 @pytest.mark.parametrize("flag", ["version", "--version", "-v"])
-def test_version_prints_one_line_naming_the_program_and_succeeds(go_helper: Helper, keyring_helper: Helper,
-                                                                 flag: str) -> None:
+def test_version_prints_one_line_naming_the_program_and_succeeds(
+    go_helper: Helper, keyring_helper: Helper, flag: str
+) -> None:
     """Upstream >= 0.8 format `<name> (<package>) <version>`, and the flags exit 0.
 
     Go 0.6.4 prints the bare `0.6.4` for `version` and rejects `--version`/`-v`
@@ -482,7 +526,10 @@ def test_version_prints_one_line_naming_the_program_and_succeeds(go_helper: Help
     """
     result = keyring_helper(flag)
     assert (result.returncode, result.stdout, result.stderr) == (
-        0, f"docker-credential-keyring (credbridge) {__version__}\n".encode(), b"")
+        0,
+        f"docker-credential-keyring (credbridge) {__version__}\n".encode(),
+        b"",
+    )
     assert go_helper("version").stdout == b"0.6.4\n", "the reference is the Debian 0.6.4 build"
 
 
@@ -504,20 +551,41 @@ def test_list_agrees_on_items_written_by_either_helper(go_helper: Helper, keyrin
     stored(keyring_helper, "https://index.docker.io/v1/", "<token>", "3")
     go_list, our_list = go_helper.list(), keyring_helper.list()
     assert (our_list.returncode, our_list.stdout, our_list.stderr) == (go_list.returncode, go_list.stdout, b"")
-    assert our_list.stdout == (b'{"go-written.example":"alice","https://index.docker.io/v1/":"\\u003ctoken\\u003e",'
-                               b'"ours-written.example:5000":"bob"}\n')
+    assert our_list.stdout == (
+        b'{"go-written.example":"alice","https://index.docker.io/v1/":"\\u003ctoken\\u003e",'
+        b'"ours-written.example:5000":"bob"}\n'
+    )
 
 
-def test_list_of_more_items_than_the_bus_lets_a_client_await_agrees_with_go(go_helper: Helper,
-                                                                            keyring_helper: Helper) -> None:
+def test_list_of_more_items_than_the_bus_lets_a_client_await_agrees_with_go(
+    go_helper: Helper, keyring_helper: Helper
+) -> None:
     """The private bus keeps dbus-daemon's built-in limit of 128 awaited replies per connection (Debian's
     session bus allows 50000): our pipelined reads must stay under it, or most items go missing."""
     servers = [f"many{number:03d}.example" for number in range(300)]
     try:
         for number, server in enumerate(servers):
-            subprocess.run(["secret-tool", "store", f"--label={server}", "label", "Docker Credentials", "server", server,
-                            "username", f"user{number}", "docker_cli", "1", "xdg:schema", "io.docker.Credentials"],
-                           input=b"pw", env=keyring_helper.env, check=True, timeout=30)
+            subprocess.run(
+                [
+                    "secret-tool",
+                    "store",
+                    f"--label={server}",
+                    "label",
+                    "Docker Credentials",
+                    "server",
+                    server,
+                    "username",
+                    f"user{number}",
+                    "docker_cli",
+                    "1",
+                    "xdg:schema",
+                    "io.docker.Credentials",
+                ],
+                input=b"pw",
+                env=keyring_helper.env,
+                check=True,
+                timeout=30,
+            )
         go_list, our_list = go_helper.list(), keyring_helper.list()
         assert (our_list.returncode, our_list.stderr) == (0, b"")
         assert len(json.loads(our_list.stdout)) == 300
@@ -528,17 +596,35 @@ def test_list_of_more_items_than_the_bus_lets_a_client_await_agrees_with_go(go_h
 
 
 @on_every_secret_service
-def test_list_keys_a_go_09_item_by_its_server_not_its_display_label_and_erases_it(go_helper: Helper,
-                                                                    keyring_helper: Helper) -> None:
+def test_list_keys_a_go_09_item_by_its_server_not_its_display_label_and_erases_it(
+    go_helper: Helper, keyring_helper: Helper
+) -> None:
     """The documented improvement: Go >= 0.9 labels items `Registry credentials for <url>`.
 
     Go's list reports that label as the key, which no `get` can find;
     ours keys on the `server` attribute, so list and get meet.
     """
-    subprocess.run(["secret-tool", "store", "--label=Registry credentials for reg.example",
-                    "label", "Docker Credentials", "server", "reg.example", "username", "u",
-                    "docker_cli", "1", "xdg:schema", "io.docker.Credentials"],
-                   input=b"pw", env=keyring_helper.env, check=True, timeout=30)
+    subprocess.run(
+        [
+            "secret-tool",
+            "store",
+            "--label=Registry credentials for reg.example",
+            "label",
+            "Docker Credentials",
+            "server",
+            "reg.example",
+            "username",
+            "u",
+            "docker_cli",
+            "1",
+            "xdg:schema",
+            "io.docker.Credentials",
+        ],
+        input=b"pw",
+        env=keyring_helper.env,
+        check=True,
+        timeout=30,
+    )
     result = keyring_helper.list()
     assert (result.returncode, result.stdout, result.stderr) == (0, b'{"reg.example":"u"}\n', b"")
     assert keyring_helper.get("reg.example").stdout == b'{"ServerURL":"reg.example","Username":"u","Secret":"pw"}\n'
@@ -580,8 +666,9 @@ def test_an_item_stored_by_ours_is_read_listed_and_erased_by_go(go_helper: Helpe
 
 
 @on_every_secret_service
-def test_ours_overwrites_an_item_go_stored_and_go_reads_the_new_secret(go_helper: Helper,
-                                                                       keyring_helper: Helper) -> None:
+def test_ours_overwrites_an_item_go_stored_and_go_reads_the_new_secret(
+    go_helper: Helper, keyring_helper: Helper
+) -> None:
     stored(go_helper, "reg.example", "alice", "old")
     stored(keyring_helper, "reg.example", "alice", "new")
     assert go_helper.get("reg.example").stdout == b'{"ServerURL":"reg.example","Username":"alice","Secret":"new"}\n'
@@ -600,8 +687,9 @@ def test_ours_erases_every_username_go_kept_for_a_server(go_helper: Helper, keyr
 
 
 @on_every_secret_service
-def test_every_answer_names_the_latest_login_for_a_server_go_stored_twice(go_helper: Helper,
-                                                                          keyring_helper: Helper) -> None:
+def test_every_answer_names_the_latest_login_for_a_server_go_stored_twice(
+    go_helper: Helper, keyring_helper: Helper
+) -> None:
     """Go keeps one item per username; ours must then consistently answer with the latest login.
 
     docker CLI lists, then gets each key; podman asks for `docker.io` what
@@ -620,7 +708,8 @@ def test_every_answer_names_the_latest_login_for_a_server_go_stored_twice(go_hel
         assert (exact["Username"], exact["Secret"]) == (second, f"{second}-secret"), f"get by the exact key {logins}"
         other_spelling = json.loads(keyring_helper.get("https://reg.example").stdout)
         assert (other_spelling["Username"], other_spelling["Secret"]) == (second, f"{second}-secret"), (
-            f"get under another spelling answered {other_spelling['Username']!r} {logins}")
+            f"get under another spelling answered {other_spelling['Username']!r} {logins}"
+        )
         listed = json.loads(keyring_helper.list().stdout)
         assert listed == {"reg.example": second}, f"list answered {listed['reg.example']!r} {logins}"
 
@@ -653,7 +742,10 @@ def test_an_empty_secret_is_returned_unlike_go(go_helper: Helper, keyring_helper
     assert go_helper.get("reg.example").stdout == NOT_FOUND
     result = keyring_helper.get("reg.example")
     assert (result.returncode, result.stdout, result.stderr) == (
-        0, b'{"ServerURL":"reg.example","Username":"alice","Secret":""}\n', b"")
+        0,
+        b'{"ServerURL":"reg.example","Username":"alice","Secret":""}\n',
+        b"",
+    )
 
 
 @on_every_secret_service
@@ -669,7 +761,10 @@ def test_a_nul_in_the_secret_is_kept_unlike_go(go_helper: Helper, keyring_helper
     stored(keyring_helper, "reg.example", "alice", "ab\0cd")
     result = keyring_helper.get("reg.example")
     assert (result.returncode, result.stdout, result.stderr) == (
-        0, b'{"ServerURL":"reg.example","Username":"alice","Secret":"ab\\u0000cd"}\n', b"")
+        0,
+        b'{"ServerURL":"reg.example","Username":"alice","Secret":"ab\\u0000cd"}\n',
+        b"",
+    )
 
 
 BAD_URLS = {
@@ -682,8 +777,9 @@ BAD_URLS = {
 
 @pytest.mark.parametrize("action", ["get", "erase"])
 @pytest.mark.parametrize("stdin, answer", BAD_URLS.values(), ids=BAD_URLS.keys())
-def test_an_unusable_server_url_is_a_clean_error_unlike_go(go_helper: Helper, keyring_helper: Helper,
-                                                           action: str, stdin: bytes, answer: bytes) -> None:
+def test_an_unusable_server_url_is_a_clean_error_unlike_go(
+    go_helper: Helper, keyring_helper: Helper, action: str, stdin: bytes, answer: bytes
+) -> None:
     """No item can have such a server attribute (D-Bus strings are NUL-free UTF-8).
 
     Go answers not found (get) or success (erase), letting libsecret

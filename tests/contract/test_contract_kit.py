@@ -59,9 +59,7 @@ class TestTheirHelper(HelperContract):
 """
 
 
-def outsider_pytest(
-    tmp_path: Path, env: dict[str, str], helper: str
-) -> subprocess.CompletedProcess[str]:
+def outsider_pytest(tmp_path: Path, env: dict[str, str], helper: str) -> subprocess.CompletedProcess[str]:
     """A helper author's own test module in a directory of its own, run by plain pytest."""
     (tmp_path / "test_their_helper.py").write_text(OUTSIDER)
     plain_pytest = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", "test_their_helper.py"]
@@ -91,14 +89,8 @@ def test_plain_pytest_fails_a_helper_that_breaks_the_contract(tmp_path: Path) ->
     helper.write_text("#!/bin/sh\nexit 0\n")
     helper.chmod(0o755)
     done = outsider_pytest(tmp_path, {"PATH": os.environ["PATH"]}, str(helper))
-    failed = {
-        line.split("::")[-1].split(" ")[0]
-        for line in done.stdout.splitlines()
-        if line.startswith("FAILED")
-    }
+    failed = {line.split("::")[-1].split(" ")[0] for line in done.stdout.splitlines() if line.startswith("FAILED")}
     assert done.returncode == 1, done.stdout + done.stderr
     assert failed == {
-        f"test_{check.__name__}"
-        for check in (*READ_ONLY, *WRITING)
-        if check.__name__ != "list_does_not_read_stdin"
+        f"test_{check.__name__}" for check in (*READ_ONLY, *WRITING) if check.__name__ != "list_does_not_read_stdin"
     }

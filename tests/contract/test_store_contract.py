@@ -2,9 +2,9 @@
 
 The protocol any helper owes (Go's helpers too) is the kit's, credbridge.testing, run here by
 TestProtocolContract; the tests below are credbridge's own policy on top. Each store joins
-by adding its name and the builder of its environment to STORES (another Secret Service provider: OTHER_PROVIDERS); every test then
-runs against its installed executable, through the agent and in process. A key `executable:variant` runs that executable in
-another configuration.
+by adding its name and the builder of its environment to STORES (another Secret Service
+provider: OTHER_PROVIDERS); every test then runs against its installed executable, through the
+agent and in process. A key `executable:variant` runs that executable in another configuration.
 """
 
 from __future__ import annotations
@@ -15,17 +15,34 @@ import pytest
 
 from credbridge.testing.calls import HelperCommand
 from credbridge.testing.contract import HelperContract
-from tests.conftest import (SERVING, Helper, Installation, across_installations, apptainer_files_env, cryptfile_env,
-                            keepassxc_env, keyring_env, python_keyring_env, router_env, vault_env)
+from tests.conftest import (
+    SERVING,
+    Helper,
+    Installation,
+    across_installations,
+    apptainer_files_env,
+    cryptfile_env,
+    keepassxc_env,
+    keyring_env,
+    python_keyring_env,
+    router_env,
+    vault_env,
+)
 
 pytestmark = across_installations  # the venv install and the PyInstaller bundle alike
 
 NOT_FOUND = b"credentials not found in native keychain\n"
 #: Every store; the adversarial matrix (tests/support/matrix.py) runs over these too.
-STORES = {"keyring": keyring_env, "cryptfile": cryptfile_env,
-          "apptainer": apptainer_files_env("apptainer"), "singularity": apptainer_files_env("singularity"),
-          "keyring:python-keyring": python_keyring_env(chunk_bytes=1024), "vault": vault_env,
-          "credbridge": router_env(routed=False), "credbridge:routed": router_env(routed=True)}
+STORES = {
+    "keyring": keyring_env,
+    "cryptfile": cryptfile_env,
+    "apptainer": apptainer_files_env("apptainer"),
+    "singularity": apptainer_files_env("singularity"),
+    "keyring:python-keyring": python_keyring_env(chunk_bytes=1024),
+    "vault": vault_env,
+    "credbridge": router_env(routed=False),
+    "credbridge:routed": router_env(routed=True),
+}
 #: docker-credential-keyring on other Secret Service providers: what differs is how the provider answers
 #: (prompts, signals, search), which the contract proves; the matrix's attacks on the helper would only repeat.
 OTHER_PROVIDERS = {"keyring:keepassxc": keepassxc_env}
@@ -36,7 +53,9 @@ CONTRACT_PARAMS = [(store, serving) for store in CONTRACT for serving in SERVING
 
 
 def contract_helper(request: pytest.FixtureRequest, installation: Installation, store: str, serving: str) -> Helper:
-    return Helper(installation.executable(f"docker-credential-{store.partition(':')[0]}"), CONTRACT[store](request, serving))
+    return Helper(
+        installation.executable(f"docker-credential-{store.partition(':')[0]}"), CONTRACT[store](request, serving)
+    )
 
 
 @pytest.fixture(params=CONTRACT_PARAMS, ids=lambda param: "-".join(param))
@@ -106,14 +125,18 @@ def test_list_of_an_empty_store_is_an_empty_object(helper: Helper) -> None:
     assert helper.list().stdout == b"{}\n"
 
 
-@pytest.mark.parametrize("stored_as, asked_as", [
-    ("https://index.docker.io/v1/", "docker.io"),
-    ("docker.io", "https://index.docker.io/v1/"),
-    ("https://index.docker.io/v1/", "registry-1.docker.io"),
-    ("registry.example.com", "https://registry.example.com"),
-    ("https://registry.example.com/", "registry.example.com"),
-    ("Registry.Example.COM:5000", "registry.example.com:5000"),
-], ids=["docker-login-then-podman", "podman-then-docker", "hub-api-host", "scheme-added", "scheme-and-slash", "case"])
+@pytest.mark.parametrize(
+    "stored_as, asked_as",
+    [
+        ("https://index.docker.io/v1/", "docker.io"),
+        ("docker.io", "https://index.docker.io/v1/"),
+        ("https://index.docker.io/v1/", "registry-1.docker.io"),
+        ("registry.example.com", "https://registry.example.com"),
+        ("https://registry.example.com/", "registry.example.com"),
+        ("Registry.Example.COM:5000", "registry.example.com:5000"),
+    ],
+    ids=["docker-login-then-podman", "podman-then-docker", "hub-api-host", "scheme-added", "scheme-and-slash", "case"],
+)
 def test_one_registry_is_found_under_its_other_spellings(helper: Helper, stored_as: str, asked_as: str) -> None:
     stored(helper, stored_as, "alice", "s3cret")
     answer = got(helper, asked_as)
@@ -141,17 +164,28 @@ def test_erase_removes_every_spelling_of_the_registry_and_nothing_else(helper: H
     stored(helper, "docker.io.evil.net", "mallory", "4")
     assert helper.erase("docker.io").returncode == 0
     assert json.loads(helper.list().stdout) == {
-        "https://index.docker.io/v1/access-token": "alice", "docker.io.evil.net": "mallory"}
+        "https://index.docker.io/v1/access-token": "alice",
+        "docker.io.evil.net": "mallory",
+    }
 
 
 def test_thirty_two_processes_storing_at_once_lose_nothing(helper: Helper) -> None:
-    """Parallel batch jobs log in at the same moment; every acknowledged store is there afterwards, round after round."""
+    """Parallel batch jobs log in at the same moment; every acknowledged store is there afterwards, round after
+    round."""
     import subprocess
 
     for round_number in range(3):
         servers = {f"parallel-{round_number}-{writer}.example": f"user{writer}" for writer in range(32)}
-        writers = [subprocess.Popen([helper.path, "store"], env=helper.env, stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in servers]
+        writers = [
+            subprocess.Popen(
+                [helper.path, "store"],
+                env=helper.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for _ in servers
+        ]
         for writer, (server, username) in zip(writers, servers.items()):
             writer.stdin.write(json.dumps({"ServerURL": server, "Username": username, "Secret": "s"}).encode())
             writer.stdin.close()
@@ -161,4 +195,3 @@ def test_thirty_two_processes_storing_at_once_lose_nothing(helper: Helper) -> No
             writer.stderr.close()
         listed = json.loads(helper.list().stdout)
         assert servers.items() <= listed.items(), sorted(set(servers) - set(listed))
-

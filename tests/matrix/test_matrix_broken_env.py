@@ -17,8 +17,18 @@ import time
 import pytest
 
 from tests.conftest import Helper
-from tests.support.matrix import (EVERY_HELPER_IN_PROCESS, assert_clean_answer, assert_one_line_error, build_helper,
-                                  helper_id, roots, store_message, stored, walk, written)
+from tests.support.matrix import (
+    EVERY_HELPER_IN_PROCESS,
+    assert_clean_answer,
+    assert_one_line_error,
+    build_helper,
+    helper_id,
+    roots,
+    store_message,
+    stored,
+    walk,
+    written,
+)
 from tests.support.process import Result, run
 
 ANSWER_WITHIN_SECONDS = 10
@@ -59,15 +69,26 @@ def broken(helper: Helper, mode: str, action: str, stdin: bytes = b"") -> Result
     started = time.monotonic()
     every = [root for root in roots(helper.env) if root.is_dir()]
     writable = [str(root) for root in every if not any(other in root.parents for other in every)]
-    result = run(["unshare", "-rm", "sh", "-c", IN_NAMESPACE, "sh", mode, *writable, "--", helper.path, action], stdin, helper.env)
+    result = run(
+        ["unshare", "-rm", "sh", "-c", IN_NAMESPACE, "sh", mode, *writable, "--", helper.path, action],
+        stdin,
+        helper.env,
+    )
     assert time.monotonic() - started < ANSWER_WITHIN_SECONDS, f"{action} took longer than {ANSWER_WITHIN_SECONDS} s"
-    assert b"unshare:" not in result.stderr and b"mount:" not in result.stderr, f"no mount namespace here: {result.stderr!r}"
+    assert b"unshare:" not in result.stderr and b"mount:" not in result.stderr, (
+        f"no mount namespace here: {result.stderr!r}"
+    )
     return result
 
 
-@pytest.mark.parametrize("mode, cause", [("ro", "Read-only file system"), ("full", "No space left on device")],
-                         ids=["read-only-home", "full-disk"])
-def test_a_store_that_cannot_be_written_names_the_cause_and_reads_still_work(helper: Helper, mode: str, cause: str) -> None:
+@pytest.mark.parametrize(
+    "mode, cause",
+    [("ro", "Read-only file system"), ("full", "No space left on device")],
+    ids=["read-only-home", "full-disk"],
+)
+def test_a_store_that_cannot_be_written_names_the_cause_and_reads_still_work(
+    helper: Helper, mode: str, cause: str
+) -> None:
     result = broken(helper, mode, "store", store_message("new.example", "new-user", "new-secret"))
     if result.returncode == 0:  # a store that writes elsewhere (a keyring daemon outside the namespace)
         assert (result.stdout, result.stderr) == (b"", b"")
@@ -95,23 +116,35 @@ def test_a_corrupt_file_gets_clean_answers_and_is_not_silently_replaced(helper: 
     """Every file the helper wrote, damaged in turn: one clean line per call, the damage kept for the user to see."""
     before = walk(helper.env)
     stored(helper, "more.example", "more-user", "more-secret")
-    files = [path for path in written(helper.env, before)
-             if path.is_file() and not path.is_symlink() and path.parent.parts[-2:] != GENERATION_MEMORY]
+    files = [
+        path
+        for path in written(helper.env, before)
+        if path.is_file() and not path.is_symlink() and path.parent.parts[-2:] != GENERATION_MEMORY
+    ]
     replaced_silently = {}
     for path in files:
         original = path.read_bytes()
         damaged = DAMAGE[damage](original)
         path.write_bytes(damaged)
         try:
-            for action, stdin in (("get", b"more.example"), ("list", b""),
-                                  ("store", store_message("after.example", "u", "s"))):
+            for action, stdin in (
+                ("get", b"more.example"),
+                ("list", b""),
+                ("store", store_message("after.example", "u", "s")),
+            ):
                 started = time.monotonic()
                 result = helper(action, stdin=stdin)
                 assert time.monotonic() - started < ANSWER_WITHIN_SECONDS
                 assert_clean_answer(result, action)
                 assert result.stderr == b"" and b"unexpected" not in result.stdout, (str(path), result)
                 # An empty file holds nothing (docker reads an empty config.json as `{}`): rewriting it loses nothing.
-                if action == "store" and result.returncode == 0 and damaged and path.exists() and path.read_bytes() != damaged:
+                if (
+                    action == "store"
+                    and result.returncode == 0
+                    and damaged
+                    and path.exists()
+                    and path.read_bytes() != damaged
+                ):
                     if b"more-secret" not in path.read_bytes() and b"more.example" not in path.read_bytes():
                         replaced_silently[str(path)] = "rewritten without the credentials it held"
         finally:

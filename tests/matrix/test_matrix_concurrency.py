@@ -17,11 +17,19 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import (Helper, Installation, agent_serving, keyring_started,
-                            with_helpers_on_path)
+from tests.conftest import Helper, Installation, agent_serving, keyring_started, with_helpers_on_path
 from tests.support.keyring_session import PrivateKeyring
-from tests.support.matrix import (CANARY_SERVER, CANARY_USERNAME, EVERY_HELPER, EVERY_HELPER_IN_PROCESS, build_helper,
-                                  canary_answer, helper_id, store_message, with_canary)
+from tests.support.matrix import (
+    CANARY_SERVER,
+    CANARY_USERNAME,
+    EVERY_HELPER,
+    EVERY_HELPER_IN_PROCESS,
+    build_helper,
+    canary_answer,
+    helper_id,
+    store_message,
+    with_canary,
+)
 
 WRITERS, READERS, WRITES_EACH, READS_EACH = 4, 4, 3, 4
 
@@ -52,7 +60,10 @@ def test_readers_see_whole_answers_while_writers_write(helper: Helper) -> None:
     def write(writer: int) -> list[str]:
         problems = []
         for number in range(WRITES_EACH):
-            result = helper("store", stdin=store_message(f"w{writer}-{number}.example", f"user{writer}", f"secret-{writer}-{number}"))
+            result = helper(
+                "store",
+                stdin=store_message(f"w{writer}-{number}.example", f"user{writer}", f"secret-{writer}-{number}"),
+            )
             if (result.returncode, result.stdout, result.stderr) != (0, b"", b""):
                 problems.append(f"store: {result}")
         return problems
@@ -73,11 +84,15 @@ def test_readers_see_whole_answers_while_writers_write(helper: Helper) -> None:
         return problems
 
     with ThreadPoolExecutor(WRITERS + READERS) as pool:
-        jobs = [pool.submit(write, writer) for writer in range(WRITERS)] + [pool.submit(read, reader) for reader in range(READERS)]
+        jobs = [pool.submit(write, writer) for writer in range(WRITERS)] + [
+            pool.submit(read, reader) for reader in range(READERS)
+        ]
         problems = [problem for job in jobs for problem in job.result()]
     assert problems == []
     listed = json.loads(helper.list().stdout)
-    expected = {f"w{writer}-{number}.example": f"user{writer}" for writer in range(WRITERS) for number in range(WRITES_EACH)}
+    expected = {
+        f"w{writer}-{number}.example": f"user{writer}" for writer in range(WRITERS) for number in range(WRITES_EACH)
+    }
     assert expected.items() <= listed.items(), sorted(set(expected) - set(listed))
 
 
@@ -94,8 +109,13 @@ def test_sigkill_at_random_moments_keeps_every_acknowledged_write_and_a_readable
         writers = []
         for writer in range(3):
             server, secret = f"killed-{round_number}-{writer}.example", f"secret-{round_number}-{writer}"
-            process = subprocess.Popen([killable.path, "store"], env=killable.env, stdin=subprocess.PIPE,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                [killable.path, "store"],
+                env=killable.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             process.stdin.write(store_message(server, f"user-{writer}", secret))
             process.stdin.close()
             writers.append((server, secret, process))

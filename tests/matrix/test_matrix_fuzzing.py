@@ -14,39 +14,108 @@ import os
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import Helper, Installation, across_installations
-from tests.support.matrix import (CANARY_SECRET, CANARY_SERVER, CANARY_USERNAME, EVERY_HELPER, assert_canary_intact,
-                                  assert_clean_answer, build_helper, helper_id, secret_spellings, store_message,
-                                  with_canary, with_env)
+from tests.support.matrix import (
+    CANARY_SECRET,
+    CANARY_SERVER,
+    CANARY_USERNAME,
+    EVERY_HELPER,
+    assert_canary_intact,
+    assert_clean_answer,
+    build_helper,
+    helper_id,
+    secret_spellings,
+    store_message,
+    with_canary,
+    with_env,
+)
 
 EXAMPLES = int(os.environ.get("CREDBRIDGE_FUZZ_EXAMPLES", "4"))
 #: A helper answers at once; an agent round trip or a keyring under load may take a second or two.
 ANSWER_WITHIN_SECONDS = 10
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 4,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=EXAMPLES <= 4,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
-JSONISH_PIECES = [b"{", b"}", b"[", b"]", b",", b":", b'"', b'"ServerURL"', b'"Username"', b'"Secret"',
-                  b'"reg.example"', b"null", b"true", b"1e999", b"-0", b"\\", b"\\u", b"\\ud800", b"\\udfff",
-                  b"\\u0000", b"\x00", b"\n", b"\r\n", b" ", b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf0\x9f",
-                  "\u2028".encode(), b"https://", b"@", b"[::1]", b":5000", b"/v1/", b"xn--"]
-WRONG_TYPES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                        st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+JSONISH_PIECES = [
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b":",
+    b'"',
+    b'"ServerURL"',
+    b'"Username"',
+    b'"Secret"',
+    b'"reg.example"',
+    b"null",
+    b"true",
+    b"1e999",
+    b"-0",
+    b"\\",
+    b"\\u",
+    b"\\ud800",
+    b"\\udfff",
+    b"\\u0000",
+    b"\x00",
+    b"\n",
+    b"\r\n",
+    b" ",
+    b"\xff",
+    b"\xc0\xaf",
+    b"\xed\xa0\x80",
+    b"\xf0\x9f",
+    "\u2028".encode(),
+    b"https://",
+    b"@",
+    b"[::1]",
+    b":5000",
+    b"/v1/",
+    b"xn--",
+]
+WRONG_TYPES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
 #: Marked, so that a secret found in a log is a leak, not a coincidence with a path or a host name.
 SECRETS = st.text(min_size=4, max_size=30).map(lambda text: "sEcReT-" + text)
-HOSTS = st.sampled_from(["reg.example", "REG.Example.", "[::1]:5000", "bücher.example", "xn--bcher-kva.example",
-                         "user:pw@reg.example", "https://index.docker.io/v1/", "reg.example/", CANARY_SERVER + ".evil.net"])
+HOSTS = st.sampled_from(
+    [
+        "reg.example",
+        "REG.Example.",
+        "[::1]:5000",
+        "bücher.example",
+        "xn--bcher-kva.example",
+        "user:pw@reg.example",
+        "https://index.docker.io/v1/",
+        "reg.example/",
+        CANARY_SERVER + ".evil.net",
+    ]
+)
 
 ANY_INPUT = st.one_of(
     st.binary(max_size=2048),
     st.text(max_size=300).map(lambda text: text.encode("utf-8", "surrogatepass")),
     st.lists(st.sampled_from(JSONISH_PIECES), max_size=60).map(b"".join),
-    st.fixed_dictionaries({}, optional={"ServerURL": st.one_of(HOSTS, WRONG_TYPES, st.text(max_size=30)),
-                                        "Username": st.one_of(st.text(max_size=20), WRONG_TYPES),
-                                        "Secret": st.one_of(SECRETS, WRONG_TYPES)}).map(
-        lambda fields: json.dumps(fields).encode()),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "ServerURL": st.one_of(HOSTS, WRONG_TYPES, st.text(max_size=30)),
+            "Username": st.one_of(st.text(max_size=20), WRONG_TYPES),
+            "Secret": st.one_of(SECRETS, WRONG_TYPES),
+        },
+    ).map(lambda fields: json.dumps(fields).encode()),
     st.integers(1, 20000).map(lambda depth: b"[\n" * depth),
     st.integers(1, 20000).map(lambda depth: b'{"ServerURL":' + b'{"a":\n' * depth),
     st.integers(60000, 70000).map(lambda size: b"x" * size),
@@ -71,8 +140,9 @@ def timed(helper: Helper, action: str, stdin: bytes):
 @pytest.mark.parametrize("action", ["store", "get", "erase"])
 @FUZZ
 @given(stdin=ANY_INPUT)
-def test_any_input_to_any_action_gets_one_clean_line_and_nothing_on_stderr(helper: Helper, action: str,
-                                                                          stdin: bytes) -> None:
+def test_any_input_to_any_action_gets_one_clean_line_and_nothing_on_stderr(
+    helper: Helper, action: str, stdin: bytes
+) -> None:
     result = timed(helper, action, stdin)
     assert_clean_answer(result, action)
     assert result.stderr == b"", result.stderr[:500]
@@ -94,8 +164,11 @@ def test_after_the_fuzzing_the_canary_is_intact(helper: Helper) -> None:
 
 # -- the debug log over the same corpus ----------------------------------------------
 
-LOGINS = st.tuples(HOSTS | st.text(min_size=1, max_size=30).filter(lambda text: "sEcReT" not in text),
-                   st.text(min_size=1, max_size=15).filter(lambda text: "sEcReT" not in text), SECRETS)
+LOGINS = st.tuples(
+    HOSTS | st.text(min_size=1, max_size=30).filter(lambda text: "sEcReT" not in text),
+    st.text(min_size=1, max_size=15).filter(lambda text: "sEcReT" not in text),
+    SECRETS,
+)
 
 
 def assert_log_is_safe(stderr: bytes, *logins: tuple[str, str]) -> None:
@@ -109,11 +182,18 @@ def assert_log_is_safe(stderr: bytes, *logins: tuple[str, str]) -> None:
 
 @FUZZ
 @given(login=LOGINS)
-def test_the_debug_log_of_store_get_list_and_erase_never_holds_a_secret(helper: Helper, login: tuple[str, str, str]) -> None:
+def test_the_debug_log_of_store_get_list_and_erase_never_holds_a_secret(
+    helper: Helper, login: tuple[str, str, str]
+) -> None:
     server, username, secret = login
     debugging = with_env(helper, CREDBRIDGE_DEBUG="1")
-    for action, stdin in (("store", store_message(server, username, secret)), ("get", server.encode()),
-                          ("list", b""), ("get", CANARY_SERVER.encode()), ("erase", server.encode())):
+    for action, stdin in (
+        ("store", store_message(server, username, secret)),
+        ("get", server.encode()),
+        ("list", b""),
+        ("get", CANARY_SERVER.encode()),
+        ("erase", server.encode()),
+    ):
         result = timed(debugging, action, stdin)
         assert result.returncode in (0, 1) and b"Traceback" not in result.stdout
         assert b" action program=" in result.stderr, "CREDBRIDGE_DEBUG=1 logged nothing"

@@ -18,10 +18,21 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Helper, Installation
-from tests.support.matrix import (EVERY_HELPER, EVERY_HELPER_IN_PROCESS, assert_clean_answer, build_helper, helper_id,
-                                  secret_spellings, store_message, stored, walk, with_env, written)
-from tests.support.process import run
 from tests.contract.test_store_contract import STORES
+from tests.support.matrix import (
+    EVERY_HELPER,
+    EVERY_HELPER_IN_PROCESS,
+    assert_clean_answer,
+    build_helper,
+    helper_id,
+    secret_spellings,
+    store_message,
+    stored,
+    walk,
+    with_env,
+    written,
+)
+from tests.support.process import run
 
 SECRET = "hygiene-s3cret-91ac"
 VICTIM_TEXT = b"victim: must never change\n"
@@ -67,16 +78,20 @@ def test_every_file_and_directory_a_helper_writes_is_private_and_no_temporary_fi
 def test_the_debug_log_and_stderr_carry_no_secret_through_every_action(helper: Helper) -> None:
     debugging = with_env(helper, CREDBRIDGE_DEBUG="1")
     stored(helper, "hygiene.example", "hygiene-user", SECRET)
-    for action, stdin in (("store", store_message("hygiene.example", "hygiene-user", SECRET)), ("get", b"hygiene.example"),
-                          ("list", b""), ("erase", b"hygiene.example"), ("get", b"user:" + SECRET.encode() + b"@hygiene.example")):
+    for action, stdin in (
+        ("store", store_message("hygiene.example", "hygiene-user", SECRET)),
+        ("get", b"hygiene.example"),
+        ("list", b""),
+        ("erase", b"hygiene.example"),
+        ("get", b"user:" + SECRET.encode() + b"@hygiene.example"),
+    ):
         result = debugging(action, stdin=stdin)
         assert result.stderr.startswith(b"credbridge["), result
         for spelling in secret_spellings("hygiene-user", SECRET):
             assert spelling not in result.stderr, result.stderr.decode()
 
 
-def test_the_audit_log_records_every_action_with_no_secret_and_no_username(helper: Helper,
-                                                                          tmp_path: Path) -> None:
+def test_the_audit_log_records_every_action_with_no_secret_and_no_username(helper: Helper, tmp_path: Path) -> None:
     """Also for a server URL with the login in its userinfo: a short hash of the username at most."""
     state = tmp_path / "audit-state"
     auditing = with_env(helper, XDG_STATE_HOME=str(state))
@@ -95,7 +110,9 @@ def test_the_debug_log_reaches_the_caller_however_the_call_is_served(helper: Hel
     result = with_env(helper, CREDBRIDGE_DEBUG="1")("get", stdin=b"nowhere.example")
     served_by = "agent" if "CREDBRIDGE_NO_AGENT" not in helper.env else "in process"
     assert f"call served_by='{served_by}".encode() in result.stderr, result.stderr.decode()
-    assert b"match query='nowhere.example' matched=None" in result.stderr or b"items=[]" in result.stderr, result.stderr.decode()
+    assert b"match query='nowhere.example' matched=None" in result.stderr or b"items=[]" in result.stderr, (
+        result.stderr.decode()
+    )
 
 
 def test_the_debug_log_file_is_created_private_and_appended_to(helper: Helper, tmp_path: Path) -> None:
@@ -109,8 +126,9 @@ def test_the_debug_log_file_is_created_private_and_appended_to(helper: Helper, t
 
 
 @pytest.mark.parametrize("plant", ["symlink", "others-readable-file", "fifo", "directory"])
-def test_a_debug_log_path_planted_by_someone_else_is_refused_and_the_answer_unchanged(helper: Helper, tmp_path: Path,
-                                                                                     plant: str) -> None:
+def test_a_debug_log_path_planted_by_someone_else_is_refused_and_the_answer_unchanged(
+    helper: Helper, tmp_path: Path, plant: str
+) -> None:
     victim, log = tmp_path / "victim", tmp_path / "debug.log"
     victim.write_bytes(VICTIM_TEXT)
     if plant == "symlink":
@@ -142,8 +160,9 @@ def is_xdg_base_directory(path: Path, env: dict[str, str]) -> bool:
 
 
 @pytest.mark.parametrize("plant", ["symlink", "group-writable"])
-def test_a_path_we_write_planted_with_a_symlink_or_loose_file_is_never_written_through(in_process: Helper, tmp_path: Path,
-                                                                                       plant: str) -> None:
+def test_a_path_we_write_planted_with_a_symlink_or_loose_file_is_never_written_through(
+    in_process: Helper, tmp_path: Path, plant: str
+) -> None:
     """For each path the helper writes: plant the attack there, run store and erase, and the victim is untouched."""
     before = walk(in_process.env)
     exercise(in_process)
@@ -167,7 +186,10 @@ def test_a_path_we_write_planted_with_a_symlink_or_loose_file_is_never_written_t
             else:
                 shutil.copy2(original, path)
                 path.chmod(0o666)
-            for action, stdin in (("store", store_message("attack.example", "u", SECRET)), ("erase", b"attack.example")):
+            for action, stdin in (
+                ("store", store_message("attack.example", "u", SECRET)),
+                ("erase", b"attack.example"),
+            ):
                 assert_clean_answer(in_process(action, stdin=stdin), action)
             if victim_file.read_bytes() != VICTIM_TEXT or list(victim_dir.iterdir()):
                 written_through[str(path)] = plant
@@ -192,8 +214,9 @@ exec docker-credential-singularity "$@"
 """
 
 
-def test_a_helper_we_delegate_to_gets_no_secret_in_its_argv_or_environment(request: pytest.FixtureRequest,
-                                                                          installation: Installation, tmp_path: Path) -> None:
+def test_a_helper_we_delegate_to_gets_no_secret_in_its_argv_or_environment(
+    request: pytest.FixtureRequest, installation: Installation, tmp_path: Path
+) -> None:
     """docker-credential-apptainer runs the credsStore its authfile names: the secret goes over the pipe only."""
     apptainer = build_helper(request, "apptainer", "direct")
     record, bindir = tmp_path / "record", tmp_path / "bin"
@@ -218,7 +241,8 @@ def test_a_helper_we_delegate_to_gets_no_secret_in_its_argv_or_environment(reque
 
 
 def test_exec_refuses_a_symlinked_runtime_directory_and_writes_no_authfile_through_it(
-        request: pytest.FixtureRequest, installation: Installation, tmp_path: Path) -> None:
+    request: pytest.FixtureRequest, installation: Installation, tmp_path: Path
+) -> None:
     singularity = build_helper(request, "singularity", "direct")
     stored(singularity, "exec.example", "exec-user", SECRET)
     runtime = tmp_path / "runtime"
@@ -233,14 +257,19 @@ def test_exec_refuses_a_symlinked_runtime_directory_and_writes_no_authfile_throu
 
 
 def test_authfile_output_planted_as_a_symlink_is_not_written_through(
-        request: pytest.FixtureRequest, installation: Installation, tmp_path: Path) -> None:
+    request: pytest.FixtureRequest, installation: Installation, tmp_path: Path
+) -> None:
     singularity = build_helper(request, "singularity", "direct")
     stored(singularity, "authfile.example", "authfile-user", SECRET)
     victim, output = tmp_path / "victim", tmp_path / "out" / "config.json"
     victim.write_bytes(VICTIM_TEXT)
     output.parent.mkdir(mode=0o700)
     output.symlink_to(victim)
-    run([installation.executable("credbridge"), "authfile", "--store", "singularity", "-o", str(output)], b"", singularity.env)
+    run(
+        [installation.executable("credbridge"), "authfile", "--store", "singularity", "-o", str(output)],
+        b"",
+        singularity.env,
+    )
     assert victim.read_bytes() == VICTIM_TEXT
 
 
@@ -249,8 +278,9 @@ def test_with_debugging_off_the_agent_path_imports_no_diagnostics(request: pytes
     """Off, the log costs nothing: a call the agent serves does not even import the module (-X importtime)."""
     helper = build_helper(request, store, "agent")
     interpreter = Path(helper.path).read_text().splitlines()[0][2:].split()[0]
-    done = subprocess.run([interpreter, "-IS", "-X", "importtime", helper.path, "list"], env=helper.env,
-                          capture_output=True, timeout=30)
+    done = subprocess.run(
+        [interpreter, "-IS", "-X", "importtime", helper.path, "list"], env=helper.env, capture_output=True, timeout=30
+    )
     assert done.returncode == 0, done
     imported = [line.rpartition("|")[2].strip() for line in done.stderr.decode().splitlines() if "|" in line]
     assert "credbridge.serve" in imported, done.stderr.decode()

@@ -22,8 +22,8 @@ import pytest
 
 from credbridge import __version__
 from tests.conftest import Installation
-from tests.support.process import Result, run
 from tests.stores.test_agent import wait_for
+from tests.support.process import Result, run
 
 LOGIN = '{"ServerURL":"squat.example","Username":"u","Secret":"hunter2-agent"}'
 SQUATTER = r"""
@@ -103,8 +103,9 @@ def squatter_at(user: pwd.struct_passwd, path: Path) -> Iterator[subprocess.Pope
     """A listener run by `user` whose socket is put at `path`; it prints the bytes each connection sent."""
     scratch = Path(tempfile.mkdtemp(prefix="cbsquat-"))
     os.chown(scratch, user.pw_uid, user.pw_gid)
-    listener = subprocess.Popen(["python3", "-c", SQUATTER, str(scratch / "s")], stdout=subprocess.PIPE, text=True,
-                                **as_user(user))  # type: ignore[call-overload]
+    listener = subprocess.Popen(
+        ["python3", "-c", SQUATTER, str(scratch / "s")], stdout=subprocess.PIPE, text=True, **as_user(user)
+    )  # type: ignore[call-overload]
     try:
         assert listener.stdout is not None and listener.stdout.readline() == "ready\n"
         os.rename(scratch / "s", path)
@@ -120,7 +121,8 @@ def helper(installation: Installation, store: str, env: dict[str, str], action: 
 
 
 def test_a_listener_of_another_user_at_the_agent_socket_gets_not_one_byte(
-        installation: Installation, session: dict[str, str], other_user: pwd.struct_passwd) -> None:
+    installation: Installation, session: dict[str, str], other_user: pwd.struct_passwd
+) -> None:
     place = Path(session["XDG_RUNTIME_DIR"]) / "credbridge"
     place.mkdir(mode=0o700)
     env = {**session, "CREDBRIDGE_NO_AGENT_START": "1"}
@@ -134,11 +136,25 @@ def test_a_listener_of_another_user_at_the_agent_socket_gets_not_one_byte(
     assert json.loads(found.stdout)["Secret"] == "hunter2-agent"
 
 
-def helper_in(directory: Path, installation: Installation, store: str, env: dict[str, str], action: str,
-              stdin: str = "", timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
+def helper_in(
+    directory: Path,
+    installation: Installation,
+    store: str,
+    env: dict[str, str],
+    action: str,
+    stdin: str = "",
+    timeout: float = 30,
+) -> subprocess.CompletedProcess[bytes]:
     """A helper call made from `directory`, as a tool run there makes it."""
-    return subprocess.run([installation.executable(f"docker-credential-{store}"), action], input=stdin.encode(),
-                          capture_output=True, env=env, cwd=directory, timeout=timeout, check=False)
+    return subprocess.run(
+        [installation.executable(f"docker-credential-{store}"), action],
+        input=stdin.encode(),
+        capture_output=True,
+        env=env,
+        cwd=directory,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def agent_socket(env: dict[str, str]) -> list[Path]:
@@ -160,12 +176,16 @@ def private_file(path: Path, text: str) -> Path:
 
 
 def test_a_relative_cryptfile_is_where_the_caller_is_not_where_the_agent_started(
-        installation: Installation, session: dict[str, str], tmp_path: Path) -> None:
+    installation: Installation, session: dict[str, str], tmp_path: Path
+) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()
-    env = {**session, "CREDBRIDGE_CRYPTFILE": "creds.cbf",
-           "CREDBRIDGE_PASSPHRASE_FILE": str(private_file(tmp_path / "passphrase", "correct horse\n"))}
+    env = {
+        **session,
+        "CREDBRIDGE_CRYPTFILE": "creds.cbf",
+        "CREDBRIDGE_PASSPHRASE_FILE": str(private_file(tmp_path / "passphrase", "correct horse\n")),
+    }
     assert helper_in(first, installation, "cryptfile", env, "list").returncode == 0
     wait_for(lambda: agent_socket(env))
     [agent] = agents_of_home(Path(env["HOME"]))
@@ -189,13 +209,19 @@ def routed_to_a_hanging_helper(session: dict[str, str], tmp_path: Path) -> dict[
 
 
 def test_a_call_hung_in_a_helper_is_answered_and_blocks_no_other_call(
-        installation: Installation, session: dict[str, str], tmp_path: Path) -> None:
+    installation: Installation, session: dict[str, str], tmp_path: Path
+) -> None:
     env = routed_to_a_hanging_helper(session, tmp_path)
     assert helper(installation, "credbridge", env, "store", LOGIN).returncode == 0
     started_agent(installation, env, "credbridge")
     with private_file(tmp_path / "request", "hang.example").open("rb") as request:
-        hung = subprocess.Popen([installation.executable("docker-credential-credbridge"), "get"], env=env,
-                                stdin=request, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        hung = subprocess.Popen(
+            [installation.executable("docker-credential-credbridge"), "get"],
+            env=env,
+            stdin=request,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
     try:
         time.sleep(0.5)  # the hung call holds its store now
         for action, stdin in (("get", "squat.example"), ("list", ""), ("store", LOGIN), ("get", "squat.example")):
@@ -207,8 +233,7 @@ def test_a_call_hung_in_a_helper_is_answered_and_blocks_no_other_call(
     assert hung.returncode == 1 and out.count(b"\n") == 1 and b"did not finish within 3 s" in out, out
 
 
-def test_a_fifo_read_by_a_call_does_not_wedge_the_agent(
-        installation: Installation, session: dict[str, str]) -> None:
+def test_a_fifo_read_by_a_call_does_not_wedge_the_agent(installation: Installation, session: dict[str, str]) -> None:
     env = {**session, "CREDBRIDGE_AGENT_CALL_SECONDS": "3"}
     started_agent(installation, env)
     config = Path(env["HOME"]) / ".docker" / "config.json"
@@ -281,7 +306,9 @@ def test_a_request_trickling_in_is_dropped_at_its_deadline(installation: Install
     raise AssertionError("the agent kept a connection sending a byte every 0.5 s for 60 s")
 
 
-def test_stop_agent_signals_no_pid_planted_in_the_lock_file(installation: Installation, session: dict[str, str]) -> None:
+def test_stop_agent_signals_no_pid_planted_in_the_lock_file(
+    installation: Installation, session: dict[str, str]
+) -> None:
     place = Path(session["XDG_RUNTIME_DIR"]) / "credbridge"
     place.mkdir(mode=0o700)
     victim = subprocess.Popen(["sleep", "60"])
@@ -329,8 +356,7 @@ def squatted_by(user: pwd.struct_passwd, squatted: Path, script: str) -> Iterato
     """
     with open(f"{squatted}.test-lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        subprocess.run(["sh", "-c", script], check=True,
-                       **as_user(user))  # type: ignore[call-overload]
+        subprocess.run(["sh", "-c", script], check=True, **as_user(user))  # type: ignore[call-overload]
         try:
             yield squatted
         finally:
@@ -345,12 +371,15 @@ def squatted_tmp(other_user: pwd.struct_passwd) -> Iterator[Path]:
         yield squatted
 
 
-def test_a_squatted_tmp_directory_denies_no_service(installation: Installation, session: dict[str, str],
-                                                    tmp_path: Path, squatted_tmp: Path) -> None:
+def test_a_squatted_tmp_directory_denies_no_service(
+    installation: Installation, session: dict[str, str], tmp_path: Path, squatted_tmp: Path
+) -> None:
     env = {**without_runtime_dir(session), "CREDBRIDGE_CRYPTFILE": str(tmp_path / "creds.cbf")}
     create_cryptfile(installation, env, tmp_path)
     batch = {**env, "CREDBRIDGE_NO_AGENT": "1", "CREDBRIDGE_PASSPHRASE_FILE": str(tmp_path / "passphrase")}
-    assert json.loads(helper(installation, "cryptfile", batch, "get", "squat.example").stdout)["Secret"] == "hunter2-agent"
+    assert (
+        json.loads(helper(installation, "cryptfile", batch, "get", "squat.example").stdout)["Secret"] == "hunter2-agent"
+    )
     unlocked = credbridge(installation, env, "unlock", stdin=PASSPHRASE)
     assert unlocked.returncode == 0, unlocked
     first = helper(installation, "cryptfile", env, "get", "squat.example")
@@ -374,8 +403,11 @@ def cryptfile_sessions(session: dict[str, str], tmp_path: Path) -> tuple[dict[st
 
 def create_cryptfile(installation: Installation, env: dict[str, str], tmp_path: Path) -> None:
     """The cryptfile with LOGIN in it, made in a batch (passphrase file) call: `unlock` then opens it."""
-    batch = {**env, "CREDBRIDGE_NO_AGENT": "1",
-             "CREDBRIDGE_PASSPHRASE_FILE": str(private_file(tmp_path / "passphrase", PASSPHRASE))}
+    batch = {
+        **env,
+        "CREDBRIDGE_NO_AGENT": "1",
+        "CREDBRIDGE_PASSPHRASE_FILE": str(private_file(tmp_path / "passphrase", PASSPHRASE)),
+    }
     assert helper(installation, "cryptfile", batch, "store", LOGIN).returncode == 0
 
 
@@ -388,9 +420,12 @@ def served_by_a_fresh_store(installation: Installation, env: dict[str, str]) -> 
 
 @pytest.mark.parametrize("lock_without_runtime_dir", [True, False])
 def test_lock_forgets_the_key_in_every_session_and_the_agent_drops_its_stores(
-        installation: Installation, session: dict[str, str], tmp_path: Path, lock_without_runtime_dir: bool) -> None:
+    installation: Installation, session: dict[str, str], tmp_path: Path, lock_without_runtime_dir: bool
+) -> None:
     with_runtime, without_runtime = cryptfile_sessions(session, tmp_path)
-    unlocked_in, locked_in = (with_runtime, without_runtime) if lock_without_runtime_dir else (without_runtime, with_runtime)
+    unlocked_in, locked_in = (
+        (with_runtime, without_runtime) if lock_without_runtime_dir else (without_runtime, with_runtime)
+    )
     create_cryptfile(installation, with_runtime, tmp_path)
     assert credbridge(installation, unlocked_in, "unlock", stdin=PASSPHRASE).returncode == 0
     assert helper(installation, "cryptfile", unlocked_in, "store", LOGIN).returncode == 0  # starts the agent
@@ -406,8 +441,9 @@ def test_lock_forgets_the_key_in_every_session_and_the_agent_drops_its_stores(
     assert served_by_a_fresh_store(installation, unlocked_in), "the agent still held the decrypted store after lock"
 
 
-def test_the_agent_drops_its_stores_when_the_key_expires(installation: Installation, session: dict[str, str],
-                                                         tmp_path: Path) -> None:
+def test_the_agent_drops_its_stores_when_the_key_expires(
+    installation: Installation, session: dict[str, str], tmp_path: Path
+) -> None:
     env, _ = cryptfile_sessions(session, tmp_path)
     create_cryptfile(installation, env, tmp_path)
     assert credbridge(installation, env, "unlock", "--timeout", "4", stdin=PASSPHRASE).returncode == 0
@@ -427,9 +463,11 @@ def squatted_shared_place(other_user: pwd.struct_passwd) -> Iterator[Path]:
         yield squatted
 
 
-def test_a_shared_runtime_dir_is_not_the_agent_place(installation: Installation, session: dict[str, str],
-                                                     tmp_path: Path, squatted_shared_place: Path) -> None:
-    """XDG_RUNTIME_DIR=/tmp (root's, sticky, open to all) is no runtime dir of ours: the random-name fallback is used."""
+def test_a_shared_runtime_dir_is_not_the_agent_place(
+    installation: Installation, session: dict[str, str], tmp_path: Path, squatted_shared_place: Path
+) -> None:
+    """XDG_RUNTIME_DIR=/tmp (root's, sticky, open to all) is no runtime dir of ours: the random-name fallback is
+    used."""
     env = {**session, "XDG_RUNTIME_DIR": "/tmp", "CREDBRIDGE_CRYPTFILE": str(tmp_path / "creds.cbf")}
     create_cryptfile(installation, env, tmp_path)
     unlocked = credbridge(installation, env, "unlock", stdin=PASSPHRASE)
@@ -440,7 +478,8 @@ def test_a_shared_runtime_dir_is_not_the_agent_place(installation: Installation,
 
 
 def test_a_passphrase_file_of_the_callers_own_descriptors_is_read_by_the_caller(
-        installation: Installation, session: dict[str, str], tmp_path: Path) -> None:
+    installation: Installation, session: dict[str, str], tmp_path: Path
+) -> None:
     """CREDBRIDGE_PASSPHRASE_FILE=<(cat pp): /dev/fd/N means the caller's descriptor N, which the agent cannot open."""
     env = {**session, "CREDBRIDGE_CRYPTFILE": str(tmp_path / "creds.cbf")}
     create_cryptfile(installation, env, tmp_path)
@@ -450,9 +489,15 @@ def test_a_passphrase_file_of_the_callers_own_descriptors_is_read_by_the_caller(
         os.write(writable, PASSPHRASE.encode())
         os.close(writable)
         try:
-            done = subprocess.run([installation.executable("docker-credential-cryptfile"), "get"], input=b"squat.example",
-                                  capture_output=True, env={**env, "CREDBRIDGE_PASSPHRASE_FILE": name.format(readable)},
-                                  pass_fds=[readable], timeout=30, check=False)
+            done = subprocess.run(
+                [installation.executable("docker-credential-cryptfile"), "get"],
+                input=b"squat.example",
+                capture_output=True,
+                env={**env, "CREDBRIDGE_PASSPHRASE_FILE": name.format(readable)},
+                pass_fds=[readable],
+                timeout=30,
+                check=False,
+            )
         finally:
             os.close(readable)
         assert done.returncode == 0 and json.loads(done.stdout)["Secret"] == "hunter2-agent", done

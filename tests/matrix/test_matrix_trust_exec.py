@@ -14,9 +14,17 @@ import os
 import signal
 from pathlib import Path
 
-from tests.commands.test_bridge import (HUB_SECRET, HUB_USERNAME, IDENTITY_TOKEN, SECRET, USERNAME, Bridge,  # noqa: F401
-                               bridge, logged_in)  # fixtures, used by name
 from tests.clients.test_real_clients import secret_forms
+from tests.commands.test_bridge import (  # noqa: F401
+    HUB_SECRET,
+    HUB_USERNAME,
+    IDENTITY_TOKEN,
+    SECRET,
+    USERNAME,
+    Bridge,
+    bridge,  # fixtures, used by name
+    logged_in,
+)
 
 LOGINS = ((USERNAME, SECRET), (HUB_USERNAME, HUB_SECRET), ("<token>", IDENTITY_TOKEN))
 

@@ -29,8 +29,14 @@ NOT_FOUND = b"credentials not found in native keychain\n"
 CALL_BOUND_SECONDS = 30
 
 
-def call(argv: Sequence[str], stdin: bytes | str = b"", env: Optional[Mapping[str, str]] = None,
-         cwd: Optional[Path] = None, timeout: float = CALL_BOUND_SECONDS, limit_memory: Optional[int] = None) -> Result:
+def call(
+    argv: Sequence[str],
+    stdin: bytes | str = b"",
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[Path] = None,
+    timeout: float = CALL_BOUND_SECONDS,
+    limit_memory: Optional[int] = None,
+) -> Result:
     """Run a program in its own process group; a call over the bound is killed with every descendant."""
     data = stdin.encode() if isinstance(stdin, str) else stdin
 
@@ -40,9 +46,16 @@ def call(argv: Sequence[str], stdin: bytes | str = b"", env: Optional[Mapping[st
 
             resource.setrlimit(resource.RLIMIT_AS, (limit_memory, limit_memory))
 
-    process = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True,
-                               preexec_fn=limits)
+    process = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=limits,
+    )
     try:
         stdout, stderr = process.communicate(data, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -60,8 +73,14 @@ def user_env(installation: Installation, tmp_path: Path) -> dict[str, str]:
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     write_file(home / ".config" / "credbridge" / "config.yaml", "primary: cryptfile\n")
-    return {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "CREDBRIDGE_NO_AGENT": "1", "LANG": "C.UTF-8",
-            "PATH": f"{installation.bindir}:/usr/bin:/bin", "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store.cbf")}
+    return {
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "CREDBRIDGE_NO_AGENT": "1",
+        "LANG": "C.UTF-8",
+        "PATH": f"{installation.bindir}:/usr/bin:/bin",
+        "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store.cbf"),
+    }
 
 
 def home(env: Mapping[str, str]) -> Path:
@@ -97,8 +116,9 @@ def docker_config(env: Mapping[str, str]) -> Path:
     return home(env) / ".docker" / "config.json"
 
 
-def helper(installation: Installation, name: str, action: str, stdin: str, env: Mapping[str, str],
-           cwd: Optional[Path] = None) -> Result:
+def helper(
+    installation: Installation, name: str, action: str, stdin: str, env: Mapping[str, str], cwd: Optional[Path] = None
+) -> Result:
     return call([installation.executable(f"docker-credential-{name}"), action], stdin, env, cwd)
 
 
@@ -124,9 +144,11 @@ def assert_command_line(result: Result, *words: str) -> None:
 
 # -- 1. a helper from the current directory ------------------------------------------------------
 
+
 @pytest.mark.parametrize("path_tail", [":", ":.", ":relative/bin"], ids=["empty-entry", "dot", "relative"])
 def test_a_routed_helper_is_never_found_through_a_relative_path_entry(
-        installation: Installation, user_env: dict[str, str], tmp_path: Path, path_tail: str) -> None:
+    installation: Installation, user_env: dict[str, str], tmp_path: Path, path_tail: str
+) -> None:
     checkout = tmp_path / "untrusted-checkout"
     marker = tmp_path / "ran"
     planted(checkout, "docker-credential-planted", marker, '{"Username":"attacker","Secret":"x"}')
@@ -140,10 +162,12 @@ def test_a_routed_helper_is_never_found_through_a_relative_path_entry(
 
 # -- 2. helper names with a slash -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("key", ["credHelpers", "credsStore"])
 @pytest.mark.parametrize("where", ["apptainer", "docker-fallback"])
 def test_a_helper_name_with_a_slash_in_a_docker_config_runs_nothing(
-        installation: Installation, user_env: dict[str, str], tmp_path: Path, key: str, where: str) -> None:
+    installation: Installation, user_env: dict[str, str], tmp_path: Path, key: str, where: str
+) -> None:
     checkout = tmp_path / "untrusted-checkout"
     marker = tmp_path / "ran"
     (checkout / "docker-credential-x").mkdir(parents=True)
@@ -160,8 +184,10 @@ def test_a_helper_name_with_a_slash_in_a_docker_config_runs_nothing(
 
 # -- 7. an empty answer is not a login ------------------------------------------------------------
 
+
 def test_go_pass_without_a_store_answers_empty_and_the_router_goes_on_to_apptainer(
-        installation: Installation, user_env: dict[str, str]) -> None:
+    installation: Installation, user_env: dict[str, str]
+) -> None:
     assert os.access(GO_PASS, os.X_OK), "install golang-docker-credential-helpers (docker-credential-pass)"
     write_config(user_env, "primary: cryptfile\nread: [pass, apptainer]\n")
     write_file(apptainer_docker_config(user_env), json.dumps({"auths": {"x.example": docker_login("alice", "s3cret")}}))
@@ -184,7 +210,8 @@ FIFO_PLACES = {
 
 @pytest.mark.parametrize("place", FIFO_PLACES)
 def test_a_fifo_in_place_of_a_file_is_one_line_naming_it_not_a_hang(
-        installation: Installation, user_env: dict[str, str], place: str) -> None:
+    installation: Installation, user_env: dict[str, str], place: str
+) -> None:
     fifo = FIFO_PLACES[place](user_env)
     fifo.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.mkfifo(fifo, 0o600)
@@ -195,7 +222,8 @@ def test_a_fifo_in_place_of_a_file_is_one_line_naming_it_not_a_hang(
 
 
 def test_a_fifo_in_place_of_the_credbridge_config_is_one_line_naming_it(
-        installation: Installation, user_env: dict[str, str]) -> None:
+    installation: Installation, user_env: dict[str, str]
+) -> None:
     config = home(user_env) / ".config" / "credbridge" / "config.yaml"
     config.unlink()
     os.mkfifo(config, 0o600)
@@ -205,10 +233,15 @@ def test_a_fifo_in_place_of_the_credbridge_config_is_one_line_naming_it(
 
 # -- 6. no command ends in a traceback ------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [["setup", "--tool", "docker"], ["migrate", "--to", "cryptfile", "--dry-run"],
-                                     ["list"]], ids=lambda command: command[0])
+
+@pytest.mark.parametrize(
+    "command",
+    [["setup", "--tool", "docker"], ["migrate", "--to", "cryptfile", "--dry-run"], ["list"]],
+    ids=lambda command: command[0],
+)
 def test_a_directory_in_place_of_dockers_config_ends_every_command_in_one_line(
-        installation: Installation, user_env: dict[str, str], command: list[str]) -> None:
+    installation: Installation, user_env: dict[str, str], command: list[str]
+) -> None:
     docker_config(user_env).mkdir(mode=0o700, parents=True)
     done = credbridge(installation, user_env, *command)
     assert b"Traceback" not in done.stdout + done.stderr, done.stderr.decode()
@@ -217,7 +250,8 @@ def test_a_directory_in_place_of_dockers_config_ends_every_command_in_one_line(
 
 
 def test_deeply_nested_json_in_dockers_config_is_one_line_naming_it(
-        installation: Installation, user_env: dict[str, str]) -> None:
+    installation: Installation, user_env: dict[str, str]
+) -> None:
     write_file(docker_config(user_env), '{"auths": ' + "[" * 100_000 + "]" * 100_000 + "}")
     assert_one_line(helper(installation, "apptainer", "get", "x.example", user_env), str(docker_config(user_env)))
     listed = credbridge(installation, user_env, "list")
@@ -226,6 +260,7 @@ def test_deeply_nested_json_in_dockers_config_is_one_line_naming_it(
 
 
 # -- 4. YAML alias bombs --------------------------------------------------------------------------
+
 
 def alias_bomb(levels: int, last_key: str) -> str:
     """About 400 bytes whose last value expands to 9**levels strings."""
@@ -240,12 +275,15 @@ MEMORY_LIMIT_BYTES = 1 << 30
 
 
 def test_an_alias_bomb_in_the_credbridge_config_is_refused_in_one_short_line(
-        installation: Installation, user_env: dict[str, str]) -> None:
+    installation: Installation, user_env: dict[str, str]
+) -> None:
     bomb = alias_bomb(10, "primary")
     assert len(bomb) < 500
     write_config(user_env, bomb)
-    for argv in ([installation.executable("docker-credential-credbridge"), "get"],
-                 [installation.executable("credbridge"), "config"]):
+    for argv in (
+        [installation.executable("docker-credential-credbridge"), "get"],
+        [installation.executable("credbridge"), "config"],
+    ):
         done = call(argv, "x.example", user_env, limit_memory=MEMORY_LIMIT_BYTES)
         output = done.stdout + done.stderr
         assert done.returncode == 1 and len(output) < 500 and output.count(b"\n") == 1, output[:500]
@@ -253,22 +291,32 @@ def test_an_alias_bomb_in_the_credbridge_config_is_refused_in_one_short_line(
 
 
 def test_an_alias_bomb_in_remote_yaml_is_refused_in_one_short_line(
-        installation: Installation, user_env: dict[str, str]) -> None:
+    installation: Installation, user_env: dict[str, str]
+) -> None:
     write_file(home(user_env) / ".apptainer" / "remote.yaml", alias_bomb(10, "Credentials"))
     for action in ("get", "list"):
-        done = call([installation.executable("docker-credential-apptainer"), action], "x.example", user_env,
-                    limit_memory=MEMORY_LIMIT_BYTES)
+        done = call(
+            [installation.executable("docker-credential-apptainer"), action],
+            "x.example",
+            user_env,
+            limit_memory=MEMORY_LIMIT_BYTES,
+        )
         assert_one_line(done, "remote.yaml", "alias")
         assert len(done.stdout) < 500, done.stdout[:500]
 
 
 # -- 8. loops through external helpers, and delegates that do not answer ----------------------------
 
+
 def test_a_chain_through_an_external_helper_back_into_apptainer_ends_at_the_first_turn(
-        installation: Installation, user_env: dict[str, str], tmp_path: Path) -> None:
+    installation: Installation, user_env: dict[str, str], tmp_path: Path
+) -> None:
     runs = tmp_path / "loopy-runs"
-    write_file(tmp_path / "bin" / "docker-credential-loopy",
-               f"#!/bin/sh\necho ran >> '{runs}'\nexec docker-credential-apptainer \"$@\"\n", 0o755)
+    write_file(
+        tmp_path / "bin" / "docker-credential-loopy",
+        f"#!/bin/sh\necho ran >> '{runs}'\nexec docker-credential-apptainer \"$@\"\n",
+        0o755,
+    )
     env = {**user_env, "PATH": f"{installation.bindir}:{tmp_path / 'bin'}:/usr/bin:/bin"}
     write_file(apptainer_docker_config(env), json.dumps({"credsStore": "loopy"}))
     assert helper(installation, "apptainer", "get", "x.example", env).stdout == NOT_FOUND
@@ -278,15 +326,22 @@ def test_a_chain_through_an_external_helper_back_into_apptainer_ends_at_the_firs
 
 
 def test_a_delegate_that_does_not_answer_is_ended_with_everything_it_started(
-        installation: Installation, user_env: dict[str, str], tmp_path: Path) -> None:
+    installation: Installation, user_env: dict[str, str], tmp_path: Path
+) -> None:
     pid_file = tmp_path / "descendant.pid"
-    write_file(tmp_path / "bin" / "docker-credential-sleepy",
-               f"#!/bin/sh\nsleep 600 &\necho $! > '{pid_file}'\nwait\n", 0o755)
-    env = {**user_env, "PATH": f"{installation.bindir}:{tmp_path / 'bin'}:/usr/bin:/bin",
-           "CREDBRIDGE_HELPER_TIMEOUT": "2"}
+    write_file(
+        tmp_path / "bin" / "docker-credential-sleepy", f"#!/bin/sh\nsleep 600 &\necho $! > '{pid_file}'\nwait\n", 0o755
+    )
+    env = {
+        **user_env,
+        "PATH": f"{installation.bindir}:{tmp_path / 'bin'}:/usr/bin:/bin",
+        "CREDBRIDGE_HELPER_TIMEOUT": "2",
+    }
     write_file(apptainer_docker_config(env), json.dumps({"credsStore": "sleepy"}))
-    assert_one_line(helper(installation, "apptainer", "get", "x.example", env),
-                    "docker-credential-sleepy get did not answer within 2 seconds")
+    assert_one_line(
+        helper(installation, "apptainer", "get", "x.example", env),
+        "docker-credential-sleepy get did not answer within 2 seconds",
+    )
     descendant = int(pid_file.read_text())
     for _ in range(100):  # the kill is sent before the answer; the kernel may take a moment to reap
         if not Path(f"/proc/{descendant}").exists() or "Z" in Path(f"/proc/{descendant}/stat").read_text().split()[2]:
@@ -299,13 +354,15 @@ def test_a_delegate_that_does_not_answer_is_ended_with_everything_it_started(
 
 # -- 12. a hand-edited setup journal --------------------------------------------------------------
 
+
 def journal_path(env: Mapping[str, str]) -> Path:
     return home(env) / ".local" / "share" / "credbridge" / "setup" / "journal.json"
 
 
 @pytest.mark.parametrize("edit", ["restore-elsewhere", "delete-elsewhere", "created", "backup-outside"])
 def test_undo_of_a_hand_edited_journal_touches_no_file_setup_does_not_manage(
-        installation: Installation, user_env: dict[str, str], tmp_path: Path, edit: str) -> None:
+    installation: Installation, user_env: dict[str, str], tmp_path: Path, edit: str
+) -> None:
     write_file(docker_config(user_env), json.dumps({"credsStore": "secretservice"}))
     done = credbridge(installation, user_env, "setup", "--tool", "docker")
     assert done.returncode == 0, done
@@ -315,8 +372,12 @@ def test_undo_of_a_hand_edited_journal_touches_no_file_setup_does_not_manage(
     if edit == "restore-elsewhere":  # undo would write the backup over the victim
         journal["files"] = {str(victim): {**entry, "written": hashlib.sha256(victim.read_bytes()).hexdigest()}}
     elif edit == "delete-elsewhere":  # undo would remove a file "setup created"
-        journal["files"][str(victim)] = {**entry, "existed": False, "backup": None,
-                                         "written": hashlib.sha256(victim.read_bytes()).hexdigest()}
+        journal["files"][str(victim)] = {
+            **entry,
+            "existed": False,
+            "backup": None,
+            "written": hashlib.sha256(victim.read_bytes()).hexdigest(),
+        }
     elif edit == "created":
         journal["created"].append(str(victim))
     else:
@@ -341,12 +402,15 @@ def assert_no_raw_control(result: Result) -> None:
     assert "Traceback" not in text, text
 
 
-def test_names_from_files_reach_list_migrate_and_doctor_escaped(installation: Installation,
-                                                                user_env: dict[str, str]) -> None:
+def test_names_from_files_reach_list_migrate_and_doctor_escaped(
+    installation: Installation, user_env: dict[str, str]
+) -> None:
     logins = {f"evil{HOSTILE}.example": docker_login(f"bob{HOSTILE}", "s3cret")}
     write_file(apptainer_docker_config(user_env), json.dumps({"auths": logins}))
-    write_file(home(user_env) / ".config" / "containers" / "registries.conf",
-               'credential-helpers = ["x\\u001b]0;pwned\\u0007"]\n')
+    write_file(
+        home(user_env) / ".config" / "containers" / "registries.conf",
+        'credential-helpers = ["x\\u001b]0;pwned\\u0007"]\n',
+    )
     listed = credbridge(installation, user_env, "list")
     assert listed.returncode == 0 and "\\x1b" in listed.text, listed
     assert_no_raw_control(listed)
@@ -364,9 +428,17 @@ PASSPHRASE = "correct horse battery staple"
 
 
 def test_auths_in_capitals_are_seen_by_list_and_migrate_which_rewrites_them_in_place(
-        installation: Installation, user_env: dict[str, str]) -> None:
-    write_file(docker_config(user_env), json.dumps({"AUTHS": {"x.example": {"Auth": docker_login("alice", "s3cret")["auth"]}},
-                                                   "HttpHeaders": {"User-Agent": "kept"}}))
+    installation: Installation, user_env: dict[str, str]
+) -> None:
+    write_file(
+        docker_config(user_env),
+        json.dumps(
+            {
+                "AUTHS": {"x.example": {"Auth": docker_login("alice", "s3cret")["auth"]}},
+                "HttpHeaders": {"User-Agent": "kept"},
+            }
+        ),
+    )
     listed = credbridge(installation, user_env, "list", "--json")
     assert ("x.example", "alice") in [(row["registry"], row["username"]) for row in json.loads(listed.stdout)], listed
     unlocked = call([installation.executable("credbridge"), "unlock", "--new"], PASSPHRASE + "\n", user_env)
@@ -374,14 +446,18 @@ def test_auths_in_capitals_are_seen_by_list_and_migrate_which_rewrites_them_in_p
     moved = credbridge(installation, user_env, "migrate", "--to", "cryptfile")
     assert moved.returncode == 0 and "moving x.example" in moved.text, moved
     assert json.loads(docker_config(user_env).read_text()) == {
-        "AUTHS": {"x.example": {}}, "HttpHeaders": {"User-Agent": "kept"}, "credsStore": "cryptfile"}
+        "AUTHS": {"x.example": {}},
+        "HttpHeaders": {"User-Agent": "kept"},
+        "credsStore": "cryptfile",
+    }
     got = helper(installation, "cryptfile", "get", "x.example", user_env)
     assert json.loads(got.stdout)["Secret"] == "s3cret", got
 
 
 @pytest.mark.parametrize("spelling", ["CredHelpers", "CREDHELPERS", "credhelper\u017f"])
 def test_cred_helpers_in_any_case_send_apptainer_to_that_helper(
-        installation: Installation, user_env: dict[str, str], tmp_path: Path, spelling: str) -> None:
+    installation: Installation, user_env: dict[str, str], tmp_path: Path, spelling: str
+) -> None:
     marker = tmp_path / "ran"
     planted(tmp_path / "bin", "docker-credential-chosen", marker, '{"Username":"carol","Secret":"from-helper"}')
     env = {**user_env, "PATH": f"{user_env['PATH']}:{tmp_path / 'bin'}"}
@@ -390,8 +466,9 @@ def test_cred_helpers_in_any_case_send_apptainer_to_that_helper(
     assert got.returncode == 0 and json.loads(got.stdout)["Secret"] == "from-helper", got
 
 
-def test_setup_never_runs_a_tool_from_the_current_directory(installation: Installation, user_env: dict[str, str],
-                                                            tmp_path: Path) -> None:
+def test_setup_never_runs_a_tool_from_the_current_directory(
+    installation: Installation, user_env: dict[str, str], tmp_path: Path
+) -> None:
     checkout = tmp_path / "untrusted-checkout"
     marker = tmp_path / "ran"
     planted(checkout, "apptainer", marker, "apptainer version 1.4.0")

@@ -41,8 +41,9 @@ def wait_for(condition: Callable[[], object], seconds: float = 20) -> None:
 
 
 @pytest.fixture
-def fresh_runtime(installation: Installation, private_keyring: keyring_session.PrivateKeyring,
-                  tmp_path: Path) -> Iterator[dict[str, str]]:
+def fresh_runtime(
+    installation: Installation, private_keyring: keyring_session.PrivateKeyring, tmp_path: Path
+) -> Iterator[dict[str, str]]:
     with fresh_agent_runtime(installation, private_keyring, tmp_path) as env:
         yield env
         for pid in agents_of(Path(env["XDG_RUNTIME_DIR"])):  # also one that lost the race for the lock
@@ -61,13 +62,20 @@ def dbus_connections_of(pid: int) -> int:
     return sum(1 for fd in Path(f"/proc/{pid}/fd").iterdir() if os.readlink(fd).startswith("socket:"))
 
 
-def test_first_call_is_served_at_once_and_leaves_an_agent_for_the_next(installation: Installation, fresh_runtime: dict[str, str]) -> None:
+def test_first_call_is_served_at_once_and_leaves_an_agent_for_the_next(
+    installation: Installation, fresh_runtime: dict[str, str]
+) -> None:
     first = keyring(installation, fresh_runtime, "list")
     assert (first.returncode, first.stdout) == (0, b"{}\n")
     wait_for(lambda: socket_of(fresh_runtime))
     [agent] = agents_of(Path(fresh_runtime["XDG_RUNTIME_DIR"]))
     sockets_before = dbus_connections_of(agent)
-    assert keyring(installation, fresh_runtime, "store", '{"ServerURL":"r.example","Username":"u","Secret":"s"}').returncode == 0
+    assert (
+        keyring(
+            installation, fresh_runtime, "store", '{"ServerURL":"r.example","Username":"u","Secret":"s"}'
+        ).returncode
+        == 0
+    )
     assert json.loads(keyring(installation, fresh_runtime, "get", "r.example").stdout)["Secret"] == "s"
     assert dbus_connections_of(agent) > sockets_before, "the agent did not serve the call (no D-Bus connection opened)"
 

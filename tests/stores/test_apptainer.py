@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from tests.clients.test_real_clients import explain, program, run_tool
 from tests.conftest import GO_SECRETSERVICE, SERVING, Helper, Installation, apptainer_files_env
 from tests.support.keyring_session import PrivateKeyring, delete_all_docker_items
 from tests.support.registry import Registry
 from tests.support.strictload import StrictLoader
-from tests.clients.test_real_clients import explain, program, run_tool
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "apptainer"
 NOT_FOUND = b"credentials not found in native keychain\n"
@@ -86,8 +86,10 @@ def files_for(request: pytest.FixtureRequest, flavour: str, serving: str) -> Fil
     return Files(flavour, Path(env["HOME"]), helper, request.getfixturevalue("strict_loader"))
 
 
-@pytest.fixture(params=[(flavour, serving) for flavour in ("apptainer", "singularity") for serving in SERVING],
-                ids=lambda param: "-".join(param))
+@pytest.fixture(
+    params=[(flavour, serving) for flavour in ("apptainer", "singularity") for serving in SERVING],
+    ids=lambda param: "-".join(param),
+)
 def files(request: pytest.FixtureRequest) -> Files:
     return files_for(request, *request.param)
 
@@ -112,6 +114,7 @@ def without_cred_helpers(text: str) -> str:
 
 # -- remote.yaml -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("era, nested_indent", [("remote-v2-era.yaml", "  "), ("remote-v3-era.yaml", "    ")])
 def test_registry_login_keeps_every_remote_yaml_value_and_its_era(files: Files, era: str, nested_indent: str) -> None:
     files.put(era, files.remote_yaml)
@@ -119,15 +122,23 @@ def test_registry_login_keeps_every_remote_yaml_value_and_its_era(files: Files, 
     files.store("https://new.example.org:5000/v2/", "carol", "pw")
     after = files.loaded_remote_yaml()
     assert (after["Active"], after["Remotes"]) == (before["Active"], before["Remotes"])
-    assert after["Credentials"] == [*before["Credentials"], {"URI": "docker://new.example.org:5000", "Auth": "", "Insecure": False}]
+    assert after["Credentials"] == [
+        *before["Credentials"],
+        {"URI": "docker://new.example.org:5000", "Auth": "", "Insecure": False},
+    ]
     second_line = files.remote_yaml.read_text().splitlines()[2]
     assert second_line.startswith(nested_indent) and not second_line.startswith(nested_indent + " "), second_line
 
 
 def test_relogin_replaces_the_stub_of_the_same_scheme_and_host_keeping_insecure(files: Files) -> None:
-    files.put("remote-v3-era.yaml", files.remote_yaml,
-              lambda text: text.replace("docker://registry.example.org\n      Insecure: false",
-                                        "docker://registry.example.org\n      Insecure: true"))
+    files.put(
+        "remote-v3-era.yaml",
+        files.remote_yaml,
+        lambda text: text.replace(
+            "docker://registry.example.org\n      Insecure: false",
+            "docker://registry.example.org\n      Insecure: true",
+        ),
+    )
     files.store("registry.example.org", "bob", "pw")
     files.store("https://registry.example.org/", "bob", "pw2")
     uris = [(entry["URI"], entry["Insecure"]) for entry in files.loaded_remote_yaml()["Credentials"]]
@@ -138,16 +149,22 @@ def test_relogin_replaces_the_stub_of_the_same_scheme_and_host_keeping_insecure(
 def test_keyserver_logins_and_library_tokens_are_served(files: Files) -> None:
     files.put("remote-v3-era.yaml", files.remote_yaml)
     keyserver, endpoint = "apptainer-keyserver:", "apptainer-endpoint:"  # keys no registry's name reaches
-    assert files.got(f"{keyserver}https://keys.example.org") == \
-        {"ServerURL": f"{keyserver}https://keys.example.org", "Username": "alice", "Secret": "s3cr3t"}
+    assert files.got(f"{keyserver}https://keys.example.org") == {
+        "ServerURL": f"{keyserver}https://keys.example.org",
+        "Username": "alice",
+        "Secret": "s3cr3t",
+    }
     assert files.got(f"{keyserver}https://keys.sylabs.io")["Username"] == "<token>"
     assert files.got(f"{keyserver}https://keys.sylabs.io")["Secret"] == "eyJhbGciOiJIUzI1NiJ9.e30.Zm9v"
     assert files.got(f"{endpoint}library.example.org")["Secret"] == "lib-token: with colon #and hash"
     assert files.listed() == {}  # docker build would send every listed key to the daemon: registry logins only
     asked = Helper(files.helper.path, {**files.helper.env, "CREDBRIDGE_LIST_TOKENS": "1"})  # credbridge's own calls
     assert json.loads(asked.list().stdout) == {
-        f"{keyserver}https://keys.example.org": "alice", f"{keyserver}https://keys.sylabs.io": "<token>",
-        f"{endpoint}cloud.sylabs.io": "<token>", f"{endpoint}library.example.org": "<token>"}
+        f"{keyserver}https://keys.example.org": "alice",
+        f"{keyserver}https://keys.sylabs.io": "<token>",
+        f"{endpoint}cloud.sylabs.io": "<token>",
+        f"{endpoint}library.example.org": "<token>",
+    }
 
 
 def test_erase_forgets_the_registry_everywhere_and_keeps_everything_else(files: Files) -> None:
@@ -157,20 +174,26 @@ def test_erase_forgets_the_registry_everywhere_and_keeps_everything_else(files: 
     assert files.helper.erase("https://registry.example.org").returncode == 0
     assert files.helper.get("registry.example.org").stdout == NOT_FOUND
     uris = [entry["URI"] for entry in files.loaded_remote_yaml()["Credentials"]]
-    assert uris == ["oras://oras.example.org:5000", "https://keys.example.org", "https://keys.sylabs.io",
-                    "docker://other.example.org"]
+    assert uris == [
+        "oras://oras.example.org:5000",
+        "https://keys.example.org",
+        "https://keys.sylabs.io",
+        "docker://other.example.org",
+    ]
     assert list(json.loads(files.authfile.read_text())["auths"]) == ["other.example.org"]
 
 
 # -- the docker-config authfile ----------------------------------------------------
+
 
 def test_authfile_keeps_unknown_keys_in_docker_cli_layout(files: Files) -> None:
     files.put("docker-config.json", files.authfile, without_helpers)
     before = json.loads(files.authfile.read_text())
     files.store("new.example.org", "carol", "pa:ss")
     after = json.loads(files.authfile.read_text())
-    assert {key: value for key, value in after.items() if key != "auths"} == \
-           {key: value for key, value in before.items() if key != "auths"}
+    assert {key: value for key, value in after.items() if key != "auths"} == {
+        key: value for key, value in before.items() if key != "auths"
+    }
     assert after["auths"] == {**before["auths"], "new.example.org": {"auth": base64.b64encode(b"carol:pa:ss").decode()}}
     assert files.authfile.read_text().startswith('{\n\t"auths": {\n\t\t"https://index.docker.io/v1/"')
     decoded = files.loader.docker_config(files.authfile)["auths"]["new.example.org"]
@@ -180,14 +203,20 @@ def test_authfile_keeps_unknown_keys_in_docker_cli_layout(files: Files) -> None:
 
 def test_identity_tokens_are_kept_as_docker_does(files: Files) -> None:
     files.store("myregistry.azurecr.io", "<token>", "refresh-token")
-    assert json.loads(files.authfile.read_text())["auths"] == {"myregistry.azurecr.io": {"identitytoken": "refresh-token"}}
+    assert json.loads(files.authfile.read_text())["auths"] == {
+        "myregistry.azurecr.io": {"identitytoken": "refresh-token"}
+    }
     assert files.got("myregistry.azurecr.io")["Secret"] == "refresh-token"
 
 
 def test_creds_store_in_the_authfile_sends_the_secret_to_that_helper(
-        files: Files, private_keyring: PrivateKeyring) -> None:
+    files: Files, private_keyring: PrivateKeyring
+) -> None:
     """docker/cli semantics, as the programs read the file: the Go secretservice helper holds it, the file a `{}`."""
-    helper = Helper(files.helper.path, {**files.helper.env, "DBUS_SESSION_BUS_ADDRESS": private_keyring.env["DBUS_SESSION_BUS_ADDRESS"]})
+    helper = Helper(
+        files.helper.path,
+        {**files.helper.env, "DBUS_SESSION_BUS_ADDRESS": private_keyring.env["DBUS_SESSION_BUS_ADDRESS"]},
+    )
     delete_all_docker_items(private_keyring.env)
     files.put("docker-config.json", files.authfile, without_cred_helpers)
     assert helper.store("delegated.example.org", "dora", "kept-in-keyring").returncode == 0
@@ -236,7 +265,8 @@ def test_only_apptainer_falls_back_to_docker_config_json(files: Files) -> None:
 
 
 def test_apptainer_first_use_adopts_singularity_files(apptainer: Files) -> None:
-    """Apptainer copies ~/.singularity's files when ~/.apptainer does not exist yet; our first write must not stop that."""
+    """Apptainer copies ~/.singularity's files when ~/.apptainer does not exist yet; our first write must not stop
+    that."""
     apptainer.put("remote-v2-era.yaml", apptainer.home / ".singularity" / "remote.yaml")
     apptainer.put("docker-config.json", apptainer.home / ".singularity" / "docker-config.json", without_helpers)
     apptainer.store("new.example.org", "carol", "pw")
@@ -247,8 +277,10 @@ def test_apptainer_first_use_adopts_singularity_files(apptainer: Files) -> None:
 
 # -- crashes -----------------------------------------------------------------------
 
+
 def test_sigkill_during_logins_leaves_loadable_files_with_every_acknowledged_login(
-        installation: Installation, request: pytest.FixtureRequest) -> None:
+    installation: Installation, request: pytest.FixtureRequest
+) -> None:
     files = files_for(request, "apptainer", "direct")
     files.put("remote-v3-era.yaml", files.remote_yaml)
     chance = random.Random(7)
@@ -256,8 +288,13 @@ def test_sigkill_during_logins_leaves_loadable_files_with_every_acknowledged_log
     killed = 0
     for attempt in range(30):
         server = f"crash-{attempt}.example"
-        process = subprocess.Popen([files.helper.path, "store"], env=files.helper.env, stdin=subprocess.PIPE,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [files.helper.path, "store"],
+            env=files.helper.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         process.stdin.write(json.dumps({"ServerURL": server, "Username": f"u{attempt}", "Secret": "s"}).encode())
         process.stdin.close()
         time.sleep(chance.uniform(0.0, 0.4))  # an in-process store takes ~0.2 s: kills land before, during and after
@@ -274,26 +311,49 @@ def test_sigkill_during_logins_leaves_loadable_files_with_every_acknowledged_log
 
 # -- real clients ----------------------------------------------------------------------
 
+
 def test_docker_login_through_the_helper_serves_skopeo_reading_apptainers_authfile(
-        files: Files, registry: Registry, tmp_path: Path) -> None:
+    files: Files, registry: Registry, tmp_path: Path
+) -> None:
     """docker stores through docker-credential-<flavour>; skopeo, reading the program's authfile directly, pulls."""
     docker_config = tmp_path / "docker"
     docker_config.mkdir()
     (docker_config / "config.json").write_text(json.dumps({"credsStore": files.flavour}))
     env = {**files.helper.env, "DOCKER_CONFIG": str(docker_config)}
-    login = run_tool([program("docker", env), "login", registry.host, "-u", registry.username, "--password-stdin"],
-                     env, registry.password + "\n")
+    login = run_tool(
+        [program("docker", env), "login", registry.host, "-u", registry.username, "--password-stdin"],
+        env,
+        registry.password + "\n",
+    )
     assert login.returncode == 0, explain(login)
     assert registry.password not in (docker_config / "config.json").read_text()
     files.loader.docker_config(files.authfile)
     assert f"docker://{registry.host}" in [entry["URI"] for entry in files.loaded_remote_yaml()["Credentials"]]
-    inspect = run_tool([program("skopeo", env), "inspect", "--tls-verify=false", "--authfile", str(files.authfile),
-                        f"docker://{registry.test_image}"], env)
+    inspect = run_tool(
+        [
+            program("skopeo", env),
+            "inspect",
+            "--tls-verify=false",
+            "--authfile",
+            str(files.authfile),
+            f"docker://{registry.test_image}",
+        ],
+        env,
+    )
     assert inspect.returncode == 0, explain(inspect)
     logout = run_tool([program("docker", env), "logout", registry.host], env)
     assert logout.returncode == 0, explain(logout)
     assert registry.host not in json.loads(files.authfile.read_text()).get("auths", {})
-    denied = run_tool([program("skopeo", env), "inspect", "--tls-verify=false", "--authfile", str(files.authfile),
-                       f"docker://{registry.test_image}"], env)
+    denied = run_tool(
+        [
+            program("skopeo", env),
+            "inspect",
+            "--tls-verify=false",
+            "--authfile",
+            str(files.authfile),
+            f"docker://{registry.test_image}",
+        ],
+        env,
+    )
     assert denied.returncode != 0
     shutil.rmtree(docker_config)

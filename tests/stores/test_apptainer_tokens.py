@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands.test_bridge import wait_until
 from tests.conftest import Helper, Installation
 from tests.support.matrix import NOT_FOUND
 from tests.support.process import Result, run
 from tests.support.registry import recording_server
 from tests.support.strictload import StrictLoader
-from tests.commands.test_bridge import wait_until
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "apptainer"
 #: key in the store -> (username, secret), as the era files hold them.
@@ -38,11 +38,20 @@ HELD = {
     "apptainer-keyserver:https://keys.sylabs.io": ("<token>", "eyJhbGciOiJIUzI1NiJ9.e30.Zm9v"),
 }
 #: key -> how its secret is spelled in remote.yaml (a Basic keyserver login is base64 in its Authorization header).
-IN_FILE = {key: secret for key, (_username, secret) in HELD.items()} | \
-    {"apptainer-keyserver:https://keys.example.org": "YWxpY2U6czNjcjN0"}
+IN_FILE = {key: secret for key, (_username, secret) in HELD.items()} | {
+    "apptainer-keyserver:https://keys.example.org": "YWxpY2U6czNjcjN0"
+}
 WAIT_SECONDS = 60
-SAME_HOSTS = ["cloud.sylabs.io", "https://cloud.sylabs.io", "library.example.org", "https://library.example.org/",
-              "keys.example.org", "https://keys.example.org", "keys.sylabs.io", "https://keys.sylabs.io"]
+SAME_HOSTS = [
+    "cloud.sylabs.io",
+    "https://cloud.sylabs.io",
+    "library.example.org",
+    "https://library.example.org/",
+    "keys.example.org",
+    "https://keys.example.org",
+    "keys.sylabs.io",
+    "https://keys.sylabs.io",
+]
 
 
 class TokenHome:
@@ -52,9 +61,11 @@ class TokenHome:
         self.installation = installation
         self.env = env
         home = Path(env["HOME"])
-        self.remote_yamls = {"apptainer": home / ".apptainer" / "remote.yaml",
-                             "singularityce": home / ".singularity" / "remote.yaml"}
-        for (flavour, path), era in zip(self.remote_yamls.items(), ("remote-v3-era.yaml", "remote-v2-era.yaml")):
+        self.remote_yamls = {
+            "apptainer": home / ".apptainer" / "remote.yaml",
+            "singularityce": home / ".singularity" / "remote.yaml",
+        }
+        for path, era in zip(self.remote_yamls.values(), ("remote-v3-era.yaml", "remote-v2-era.yaml")):
             path.parent.mkdir(mode=0o700)
             shutil.copyfile(DATA / era, path)
             path.chmod(0o600)
@@ -91,8 +102,13 @@ def token_home(installation: Installation, tmp_path: Path) -> TokenHome:
     config = home / ".config" / "credbridge" / "config.yaml"
     config.parent.mkdir(parents=True)
     config.write_text("primary: cryptfile\n")
-    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "PATH": f"{installation.bindir}:{os.environ['PATH']}",
-           "CREDBRIDGE_PASSPHRASE_FILE": str(passphrase), "CREDBRIDGE_NO_AGENT": "1"}
+    env = {
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "PATH": f"{installation.bindir}:{os.environ['PATH']}",
+        "CREDBRIDGE_PASSPHRASE_FILE": str(passphrase),
+        "CREDBRIDGE_NO_AGENT": "1",
+    }
     return TokenHome(installation, env)
 
 
@@ -104,8 +120,10 @@ def migrated(home: TokenHome) -> Result:
 
 # -- migrate ---------------------------------------------------------------------------------
 
+
 def test_tokens_and_keyserver_logins_move_into_the_store_and_leave_no_plaintext(
-        token_home: TokenHome, strict_loader: StrictLoader) -> None:
+    token_home: TokenHome, strict_loader: StrictLoader
+) -> None:
     before = {flavour: strict_loader.remote_yaml(path, flavour) for flavour, path in token_home.remote_yamls.items()}
     assert token_home.plaintext_left()
     migrated(token_home)
@@ -161,8 +179,12 @@ def test_kill_during_migrate_loses_no_token(token_home: TokenHome, strict_loader
     chance = random.Random(18)
     cryptfile = token_home.helper("cryptfile")
     for _attempt in range(4):
-        process = subprocess.Popen([token_home.installation.executable("credbridge"), "migrate", "--to", "cryptfile"],
-                                   env=token_home.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [token_home.installation.executable("credbridge"), "migrate", "--to", "cryptfile"],
+            env=token_home.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(chance.uniform(0.2, 4.0))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
@@ -178,6 +200,7 @@ def test_kill_during_migrate_loses_no_token(token_home: TokenHome, strict_loader
 
 
 # -- doctor and list ----------------------------------------------------------------------------
+
 
 def test_doctor_counts_plaintext_tokens_and_names_migrate(token_home: TokenHome) -> None:
     before = token_home.credbridge("doctor").text
@@ -244,8 +267,10 @@ deadline = time.monotonic() + 120
 while plan.get("wait") and not os.path.exists(report + ".go") and time.monotonic() < deadline:
     time.sleep(0.05)
 """
-NEW_REMOTE_V2 = "Remotes:\n  newlib:\n    URI: newlib.example.org\n    Token: fresh-token-of-remote-login\n" \
-                "    System: false\n    Exclusive: false\n"
+NEW_REMOTE_V2 = (
+    "Remotes:\n  newlib:\n    URI: newlib.example.org\n    Token: fresh-token-of-remote-login\n"
+    "    System: false\n    Exclusive: false\n"
+)
 SYLABS_TOKEN_V3 = f"        Token: {HELD['apptainer-endpoint:cloud.sylabs.io'][1]}\n"
 
 
@@ -254,10 +279,21 @@ class Exec:
 
     def __init__(self, home: TokenHome, tmp_path: Path, **plan: object) -> None:
         self.report = tmp_path / f"report-{time.monotonic_ns()}.json"
-        argv = [home.installation.executable("credbridge"), "exec", "--store", "cryptfile", "--",
-                sys.executable, "-c", CHILD, str(self.report), json.dumps(plan)]
-        self.process = subprocess.Popen(argv, env=home.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
+        argv = [
+            home.installation.executable("credbridge"),
+            "exec",
+            "--store",
+            "cryptfile",
+            "--",
+            sys.executable,
+            "-c",
+            CHILD,
+            str(self.report),
+            json.dumps(plan),
+        ]
+        self.process = subprocess.Popen(
+            argv, env=home.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
 
     def facts(self) -> dict:
         wait_until(lambda: self.report.exists() or self.process.poll() is not None, "the command to report")
@@ -277,7 +313,8 @@ def loaded_text(strict_loader: StrictLoader, tmp_path: Path, text: str, flavour:
 
 
 def test_exec_gives_each_program_a_private_directory_with_the_tokens_and_links_to_the_rest(
-        token_home: TokenHome, strict_loader: StrictLoader, tmp_path: Path) -> None:
+    token_home: TokenHome, strict_loader: StrictLoader, tmp_path: Path
+) -> None:
     real = token_home.remote_yamls["apptainer"].parent
     (real / "keys").mkdir(mode=0o700)
     (real / "remote-cache").mkdir(mode=0o700)
@@ -296,17 +333,24 @@ def test_exec_gives_each_program_a_private_directory_with_the_tokens_and_links_t
         given = loaded_text(strict_loader, tmp_path, facts["remote_yaml"][variable], flavour)
         assert given["Remotes"]["SylabsCloud"]["Token"] == HELD["apptainer-endpoint:cloud.sylabs.io"][1]
         assert given["Remotes"]["mylibrary"]["Token"] == HELD["apptainer-endpoint:library.example.org"][1]
-        assert [entry["Auth"] for entry in given["Credentials"]][2:] == \
-            ["Basic YWxpY2U6czNjcjN0", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.Zm9v"]
+        assert [entry["Auth"] for entry in given["Credentials"]][2:] == [
+            "Basic YWxpY2U6czNjcjN0",
+            "Bearer eyJhbGciOiJIUzI1NiJ9.e30.Zm9v",
+        ]
     assert not Path(apptainer_dir).exists() and not Path(singularity_dir).exists()
     assert token_home.snapshot() == before  # nothing changed: nothing written home
 
 
 def test_a_remote_login_inside_exec_comes_home_encrypted_and_a_logout_erases_it(
-        token_home: TokenHome, strict_loader: StrictLoader, tmp_path: Path) -> None:
+    token_home: TokenHome, strict_loader: StrictLoader, tmp_path: Path
+) -> None:
     migrated(token_home)
-    login = Exec(token_home, tmp_path, edit=["SINGULARITY_CONFIGDIR", "Remotes:\n", NEW_REMOTE_V2],
-                 create=[["SINGULARITY_CONFIGDIR", "keys"]])
+    login = Exec(
+        token_home,
+        tmp_path,
+        edit=["SINGULARITY_CONFIGDIR", "Remotes:\n", NEW_REMOTE_V2],
+        create=[["SINGULARITY_CONFIGDIR", "keys"]],
+    )
     login.facts()
     login.finish()
     assert (token_home.remote_yamls["singularityce"].parent / "keys" / "pgp-public").read_text() == "a public keyring"
@@ -332,7 +376,8 @@ NEW_LOGIN = ("new.example.org:5000", "alice", "registry-login-secret")
 
 
 def test_a_registry_login_inside_exec_comes_home_encrypted_and_a_registry_logout_erases_it(
-        token_home: TokenHome, strict_loader: StrictLoader, tmp_path: Path) -> None:
+    token_home: TokenHome, strict_loader: StrictLoader, tmp_path: Path
+) -> None:
     """`registry login` writes the secret into the private docker-config.json (a stub into
     remote.yaml); `registry logout` rewrites it without the registry. Neither goes home as it is."""
     migrated(token_home)
@@ -340,36 +385,42 @@ def test_a_registry_login_inside_exec_comes_home_encrypted_and_a_registry_logout
     assert cryptfile.store(*REGISTRY_LOGIN).returncode == 0
     server, username, secret = NEW_LOGIN
     auth = base64.b64encode(f"{username}:{secret}".encode()).decode()
-    login = Exec(token_home, tmp_path, docker_config=["APPTAINER_CONFIGDIR", server, auth],
-                 edit=["APPTAINER_CONFIGDIR", "Credentials:\n", REGISTRY_STUB_V3])
+    login = Exec(
+        token_home,
+        tmp_path,
+        docker_config=["APPTAINER_CONFIGDIR", server, auth],
+        edit=["APPTAINER_CONFIGDIR", "Credentials:\n", REGISTRY_STUB_V3],
+    )
     login.facts()
     login.finish()
-    assert json.loads(cryptfile.get(server).stdout) == \
-        {"ServerURL": server, "Username": username, "Secret": secret}
+    assert json.loads(cryptfile.get(server).stdout) == {"ServerURL": server, "Username": username, "Secret": secret}
     assert cryptfile.get(REGISTRY_LOGIN[0]).returncode == 0
     home = strict_loader.remote_yaml(token_home.remote_yamls["apptainer"], "apptainer")
     assert {"URI": f"docker://{server}", "Insecure": False} in [
-        {key: entry[key] for key in ("URI", "Insecure")} for entry in home["Credentials"]]
-    everywhere = [path for root in (token_home.env["XDG_RUNTIME_DIR"], token_home.env["HOME"])
-                  for path in Path(root).rglob("*") if path.is_file()]
-    assert [path for path in everywhere
-            if secret.encode() in path.read_bytes() or auth.encode() in path.read_bytes()] == []
+        {key: entry[key] for key in ("URI", "Insecure")} for entry in home["Credentials"]
+    ]
+    everywhere = [
+        path
+        for root in (token_home.env["XDG_RUNTIME_DIR"], token_home.env["HOME"])
+        for path in Path(root).rglob("*")
+        if path.is_file()
+    ]
+    assert [
+        path for path in everywhere if secret.encode() in path.read_bytes() or auth.encode() in path.read_bytes()
+    ] == []
 
-    logout = Exec(token_home, tmp_path,
-                  docker_config=["SINGULARITY_CONFIGDIR", REGISTRY_LOGIN[0], None])
+    logout = Exec(token_home, tmp_path, docker_config=["SINGULARITY_CONFIGDIR", REGISTRY_LOGIN[0], None])
     logout.facts()
     logout.finish()
     assert cryptfile.get(REGISTRY_LOGIN[0]).stdout == NOT_FOUND
     assert cryptfile.get(server).returncode == 0  # only what was logged out
 
 
-def test_a_keyserver_login_inside_exec_comes_home_encrypted(
-        token_home: TokenHome, tmp_path: Path) -> None:
+def test_a_keyserver_login_inside_exec_comes_home_encrypted(token_home: TokenHome, tmp_path: Path) -> None:
     """`keyserver login` adds a Credentials entry (a whole Authorization header) to remote.yaml."""
     migrated(token_home)
     header = "Basic " + base64.b64encode(b"bob:keyserver-secret").decode()
-    entry = (f"Credentials:\n    - URI: https://keys.new.example.org\n      Auth: {header}\n"
-             "      Insecure: false\n")
+    entry = f"Credentials:\n    - URI: https://keys.new.example.org\n      Auth: {header}\n      Insecure: false\n"
     login = Exec(token_home, tmp_path, edit=["APPTAINER_CONFIGDIR", "Credentials:\n", entry])
     login.facts()
     login.finish()
@@ -397,8 +448,12 @@ def test_a_sigkilled_exec_leaves_no_plaintext_token(token_home: TokenHome, tmp_p
     try:
         exec_dirs = {Path(path).parent for path in facts["dirs"].values()}  # removed last, after what it holds
         wait_until(lambda: not any(path.exists() for path in exec_dirs), "the watcher to remove exec's directory")
-        everywhere = [path for root in (token_home.env["XDG_RUNTIME_DIR"], token_home.env["HOME"])
-                      for path in Path(root).rglob("*") if path.is_file()]
+        everywhere = [
+            path
+            for root in (token_home.env["XDG_RUNTIME_DIR"], token_home.env["HOME"])
+            for path in Path(root).rglob("*")
+            if path.is_file()
+        ]
         assert [path for path in everywhere if holds_a_token(path)] == []
     finally:
         os.kill(facts["pid"], signal.SIGTERM)  # the orphaned command
@@ -425,7 +480,8 @@ def descendants(pid: int) -> list[int]:
 
 @pytest.mark.parametrize("next_invocation", ["credbridge list", "agent start"])
 def test_a_whole_group_killed_leaves_the_plaintext_only_until_the_next_invocation(
-        token_home: TokenHome, tmp_path: Path, next_invocation: str) -> None:
+    token_home: TokenHome, tmp_path: Path, next_invocation: str
+) -> None:
     """A cgroup or job kill takes exec's watcher with it: SingularityCE's remote.yaml (a file: it
     will not follow a link) stays behind; the next credbridge command, or the agent, removes it."""
     migrated(token_home)
@@ -440,14 +496,16 @@ def test_a_whole_group_killed_leaves_the_plaintext_only_until_the_next_invocatio
     if next_invocation == "credbridge list":
         assert token_home.credbridge("list").returncode == 0
     else:
-        agent_env = {key: value for key, value in token_home.env.items()
-                     if key != "CREDBRIDGE_NO_AGENT"}
-        agent = subprocess.Popen([token_home.installation.executable("credbridge"), "agent"],
-                                 env=agent_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+        agent_env = {key: value for key, value in token_home.env.items() if key != "CREDBRIDGE_NO_AGENT"}
+        agent = subprocess.Popen(
+            [token_home.installation.executable("credbridge"), "agent"],
+            env=agent_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
-            wait_until(lambda: not exec_dir.exists() or agent.poll() is not None,
-                       "the agent to sweep")
+            wait_until(lambda: not exec_dir.exists() or agent.poll() is not None, "the agent to sweep")
         finally:
             agent.kill()
             agent.wait(timeout=WAIT_SECONDS)
@@ -466,11 +524,14 @@ def test_concurrent_execs_do_not_see_each_others_directories(token_home: TokenHo
     finally:
         second.finish()
         first.finish()
-    assert json.loads(token_home.helper("cryptfile").get("apptainer-endpoint:newlib.example.org").stdout)["Secret"] \
+    assert (
+        json.loads(token_home.helper("cryptfile").get("apptainer-endpoint:newlib.example.org").stdout)["Secret"]
         == "fresh-token-of-remote-login"
+    )
 
 
 # -- the programs' own files, before any migrate ----------------------------------------------------
+
 
 def test_tokens_still_in_remote_yaml_are_served_only_under_their_kind(token_home: TokenHome) -> None:
     """docker-credential-apptainer/-singularity (and the router reading them) answer a registry of the same host
@@ -514,7 +575,8 @@ def assert_only_the_registry_login(sent: dict, raw: str) -> None:
 
 @pytest.mark.parametrize("store", ["cryptfile", "credbridge"])
 def test_docker_build_sends_the_daemon_registry_logins_and_no_token(
-        token_home: TokenHome, tmp_path: Path, store: str) -> None:
+    token_home: TokenHome, tmp_path: Path, store: str
+) -> None:
     """docker CLI's GetAllCredentials gets every key `list` names and sends them all to the daemon
     with a build (X-Registry-Config): a listed token would reach any daemon DOCKER_HOST names."""
     env = with_a_registry_login(token_home, store)
@@ -530,10 +592,15 @@ def test_docker_build_sends_the_daemon_registry_logins_and_no_token(
     docker = shutil.which("docker", path=env["PATH"])
     assert docker, "docker CLI not installed (apt install docker.io)"
     with recording_server("127.0.0.1", daemon) as recorder:
-        build_env = {**env, "DOCKER_HOST": recorder.url.replace("http://", "tcp://"),
-                     "DOCKER_BUILDKIT": "0"}
-        done = subprocess.run([docker, "build", str(context)], env=build_env, capture_output=True,
-                              text=True, timeout=WAIT_SECONDS, check=False)
+        build_env = {**env, "DOCKER_HOST": recorder.url.replace("http://", "tcp://"), "DOCKER_BUILDKIT": "0"}
+        done = subprocess.run(
+            [docker, "build", str(context)],
+            env=build_env,
+            capture_output=True,
+            text=True,
+            timeout=WAIT_SECONDS,
+            check=False,
+        )
         sent = recorder.header_values("X-Registry-Config")  # the build's answer may be a broken pipe:
         assert len(sent) == 1, done.stderr  # the recorder answers before reading the context
         [header] = sent
@@ -553,10 +620,20 @@ print(json.dumps(config.get_all_credentials()))
 def test_docker_py_all_credentials_hold_no_token(token_home: TokenHome, store: str) -> None:
     """What docker-py's build sends as X-Registry-Config: get for every key `list` names."""
     env = with_a_registry_login(token_home, store)
-    done = subprocess.run([sys.executable, "-c", DOCKER_PY_ALL_CREDENTIALS,
-                           str(Path(env["DOCKER_CONFIG"]) / "config.json"), json.dumps(env)],
-                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=WAIT_SECONDS)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            DOCKER_PY_ALL_CREDENTIALS,
+            str(Path(env["DOCKER_CONFIG"]) / "config.json"),
+            json.dumps(env),
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
     assert done.returncode == 0, done.stderr
     sent = {key: entry for key, entry in json.loads(done.stdout).items() if entry}
     for entry in sent.values():
@@ -573,16 +650,19 @@ def test_podman_logout_all_leaves_the_tokens(token_home: TokenHome, tmp_path: Pa
     containers.mkdir()
     (containers / "registries.conf").write_text('credential-helpers = ["credbridge"]\n')
     (containers / "auth.json").write_text("{}")
-    podman_env = {**env, **private_podman(tmp_path / "podman"),
-                  "REGISTRY_AUTH_FILE": str(containers / "auth.json"),
-                  "CONTAINERS_REGISTRIES_CONF": str(containers / "registries.conf")}
+    podman_env = {
+        **env,
+        **private_podman(tmp_path / "podman"),
+        "REGISTRY_AUTH_FILE": str(containers / "auth.json"),
+        "CONTAINERS_REGISTRIES_CONF": str(containers / "registries.conf"),
+    }
     podman = shutil.which("podman", path=env["PATH"])
     assert podman, "podman not installed (apt install podman)"
-    done = subprocess.run([podman, "logout", "--all"], env=podman_env, capture_output=True,
-                          text=True, timeout=WAIT_SECONDS, check=False)
+    done = subprocess.run(
+        [podman, "logout", "--all"], env=podman_env, capture_output=True, text=True, timeout=WAIT_SECONDS, check=False
+    )
     assert done.returncode == 0, done.stderr
     cryptfile = token_home.helper("cryptfile")
     assert cryptfile.get(REGISTRY_LOGIN[0]).stdout == NOT_FOUND
     for key, (username, secret) in HELD.items():
-        assert json.loads(cryptfile.get(key).stdout) == \
-            {"ServerURL": key, "Username": username, "Secret": secret}
+        assert json.loads(cryptfile.get(key).stdout) == {"ServerURL": key, "Username": username, "Secret": secret}

@@ -57,12 +57,16 @@ def assert_all_calls_fail(helper: Helper, *words: str) -> None:
 
 # -- locked ------------------------------------------------------------------
 
+
 def test_locked_store_answers_one_line_quickly(installation: Installation, locked_env: dict[str, str]) -> None:
     """Locked and not created yet: a store is refused; reads find nothing (a missing file holds nothing)."""
     helper = Helper(installation.executable("docker-credential-cryptfile"), locked_env)
-    for call, answer in ((lambda: helper("store", stdin=store_json(SERVER)), (1, LOCKED)),
-                         (lambda: helper.get(SERVER), (1, b"credentials not found in native keychain\n")),
-                         (helper.list, (0, b"{}\n")), (lambda: helper.erase(SERVER), (0, b""))):
+    for call, answer in (
+        (lambda: helper("store", stdin=store_json(SERVER)), (1, LOCKED)),
+        (lambda: helper.get(SERVER), (1, b"credentials not found in native keychain\n")),
+        (helper.list, (0, b"{}\n")),
+        (lambda: helper.erase(SERVER), (0, b"")),
+    ):
         started = time.monotonic()
         result = call()
         assert time.monotonic() - started < 2
@@ -94,6 +98,7 @@ def test_agent_sees_another_process_write_at_once(request: pytest.FixtureRequest
 
 # -- passphrases ---------------------------------------------------------------
 
+
 def test_wrong_passphrase_is_refused_and_changes_nothing(installation: Installation, helper: Helper) -> None:
     assert helper("store", stdin=store_json(SERVER)).returncode == 0
     before = cryptfile(helper.env).read_bytes()
@@ -111,7 +116,10 @@ def test_passwd_re_encrypts_under_the_new_passphrase(installation: Installation,
     refused = credbridge(installation, helper.env, "passwd", stdin="wrong old\nnew passphrase\n")
     assert refused.returncode == 1 and b"wrong current passphrase" in refused.stderr
     assert cryptfile(helper.env).read_bytes() == before
-    assert credbridge(installation, helper.env, "passwd", stdin=f"{CRYPTFILE_PASSPHRASE}\nnew passphrase\n").returncode == 0
+    assert (
+        credbridge(installation, helper.env, "passwd", stdin=f"{CRYPTFILE_PASSPHRASE}\nnew passphrase\n").returncode
+        == 0
+    )
     assert cryptfile(helper.env).read_bytes() != before
     assert json.loads(helper.get(SERVER).stdout)["Secret"] == SECRET
     assert credbridge(installation, helper.env, "lock").returncode == 0
@@ -121,11 +129,16 @@ def test_passwd_re_encrypts_under_the_new_passphrase(installation: Installation,
     assert json.loads(helper.get(SERVER).stdout)["Secret"] == SECRET
 
 
-def test_passphrase_file_serves_batch_jobs(installation: Installation, locked_env: dict[str, str], tmp_path: Path) -> None:
+def test_passphrase_file_serves_batch_jobs(
+    installation: Installation, locked_env: dict[str, str], tmp_path: Path
+) -> None:
     passphrase_file = tmp_path / "passphrase"
     passphrase_file.write_text("batch passphrase\n")
     passphrase_file.chmod(0o600)
-    batch = Helper(installation.executable("docker-credential-cryptfile"), {**locked_env, "CREDBRIDGE_PASSPHRASE_FILE": str(passphrase_file)})
+    batch = Helper(
+        installation.executable("docker-credential-cryptfile"),
+        {**locked_env, "CREDBRIDGE_PASSPHRASE_FILE": str(passphrase_file)},
+    )
     assert batch.list().stdout == b"{}\n"
     assert batch("store", stdin=store_json(SERVER)).returncode == 0  # first use creates the file
     assert json.loads(batch.get(SERVER).stdout)["Secret"] == SECRET
@@ -139,14 +152,19 @@ def test_passphrase_file_serves_batch_jobs(installation: Installation, locked_en
 
 # -- damaged files -------------------------------------------------------------
 
-@pytest.mark.parametrize("damage, words", [
-    (lambda data: data[:-1] + bytes([data[-1] ^ 1]), ["damaged"]),
-    (lambda data: data[: len(data) - 20], ["damaged"]),
-    (lambda data: data[:30], ["truncated"]),
-    (lambda data: data[:4] + (3).to_bytes(2, "big") + data[6:], ["newer credbridge", "upgrade"]),
-    (lambda data: b"", ["truncated"]),
-    (lambda data: b'{"auths": {}}\n' + data, ["not a credbridge cryptfile"]),
-], ids=["flipped-bit", "cut-ciphertext", "cut-header", "newer-format", "empty", "not-ours"])
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda data: data[:-1] + bytes([data[-1] ^ 1]), ["damaged"]),
+        (lambda data: data[: len(data) - 20], ["damaged"]),
+        (lambda data: data[:30], ["truncated"]),
+        (lambda data: data[:4] + (3).to_bytes(2, "big") + data[6:], ["newer credbridge", "upgrade"]),
+        (lambda data: b"", ["truncated"]),
+        (lambda data: b'{"auths": {}}\n' + data, ["not a credbridge cryptfile"]),
+    ],
+    ids=["flipped-bit", "cut-ciphertext", "cut-header", "newer-format", "empty", "not-ours"],
+)
 def test_a_damaged_file_gets_one_clear_line_and_is_never_overwritten(helper: Helper, damage, words: list[str]) -> None:
     assert helper("store", stdin=store_json(SERVER)).returncode == 0
     path = cryptfile(helper.env)
@@ -158,6 +176,7 @@ def test_a_damaged_file_gets_one_clear_line_and_is_never_overwritten(helper: Hel
 
 
 # -- permissions ---------------------------------------------------------------
+
 
 def test_file_is_0600_and_directory_0700(helper: Helper) -> None:
     assert helper("store", stdin=store_json(SERVER)).returncode == 0
@@ -198,10 +217,14 @@ def test_group_writable_file_is_refused(helper: Helper) -> None:
 
 # -- secrecy -------------------------------------------------------------------
 
+
 def test_nothing_readable_in_any_file(helper: Helper) -> None:
     """No server name, username or secret in the cryptfile, the key cache or anywhere under HOME."""
     assert helper("store", stdin=store_json(SERVER)).returncode == 0
-    assert helper("store", stdin=store_json("https://index.docker.io/v1/", "hub-user-xyz", "hub-token-xyz")).returncode == 0
+    assert (
+        helper("store", stdin=store_json("https://index.docker.io/v1/", "hub-user-xyz", "hub-token-xyz")).returncode
+        == 0
+    )
     roots = {cryptfile(helper.env).parent, Path(helper.env["HOME"]), Path(helper.env["XDG_RUNTIME_DIR"])}
     files = [path for root in roots for path in root.rglob("*") if path.is_file() and not path.is_socket()]
     assert cryptfile(helper.env) in files
@@ -213,13 +236,23 @@ def test_nothing_readable_in_any_file(helper: Helper) -> None:
 
 # -- concurrency and crashes -----------------------------------------------------
 
+
 def test_concurrent_writers_lose_nothing(helper: Helper) -> None:
     """8 processes x 10 stores each at once: every acknowledged entry is there afterwards."""
-    script = "for i in 0 1 2 3 4 5 6 7 8 9; do " \
-             "printf '{\"ServerURL\":\"w%s-%s.example\",\"Username\":\"u%s\",\"Secret\":\"s\"}' \"$1\" \"$i\" \"$1\" " \
-             "| \"$0\" store || exit 1; done"
-    writers = [subprocess.Popen(["sh", "-c", script, helper.path, str(writer)], env=helper.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for writer in range(8)]
+    script = (
+        "for i in 0 1 2 3 4 5 6 7 8 9; do "
+        'printf \'{"ServerURL":"w%s-%s.example","Username":"u%s","Secret":"s"}\' "$1" "$i" "$1" '
+        '| "$0" store || exit 1; done'
+    )
+    writers = [
+        subprocess.Popen(
+            ["sh", "-c", script, helper.path, str(writer)],
+            env=helper.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for writer in range(8)
+    ]
     for writer in writers:
         stdout, stderr = writer.communicate(timeout=120)
         assert writer.returncode == 0, (stdout, stderr)
@@ -228,10 +261,15 @@ def test_concurrent_writers_lose_nothing(helper: Helper) -> None:
     assert json.loads(listed.stdout) == {f"w{w}-{i}.example": f"u{w}" for w in range(8) for i in range(10)}
 
 
-def test_sigkill_during_writes_keeps_every_acknowledged_entry(installation: Installation, cryptfile_session: dict[str, str],
-                                                              tmp_path: Path) -> None:
+def test_sigkill_during_writes_keeps_every_acknowledged_entry(
+    installation: Installation, cryptfile_session: dict[str, str], tmp_path: Path
+) -> None:
     """Kill -9 storing processes at random moments; the file always opens and holds every store that exited 0."""
-    env = {**cryptfile_session, "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "credentials.cbf"), "CREDBRIDGE_NO_AGENT": "1"}
+    env = {
+        **cryptfile_session,
+        "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "credentials.cbf"),
+        "CREDBRIDGE_NO_AGENT": "1",
+    }
     assert credbridge(installation, env, "unlock", "--new", stdin=CRYPTFILE_PASSPHRASE).returncode == 0
     helper = Helper(installation.executable("docker-credential-cryptfile"), env)
     acknowledged: dict[str, str] = {}
@@ -243,8 +281,9 @@ def test_sigkill_during_writes_keeps_every_acknowledged_entry(installation: Inst
     store_seconds = time.monotonic() - started
     for attempt in range(40):
         server = f"crash-{attempt}.example"
-        process = subprocess.Popen([helper.path, "store"], env=env, stdin=subprocess.PIPE,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [helper.path, "store"], env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         process.stdin.write(store_json(server, f"user{attempt}").encode())
         process.stdin.close()
         time.sleep(chance.uniform(0.0, 2 * store_seconds))  # under load a store takes longer

@@ -42,6 +42,7 @@ def test_store_and_erase_return_at_once_like_get_and_list(on_keepassxc: Helper) 
 
 # -- a locked database: on a KeePassXC of their own, whose dialogs these tests leave open ---------------
 
+
 @pytest.fixture(scope="module")
 def lockable_keepassxc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyring_session.PrivateKeePassXC]:
     keepassxc = keyring_session.start_private_keepassxc(tmp_path_factory.mktemp("lockable-keepassxc"))
@@ -54,8 +55,10 @@ def lockable_keepassxc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[key
 @pytest.fixture
 def locked(lockable_keepassxc: keyring_session.PrivateKeePassXC, installation: Installation) -> Iterator[Helper]:
     """docker-credential-keyring in process, holding one login, its KeePassXC database then locked."""
-    helper = Helper(installation.executable("docker-credential-keyring"),
-                    {**with_helpers_on_path(installation, lockable_keepassxc.env), "CREDBRIDGE_NO_AGENT": "1"})
+    helper = Helper(
+        installation.executable("docker-credential-keyring"),
+        {**with_helpers_on_path(installation, lockable_keepassxc.env), "CREDBRIDGE_NO_AGENT": "1"},
+    )
     keyring_session.delete_all_docker_items(helper.env)
     assert helper("store", stdin=LOGIN).returncode == 0
     lockable_keepassxc.lock()
@@ -76,20 +79,27 @@ def assert_one_line(result: "object", *parts: str) -> str:
 
 def test_a_search_held_by_a_locked_database_ends_in_keepassxc_advice(locked: Helper) -> None:
     """KeePassXC answers SearchItems only once a person unlocks: the wait ends, naming KeePassXC."""
-    assert_one_line(locked.get("locked.example"), "KeePassXC did not answer within 10 s",
-                    "unlock the database in KeePassXC")
+    assert_one_line(
+        locked.get("locked.example"), "KeePassXC did not answer within 10 s", "unlock the database in KeePassXC"
+    )
 
 
 def test_an_unlock_prompt_nobody_answers_ends_in_one_line_naming_keepassxc(locked: Helper) -> None:
-    assert_one_line(locked("store", stdin=LOGIN), "KeePassXC is locked", "was not answered within 5 s",
-                    "unlock the database in KeePassXC")
+    assert_one_line(
+        locked("store", stdin=LOGIN),
+        "KeePassXC is locked",
+        "was not answered within 5 s",
+        "unlock the database in KeePassXC",
+    )
 
 
-def test_an_unlock_prompt_the_person_answers_is_noticed(locked: Helper,
-                                                        lockable_keepassxc: keyring_session.PrivateKeePassXC) -> None:
+def test_an_unlock_prompt_the_person_answers_is_noticed(
+    locked: Helper, lockable_keepassxc: keyring_session.PrivateKeePassXC
+) -> None:
     """The Completed signal of the unlock prompt comes without a destination, once the person has typed."""
-    with subprocess.Popen([locked.path, "store"], env=locked.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as store:
+    with subprocess.Popen(
+        [locked.path, "store"], env=locked.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as store:
         store.stdin.write(json.dumps({"ServerURL": "after-unlock.example", "Username": "bob", "Secret": "pw"}).encode())
         store.stdin.close()
         lockable_keepassxc.answer_unlock_dialog()
@@ -105,7 +115,8 @@ PROVIDER_SHOWN = {"gnome-keyring": "gnome-keyring", "keepassxc": "KeePassXC"}
 
 @pytest.mark.parametrize("provider", list(SECRET_SERVICES))
 def test_doctor_write_test_names_the_provider_and_leaves_nothing_behind(
-        request: pytest.FixtureRequest, installation: Installation, tmp_path: Path, provider: str) -> None:
+    request: pytest.FixtureRequest, installation: Installation, tmp_path: Path, provider: str
+) -> None:
     env = {**SECRET_SERVICES[provider](request, "direct"), "HOME": str(tmp_path)}
     result = run([installation.executable("credbridge"), "doctor", "--write-test"], b"", env)
     keyring_lines = [line for line in result.stdout.decode().splitlines() if line.startswith("✔ keyring:")]

@@ -22,11 +22,19 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from credbridge.stores.pykeyring import split, utf16_size
-from tests.conftest import (GO_SECRETSERVICE, PYTHON_KEYRING_APPLICATION, PYTHON_KEYRING_SECRET_SERVICE, Helper,
-                            Installation, agent_serving, python_keyring_env)
+from tests.conftest import (
+    GO_SECRETSERVICE,
+    PYTHON_KEYRING_APPLICATION,
+    PYTHON_KEYRING_SECRET_SERVICE,
+    Helper,
+    Installation,
+    agent_serving,
+    python_keyring_env,
+)
 from tests.support import keyring_session
 
 WINDOWS_BLOB_LIMIT = 2560
@@ -53,6 +61,7 @@ def test_utf16_size_counts_surrogate_pairs_as_four_bytes(value: str) -> None:
 
 # -- through the installed helper, python-keyring's SecretService backend ----------------------------------
 
+
 @pytest.fixture(params=["agent", "direct"])
 def windows_sized(request: pytest.FixtureRequest, installation: Installation) -> Helper:
     """docker-credential-keyring through python-keyring, splitting at Windows' blob limit."""
@@ -62,8 +71,13 @@ def windows_sized(request: pytest.FixtureRequest, installation: Installation) ->
 
 def python_keyring_items(env: dict[str, str]) -> dict[str, str]:
     """service -> stored password of every item python-keyring wrote, as the keyring itself reports them."""
-    found = subprocess.run(["secret-tool", "search", "--all", "application", PYTHON_KEYRING_APPLICATION],
-                           env=env, capture_output=True, text=True, check=True)
+    found = subprocess.run(
+        ["secret-tool", "search", "--all", "application", PYTHON_KEYRING_APPLICATION],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     items, secret = {}, None
     for line in (found.stdout + found.stderr).splitlines():
         key, _, value = line.partition(" = ")
@@ -91,26 +105,35 @@ def test_overwrite_and_erase_leave_no_part_behind(windows_sized: Helper) -> None
     assert not any("payload" in value for value in after_overwrite.values())
     assert windows_sized.erase("registry.example.com").returncode == 0
     after_erase = python_keyring_items(windows_sized.env)
-    assert len(after_erase) == 2 and all(service.endswith("credbridge-index") for service in after_erase), sorted(after_erase)
+    assert len(after_erase) == 2 and all(service.endswith("credbridge-index") for service in after_erase), sorted(
+        after_erase
+    )
     assert windows_sized.list().stdout == b"{}\n"
 
 
-@pytest.mark.parametrize("secret", ["pässwörd-密码-🔑", "🔑🗝🔐", "with \"quotes\" \\ & <html> \u2028"],
-                         ids=["unicode", "surrogate-pairs", "json-special-characters"])
-def test_values_split_into_the_smallest_parts_come_back_verbatim(request: pytest.FixtureRequest, installation: Installation,
-                                                                 secret: str) -> None:
+@pytest.mark.parametrize(
+    "secret",
+    ["pässwörd-密码-🔑", "🔑🗝🔐", 'with "quotes" \\ & <html> \u2028'],
+    ids=["unicode", "surrogate-pairs", "json-special-characters"],
+)
+def test_values_split_into_the_smallest_parts_come_back_verbatim(
+    request: pytest.FixtureRequest, installation: Installation, secret: str
+) -> None:
     helper = Helper(installation.executable("docker-credential-keyring"), python_keyring_env(4)(request, "direct"))
-    assert helper("store", stdin=json.dumps({"ServerURL": "r.example", "Username": "ü", "Secret": secret})).returncode == 0
+    assert (
+        helper("store", stdin=json.dumps({"ServerURL": "r.example", "Username": "ü", "Secret": secret})).returncode == 0
+    )
     assert json.loads(helper.get("r.example").stdout) == {"ServerURL": "r.example", "Username": "ü", "Secret": secret}
     assert max(encoded_size(value) for value in python_keyring_items(helper.env).values()) == 4
-
 
 
 def without_posix(launcher: Path, directory: Path) -> str:
     """The installed launcher with credbridge's code seeing Windows' modules: `import posix` fails, the builtin
     `nt` imports. The standard library and python-keyring are loaded first, as they load on Windows itself."""
-    windows = ("import sys\nsys.path.append(%r)\nimport os, keyring.backends.SecretService\n"
-               "sys.modules['nt'] = sys.modules['posix']\nsys.modules['posix'] = None\n")
+    windows = (
+        "import sys\nsys.path.append(%r)\nimport os, keyring.backends.SecretService\n"
+        "sys.modules['nt'] = sys.modules['posix']\nsys.modules['posix'] = None\n"
+    )
     text = launcher.read_text()
     site_packages = text.split("sys.path.append(", 1)[1].split(")", 1)[0]
     copy = directory / launcher.name
@@ -119,9 +142,9 @@ def without_posix(launcher: Path, directory: Path) -> str:
     return str(copy)
 
 
-def test_a_helper_without_the_posix_module_serves_every_action_in_process(request: pytest.FixtureRequest,
-                                                                          installation: Installation,
-                                                                          tmp_path: Path) -> None:
+def test_a_helper_without_the_posix_module_serves_every_action_in_process(
+    request: pytest.FixtureRequest, installation: Installation, tmp_path: Path
+) -> None:
     """Windows has no `posix` module and no Unix-socket agent: the same launcher serves the call itself."""
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
@@ -138,7 +161,8 @@ def test_a_helper_without_the_posix_module_serves_every_action_in_process(reques
 
 
 def test_an_agent_started_without_the_callers_bus_serves_python_keyring_on_the_callers_bus(
-        request: pytest.FixtureRequest, installation: Installation, tmp_path: Path) -> None:
+    request: pytest.FixtureRequest, installation: Installation, tmp_path: Path
+) -> None:
     """A helper starts the agent with PATH, HOME and XDG_RUNTIME_DIR only; python-keyring's backends find
     the session bus in the process environment, so the agent must lend them each caller's."""
     runtime = tmp_path / "runtime"
@@ -152,31 +176,46 @@ def test_an_agent_started_without_the_callers_bus_serves_python_keyring_on_the_c
         assert json.loads(helper.get("registry.example.com").stdout)["Secret"] == "s3cret"
         assert helper.erase("registry.example.com").returncode == 0
 
+
 # -- choosing the backend --------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def direct_env(helper_env: dict[str, str]) -> dict[str, str]:
     return {**helper_env, "CREDBRIDGE_NO_AGENT": "1"}
 
 
-@pytest.mark.parametrize("choice, cause", [
-    ("macos", "the keyring (macOS Keychain) cannot be used here (macOS required)"),
-    ("windows", "the keyring (Windows Credential Locker) cannot be used here (Requires Windows and pywin32)"),
-    ("keyring.backends.null:Keyring", "python-keyring rates it -1"),
-    ("keyring.backends.nowhere:Keyring", "cannot load the keyring backend keyring.backends.nowhere:Keyring"),
-    ("json:JSONDecoder", "json:JSONDecoder is not a python-keyring backend class"),
-    ("gnome", "unknown CREDBRIDGE_KEYRING_BACKEND='gnome'"),
-], ids=["macos-on-linux", "windows-on-linux", "null-backend", "missing-module", "not-a-backend", "unknown-name"])
-def test_a_backend_unusable_here_is_one_line_naming_the_cause(installation: Installation, direct_env: dict[str, str],
-                                                              choice: str, cause: str) -> None:
-    helper = Helper(installation.executable("docker-credential-keyring"), {**direct_env, "CREDBRIDGE_KEYRING_BACKEND": choice})
+@pytest.mark.parametrize(
+    "choice, cause",
+    [
+        ("macos", "the keyring (macOS Keychain) cannot be used here (macOS required)"),
+        ("windows", "the keyring (Windows Credential Locker) cannot be used here (Requires Windows and pywin32)"),
+        ("keyring.backends.null:Keyring", "python-keyring rates it -1"),
+        ("keyring.backends.nowhere:Keyring", "cannot load the keyring backend keyring.backends.nowhere:Keyring"),
+        ("json:JSONDecoder", "json:JSONDecoder is not a python-keyring backend class"),
+        ("gnome", "unknown CREDBRIDGE_KEYRING_BACKEND='gnome'"),
+    ],
+    ids=["macos-on-linux", "windows-on-linux", "null-backend", "missing-module", "not-a-backend", "unknown-name"],
+)
+def test_a_backend_unusable_here_is_one_line_naming_the_cause(
+    installation: Installation, direct_env: dict[str, str], choice: str, cause: str
+) -> None:
+    helper = Helper(
+        installation.executable("docker-credential-keyring"), {**direct_env, "CREDBRIDGE_KEYRING_BACKEND": choice}
+    )
     result = helper.get("registry.example.com")
     assert (result.returncode, result.stderr) == (1, b"")
     assert result.text.count("\n") == 1 and cause in result.text, result.text
 
 
-def test_a_chunk_size_too_small_for_one_character_is_refused(installation: Installation, direct_env: dict[str, str]) -> None:
-    env = {**direct_env, "CREDBRIDGE_KEYRING_BACKEND": PYTHON_KEYRING_SECRET_SERVICE, "CREDBRIDGE_KEYRING_CHUNK_BYTES": "3"}
+def test_a_chunk_size_too_small_for_one_character_is_refused(
+    installation: Installation, direct_env: dict[str, str]
+) -> None:
+    env = {
+        **direct_env,
+        "CREDBRIDGE_KEYRING_BACKEND": PYTHON_KEYRING_SECRET_SERVICE,
+        "CREDBRIDGE_KEYRING_CHUNK_BYTES": "3",
+    }
     result = Helper(installation.executable("docker-credential-keyring"), env).list()
     assert (result.returncode, result.text) == (1, "CREDBRIDGE_KEYRING_CHUNK_BYTES='3' is not a number of bytes >= 4\n")
 
@@ -185,8 +224,14 @@ def imported_modules(installation: Installation, env: dict[str, str]) -> set[str
     """Every module a direct `list` call imports, from the interpreter's own -X importtime report."""
     launcher = Path(installation.executable("docker-credential-keyring"))
     interpreter = launcher.read_text().splitlines()[0][2:].split()[0]
-    done = subprocess.run([interpreter, "-I", "-S", "-X", "importtime", str(launcher), "list"], env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [interpreter, "-I", "-S", "-X", "importtime", str(launcher), "list"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout
     return {line.rpartition("|")[2].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
 
@@ -198,18 +243,28 @@ def test_the_linux_default_never_imports_python_keyring(installation: Installati
     assert not {module for module in modules if module.split(".")[0] == "keyring"}
 
 
-def test_a_chosen_backend_is_imported_alone_without_scanning_the_others(installation: Installation,
-                                                                        direct_env: dict[str, str]) -> None:
-    modules = imported_modules(installation, {**direct_env, "CREDBRIDGE_KEYRING_BACKEND": PYTHON_KEYRING_SECRET_SERVICE})
+def test_a_chosen_backend_is_imported_alone_without_scanning_the_others(
+    installation: Installation, direct_env: dict[str, str]
+) -> None:
+    modules = imported_modules(
+        installation, {**direct_env, "CREDBRIDGE_KEYRING_BACKEND": PYTHON_KEYRING_SECRET_SERVICE}
+    )
     assert "keyring.backend" in modules
-    others = {"keyring.backends.kwallet", "keyring.backends.Windows", "keyring.backends.macOS",
-              "keyring.backends.libsecret", "keyring.backends.chainer"}
+    others = {
+        "keyring.backends.kwallet",
+        "keyring.backends.Windows",
+        "keyring.backends.macOS",
+        "keyring.backends.libsecret",
+        "keyring.backends.chainer",
+    }
     assert not modules & others
 
 
 # -- KDE: kwalletd5's own Secret Service API, headless ---------------------------------------------------
 
-KWALLETRC = "[Wallet]\nEnabled=true\nFirst Use=false\nDefault Wallet=kdewallet\n\n[org.freedesktop.secrets]\napiEnabled=true\n"
+KWALLETRC = (
+    "[Wallet]\nEnabled=true\nFirst Use=false\nDefault Wallet=kdewallet\n\n[org.freedesktop.secrets]\napiEnabled=true\n"
+)
 
 
 @contextmanager
@@ -226,9 +281,14 @@ def kwalletd(env: dict[str, str], home: Path, ready: Callable[[], bool]) -> Iter
     with socket.socket(socket.AF_UNIX) as listener, (home / "kwalletd5.log").open("ab") as log:
         listener.bind(str(environment_socket))
         listener.listen(1)
-        daemon = subprocess.Popen(["kwalletd5", "--pam-login", str(key_read), str(listener.fileno())],
-                                  env={**env, "PAM_KWALLET5_LOGIN": "1"}, pass_fds=(key_read, listener.fileno()),
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        daemon = subprocess.Popen(
+            ["kwalletd5", "--pam-login", str(key_read), str(listener.fileno())],
+            env={**env, "PAM_KWALLET5_LOGIN": "1"},
+            pass_fds=(key_read, listener.fileno()),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
     os.close(key_read)
     try:
         os.write(key_write, hashlib.sha512(b"test wallet key").digest()[:56])
@@ -247,9 +307,20 @@ def kwalletd(env: dict[str, str], home: Path, ready: Callable[[], bool]) -> Iter
 
 
 def default_collection_is_kdewallet(env: dict[str, str]) -> bool:
-    alias = subprocess.run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.secrets",
-                            "/org/freedesktop/secrets", "org.freedesktop.Secret.Service.ReadAlias", "string:default"],
-                           env=env, capture_output=True, text=True)
+    alias = subprocess.run(
+        [
+            "dbus-send",
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            "org.freedesktop.Secret.Service.ReadAlias",
+            "string:default",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     return "/collection/kdewallet" in alias.stdout
 
 
@@ -261,8 +332,12 @@ def kwallet_env(tmp_path_factory: pytest.TempPathFactory, installation: Installa
     (home / ".config").mkdir()
     (home / ".config" / "kwalletrc").write_text(KWALLETRC)
     with keyring_session.bus_without_secret_service(home) as env:
-        env.update(QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(home / ".config"),
-                   XDG_DATA_HOME=str(home / ".local" / "share"), CREDBRIDGE_NO_AGENT="1")
+        env.update(
+            QT_QPA_PLATFORM="offscreen",
+            XDG_CONFIG_HOME=str(home / ".config"),
+            XDG_DATA_HOME=str(home / ".local" / "share"),
+            CREDBRIDGE_NO_AGENT="1",
+        )
         wallet = home / ".local" / "share" / "kwalletd" / "kdewallet.kwl"
         with kwalletd(env, home, ready=wallet.exists):
             pass  # collections are built at start-up: the wallet must exist before the serving start
@@ -274,8 +349,10 @@ def kwallet_env(tmp_path_factory: pytest.TempPathFactory, installation: Installa
 def wallet_is_open(env: dict[str, str]) -> bool:
     """kwalletd opens the wallet with the login's key a moment after serving it (seconds, on a loaded machine)."""
     probe = Helper("docker-credential-keyring", env)
-    return probe.store("readiness.probe.invalid", "probe", "probe").returncode == 0 and \
-        probe.erase("readiness.probe.invalid").returncode == 0
+    return (
+        probe.store("readiness.probe.invalid", "probe", "probe").returncode == 0
+        and probe.erase("readiness.probe.invalid").returncode == 0
+    )
 
 
 def secret_read_from_kwallet(helper: Helper, server: str, attempts: int = 3) -> str:

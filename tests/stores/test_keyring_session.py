@@ -18,8 +18,7 @@ from tests.support import keyring_session
 
 
 def secret_tool(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(["secret-tool", *args], input=stdin, env=env, capture_output=True,
-                          text=True, timeout=30)
+    return subprocess.run(["secret-tool", *args], input=stdin, env=env, capture_output=True, text=True, timeout=30)
 
 
 def killed(pid: int, signal_number: int) -> None:
@@ -31,8 +30,7 @@ def killed(pid: int, signal_number: int) -> None:
 def test_a_dead_daemon_starts_again_in_the_same_home_with_its_items(tmp_path: Path) -> None:
     with keyring_session.start_private_keyring(tmp_path / "home") as keyring:
         env_before, daemon_before = dict(keyring.env), keyring.keyring_pid
-        stored = secret_tool(keyring.env, "store", "--label=kept", "bench", "revive",
-                             stdin="kept-secret")
+        stored = secret_tool(keyring.env, "store", "--label=kept", "bench", "revive", stdin="kept-secret")
         assert stored.returncode == 0, stored.stderr
         killed(daemon_before, signal.SIGABRT)  # what GLib's failed assertion does
         assert keyring.revive() is True

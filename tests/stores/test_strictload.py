@@ -98,17 +98,26 @@ BAD_REMOTE_YAML = {
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("name", sorted(BAD_REMOTE_YAML))
-def test_bad_remote_yaml_is_refused_with_the_decoder_message(strict_loader: StrictLoader, name: str,
-                                                              flavour: str) -> None:
+def test_bad_remote_yaml_is_refused_with_the_decoder_message(
+    strict_loader: StrictLoader, name: str, flavour: str
+) -> None:
     with pytest.raises(AssertionError, match=BAD_REMOTE_YAML[name]):
         strict_loader.remote_yaml(DATA / name, flavour)
 
 
 def test_every_golden_file_is_judged() -> None:
     """A golden file added without a verdict here would prove nothing."""
-    judged = {"remote-v2-era.yaml", "remote-v3-era.yaml", "remote-minimal.yaml", "remote-empty.yaml",
-              "remote-singularityce-insecure.yaml", "docker-config.json", "README.md",
-              *BAD_REMOTE_YAML, *BAD_DOCKER_CONFIG}
+    judged = {
+        "remote-v2-era.yaml",
+        "remote-v3-era.yaml",
+        "remote-minimal.yaml",
+        "remote-empty.yaml",
+        "remote-singularityce-insecure.yaml",
+        "docker-config.json",
+        "README.md",
+        *BAD_REMOTE_YAML,
+        *BAD_DOCKER_CONFIG,
+    }
     assert {path.name for path in DATA.iterdir()} == judged
 
 
@@ -132,7 +141,12 @@ def test_null_scalars_load_as_go_zero_values(strict_loader: StrictLoader, tmp_pa
     path = tmp_path / "remote.yaml"
     path.write_text("Active: null\nRemotes:\n  r:\n    URI: ~\n    System: null\n    Exclusive: false\n")
     assert strict_loader.remote_yaml(path)["Remotes"]["r"] == {
-        "URI": "", "Token": "", "System": False, "Exclusive": False, "Keyservers": None}
+        "URI": "",
+        "Token": "",
+        "System": False,
+        "Exclusive": False,
+        "Keyservers": None,
+    }
 
 
 def test_pyyaml_block_dump_of_the_full_config_loads_unchanged(strict_loader: StrictLoader, tmp_path: Path) -> None:
@@ -152,12 +166,14 @@ def test_pyyaml_none_for_a_remote_is_refused_as_yaml_null(strict_loader: StrictL
 
 def strip_go_zero_values(config: dict[str, Any]) -> dict[str, Any]:
     """What Go's Marshal would write: omitempty fields dropped, no nulls."""
+
     def clean(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: clean(v) for k, v in value.items() if v is not None and not (k == "Auth" and v == "")}
         if isinstance(value, list):
             return [clean(item) for item in value]
         return value
+
     cleaned: dict[str, Any] = clean(config)
     return cleaned
 
@@ -167,10 +183,14 @@ yaml_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(token=yaml_text, auth=yaml_text, uri=yaml_text.filter(bool))
-def test_pyyaml_quoted_strings_round_trip_through_both_go_decoders(strict_loader: StrictLoader, tmp_path: Path,
-                                                                   token: str, auth: str, uri: str) -> None:
-    config = {"Active": "r", "Remotes": {"r": {"URI": uri, "Token": token, "System": False, "Exclusive": False}},
-              "Credentials": [{"URI": uri, "Auth": auth, "Insecure": True}]}
+def test_pyyaml_quoted_strings_round_trip_through_both_go_decoders(
+    strict_loader: StrictLoader, tmp_path: Path, token: str, auth: str, uri: str
+) -> None:
+    config = {
+        "Active": "r",
+        "Remotes": {"r": {"URI": uri, "Token": token, "System": False, "Exclusive": False}},
+        "Credentials": [{"URI": uri, "Auth": auth, "Insecure": True}],
+    }
     path = tmp_path / "remote.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     loaded = strict_loader.remote_yaml(path)
@@ -191,9 +211,14 @@ def test_docker_config_decodes_auths_and_keeps_helpers(strict_loader: StrictLoad
     loaded = strict_loader.docker_config(DATA / "docker-config.json")
     auths = loaded["auths"]
     assert auths["https://index.docker.io/v1/"] == {
-        "username": "alice", "password": "s3cr3t", "serveraddress": "https://index.docker.io/v1/"}
+        "username": "alice",
+        "password": "s3cr3t",
+        "serveraddress": "https://index.docker.io/v1/",
+    }
     assert (auths["registry.example.org"]["username"], auths["registry.example.org"]["password"]) == (
-        "bob", "p@ss:word")
+        "bob",
+        "p@ss:word",
+    )
     assert auths["ghcr.io"]["password"] == "tok/en+x="
     assert auths["myregistry.azurecr.io"]["identitytoken"] == "eyJhbGciOiJSUzI1NiJ9.refresh.token"
     assert auths["quay.io"] == {"serveraddress": "quay.io"}
@@ -204,7 +229,7 @@ def test_docker_config_decodes_auths_and_keeps_helpers(strict_loader: StrictLoad
 
 
 BAD_DOCKER_CONFIG = {
-    "bad-docker-config-auth-not-base64.json": r'illegal base64 data at input byte 3 \(auths\["registry\.example\.org"\]\)',
+    "bad-docker-config-auth-not-base64.json": r'illegal base64 data at input byte 3 \(auths\["registry\.example\.org"\]\)',  # noqa: E501
     "bad-docker-config-auth-no-colon.json": r"Invalid auth configuration file",
     "bad-docker-config-auth-empty-user.json": r"Invalid auth configuration file",
     "bad-docker-config-credhelpers-list.json": r"cannot unmarshal array into Go struct field .*credHelpers",

@@ -73,9 +73,12 @@ def minting_env(installation: Installation, tmp_path: Path) -> tuple[dict[str, s
     wrapper = bindir / "docker-credential-jwtmint"
     wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {JWTMINT} {state} "$@"\n')
     wrapper.chmod(0o755)
-    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime),
-           "XDG_CONFIG_HOME": str(home / ".config"),
-           "PATH": f"{installation.bindir}:{bindir}:/usr/bin:/bin"}
+    env = {
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "PATH": f"{installation.bindir}:{bindir}:/usr/bin:/bin",
+    }
     return env, state
 
 
@@ -96,8 +99,7 @@ def claims(result: Result) -> dict:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-def test_the_first_get_asks_the_helper_and_the_next_ones_are_answered_from_memory(
-        minting: Minting) -> None:
+def test_the_first_get_asks_the_helper_and_the_next_ones_are_answered_from_memory(minting: Minting) -> None:
     first = claims(minting.get())
     again = [claims(minting.get()) for _ in range(5)]
     assert again == [first] * 5
@@ -155,11 +157,12 @@ def test_a_helper_the_route_does_not_give_a_variable_never_sees_it(minting: Mint
     assert claims(minting.get(AWS_PROFILE="dev"))["sub"] == "default"
 
 
-def test_a_hung_helper_ends_at_the_deadline_with_one_line_and_is_left_alone_a_while(
-        minting: Minting) -> None:
+def test_a_hung_helper_ends_at_the_deadline_with_one_line_and_is_left_alone_a_while(minting: Minting) -> None:
     minting.set("delay", "60")
-    line = ("docker-credential-jwtmint get did not answer within 3 seconds (raise `timeout` of the "
-            f"route *.dkr.ecr.*.amazonaws.com in {minting.config}) (not asked again for 10 s)\n")
+    line = (
+        "docker-credential-jwtmint get did not answer within 3 seconds (raise `timeout` of the "
+        f"route *.dkr.ecr.*.amazonaws.com in {minting.config}) (not asked again for 10 s)\n"
+    )
     hung = minting.get()
     assert (hung.returncode, hung.text, hung.stderr) == (1, line, b"")
     minting.unset("delay")
@@ -170,8 +173,9 @@ def test_a_failing_helper_is_one_line_naming_it(minting: Minting) -> None:
     minting.set("fail", "no AWS credentials in the environment")
     failed = minting.get()
     assert (failed.returncode, failed.text) == (
-        1, "docker-credential-jwtmint get failed: no AWS credentials in the environment "
-           "(not asked again for 10 s)\n")
+        1,
+        "docker-credential-jwtmint get failed: no AWS credentials in the environment (not asked again for 10 s)\n",
+    )
     assert (minting.get().text, len(minting.calls())) == (failed.text, 1)
 
 
@@ -206,22 +210,29 @@ def test_credbridge_logout_makes_the_agent_forget_the_token(minting: Minting) ->
     assert claims(minting.get())["n"] == 3
 
 
-def test_a_login_to_a_registry_whose_helper_mints_them_is_one_line_saying_none_is_needed(
-        minting: Minting) -> None:
+def test_a_login_to_a_registry_whose_helper_mints_them_is_one_line_saying_none_is_needed(minting: Minting) -> None:
     login = json.dumps({"ServerURL": REGISTRY, "Username": "AWS", "Secret": "x"})
     stored = minting.router("store", stdin=login)
     assert (stored.returncode, stored.text) == (
-        1, f"{REGISTRY} gets its logins from docker-credential-jwtmint (the route "
-           f"*.dkr.ecr.*.amazonaws.com in {minting.config}), which makes one at each pull: "
-           "no login is needed, pull and push as you are\n")
+        1,
+        f"{REGISTRY} gets its logins from docker-credential-jwtmint (the route "
+        f"*.dkr.ecr.*.amazonaws.com in {minting.config}), which makes one at each pull: "
+        "no login is needed, pull and push as you are\n",
+    )
 
 
-@pytest.mark.parametrize("registry", [
-    "x.dkr.ecr.evil.com", "evil.com#.dkr.ecr.us-east-1.amazonaws.com",
-    "dkr.ecr.us-east-1.amazonaws.com", f"{REGISTRY}.evil.com", "1.dkr.ecr.us.east-1.amazonaws.com",
-    "1.dkr.ecr..amazonaws.com"])
-def test_the_ecr_pattern_is_anchored_and_its_inner_star_is_one_label(minting: Minting,
-                                                                     registry: str) -> None:
+@pytest.mark.parametrize(
+    "registry",
+    [
+        "x.dkr.ecr.evil.com",
+        "evil.com#.dkr.ecr.us-east-1.amazonaws.com",
+        "dkr.ecr.us-east-1.amazonaws.com",
+        f"{REGISTRY}.evil.com",
+        "1.dkr.ecr.us.east-1.amazonaws.com",
+        "1.dkr.ecr..amazonaws.com",
+    ],
+)
+def test_the_ecr_pattern_is_anchored_and_its_inner_star_is_one_label(minting: Minting, registry: str) -> None:
     assert minting.get(registry).returncode == 1
     assert minting.calls() == []
     claims(minting.get())
@@ -231,29 +242,34 @@ def test_the_ecr_pattern_is_anchored_and_its_inner_star_is_one_label(minting: Mi
 def test_config_shows_the_routes_settings(minting: Minting) -> None:
     minting.configure("{store: jwtmint, env: [AWS_PROFILE], timeout: 3, ttl: 900}")
     shown = minting.credbridge("config")
-    assert ("routes:      *.dkr.ecr.*.amazonaws.com -> jwtmint (ttl 900 s, timeout 3 s, "
-            "env AWS_PROFILE)\n") in shown.text
+    assert (
+        "routes:      *.dkr.ecr.*.amazonaws.com -> jwtmint (ttl 900 s, timeout 3 s, env AWS_PROFILE)\n"
+    ) in shown.text
     as_json = json.loads(minting.credbridge("config", "--json").stdout)
-    assert as_json["routes"] == [{"pattern": "*.dkr.ecr.*.amazonaws.com", "store": "jwtmint",
-                                  "ttl": 900, "timeout": 3, "env": ["AWS_PROFILE"]}]
+    assert as_json["routes"] == [
+        {"pattern": "*.dkr.ecr.*.amazonaws.com", "store": "jwtmint", "ttl": 900, "timeout": 3, "env": ["AWS_PROFILE"]}
+    ]
 
 
 def test_a_route_setting_credbridge_does_not_know_is_one_line(minting: Minting) -> None:
     minting.configure("{store: jwtmint, lifetime: 3}")
     answer = minting.get()
     assert (answer.returncode, answer.text) == (
-        1, f"`routes.*.dkr.ecr.*.amazonaws.com` in {minting.config} has "
-           "lifetime, which credbridge does not know: a route takes store, ttl, timeout and env\n")
+        1,
+        f"`routes.*.dkr.ecr.*.amazonaws.com` in {minting.config} has "
+        "lifetime, which credbridge does not know: a route takes store, ttl, timeout and env\n",
+    )
 
 
-def test_a_route_env_naming_a_variable_credbridge_never_receives_is_one_line(
-        minting: Minting) -> None:
+def test_a_route_env_naming_a_variable_credbridge_never_receives_is_one_line(minting: Minting) -> None:
     minting.configure("{store: jwtmint, env: [AWS_PROFILE, MY_TOKEN]}")
     answer = minting.get()
     assert (answer.returncode, answer.text) == (
-        1, f"`routes.*.dkr.ecr.*.amazonaws.com.env` in {minting.config} names 'MY_TOKEN', which "
-           "helpers do not pass on to credbridge: name variables beginning AWS_, GOOGLE_, "
-           "CLOUDSDK_, AZURE_ or CREDBRIDGE_, or a proxy variable\n")
+        1,
+        f"`routes.*.dkr.ecr.*.amazonaws.com.env` in {minting.config} names 'MY_TOKEN', which "
+        "helpers do not pass on to credbridge: name variables beginning AWS_, GOOGLE_, "
+        "CLOUDSDK_, AZURE_ or CREDBRIDGE_, or a proxy variable\n",
+    )
 
 
 def test_doctor_says_each_routed_helper_answers(minting: Minting) -> None:
@@ -261,8 +277,7 @@ def test_doctor_says_each_routed_helper_answers(minting: Minting) -> None:
     assert answers in minting.credbridge("doctor").text
     minting.configure("ecr-nowhere")
     doctor = minting.credbridge("doctor")
-    missing = ("✘ helper: docker-credential-ecr-nowhere (route *.dkr.ecr.*.amazonaws.com) "
-               "is not on PATH")
+    missing = "✘ helper: docker-credential-ecr-nowhere (route *.dkr.ecr.*.amazonaws.com) is not on PATH"
     assert missing in doctor.text
     assert doctor.returncode == 1
 

@@ -58,8 +58,9 @@ def stored(helper: Helper, server: str, username: str, secret: str) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b""), result
 
 
-def test_a_credential_stored_on_one_machine_is_found_on_another(vault: Helper, tmp_path: Path,
-                                                               vault_server: openbao.DevServer) -> None:
+def test_a_credential_stored_on_one_machine_is_found_on_another(
+    vault: Helper, tmp_path: Path, vault_server: openbao.DevServer
+) -> None:
     other = other_home(vault, tmp_path, "machine-b", vault_server.token(openbao.READ_WRITE_POLICY, "credbridge-rw"))
     stored(vault, "registry.team.example", "robot", "team-secret")
     assert json.loads(other.get("registry.team.example").stdout)["Secret"] == "team-secret"
@@ -73,8 +74,11 @@ def test_secrets_live_at_one_readable_path_per_registry(vault: Helper, vault_ser
     stored(vault, "https://Registry.Example.com:5000/team/", "alice", "s3cret")
     prefix = Path(vault.env["CREDBRIDGE_CONFIG"]).read_text().split("prefix: ")[1].strip()
     secret = vault_server.admin().secrets.kv.v2.read_secret_version(
-        prefix + "registry.example.com_3a5000_2fteam", mount_point="secret", raise_on_deleted_version=True)
-    assert secret["data"]["data"] == {"https://Registry.Example.com:5000/team/": {"Username": "alice", "Secret": "s3cret"}}
+        prefix + "registry.example.com_3a5000_2fteam", mount_point="secret", raise_on_deleted_version=True
+    )
+    assert secret["data"]["data"] == {
+        "https://Registry.Example.com:5000/team/": {"Username": "alice", "Secret": "s3cret"}
+    }
 
 
 def test_erase_leaves_no_old_version_readable(vault: Helper, vault_server: openbao.DevServer) -> None:
@@ -89,13 +93,15 @@ def test_erase_leaves_no_old_version_readable(vault: Helper, vault_server: openb
 
 
 def test_a_read_only_token_gets_a_permission_error_on_store_and_can_still_get(
-        vault: Helper, tmp_path: Path, vault_server: openbao.DevServer) -> None:
+    vault: Helper, tmp_path: Path, vault_server: openbao.DevServer
+) -> None:
     reader_token = vault_server.token(openbao.READ_ONLY_POLICY, "credbridge-ro")
     reader = other_home(vault, tmp_path, "reader", reader_token)
     stored(vault, "registry.example.com", "alice", "s3cret")
     result = reader.store("registry.example.com", "mallory", "nope")
-    line = one_error_line(result, "permission denied on secret/data/credbridge/", "/registry.example.com",
-                          '"create", "update"')
+    line = one_error_line(
+        result, "permission denied on secret/data/credbridge/", "/registry.example.com", '"create", "update"'
+    )
     assert reader_token not in line and "nope" not in line
     assert json.loads(reader.get("registry.example.com").stdout)["Secret"] == "s3cret"
 
@@ -127,7 +133,9 @@ def test_a_vault_that_never_answers_is_given_up_after_the_timeout(vault: Helper,
         config = tmp_path / "timeout.yaml"
         config.write_text(Path(vault.env["CREDBRIDGE_CONFIG"]).read_text() + "  timeout: 1.5\n")
         started = time.monotonic()
-        result = Helper(vault.path, {**vault.env, "VAULT_ADDR": address, "CREDBRIDGE_CONFIG": str(config)}).get("x.example")
+        result = Helper(vault.path, {**vault.env, "VAULT_ADDR": address, "CREDBRIDGE_CONFIG": str(config)}).get(
+            "x.example"
+        )
         assert time.monotonic() - started < ERROR_BOUND_SECONDS
     one_error_line(result, address, "no answer within the timeout")
 
@@ -155,44 +163,64 @@ def assert_stores_and_gets(helper: Helper, server: str) -> None:
     assert json.loads(helper.get(server).stdout)["Secret"] == "s3cret"
 
 
-def test_an_approle_login_from_the_config_file_stores_and_gets(vault: Helper, tmp_path: Path,
-                                                             vault_server: openbao.DevServer) -> None:
+def test_an_approle_login_from_the_config_file_stores_and_gets(
+    vault: Helper, tmp_path: Path, vault_server: openbao.DevServer
+) -> None:
     secret_id_file = tmp_path / "secret-id"
     role_id = openbao.enable_approle(vault_server, "credbridge-rw", secret_id_file)
-    batch_job = home_logging_in(vault, tmp_path, "batch-node",
-                                f"{{method: approle, role_id: {role_id}, secret_id_file: {secret_id_file}}}")
+    batch_job = home_logging_in(
+        vault, tmp_path, "batch-node", f"{{method: approle, role_id: {role_id}, secret_id_file: {secret_id_file}}}"
+    )
     assert_stores_and_gets(batch_job, "registry.hpc.example")
     secret_id_file.write_text("wrong-secret-id\n")
-    line = one_error_line(Helper(batch_job.path, {**batch_job.env, "CREDBRIDGE_NO_AGENT": "1"}).get("registry.hpc.example"),
-                          "approle login at auth/approle was refused", "secret_id_file")
+    line = one_error_line(
+        Helper(batch_job.path, {**batch_job.env, "CREDBRIDGE_NO_AGENT": "1"}).get("registry.hpc.example"),
+        "approle login at auth/approle was refused",
+        "secret_id_file",
+    )
     assert "wrong-secret-id" not in line
 
 
-def test_a_jwt_login_with_a_ci_token_file_stores_and_gets(vault: Helper, tmp_path: Path,
-                                                         vault_server: openbao.DevServer) -> None:
+def test_a_jwt_login_with_a_ci_token_file_stores_and_gets(
+    vault: Helper, tmp_path: Path, vault_server: openbao.DevServer
+) -> None:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     openbao.enable_jwt(vault_server, "credbridge-rw", public_pem, audience="credbridge-tests")
 
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
     now = int(time.time())
-    signing_input = b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(
-        {"sub": "ci-job-42", "aud": "credbridge-tests", "iat": now, "nbf": now - 5, "exp": now + 600}).encode())
+    signing_input = (
+        b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+        + "."
+        + b64(
+            json.dumps(
+                {"sub": "ci-job-42", "aud": "credbridge-tests", "iat": now, "nbf": now - 5, "exp": now + 600}
+            ).encode()
+        )
+    )
     signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     jwt_file = tmp_path / "ci.jwt"
     jwt_file.touch(mode=0o600)
     jwt_file.write_text(signing_input + "." + b64(signature) + "\n")
-    assert_stores_and_gets(home_logging_in(vault, tmp_path, "ci-runner", f"{{method: jwt, role: ci, jwt_file: {jwt_file}}}"),
-                           "registry.ci.example")
+    assert_stores_and_gets(
+        home_logging_in(vault, tmp_path, "ci-runner", f"{{method: jwt, role: ci, jwt_file: {jwt_file}}}"),
+        "registry.ci.example",
+    )
 
 
-def test_list_of_hundreds_of_registries_is_answered_from_the_index(vault: Helper, vault_server: openbao.DevServer) -> None:
+def test_list_of_hundreds_of_registries_is_answered_from_the_index(
+    vault: Helper, vault_server: openbao.DevServer
+) -> None:
     """300 logins written straight into Vault by the store's own code path would take minutes through
     the helper; the helper writes a few, the rest are written like it (data + index) over the API."""
     stored(vault, "registry-0.example", "user0", "s")
@@ -201,11 +229,19 @@ def test_list_of_hundreds_of_registries_is_answered_from_the_index(vault: Helper
     for number in range(1, 300):
         server = f"registry-{number}.example"
         written = admin.secrets.kv.v2.create_or_update_secret(
-            prefix + server, {server: {"Username": f"user{number}", "Secret": "s"}}, mount_point="secret")
+            prefix + server, {server: {"Username": f"user{number}", "Secret": "s"}}, mount_point="secret"
+        )
         if number % 2:  # half without an index (written by another tool): list reads those
-            admin.adapter.post(f"/v1/secret/metadata/{prefix}{server}", json={"custom_metadata": {
-                "credbridge-usernames": json.dumps({"version": written["data"]["version"],
-                                                    "usernames": {server: f"user{number}"}})}})
+            admin.adapter.post(
+                f"/v1/secret/metadata/{prefix}{server}",
+                json={
+                    "custom_metadata": {
+                        "credbridge-usernames": json.dumps(
+                            {"version": written["data"]["version"], "usernames": {server: f"user{number}"}}
+                        )
+                    }
+                },
+            )
     started = time.monotonic()
     listed = vault.list()
     elapsed = time.monotonic() - started
@@ -218,12 +254,16 @@ def test_a_stale_index_is_not_believed(vault: Helper, vault_server: openbao.DevS
     stored(vault, "registry.example.com", "alice", "s")
     prefix = Path(vault.env["CREDBRIDGE_CONFIG"]).read_text().split("prefix: ")[1].strip()
     vault_server.admin().secrets.kv.v2.create_or_update_secret(
-        prefix + "registry.example.com", {"registry.example.com": {"Username": "bob", "Secret": "t"}}, mount_point="secret")
+        prefix + "registry.example.com",
+        {"registry.example.com": {"Username": "bob", "Secret": "t"}},
+        mount_point="secret",
+    )
     assert json.loads(vault.list().stdout) == {"registry.example.com": "bob"}
 
 
 def test_get_keeps_answering_when_the_active_node_of_a_raft_cluster_dies(
-        request: pytest.FixtureRequest, installation: Installation, tmp_path: Path) -> None:
+    request: pytest.FixtureRequest, installation: Installation, tmp_path: Path
+) -> None:
     cluster = openbao.start_raft_cluster(tmp_path / "raft")
     request.addfinalizer(cluster.stop)
     helpers = {}

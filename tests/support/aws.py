@@ -58,18 +58,22 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
-                 issuer_key: ec.EllipticCurvePrivateKey, is_ca: bool) -> x509.Certificate:
+def _certificate(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, issuer_key: ec.EllipticCurvePrivateKey, is_ca: bool
+) -> x509.Certificate:
     now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder()
-               .subject_name(_name(subject)).issuer_name(_name(issuer)).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+    )
     if not is_ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]),
-                                        critical=False)
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -82,8 +86,10 @@ def _tls_for(host: str, directory: Path) -> tuple[Path, ssl.SSLContext]:
     pem = serialization.Encoding.PEM
     ca_file = _write_private(directory / "ca.pem", ca.public_bytes(pem))
     leaf_file = _write_private(directory / "server.pem", leaf.public_bytes(pem))
-    key_file = _write_private(directory / "server.key", leaf_key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_file = _write_private(
+        directory / "server.key",
+        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(leaf_file, key_file)
     return ca_file, context
@@ -189,10 +195,15 @@ def _moto_server(workdir: Path) -> tuple[subprocess.Popen, int]:
     assert executable.exists(), "moto is not installed: pip install 'moto[server]' (test extra)"
     port = free_port()
     log = open(workdir / "moto.log", "wb")
-    process = subprocess.Popen([str(executable), "-H", "127.0.0.1", "-p", str(port)],
-                               env={"PATH": "/usr/bin:/bin", "HOME": str(workdir)}, cwd=workdir,
-                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [str(executable), "-H", "127.0.0.1", "-p", str(port)],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(workdir)},
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
 
     def answers() -> bool:
@@ -217,14 +228,16 @@ def _aws_files(home: Path) -> tuple[dict[str, str], dict[str, Path]]:
     """Two profiles with their own (fake) access keys, in files only this HOME has."""
     keys = {profile: "AKIA" + secrets.token_hex(8).upper() for profile in PROFILES}
     config = "".join(f"[profile {p}]\nregion = {REGION}\n" for p in PROFILES)
-    credentials = "".join(f"[{p}]\naws_access_key_id = {key}\n"
-                          f"aws_secret_access_key = {secrets.token_hex(20)}\n"
-                          for p, key in keys.items())
+    credentials = "".join(
+        f"[{p}]\naws_access_key_id = {key}\naws_secret_access_key = {secrets.token_hex(20)}\n"
+        for p, key in keys.items()
+    )
     aws = home / ".aws"
     aws.mkdir(mode=0o700)
-    files = {"AWS_CONFIG_FILE": _write_private(aws / "config", config.encode()),
-             "AWS_SHARED_CREDENTIALS_FILE": _write_private(aws / "credentials",
-                                                           credentials.encode())}
+    files = {
+        "AWS_CONFIG_FILE": _write_private(aws / "config", config.encode()),
+        "AWS_SHARED_CREDENTIALS_FILE": _write_private(aws / "credentials", credentials.encode()),
+    }
     return keys, files
 
 
@@ -239,18 +252,25 @@ def start_ecr_emulation(workdir: Path) -> EcrEmulation:
     proxy = _ProxyServer(f"api.ecr.{REGION}.amazonaws.com", tls, moto_port)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), **{k: str(v) for k, v in files.items()},
-           "HTTPS_PROXY": proxy_url, "HTTP_PROXY": proxy_url,
-           "AWS_CA_BUNDLE": str(ca_file), "AWS_EC2_METADATA_DISABLED": "true",
-           "AWS_ECR_CACHE_DIR": str(home / ".ecr")}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        **{k: str(v) for k, v in files.items()},
+        "HTTPS_PROXY": proxy_url,
+        "HTTP_PROXY": proxy_url,
+        "AWS_CA_BUNDLE": str(ca_file),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ECR_CACHE_DIR": str(home / ".ecr"),
+    }
     return EcrEmulation(registry_host(), home, keys, env, moto, proxy)
 
 
 @pytest.fixture
 def ecr(tmp_path: Path) -> Iterator[EcrEmulation]:
     """A fresh emulation per test (import this name into a test module to use it)."""
-    assert shutil.which("docker-credential-ecr-login"), \
+    assert shutil.which("docker-credential-ecr-login"), (
         "ecr-login is not installed (apt install amazon-ecr-credential-helper)"
+    )
     emulation = start_ecr_emulation(tmp_path / "ecr")
     try:
         yield emulation

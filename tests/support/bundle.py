@@ -15,9 +15,14 @@ def build(scratch: Path, env: dict[str, str]) -> Path:
     env: HOME, PATH and pip's settings; the build fetches its pinned
     PyInstaller as a user's build would.
     """
-    done = subprocess.run([str(REPO / "build" / "build.sh"), str(scratch / "dist")],
-                          env={**env, "WORK": str(scratch / "work")}, capture_output=True, text=True,
-                          timeout=BUILD_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [str(REPO / "build" / "build.sh"), str(scratch / "dist")],
+        env={**env, "WORK": str(scratch / "work")},
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_SECONDS,
+        stdin=subprocess.DEVNULL,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"build/build.sh failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return output(scratch)

@@ -24,9 +24,9 @@ import struct
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import contextmanager
 from typing import Callable, Iterator, Mapping
 from xml.sax.saxutils import escape
 
@@ -88,8 +88,7 @@ class PrivateKeyring:
         self.stop()
 
 
-def start_private_keyring(home: Path, password: str = DEFAULT_PASSWORD,
-                          timeout: float = 10.0) -> PrivateKeyring:
+def start_private_keyring(home: Path, password: str = DEFAULT_PASSWORD, timeout: float = 10.0) -> PrivateKeyring:
     """Start a private session bus and an unlocked gnome-keyring under ``home``.
 
     Returns only once a docker-credential-secretservice store/get/erase round
@@ -120,10 +119,14 @@ def start_private_keyring(home: Path, password: str = DEFAULT_PASSWORD,
         keyring_log = home / "gnome-keyring.log"
         # appended: a revived daemon's log keeps its predecessor's last words
         with keyring_log.open("ab") as log:
-            gk = _popen(["gnome-keyring-daemon", "--foreground", "--unlock",
-                         "--components=secrets"],
-                        stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,
-                        cwd=home)
+            gk = _popen(
+                ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=home,
+            )
         procs.append(gk)
         try:
             gk.stdin.write(password.encode())
@@ -131,8 +134,7 @@ def start_private_keyring(home: Path, password: str = DEFAULT_PASSWORD,
         except BrokenPipeError:
             pass  # it died at once; _wait_until_usable reports its log
 
-        keyring = PrivateKeyring(home, env, bus.pid, gk.pid, control, password=password,
-                                 _procs=procs)
+        keyring = PrivateKeyring(home, env, bus.pid, gk.pid, control, password=password, _procs=procs)
         _wait_until_usable(keyring, gk, keyring_log, timeout)
         # gnome-keyring 42 prints nothing for --components=secrets; parse anyway.
         keyring.keyring_output = _parse_env_lines(keyring_log.read_text(errors="replace"))
@@ -157,9 +159,13 @@ def _start_bus(home: Path, env: dict[str, str]) -> subprocess.Popen:
     config.write_text(_BUS_CONFIG.format(address=escape(f"unix:path={home / 'run' / 'bus'}")))
     log = (home / "dbus-daemon.log").open("ab")
     with log:
-        bus = _popen(["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile",
-                      "--print-address=1"],
-                     stdout=subprocess.PIPE, stderr=log, env=env, cwd=home)
+        bus = _popen(
+            ["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            cwd=home,
+        )
     # dbus-daemon prints the address only once it is listening (EOF if it died).
     line = bus.stdout.readline().decode().strip()
     bus.stdout.close()
@@ -184,8 +190,7 @@ _BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Confi
 """
 
 
-def _wait_until_usable(kr: PrivateKeyring, gk: subprocess.Popen, log: Path,
-                       timeout: float) -> None:
+def _wait_until_usable(kr: PrivateKeyring, gk: subprocess.Popen, log: Path, timeout: float) -> None:
     """Poll until the default collection is unlocked, owned by *our* daemon,
     and actually stores and returns a secret."""
     deadline = time.monotonic() + timeout
@@ -193,14 +198,20 @@ def _wait_until_usable(kr: PrivateKeyring, gk: subprocess.Popen, log: Path,
     while True:
         if gk.poll() is not None:
             raise RuntimeError(f"gnome-keyring-daemon exited with {gk.returncode}: {_tail(log)}")
-        res = _dbus_send(kr.env, _DEFAULT, "org.freedesktop.DBus.Properties.Get",
-                         "string:org.freedesktop.Secret.Collection", "string:Locked")
+        res = _dbus_send(
+            kr.env,
+            _DEFAULT,
+            "org.freedesktop.DBus.Properties.Get",
+            "string:org.freedesktop.Secret.Collection",
+            "string:Locked",
+        )
         if res.returncode == 0 and "boolean false" in res.stdout:
             break
         last = (res.stdout + res.stderr).strip()
         if time.monotonic() > deadline:
-            raise RuntimeError(f"default collection not unlocked after {timeout}s: {last}; "
-                               f"gnome-keyring log: {_tail(log)}")
+            raise RuntimeError(
+                f"default collection not unlocked after {timeout}s: {last}; gnome-keyring log: {_tail(log)}"
+            )
         time.sleep(0.1)
     _assert_name_owned_by(kr.env, gk.pid)
     helper_round_trip(kr.env)
@@ -217,9 +228,19 @@ def helper_round_trip(env: Mapping[str, str]) -> None:
 
 def is_default_collection_locked(env: Mapping[str, str]) -> bool:
     """Read the Locked property of the collection behind the default alias."""
-    out = _run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.secrets",
-                _DEFAULT, "org.freedesktop.DBus.Properties.Get",
-                "string:org.freedesktop.Secret.Collection", "string:Locked"], env).stdout
+    out = _run(
+        [
+            "dbus-send",
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.secrets",
+            _DEFAULT,
+            "org.freedesktop.DBus.Properties.Get",
+            "string:org.freedesktop.Secret.Collection",
+            "string:Locked",
+        ],
+        env,
+    ).stdout
     return "boolean true" in out
 
 
@@ -230,9 +251,18 @@ def lock_default_collection(env: Mapping[str, str]) -> None:
     SIGSEGV (exit 2) on ``get`` instead of reporting an error, because the
     unlock prompt is dismissed at once when no display exists.
     """
-    _run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.secrets",
-          "/org/freedesktop/secrets", "org.freedesktop.Secret.Service.Lock",
-          f"array:objpath:{_DEFAULT}"], env)
+    _run(
+        [
+            "dbus-send",
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            "org.freedesktop.Secret.Service.Lock",
+            f"array:objpath:{_DEFAULT}",
+        ],
+        env,
+    )
     if not is_default_collection_locked(env):
         raise RuntimeError("default collection still unlocked after Lock")
 
@@ -280,26 +310,33 @@ def delete_all_docker_items(env: Mapping[str, str]) -> None:
         left = _run(["secret-tool", "search", "--all", "xdg:schema", DOCKER_SCHEMA], env, check=False)
         if not left.stdout.strip():
             return
-    raise RuntimeError(f"docker items remain after secret-tool clear "
-                       f"(rc={res.returncode}, stderr={res.stderr.strip()!r}): {left.stdout[:500]}")
+    raise RuntimeError(
+        f"docker items remain after secret-tool clear "
+        f"(rc={res.returncode}, stderr={res.stderr.strip()!r}): {left.stdout[:500]}"
+    )
 
 
 def _dbus_send(env: Mapping[str, str], path: str, method: str, *args: str) -> subprocess.CompletedProcess:
-    return _run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.secrets",
-                 path, method, *args], env, check=False)
+    return _run(
+        ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.secrets", path, method, *args],
+        env,
+        check=False,
+    )
 
 
-def _run(argv: list[str], env: Mapping[str, str], stdin: str | None = None,
-         check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+def _run(
+    argv: list[str], env: Mapping[str, str], stdin: str | None = None, check: bool = True, timeout: float = 30
+) -> subprocess.CompletedProcess:
     """Run a command with ``env`` only; a missing program or failure raises."""
     try:
-        res = subprocess.run(argv, input=stdin or "", capture_output=True, text=True,
-                             env=dict(env), timeout=timeout)
+        res = subprocess.run(argv, input=stdin or "", capture_output=True, text=True, env=dict(env), timeout=timeout)
     except FileNotFoundError as e:
         raise RuntimeError(f"required program not installed: {argv[0]}") from e
     if check and res.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:2])} failed with {res.returncode}: "
-                           f"stdout={res.stdout.strip()!r} stderr={res.stderr.strip()[-2000:]!r}")
+        raise RuntimeError(
+            f"{' '.join(argv[:2])} failed with {res.returncode}: "
+            f"stdout={res.stdout.strip()!r} stderr={res.stderr.strip()[-2000:]!r}"
+        )
     return res
 
 
@@ -325,9 +362,11 @@ def _terminate(proc: subprocess.Popen, grace: float = 5.0) -> None:
 
 
 def _parse_env_lines(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines()
-                if "=" in line and line.split("=", 1)[0].isidentifier()
-                and line.split("=", 1)[0].isupper())
+    return dict(
+        line.split("=", 1)
+        for line in text.splitlines()
+        if "=" in line and line.split("=", 1)[0].isidentifier() and line.split("=", 1)[0].isupper()
+    )
 
 
 def _tail(path: Path, n: int = 2000) -> str:
@@ -347,8 +386,13 @@ def bus_without_secret_service(home: Path) -> Iterator[dict[str, str]]:
     run = home / "run"
     for d in (home, run):
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "XDG_RUNTIME_DIR": str(run),
-           "LANG": "C.UTF-8", "DBUS_SESSION_BUS_ADDRESS": f"unix:path={run / 'bus'}"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(run),
+        "LANG": "C.UTF-8",
+        "DBUS_SESSION_BUS_ADDRESS": f"unix:path={run / 'bus'}",
+    }
     bus = _start_bus(home, env)
     try:
         yield env
@@ -393,8 +437,16 @@ class PrivateKeePassXC:
 
     def lock(self) -> None:
         """Lock the database as KeePassXC's own "Lock databases" does."""
-        _run(["dbus-send", "--session", "--print-reply", *_KEEPASSXC_WINDOW,
-              "org.keepassxc.KeePassXC.MainWindow.lockAllDatabases"], self.env)
+        _run(
+            [
+                "dbus-send",
+                "--session",
+                "--print-reply",
+                *_KEEPASSXC_WINDOW,
+                "org.keepassxc.KeePassXC.MainWindow.lockAllDatabases",
+            ],
+            self.env,
+        )
         _wait_for(lambda: is_default_collection_locked(self.env), 10, "KeePassXC did not lock its database")
 
     def answer_unlock_dialog(self, password: str = DEFAULT_PASSWORD, timeout: float = 20.0) -> None:
@@ -415,15 +467,27 @@ class PrivateKeePassXC:
         if self._unlock_dialogs():
             self.answer_unlock_dialog(password)
             return
-        _run(["dbus-send", "--session", "--print-reply", *_KEEPASSXC_WINDOW,
-              "org.keepassxc.KeePassXC.MainWindow.openDatabase", f"string:{self.database}", f"string:{password}"],
-             self.env)
+        _run(
+            [
+                "dbus-send",
+                "--session",
+                "--print-reply",
+                *_KEEPASSXC_WINDOW,
+                "org.keepassxc.KeePassXC.MainWindow.openDatabase",
+                f"string:{self.database}",
+                f"string:{password}",
+            ],
+            self.env,
+        )
         _wait_for(lambda: not is_default_collection_locked(self.env), 10, "KeePassXC did not unlock its database")
 
     def _unlock_dialogs(self) -> list[str]:
         """Window ids of the unlock dialogs KeePassXC shows now."""
-        found = _run(["xdotool", "search", "--onlyvisible", "--name", "^Unlock Database"],
-                     {**self.env, "DISPLAY": self.display}, check=False)
+        found = _run(
+            ["xdotool", "search", "--onlyvisible", "--name", "^Unlock Database"],
+            {**self.env, "DISPLAY": self.display},
+            check=False,
+        )
         return found.stdout.split()
 
     def stop(self) -> None:
@@ -445,9 +509,16 @@ def start_private_keepassxc(home: Path, password: str = DEFAULT_PASSWORD, timeou
     home = Path(home).absolute()
     for directory in (home, home / "run", home / "tmp"):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run"),
-           "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local" / "share"),
-           "XDG_CACHE_HOME": str(home / ".cache"), "TMPDIR": str(home / "tmp"), "LANG": "C.UTF-8"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(home / "run"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "TMPDIR": str(home / "tmp"),
+        "LANG": "C.UTF-8",
+    }
     # TMPDIR: KeePassXC's single-instance lock and socket live there; another KeePassXC must not answer.
     database = _keepassxc_database(home, env, password)
     settings = home / ".config" / "keepassxc" / "keepassxc.ini"
@@ -461,14 +532,23 @@ def start_private_keepassxc(home: Path, password: str = DEFAULT_PASSWORD, timeou
         procs.append(xvfb)
         log = home / "keepassxc.log"
         with log.open("wb") as output:
-            keepassxc = _popen(["keepassxc", "--pw-stdin", str(database)], stdin=subprocess.PIPE, stdout=output,
-                               stderr=subprocess.STDOUT, env={**env, "DISPLAY": display}, cwd=home)
+            keepassxc = _popen(
+                ["keepassxc", "--pw-stdin", str(database)],
+                stdin=subprocess.PIPE,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env={**env, "DISPLAY": display},
+                cwd=home,
+            )
         procs.append(keepassxc)
         keepassxc.stdin.write(f"{password}\n".encode())
         keepassxc.stdin.close()
         served = PrivateKeePassXC(home, env, database, display, keepassxc.pid, _procs=procs)
-        _wait_for(lambda: _served_and_unlocked(env, keepassxc, log), timeout,
-                  f"KeePassXC did not serve an unlocked default collection within {timeout:.0f} s: {_tail(log)}")
+        _wait_for(
+            lambda: _served_and_unlocked(env, keepassxc, log),
+            timeout,
+            f"KeePassXC did not serve an unlocked default collection within {timeout:.0f} s: {_tail(log)}",
+        )
         _assert_name_owned_by(env, keepassxc.pid)
         helper_round_trip(env)
         return served
@@ -491,8 +571,11 @@ def _keepassxc_database(home: Path, env: Mapping[str, str], password: str) -> Pa
     group = uuid.UUID(bytes=base64.b64decode(found.group(1)))
     exposed = f"<CustomData><Item><Key>FDO_SECRETS_EXPOSED_GROUP</Key><Value>{{{group}}}</Value></Item></CustomData>"
     export.write_text(xml.replace("</Meta>", exposed + "</Meta>", 1))
-    _run(["keepassxc-cli", "import", "-q", "--set-password", "--decryption-time", "100", str(export), str(database)],
-         env, twice)
+    _run(
+        ["keepassxc-cli", "import", "-q", "--set-password", "--decryption-time", "100", str(export), str(database)],
+        env,
+        twice,
+    )
     draft.unlink()
     export.unlink()
     return database
@@ -502,8 +585,15 @@ def _start_xvfb(home: Path, env: Mapping[str, str]) -> tuple[subprocess.Popen, s
     """Xvfb on the first free display; -displayfd reports it once the server is ready."""
     ready_read, ready_write = os.pipe()
     with (home / "xvfb.log").open("wb") as log:
-        xvfb = _popen(["Xvfb", "-displayfd", str(ready_write), "-nolisten", "tcp", "-screen", "0", "1280x1024x24"],
-                      pass_fds=(ready_write,), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=dict(env), cwd=home)
+        xvfb = _popen(
+            ["Xvfb", "-displayfd", str(ready_write), "-nolisten", "tcp", "-screen", "0", "1280x1024x24"],
+            pass_fds=(ready_write,),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=dict(env),
+            cwd=home,
+        )
     os.close(ready_write)
     with os.fdopen(ready_read, "rb") as ready:
         number = ready.readline().decode().strip()
@@ -516,14 +606,29 @@ def _start_xvfb(home: Path, env: Mapping[str, str]) -> tuple[subprocess.Popen, s
 def _served_and_unlocked(env: Mapping[str, str], keepassxc: subprocess.Popen, log: Path) -> bool:
     if keepassxc.poll() is not None:
         raise RuntimeError(f"keepassxc exited with {keepassxc.returncode}: {_tail(log)}")
-    locked = _dbus_send(env, _DEFAULT, "org.freedesktop.DBus.Properties.Get",
-                        "string:org.freedesktop.Secret.Collection", "string:Locked")
+    locked = _dbus_send(
+        env,
+        _DEFAULT,
+        "org.freedesktop.DBus.Properties.Get",
+        "string:org.freedesktop.Secret.Collection",
+        "string:Locked",
+    )
     return locked.returncode == 0 and "boolean false" in locked.stdout
 
 
 def _assert_name_owned_by(env: Mapping[str, str], pid: int) -> None:
-    owner = _run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus",
-                  "org.freedesktop.DBus.GetConnectionUnixProcessID", "string:org.freedesktop.secrets"], env)
+    owner = _run(
+        [
+            "dbus-send",
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.GetConnectionUnixProcessID",
+            "string:org.freedesktop.secrets",
+        ],
+        env,
+    )
     if owner.stdout.split()[-1:] != [str(pid)]:
         raise RuntimeError(f"org.freedesktop.secrets is not owned by pid {pid}: {owner.stdout}")
 

@@ -15,8 +15,8 @@ from typing import Iterator
 import pytest
 
 from tests.conftest import SERVING, Helper, Installation
-from tests.support.process import Result
 from tests.contract.test_store_contract import STORES
+from tests.support.process import Result
 
 CANARY_SERVER = "canary-registry.credbridge.test"
 CANARY_USERNAME = "canary-user"
@@ -34,7 +34,9 @@ def helper_id(param: tuple[str, str]) -> str:
 def build_helper(request: pytest.FixtureRequest, store: str, serving: str) -> Helper:
     """The installed docker-credential-<store>, in a fresh environment of the contract suite's."""
     installation: Installation = request.getfixturevalue("installation")
-    return Helper(installation.executable(f"docker-credential-{store.partition(':')[0]}"), STORES[store](request, serving))
+    return Helper(
+        installation.executable(f"docker-credential-{store.partition(':')[0]}"), STORES[store](request, serving)
+    )
 
 
 def with_env(helper: Helper, **changes: str) -> Helper:
@@ -56,8 +58,12 @@ def with_canary(helper: Helper) -> Helper:
 
 
 def canary_answer() -> bytes:
-    return json.dumps({"ServerURL": CANARY_SERVER, "Username": CANARY_USERNAME, "Secret": CANARY_SECRET},
-                      separators=(",", ":")).encode() + b"\n"
+    return (
+        json.dumps(
+            {"ServerURL": CANARY_SERVER, "Username": CANARY_USERNAME, "Secret": CANARY_SECRET}, separators=(",", ":")
+        ).encode()
+        + b"\n"
+    )
 
 
 def assert_canary_intact(helper: Helper) -> None:
@@ -67,9 +73,12 @@ def assert_canary_intact(helper: Helper) -> None:
 
 def secret_spellings(username: str, secret: str) -> list[bytes]:
     """Every form in which a secret could leak: raw, escaped, and as docker's base64 `auth` value."""
-    spellings = {secret.encode("utf-8", "surrogatepass"), ascii(secret)[1:-1].encode(),
-                 json.dumps(secret)[1:-1].encode(),
-                 base64.b64encode(f"{username}:{secret}".encode("utf-8", "surrogatepass"))}
+    spellings = {
+        secret.encode("utf-8", "surrogatepass"),
+        ascii(secret)[1:-1].encode(),
+        json.dumps(secret)[1:-1].encode(),
+        base64.b64encode(f"{username}:{secret}".encode("utf-8", "surrogatepass")),
+    }
     return [spelling for spelling in spellings if len(spelling) >= 6]
 
 
@@ -81,9 +90,12 @@ def assert_clean_answer(result: Result, action: str) -> None:
         assert spelling not in result.stdout + result.stderr, "the canary's secret was echoed"
     if result.stdout == b"":
         assert (action, result.returncode) in (("store", 0), ("erase", 0)), (
-            f"only a successful store or erase may answer with nothing (action {action!r}, rc {result.returncode})")
+            f"only a successful store or erase may answer with nothing (action {action!r}, rc {result.returncode})"
+        )
     else:
-        assert result.stdout.endswith(b"\n") and result.stdout.count(b"\n") == 1, f"not one line: {result.stdout[:500]!r}"
+        assert result.stdout.endswith(b"\n") and result.stdout.count(b"\n") == 1, (
+            f"not one line: {result.stdout[:500]!r}"
+        )
     if result.returncode == 1:
         assert result.stdout, "a failure must say why"
 
@@ -99,14 +111,26 @@ def assert_one_line_error(result: Result, *words: str) -> None:
 
 def roots(env: dict[str, str]) -> list[Path]:
     """Every directory a helper in `env` may write under."""
-    found = {Path(env[name]) for name in ("HOME", "XDG_RUNTIME_DIR", "XDG_DATA_HOME", "XDG_STATE_HOME") if env.get(name)}
+    found = {
+        Path(env[name]) for name in ("HOME", "XDG_RUNTIME_DIR", "XDG_DATA_HOME", "XDG_STATE_HOME") if env.get(name)
+    }
     if env.get("CREDBRIDGE_CRYPTFILE"):
         found.add(Path(env["CREDBRIDGE_CRYPTFILE"]).parent)
     return sorted(found)
 
 
 #: Files of the programs around us, not ours: gnome-keyring's keyrings, the agent's socket and lock.
-FOREIGN = ("/gnome-keyring.log/", "/keyrings/", "/.cache/", "/.dbus/", "/dbus-", "/keyring/", "/gnupg/", "/pulse/", "/gvfs")
+FOREIGN = (
+    "/gnome-keyring.log/",
+    "/keyrings/",
+    "/.cache/",
+    "/.dbus/",
+    "/dbus-",
+    "/keyring/",
+    "/gnupg/",
+    "/pulse/",
+    "/gvfs",
+)
 
 
 def walk(env: dict[str, str]) -> dict[Path, os.stat_result]:
@@ -130,8 +154,10 @@ def _walk(root: Path) -> Iterator[Path]:
 
 def written(env: dict[str, str], before: dict[Path, os.stat_result]) -> list[Path]:
     """Paths created or replaced since `before` (by inode and times)."""
+
     def signature(info: os.stat_result) -> tuple[int, ...]:
         return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
 
-    return sorted(path for path, info in walk(env).items()
-                  if path not in before or signature(before[path]) != signature(info))
+    return sorted(
+        path for path, info in walk(env).items() if path not in before or signature(before[path]) != signature(info)
+    )

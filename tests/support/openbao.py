@@ -98,13 +98,20 @@ class BaoServer:
                 self.kill()
 
 
-def _spawn(args: list[str], workdir: Path, extra_env: dict[str, str], address: str,
-           ca_file: Path | None = None) -> BaoServer:
+def _spawn(
+    args: list[str], workdir: Path, extra_env: dict[str, str], address: str, ca_file: Path | None = None
+) -> BaoServer:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), **extra_env}
     workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log = open(workdir / "server.log", "wb")
-    process = subprocess.Popen([bao_binary(), "server", *args], env=env, cwd=workdir,
-                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [bao_binary(), "server", *args],
+        env=env,
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     log.close()
     return BaoServer(address, workdir, process, ca_file)
 
@@ -148,12 +155,19 @@ def start_dev_server(workdir: Path, tls: bool = False) -> DevServer:
         certificates.mkdir(mode=0o700, parents=True)
         args += ["-dev-tls", f"-dev-tls-cert-dir={certificates}"]
         ca_file = certificates / "vault-ca.pem"
-    server = _spawn(args, workdir, {"VAULT_DEV_ROOT_TOKEN_ID": root_token},
-                    f"{'https' if tls else 'http'}://127.0.0.1:{port}", ca_file)
+    server = _spawn(
+        args,
+        workdir,
+        {"VAULT_DEV_ROOT_TOKEN_ID": root_token},
+        f"{'https' if tls else 'http'}://127.0.0.1:{port}",
+        ca_file,
+    )
     dev = DevServer(server, root_token)
     try:
-        wait_until(lambda: server.process.poll() is None and dev.admin().sys.read_health_status(method="GET")["initialized"],
-                   "the OpenBao dev server answered")
+        wait_until(
+            lambda: server.process.poll() is None and dev.admin().sys.read_health_status(method="GET")["initialized"],
+            "the OpenBao dev server answered",
+        )
     except BaseException:
         server.stop()
         raise
@@ -179,12 +193,20 @@ def enable_jwt(dev: DevServer, policy_name: str, public_key_pem: str, audience: 
     if "jwt/" not in admin.sys.list_auth_methods()["data"]:
         admin.sys.enable_auth_method("jwt")
     admin.write_data("auth/jwt/config", data={"jwt_validation_pubkeys": [public_key_pem]})
-    admin.write_data("auth/jwt/role/ci", data={
-        "role_type": "jwt", "user_claim": "sub", "bound_audiences": [audience],
-        "token_policies": [policy_name], "token_ttl": "10m"})
+    admin.write_data(
+        "auth/jwt/role/ci",
+        data={
+            "role_type": "jwt",
+            "user_claim": "sub",
+            "bound_audiences": [audience],
+            "token_policies": [policy_name],
+            "token_ttl": "10m",
+        },
+    )
 
 
 # -- a three-node Raft cluster ----------------------------------------------------------------
+
 
 @dataclass
 class RaftCluster:
@@ -218,7 +240,7 @@ def _raft_node(workdir: Path, index: int) -> BaoServer:
     api_port, cluster_port = free_port(), free_port()
     (directory / "config.hcl").write_text(f"""
 storage "raft" {{
-  path = "{directory / 'raft'}"
+  path = "{directory / "raft"}"
   node_id = "node{index}"
   performance_multiplier = 1
 }}
@@ -232,8 +254,10 @@ cluster_addr = "https://127.0.0.1:{cluster_port}"
 disable_mlock = true
 """)
     node = _spawn([f"-config={directory / 'config.hcl'}"], directory, {}, f"http://127.0.0.1:{api_port}")
-    wait_until(lambda: node.process.poll() is None and node.client().sys.is_initialized() is not None,
-               f"raft node {index} answered")
+    wait_until(
+        lambda: node.process.poll() is None and node.client().sys.is_initialized() is not None,
+        f"raft node {index} answered",
+    )
     return node
 
 
@@ -255,8 +279,13 @@ def start_raft_cluster(workdir: Path, size: int = 3) -> RaftCluster:
         admin = cluster.admin(nodes[0])
         wait_until(lambda: _voters(admin) == size, f"all {size} raft nodes became voters", seconds=60)
         admin.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
-        wait_until(lambda: admin.secrets.kv.v2.configure(mount_point="secret") is not None and
-                   admin.secrets.kv.v2.read_configuration(mount_point="secret"), "the KV mount finished its upgrade")
+        wait_until(
+            lambda: (
+                admin.secrets.kv.v2.configure(mount_point="secret") is not None
+                and admin.secrets.kv.v2.read_configuration(mount_point="secret")
+            ),
+            "the KV mount finished its upgrade",
+        )
         return cluster
     except BaseException:
         for node in nodes:

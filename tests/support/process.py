@@ -20,9 +20,19 @@ class Result:
         return self.stdout.decode("utf-8", errors="replace")
 
 
-def run(argv: Sequence[str], stdin: bytes | str = b"", env: Mapping[str, str] | None = None,
-        timeout: float = HELPER_TIMEOUT_SECONDS) -> Result:
+def run(
+    argv: Sequence[str],
+    stdin: bytes | str = b"",
+    env: Mapping[str, str] | None = None,
+    timeout: float = HELPER_TIMEOUT_SECONDS,
+) -> Result:
     data = stdin.encode() if isinstance(stdin, str) else stdin
-    done = subprocess.run(list(argv), input=data, capture_output=True, env=dict(env) if env is not None else None,
-                          timeout=timeout, check=False)
+    done = subprocess.run(
+        list(argv),
+        input=data,
+        capture_output=True,
+        env=dict(env) if env is not None else None,
+        timeout=timeout,
+        check=False,
+    )
     return Result(done.stdout, done.stderr, done.returncode)

@@ -77,9 +77,15 @@ class Registry:
         authfile.touch(mode=0o600)
         authfile.write_text(json.dumps({"auths": {self.host: {"auth": token}}}))
         env = dict(env) if env is not None else _clean_env(self.workdir)
-        argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-                f"--dest-authfile={authfile}", f"oci:{layout}:{TEST_TAG}",
-                f"docker://{self.test_image}"]
+        argv = [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            f"--dest-authfile={authfile}",
+            f"oci:{layout}:{TEST_TAG}",
+            f"docker://{self.test_image}",
+        ]
         try:
             res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
         except FileNotFoundError as e:
@@ -97,8 +103,13 @@ class Registry:
         self.stop()
 
 
-def start_registry(workdir: Path, username: str = "alice", password: str | None = None,
-                   timeout: float = 15.0, authenticated: bool = True) -> Registry:
+def start_registry(
+    workdir: Path,
+    username: str = "alice",
+    password: str | None = None,
+    timeout: float = 15.0,
+    authenticated: bool = True,
+) -> Registry:
     """Start docker-registry with htpasswd auth (or, not `authenticated`, open to all) on a free loopback port.
 
     Returns once ``GET /v2/`` answers 401 (200 when open); raises RuntimeError otherwise.
@@ -113,8 +124,7 @@ def start_registry(workdir: Path, username: str = "alice", password: str | None 
     config = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")},
-                    "delete": {"enabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")}, "delete": {"enabled": True}},
         "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
     }
     if authenticated:
@@ -124,9 +134,14 @@ def start_registry(workdir: Path, username: str = "alice", password: str | None 
     # A clean env matters: REGISTRY_* variables would override config.yml.
     with log_path.open("wb") as log:
         try:
-            proc = subprocess.Popen([REGISTRY_BIN, "serve", str(workdir / "config.yml")],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=_clean_env(workdir), cwd=workdir)
+            proc = subprocess.Popen(
+                [REGISTRY_BIN, "serve", str(workdir / "config.yml")],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_clean_env(workdir),
+                cwd=workdir,
+            )
         except FileNotFoundError as e:
             raise RuntimeError(f"required program not installed: {REGISTRY_BIN}") from e
     reg = Registry(f"127.0.0.1:{port}", username, password, proc.pid, workdir, proc)
@@ -163,16 +178,30 @@ def build_oci_layout(path: Path) -> Path:
         tar.addfile(info, io.BytesIO(content))
     layer_tar = raw.getvalue()
     layer = blob(gzip.compress(layer_tar, mtime=0), "application/vnd.oci.image.layer.v1.tar+gzip")
-    config = blob(json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/hello.txt"]},
-        "rootfs": {"type": "layers",
-                   "diff_ids": [f"sha256:{hashlib.sha256(layer_tar).hexdigest()}"]},
-    }, sort_keys=True).encode(), "application/vnd.oci.image.config.v1+json")
-    manifest = blob(json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": config, "layers": [layer],
-    }, sort_keys=True).encode(), "application/vnd.oci.image.manifest.v1+json")
+    config = blob(
+        json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Cmd": ["/hello.txt"]},
+                "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer_tar).hexdigest()}"]},
+            },
+            sort_keys=True,
+        ).encode(),
+        "application/vnd.oci.image.config.v1+json",
+    )
+    manifest = blob(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": config,
+                "layers": [layer],
+            },
+            sort_keys=True,
+        ).encode(),
+        "application/vnd.oci.image.manifest.v1+json",
+    )
     manifest["annotations"] = {"org.opencontainers.image.ref.name": TEST_TAG}
     (path / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [manifest]}))
@@ -182,8 +211,7 @@ def build_oci_layout(path: Path) -> Path:
 def _bcrypt_line(username: str, password: str) -> str:
     """htpasswd -iBn reads the password from stdin, keeping it out of argv."""
     try:
-        res = subprocess.run(["htpasswd", "-iBn", username], input=password,
-                             capture_output=True, text=True, timeout=30)
+        res = subprocess.run(["htpasswd", "-iBn", username], input=password, capture_output=True, text=True, timeout=30)
     except FileNotFoundError as e:
         raise RuntimeError("required program not installed: htpasswd (apache2-utils)") from e
     line = res.stdout.strip()
@@ -199,8 +227,9 @@ def _wait_for(status: int, reg: Registry, proc: subprocess.Popen, log: Path, tim
     last = ""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"docker-registry exited with {proc.returncode}: "
-                               f"{log.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"docker-registry exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}"
+            )
         try:
             with opener.open(f"http://{reg.host}/v2/", timeout=2) as resp:
                 if resp.status == status:
@@ -214,8 +243,10 @@ def _wait_for(status: int, reg: Registry, proc: subprocess.Popen, log: Path, tim
         except OSError as e:
             last = str(e)
         time.sleep(0.1)
-    raise RuntimeError(f"registry on {reg.host} not answering {status} after {timeout}s: {last}; "
-                       f"log: {log.read_text(errors='replace')[-2000:]}")
+    raise RuntimeError(
+        f"registry on {reg.host} not answering {status} after {timeout}s: {last}; "
+        f"log: {log.read_text(errors='replace')[-2000:]}"
+    )
 
 
 def _clean_env(home: Path) -> dict[str, str]:

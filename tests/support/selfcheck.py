@@ -16,9 +16,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from .keyring_session import (SECRETSERVICE_HELPER, delete_all_docker_items, helper_round_trip,
-                              is_default_collection_locked, lock_default_collection,
-                              start_private_keyring, unlock_default_collection)
+from .keyring_session import (
+    SECRETSERVICE_HELPER,
+    delete_all_docker_items,
+    helper_round_trip,
+    is_default_collection_locked,
+    lock_default_collection,
+    start_private_keyring,
+    unlock_default_collection,
+)
 from .registry import start_registry
 
 
@@ -56,8 +62,10 @@ def main() -> int:
     t0 = time.monotonic()
     try:
         keyring = start_private_keyring(root / "home")
-        print(f"keyring up in {time.monotonic() - t0:.2f}s: dbus pid {keyring.dbus_pid}, "
-              f"gnome-keyring pid {keyring.keyring_pid}, env keys {sorted(keyring.env)}")
+        print(
+            f"keyring up in {time.monotonic() - t0:.2f}s: dbus pid {keyring.dbus_pid}, "
+            f"gnome-keyring pid {keyring.keyring_pid}, env keys {sorted(keyring.env)}"
+        )
         env = keyring.env
 
         cred = {"ServerURL": "selfcheck.invalid", "Username": "bob", "Secret": "s3cret"}
@@ -67,8 +75,7 @@ def main() -> int:
         listed = json.loads(_run([SECRETSERVICE_HELPER, "list"], env).stdout)
         check(listed == {"selfcheck.invalid": "bob"}, listed)
         check(_run([SECRETSERVICE_HELPER, "erase"], env, cred["ServerURL"]).returncode == 0, "erase")
-        check(_run([SECRETSERVICE_HELPER, "get"], env, cred["ServerURL"]).returncode != 0,
-              "get after erase")
+        check(_run([SECRETSERVICE_HELPER, "get"], env, cred["ServerURL"]).returncode != 0, "get after erase")
         print("secretservice store/get/list/erase: ok")
 
         _run([SECRETSERVICE_HELPER, "store"], env, json.dumps(cred))
@@ -86,14 +93,14 @@ def main() -> int:
         print(f"registry up on {registry.host} (pid {registry.pid}), user {registry.username}")
         ref = registry.push_test_image(env)
         creds = f"{registry.username}:{registry.password}"
-        res = _run(["skopeo", "inspect", "--tls-verify=false", "--creds", creds,
-                    f"docker://{ref}"], env)
+        res = _run(["skopeo", "inspect", "--tls-verify=false", "--creds", creds, f"docker://{ref}"], env)
         check(res.returncode == 0, res.stderr)
         info = json.loads(res.stdout)
         check(len(info["Layers"]) == 1 and info["Os"] == "linux", info)
         print(f"pushed and inspected {ref}: {info['Digest']}")
-        bad = _run(["skopeo", "inspect", "--tls-verify=false", "--creds",
-                    f"{registry.username}:wrong", f"docker://{ref}"], env)
+        bad = _run(
+            ["skopeo", "inspect", "--tls-verify=false", "--creds", f"{registry.username}:wrong", f"docker://{ref}"], env
+        )
         check(bad.returncode != 0, "registry accepted a wrong password")
         print("wrong password rejected: ok")
     except BaseException:

@@ -19,9 +19,11 @@ from typing import Any, Literal
 
 SOURCE = Path(__file__).resolve().parent / "strictload"
 DEBIAN_GOPATH = "/usr/share/gocode"
-INSTALL_HINT = ("install the Go toolchain and YAML packages: "
-                "apt-get install golang-go golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev "
-                "(tests/system-deps does it)")
+INSTALL_HINT = (
+    "install the Go toolchain and YAML packages: "
+    "apt-get install golang-go golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev "
+    "(tests/system-deps does it)"
+)
 LOAD_TIMEOUT_SECONDS = 30
 BUILD_TIMEOUT_SECONDS = 300
 
@@ -44,8 +46,9 @@ class StrictLoader:
         return self._load("docker-config", str(path))
 
     def _load(self, *args: str) -> dict[str, Any]:
-        done = subprocess.run([str(self.binary), *args], capture_output=True, text=True,
-                              timeout=LOAD_TIMEOUT_SECONDS, check=False)
+        done = subprocess.run(
+            [str(self.binary), *args], capture_output=True, text=True, timeout=LOAD_TIMEOUT_SECONDS, check=False
+        )
         assert done.returncode == 0, f"strictload {' '.join(args)} refused the file: {done.stderr.strip()}"
         loaded: dict[str, Any] = json.loads(done.stdout)
         return loaded
@@ -66,8 +69,15 @@ def build(workdir: Path) -> StrictLoader:
         "CGO_ENABLED": "0",
     }
     binary = workdir / "strictload"
-    done = subprocess.run([go, "build", "-o", str(binary), "."], cwd=SOURCE, env=env, capture_output=True,
-                          text=True, timeout=BUILD_TIMEOUT_SECONDS, check=False)
+    done = subprocess.run(
+        [go, "build", "-o", str(binary), "."],
+        cwd=SOURCE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_SECONDS,
+        check=False,
+    )
     assert done.returncode == 0, f"building strictload failed ({INSTALL_HINT}):\n{done.stderr}"
     return loader(workdir)
 

@@ -57,21 +57,31 @@ def test_each_factory_exists_and_its_variables_reach_the_agent(name: str) -> Non
 
 def test_the_wheel_holds_every_package_of_the_source_tree() -> None:
     source = REPO / "shared"
-    packages = {str(init.parent.relative_to(source)).replace("/", ".") for init in source.rglob("__init__.py")
-                if "egg-info" not in str(init)}
+    packages = {
+        str(init.parent.relative_to(source)).replace("/", ".")
+        for init in source.rglob("__init__.py")
+        if "egg-info" not in str(init)
+    }
     listed = set(_pyproject()["tool"]["setuptools"]["packages"])
     assert packages | {"credbridge.helpers"} == listed
 
 
 def test_the_hot_path_imports_the_table_without_importing_any_store() -> None:
-    code = ("import sys; from credbridge import wire; "
-            "print(sorted(m for m in sys.modules if m.startswith('credbridge')))")
+    code = (
+        "import sys; from credbridge import wire; print(sorted(m for m in sys.modules if m.startswith('credbridge')))"
+    )
     import subprocess
 
-    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO / "shared")}, check=True)
-    assert done.stdout.strip() == str(sorted(["credbridge", "credbridge.wire", "credbridge.stores",
-                                              "credbridge.stores.catalog"]))
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO / "shared")},
+        check=True,
+    )
+    assert done.stdout.strip() == str(
+        sorted(["credbridge", "credbridge.wire", "credbridge.stores", "credbridge.stores.catalog"])
+    )
 
 
 def test_every_store_of_the_catalog_runs_the_contract() -> None:

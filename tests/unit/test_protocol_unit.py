@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from credbridge.errors import CredentialsNotFound
 from credbridge.gojson import decode_credentials, encode_credentials, encode_string, encode_string_map
@@ -42,7 +43,10 @@ def call(args: list[str], stdin: bytes = b"", store: DictStore | None = None) ->
 
 def test_store_message_keys_match_case_insensitively_and_last_duplicate_wins() -> None:
     assert decode_credentials('{"serverurl":"a","USERNAME":"u","Secret":"x","secret":"y"}') == {
-        "ServerURL": "a", "Username": "u", "Secret": "y"}
+        "ServerURL": "a",
+        "Username": "u",
+        "Secret": "y",
+    }
 
 
 def test_null_leaves_a_field_as_it_was_like_go() -> None:
@@ -59,11 +63,14 @@ def test_lone_surrogate_escapes_become_replacement_characters() -> None:
 
 def test_type_errors_use_go_wording_and_name_the_struct_field() -> None:
     output, code = call(["store"], b'{"ServerURL":"a","Username":true}')
-    assert (output, code) == (b"json: cannot unmarshal bool into Go struct field Credentials.Username of type string\n", 1)
+    assert (output, code) == (
+        b"json: cannot unmarshal bool into Go struct field Credentials.Username of type string\n",
+        1,
+    )
 
 
 def test_store_checks_server_url_before_username() -> None:
-    assert call(["store"], b'{}') == (b"no credentials server URL\n", 1)
+    assert call(["store"], b"{}") == (b"no credentials server URL\n", 1)
     assert call(["store"], b'{"ServerURL":"a"}') == (b"no credentials username\n", 1)
 
 

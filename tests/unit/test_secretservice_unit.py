@@ -31,8 +31,11 @@ def test_a_padded_secret_decrypts_to_exactly_its_bytes(secret: bytes) -> None:
     assert _open_secret(SESSION, ("/session", IV, encrypted(padded(secret)), "text/plain")) == secret
 
 
-@pytest.mark.parametrize("plain", [b"fifteen-bytes!!\x00", b"fifteen-bytes!!\x11", b"fourteen-bytes\x01\x02"],
-                         ids=["zero-pad-byte", "pad-longer-than-block", "inconsistent-padding"])
+@pytest.mark.parametrize(
+    "plain",
+    [b"fifteen-bytes!!\x00", b"fifteen-bytes!!\x11", b"fourteen-bytes\x01\x02"],
+    ids=["zero-pad-byte", "pad-longer-than-block", "inconsistent-padding"],
+)
 def test_a_secret_with_broken_padding_is_an_error_not_an_empty_or_cut_secret(plain: bytes) -> None:
     """Seen with kwalletd5: a zero last byte used to turn into an empty Secret."""
     with pytest.raises(HelperError, match="does not decrypt"):

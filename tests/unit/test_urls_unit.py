@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from credbridge.urls import best_match, canonical, redacted, same_registry
 
 
-@pytest.mark.parametrize("spelling", [
-    "docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/",
-    "http://index.docker.io/v1", "https://registry-1.docker.io/v2/", "DOCKER.IO",
-])
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "docker.io",
+        "index.docker.io",
+        "registry-1.docker.io",
+        "https://index.docker.io/v1/",
+        "http://index.docker.io/v1",
+        "https://registry-1.docker.io/v2/",
+        "DOCKER.IO",
+    ],
+)
 def test_every_docker_hub_spelling_is_docker_io(spelling: str) -> None:
     assert canonical(spelling) == "docker.io"
 
 
-@pytest.mark.parametrize("a, b", [
-    ("https://index.docker.io/v1/access-token", "https://index.docker.io/v1/"),
-    ("registry.example.com:5000", "registry.example.com"),
-    ("registry.example.com/path", "registry.example.com"),
-    ("user@registry.example.com", "registry.example.com"),
-    ("[::1]:5000", "[::1]:5001"),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("https://index.docker.io/v1/access-token", "https://index.docker.io/v1/"),
+        ("registry.example.com:5000", "registry.example.com"),
+        ("registry.example.com/path", "registry.example.com"),
+        ("user@registry.example.com", "registry.example.com"),
+        ("[::1]:5000", "[::1]:5001"),
+    ],
+)
 def test_different_registries_stay_different(a: str, b: str) -> None:
     assert canonical(a) != canonical(b)
 
@@ -62,15 +74,20 @@ def test_canonical_is_idempotent(url: str) -> None:
     assert canonical(canonical(url)) == canonical(url)
 
 
-@pytest.mark.parametrize("text, shown", [
-    ("https://bob:PW/LEAK3@reg3.example", "https://bob:<redacted>@reg3.example"),
-    ("https://bob:a@b/c@reg.example/v2/", "https://bob:<redacted>@reg.example/v2/"),
-    ("error at 'https://u:p/q@x.example' and https://v:w@y.example",
-     "error at 'https://u:<redacted>@x.example' and https://v:<redacted>@y.example"),
-    ("alice:pw@reg.example", "alice:<redacted>@reg.example"),
-    ("https://reg.example:5000/repo@sha256:" + "ab" * 32, "https://reg.example:5000/repo@sha256:" + "ab" * 32),
-    ("reg.example:5000/repo@sha256:" + "ab" * 32, "reg.example:5000/repo@sha256:" + "ab" * 32),
-])
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("https://bob:PW/LEAK3@reg3.example", "https://bob:<redacted>@reg3.example"),
+        ("https://bob:a@b/c@reg.example/v2/", "https://bob:<redacted>@reg.example/v2/"),
+        (
+            "error at 'https://u:p/q@x.example' and https://v:w@y.example",
+            "error at 'https://u:<redacted>@x.example' and https://v:<redacted>@y.example",
+        ),
+        ("alice:pw@reg.example", "alice:<redacted>@reg.example"),
+        ("https://reg.example:5000/repo@sha256:" + "ab" * 32, "https://reg.example:5000/repo@sha256:" + "ab" * 32),
+        ("reg.example:5000/repo@sha256:" + "ab" * 32, "reg.example:5000/repo@sha256:" + "ab" * 32),
+    ],
+)
 def test_redacted_hides_every_password_even_one_holding_a_slash(text: str, shown: str) -> None:
     """The authority ends at the first `/` for a parser, but a password that holds one is still a password."""
     assert redacted(text) == shown

@@ -14,16 +14,22 @@ import time
 from typing import Any, Mapping, NamedTuple, Optional
 
 from credbridge import audit
-from credbridge.files import atomicfile
-from credbridge.files import config
-from credbridge.errors import HelperError
 from credbridge.commands.terminal import printable
+from credbridge.errors import HelperError
+from credbridge.files import atomicfile, config
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-COLUMNS = (("TIME", "time"), ("TOOL", "tool"), ("PID", "tool_pid"), ("ACTION", "action"),
-           ("REGISTRY", "registry"), ("STORE", "store"), ("OUTCOME", "outcome"),
-           ("VIA", "served_by"))
+COLUMNS = (
+    ("TIME", "time"),
+    ("TOOL", "tool"),
+    ("PID", "tool_pid"),
+    ("ACTION", "action"),
+    ("REGISTRY", "registry"),
+    ("STORE", "store"),
+    ("OUTCOME", "outcome"),
+    ("VIA", "served_by"),
+)
 
 
 class Filters(NamedTuple):
@@ -59,10 +65,13 @@ def records(env: Mapping[str, str]) -> list[dict[str, Any]]:
 
 def matching(found: list[dict[str, Any]], filters: Filters) -> list[dict[str, Any]]:
     wanted_registry = audit.registry_name(filters.registry) if filters.registry else None
-    return [record for record in found
-            if (filters.since is None or record["time"] >= filters.since)
-            and (wanted_registry is None or _same_registry(record, wanted_registry))
-            and (filters.tool is None or _is_tool(record, filters.tool))]
+    return [
+        record
+        for record in found
+        if (filters.since is None or record["time"] >= filters.since)
+        and (wanted_registry is None or _same_registry(record, wanted_registry))
+        and (filters.tool is None or _is_tool(record, filters.tool))
+    ]
 
 
 def _same_registry(record: dict[str, Any], wanted: str) -> bool:
@@ -85,15 +94,17 @@ def render(shown: list[dict[str, Any]], total: int, as_json: bool, env: Mapping[
     off = f"the audit log is off (`audit: false` in {config.config_path(env)}): remove that line"
     notes = [] if audit.enabled(env) else [off]
     if not shown:
-        empty = (f"no audit records match: `credbridge audit` without filters shows all {total}"
-                 if total else f"no audit records in {audit.log_path(env)} yet: each get, store, "
-                               "erase and list a credbridge helper serves adds one")
+        empty = (
+            f"no audit records match: `credbridge audit` without filters shows all {total}"
+            if total
+            else f"no audit records in {audit.log_path(env)} yet: each get, store, "
+            "erase and list a credbridge helper serves adds one"
+        )
         return "\n".join([empty, *notes])
     rows = [tuple(title for title, _ in COLUMNS)]
     rows += [tuple(_cell(record, key) for _, key in COLUMNS) for record in shown]
     widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS) - 1)]
-    lines = ["  ".join([*(f"{cell:<{width}}" for cell, width in zip(row, widths)), row[-1]])
-             for row in rows]
+    lines = ["  ".join([*(f"{cell:<{width}}" for cell, width in zip(row, widths)), row[-1]]) for row in rows]
     return "\n".join([*lines, *notes])
 
 

@@ -14,23 +14,20 @@ import tempfile
 from typing import Mapping, Optional, Sequence
 
 from credbridge import urls, wire
-from credbridge.files import atomicfile
-from credbridge.commands import configdir
-from credbridge.files import dockerconfig
-from credbridge.files import remotetokens
-from credbridge.stores.router import routing
-from credbridge.commands import supervise
-from credbridge.files import execdirs
+from credbridge.commands import configdir, supervise
 from credbridge.errors import HelperError
+from credbridge.files import atomicfile, dockerconfig, execdirs, remotetokens
 from credbridge.helperclient import HelperProgram
 from credbridge.store import Credentials
+from credbridge.stores.router import routing
 
 #: Every variable a reader of authfiles looks at: Apptainer reads AUTH_FILE although its docs say AUTHFILE.
 AUTHFILE_VARIABLES = ("APPTAINER_AUTH_FILE", "APPTAINER_AUTHFILE", "SINGULARITY_AUTHFILE", "REGISTRY_AUTH_FILE")
 
 
-def write_authfile(registries: Sequence[str], output: Optional[str], store: Optional[str],
-                   environ: Mapping[str, str]) -> None:
+def write_authfile(
+    registries: Sequence[str], output: Optional[str], store: Optional[str], environ: Mapping[str, str]
+) -> None:
     """`credbridge authfile`: to FILE (0600, atomic), or to stdout unless that is a terminal."""
     if output is None and sys.stdout.isatty():
         raise HelperError("refusing to print credentials on a terminal: write them with -o FILE, or pipe the output")
@@ -48,18 +45,23 @@ def _refuse_missing_parent(output: str) -> None:
     """-o names a file: creating directories the user did not ask for would put a secret where no one looks."""
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(parent):
-        raise HelperError(f"cannot write {output}: {parent} does not exist: "
-                          f"create it with `mkdir -m 700 -p {shlex.quote(parent)}`, or name another -o FILE")
+        raise HelperError(
+            f"cannot write {output}: {parent} does not exist: "
+            f"create it with `mkdir -m 700 -p {shlex.quote(parent)}`, or name another -o FILE"
+        )
 
 
-def run_with_authfile(command: Sequence[str], registries: Sequence[str], store: Optional[str],
-                      environ: Mapping[str, str]) -> int:
+def run_with_authfile(
+    command: Sequence[str], registries: Sequence[str], store: Optional[str], environ: Mapping[str, str]
+) -> int:
     """`credbridge exec`: COMMAND's exit status; its authfile lives in our memory and dies with us."""
     data = build(configured_store(store, environ), registries, environ)
     base = wire.agent_dir(environ)
     if base is None:
-        raise HelperError("no private directory for the authfile: set XDG_RUNTIME_DIR to a directory of yours, "
-                          "or make ~/.local/state writable")
+        raise HelperError(
+            "no private directory for the authfile: set XDG_RUNTIME_DIR to a directory of yours, "
+            "or make ~/.local/state writable"
+        )
     with atomicfile.writing(base):
         atomicfile.private_dir(base)
     helper = HelperProgram(configured_store(store, environ), environ)
@@ -71,9 +73,18 @@ def run_with_authfile(command: Sequence[str], registries: Sequence[str], store: 
             remove_when_gone(directory)
             authfile = _anonymous_file(data, directory)
             os.symlink(authfile, os.path.join(directory, "config.json"))
-            mirrors = configdir.prepare(directory, helper, authfile, lambda text: _anonymous_file(text, directory), environ)
-        status = supervise.run(command, {**environ, **dict.fromkeys(AUTHFILE_VARIABLES, authfile), "DOCKER_CONFIG": directory,
-                                         **configdir.variables(mirrors)})
+            mirrors = configdir.prepare(
+                directory, helper, authfile, lambda text: _anonymous_file(text, directory), environ
+            )
+        status = supervise.run(
+            command,
+            {
+                **environ,
+                **dict.fromkeys(AUTHFILE_VARIABLES, authfile),
+                "DOCKER_CONFIG": directory,
+                **configdir.variables(mirrors),
+            },
+        )
         configdir.bring_home(mirrors, helper)
         return status
     finally:
@@ -145,7 +156,6 @@ def build(store: str, registries: Sequence[str], environ: Mapping[str, str]) -> 
 def render(found: Sequence[Credentials]) -> bytes:
     """Byte for byte what docker CLI writes to config.json (Go sorts the auths keys)."""
     ordered = sorted(found, key=lambda credentials: credentials.server_url)
-    return dockerconfig.dumps({"auths": {credentials.server_url: dockerconfig.credentials_entry(credentials)
-                                         for credentials in ordered}})
-
-
+    return dockerconfig.dumps(
+        {"auths": {credentials.server_url: dockerconfig.credentials_entry(credentials) for credentials in ordered}}
+    )

@@ -22,20 +22,16 @@ class Stopped(Exception):
     """Ctrl-C or SIGTERM arrived: the checks end, the erasing does not."""
 
 
-def check_helper(
-    name: str, write: bool, environ: Mapping[str, str], show: Callable[[str], None]
-) -> int:
+def check_helper(name: str, write: bool, environ: Mapping[str, str], show: Callable[[str], None]) -> int:
     """0 when every check passed, 1 otherwise (or when stopped)."""
     if not is_helper_name(name):
         raise HelperError(
-            f"{name!r} is not a helper name: give the NAME of docker-credential-NAME, "
-            f"e.g. credbridge check-helper pass"
+            f"{name!r} is not a helper name: give the NAME of docker-credential-NAME, e.g. credbridge check-helper pass"
         )
     program = find_program(f"docker-credential-{name}", environ)
     if program is None:
         raise HelperError(
-            f"docker-credential-{name} is not on PATH (absolute entries only): install it, "
-            f"or add its directory to PATH"
+            f"docker-credential-{name} is not on PATH (absolute entries only): install it, or add its directory to PATH"
         )
     helper = Conversation(HelperCommand([program], dict(environ)))
     checks = [*READ_ONLY, *WRITING] if write else READ_ONLY
@@ -47,9 +43,7 @@ def check_helper(
             failures.update(_outcome(helper, check))
             show(_row(check, failures.get(check)))
     except Stopped:
-        show(
-            f"credbridge: stopped: {_left_behind(helper, name) or 'no throwaway login left behind'}"
-        )
+        show(f"credbridge: stopped: {_left_behind(helper, name) or 'no throwaway login left behind'}")
         return 1
     finally:
         for number, handler in previous.items():
@@ -83,9 +77,7 @@ def _left_behind(helper: Conversation, name: str) -> Optional[str]:
         return f"could not confirm the throwaway logins are gone ({failure})"
     if not left:
         return None
-    commands = "; ".join(
-        f"printf %s '{server}' | docker-credential-{name} erase" for server in left
-    )
+    commands = "; ".join(f"printf %s '{server}' | docker-credential-{name} erase" for server in left)
     return f"{len(left)} throwaway login(s) left behind: {commands}"
 
 

@@ -11,14 +11,18 @@ import os
 import shutil
 from typing import Callable, Mapping, NamedTuple, Optional
 
-from credbridge.files import atomicfile
-from credbridge.files import dockerconfig
-from credbridge.files import remotetokens
-from credbridge.files import remoteyaml
+from credbridge.files import atomicfile, dockerconfig, remotetokens, remoteyaml
 from credbridge.files.dockerconfig import Config
 from credbridge.helperclient import HelperProgram
 from credbridge.store import Credentials
-from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, REMOTE_YAML_NAME, SINGULARITY, Flavour, config_dir
+from credbridge.stores.apptainer import (
+    APPTAINER,
+    DOCKER_CONFIG_NAME,
+    REMOTE_YAML_NAME,
+    SINGULARITY,
+    Flavour,
+    config_dir,
+)
 
 #: Files that hold secrets: generated in the private directory, never linked to the real ones.
 CREDENTIAL_FILES = (REMOTE_YAML_NAME, DOCKER_CONFIG_NAME)
@@ -46,8 +50,9 @@ class Mirror(NamedTuple):
     given_logins: Config  # the authfile its docker-config.json linked to, as exec wrote it
 
 
-def prepare(directory: str, helper: HelperProgram, authfile: str, anonymous_file: AnonymousFile,
-            environ: Mapping[str, str]) -> list[Mirror]:
+def prepare(
+    directory: str, helper: HelperProgram, authfile: str, anonymous_file: AnonymousFile, environ: Mapping[str, str]
+) -> list[Mirror]:
     """A private config directory per program under `directory` (exec's own, 0700)."""
     listed = helper.list(tokens_too=True)
     given_logins = dockerconfig.parse(_read(authfile) or b"", authfile)
@@ -106,8 +111,7 @@ def _bring_registry_logins_home(mirror: Mirror, helper: HelperProgram) -> None:
 
 
 def _registry_logins(config: Config) -> dict[str, Credentials]:
-    logins = {key: dockerconfig.entry_credentials(key, entry)
-              for key, entry in dockerconfig.auths(config).items()}
+    logins = {key: dockerconfig.entry_credentials(key, entry) for key, entry in dockerconfig.auths(config).items()}
     return {key: credentials for key, credentials in logins.items() if credentials is not None}
 
 
@@ -158,11 +162,11 @@ def _places_for_secrets(document: remoteyaml.Document) -> list[tuple[dict, str, 
     """(mapping, field, store key, how the value is written) of every endpoint and keyserver login entry."""
     places: list[tuple[dict, str, str, Callable[[Credentials], str]]] = []
     remotes = document.get("Remotes")
-    for remote in (remotes.values() if isinstance(remotes, dict) else ()):
+    for remote in remotes.values() if isinstance(remotes, dict) else ():
         if isinstance(remote, dict) and isinstance(remote.get("URI"), str):
             places.append((remote, "Token", remotetokens.ENDPOINT_PREFIX + remote["URI"], lambda found: found.secret))
     entries = document.get("Credentials")
-    for entry in (entries if isinstance(entries, list) else ()):
+    for entry in entries if isinstance(entries, list) else ():
         if isinstance(entry, dict) and isinstance(entry.get("URI"), str):
             places.append((entry, "Auth", remotetokens.KEYSERVER_PREFIX + entry["URI"], remotetokens.authorization))
     return places
@@ -182,4 +186,3 @@ def _save_home(path: str, changed: remoteyaml.RemoteFile) -> None:
     atomicfile.private_dir(os.path.dirname(path))
     with atomicfile.exclusive(path):
         remoteyaml.save(path, changed)
-

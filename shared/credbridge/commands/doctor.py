@@ -11,20 +11,21 @@ import os
 from typing import Any, Mapping, NamedTuple, Optional, TextIO
 
 from credbridge import urls
-from credbridge.files import config
-from credbridge.files import dockerconfig
 from credbridge.commands import migrate
-from credbridge.files import registriesconf
-from credbridge.files import remotetokens
-from credbridge.files import remoteyaml
-from credbridge.stores.router import routing
-from credbridge.errors import HelperError
-from credbridge.helperclient import find_program
 from credbridge.commands.terminal import printable
-from credbridge.stores.catalog import PROGRAMS
+from credbridge.errors import HelperError
+from credbridge.files import config, dockerconfig, registriesconf, remotetokens, remoteyaml
+from credbridge.helperclient import find_program
 from credbridge.stores.apptainer import APPTAINER, REMOTE_YAML_NAME, SINGULARITY, ApptainerFilesStore, config_dir
-from credbridge.stores.environment import (AUTH_CONFIG_VARIABLE, GLOBAL_PAIRS, PER_REGISTRY_PREFIX, SCOPE_VARIABLE,
-                                           environment_logins)
+from credbridge.stores.catalog import PROGRAMS
+from credbridge.stores.environment import (
+    AUTH_CONFIG_VARIABLE,
+    GLOBAL_PAIRS,
+    PER_REGISTRY_PREFIX,
+    SCOPE_VARIABLE,
+    environment_logins,
+)
+from credbridge.stores.router import routing
 
 CONTAINERS_TOOLS = ("podman", "skopeo", "buildah")
 #: How long `doctor` waits for a routed helper whose route sets no `timeout`.
@@ -50,6 +51,7 @@ class Report(NamedTuple):
 
 # -- credbridge config ----------------------------------------------------------------------------
 
+
 def effective_config(env: Mapping[str, str]) -> dict[str, Any]:
     """What the router will do, and why; raises HelperError for a config file it cannot use."""
     from credbridge.stores.router.store import default_primary
@@ -59,27 +61,47 @@ def effective_config(env: Mapping[str, str]) -> dict[str, Any]:
     primary, reason = settings.primary, "set in the config file"
     if primary is None:
         primary = default_primary(env)
-        reason = ("default: a Secret Service runs on the session bus" if primary == "keyring"
-                  else "default: no Secret Service on the session bus, as on a headless machine")
-    variables = sorted(name for name in env if name.startswith(PER_REGISTRY_PREFIX) or name == SCOPE_VARIABLE
-                       or name == AUTH_CONFIG_VARIABLE or any(name in pair for pair in GLOBAL_PAIRS))
-    return {"file": path, "file_exists": os.path.exists(path), "primary": primary, "primary_reason": reason,
-            "routes": [{"pattern": route.pattern, "store": route.store, **route.settings()}
-                       for route in settings.routes],
-            "read": list(settings.read), "environment_variables": variables,
-            "environment_logins": [login._asdict() for login in environment_logins(env)]}
+        reason = (
+            "default: a Secret Service runs on the session bus"
+            if primary == "keyring"
+            else "default: no Secret Service on the session bus, as on a headless machine"
+        )
+    variables = sorted(
+        name
+        for name in env
+        if name.startswith(PER_REGISTRY_PREFIX)
+        or name == SCOPE_VARIABLE
+        or name == AUTH_CONFIG_VARIABLE
+        or any(name in pair for pair in GLOBAL_PAIRS)
+    )
+    return {
+        "file": path,
+        "file_exists": os.path.exists(path),
+        "primary": primary,
+        "primary_reason": reason,
+        "routes": [{"pattern": route.pattern, "store": route.store, **route.settings()} for route in settings.routes],
+        "read": list(settings.read),
+        "environment_variables": variables,
+        "environment_logins": [login._asdict() for login in environment_logins(env)],
+    }
 
 
 def render_config(effective: dict[str, Any], as_json: bool) -> str:
     if as_json:
         return json.dumps(effective, indent=2)
-    lines = [f"config file: {effective['file']}" + ("" if effective["file_exists"] else " (absent: defaults apply)"),
-             f"primary:     {effective['primary']} ({effective['primary_reason']})",
-             "routes:      " + (", ".join(f"{route['pattern']} -> {route['store']}"
-                                          f"{_settings_shown(route)}"
-                                          for route in effective["routes"]) or "none"),
-             "read order:  " + " -> ".join(effective["read"]),
-             "environment: " + (", ".join(effective["environment_variables"]) or "no credential variables set")]
+    lines = [
+        f"config file: {effective['file']}" + ("" if effective["file_exists"] else " (absent: defaults apply)"),
+        f"primary:     {effective['primary']} ({effective['primary_reason']})",
+        "routes:      "
+        + (
+            ", ".join(
+                f"{route['pattern']} -> {route['store']}{_settings_shown(route)}" for route in effective["routes"]
+            )
+            or "none"
+        ),
+        "read order:  " + " -> ".join(effective["read"]),
+        "environment: " + (", ".join(effective["environment_variables"]) or "no credential variables set"),
+    ]
     lines += [f"  {_environment_login_line(login)}" for login in effective["environment_logins"]]
     return "\n".join(lines)
 
@@ -100,6 +122,7 @@ def _environment_login_line(login: dict[str, Any]) -> str:
 
 # -- credbridge doctor ----------------------------------------------------------------------------
 
+
 def examine(env: Mapping[str, str], registry: str, write_test: bool = False) -> Report:
     """`write_test`: prove the keyring with a throwaway login rather than trust that it looks unlocked."""
     router, effective = _router_check(env)
@@ -108,8 +131,10 @@ def examine(env: Mapping[str, str], registry: str, write_test: bool = False) -> 
     if effective:
         checks += [_login_check(env, registry), *_routed_helper_checks(env)]
     checks += _tool_checks(env, registry)
-    checks += [_keyring_check(env, in_use="keyring" in writes_to, write_test=write_test),
-               _cryptfile_check(env, in_use="cryptfile" in writes_to)]
+    checks += [
+        _keyring_check(env, in_use="keyring" in writes_to, write_test=write_test),
+        _cryptfile_check(env, in_use="cryptfile" in writes_to),
+    ]
     checks += _plaintext_checks(env) + _permission_checks(env) + _secret_file_checks(env) + _shadow_checks(env)
     checks += _environment_checks(env) + [_audit_check(env)]
     return Report(registry, [check for check in checks if check is not None])
@@ -120,8 +145,11 @@ def _router_check(env: Mapping[str, str]) -> tuple[Check, Optional[dict[str, Any
         effective = effective_config(env)
     except HelperError as error:
         return Check("router", "fail", str(error), f"edit {config.config_path(env)}"), None
-    return Check("router", "ok", f"writes to {effective['primary']} ({effective['primary_reason']}); "
-                                 f"reads {' -> '.join(effective['read'])}"), effective
+    return Check(
+        "router",
+        "ok",
+        f"writes to {effective['primary']} ({effective['primary_reason']}); reads {' -> '.join(effective['read'])}",
+    ), effective
 
 
 def _routed_helper_checks(env: Mapping[str, str]) -> list[Check]:
@@ -137,8 +165,14 @@ def _routed_helper_checks(env: Mapping[str, str]) -> list[Check]:
         program = program_for(route.store, env, route._replace(timeout=deadline))
         where = f"route {route.pattern}"
         if not _on_path(program.program, env):
-            checks.append(Check("helper", "fail", f"{program.program} ({where}) is not on PATH",
-                                f"install it, or change the route in {config.config_path(env)}"))
+            checks.append(
+                Check(
+                    "helper",
+                    "fail",
+                    f"{program.program} ({where}) is not on PATH",
+                    f"install it, or change the route in {config.config_path(env)}",
+                )
+            )
             continue
         try:
             program.list()
@@ -179,12 +213,20 @@ def _helper_check(tool: str, helper: Optional[str], key: str, where: str, env: M
     """`key` in `where` names `helper` (None: no helper is set there)."""
     why = f"{key} in {where}"
     if helper is None:
-        return Check(tool, "warn", f"{tool} keeps logins in plaintext files: no helper is set ({where})",
-                     f"credbridge setup --tool {tool}")
+        return Check(
+            tool,
+            "warn",
+            f"{tool} keeps logins in plaintext files: no helper is set ({where})",
+            f"credbridge setup --tool {tool}",
+        )
     program = f"docker-credential-{helper}"
     if not _on_path(program, env):
-        return Check(tool, "fail", f"{tool} calls {program} ({why}), which is not on PATH",
-                     f"install it, or credbridge setup --tool {tool}")
+        return Check(
+            tool,
+            "fail",
+            f"{tool} calls {program} ({why}), which is not on PATH",
+            f"install it, or credbridge setup --tool {tool}",
+        )
     return Check(tool, "ok", f"{tool} calls {program} ({why})")
 
 
@@ -204,10 +246,18 @@ def _login_check(env: Mapping[str, str], registry: str) -> Check:
         return Check("login", "ok", f"{registry}: a login is kept in {stores[key]}{spelled}")
     if survey.unreadable:
         shut = ", ".join(survey.unreadable)
-        return Check("login", "warn", f"{registry}: no login in the stores that could be read; not read: {shut}",
-                     "credbridge list  (says why each store could not be read)")
-    return Check("login", "ok", f"{registry}: no login in any store the router reads, so tools pull anonymously "
-                                f"(`credbridge login {registry}` adds one)")
+        return Check(
+            "login",
+            "warn",
+            f"{registry}: no login in the stores that could be read; not read: {shut}",
+            "credbridge list  (says why each store could not be read)",
+        )
+    return Check(
+        "login",
+        "ok",
+        f"{registry}: no login in any store the router reads, so tools pull anonymously "
+        f"(`credbridge login {registry}` adds one)",
+    )
 
 
 def _keyring_check(env: Mapping[str, str], in_use: bool, write_test: bool) -> Optional[Check]:
@@ -220,11 +270,17 @@ def _keyring_check(env: Mapping[str, str], in_use: bool, write_test: bool) -> Op
 
     if not provider_reachable(env):
         if not in_use:
-            return Check("keyring", "ok", "no Secret Service on the session bus; not needed: the router does not "
-                                          "write to the keyring")
-        return Check("keyring", "warn", "no Secret Service on the session bus, and the router writes to the keyring",
-                     "start gnome-keyring or KeePassXC, or set `primary: cryptfile` in "
-                     f"{config.config_path(env)}")
+            return Check(
+                "keyring",
+                "ok",
+                "no Secret Service on the session bus; not needed: the router does not write to the keyring",
+            )
+        return Check(
+            "keyring",
+            "warn",
+            "no Secret Service on the session bus, and the router writes to the keyring",
+            f"start gnome-keyring or KeePassXC, or set `primary: cryptfile` in {config.config_path(env)}",
+        )
     provider = provider_name(env)
     serves = f"{provider} serves the Secret Service" if provider else "the Secret Service runs"
     advice = unlock_advice(provider or UNKNOWN_PROVIDER)
@@ -234,17 +290,25 @@ def _keyring_check(env: Mapping[str, str], in_use: bool, write_test: bool) -> Op
         with secretstorage.dbus_init() as connection:
             locked = secretstorage.get_default_collection(connection).is_locked()
     except Exception as error:  # any D-Bus failure is a finding, not a crash
-        return Check("keyring", "fail", f"{serves} but its default collection is unusable "
-                                        f"({type(error).__name__})", "open your keyring manager and create a default keyring")
+        return Check(
+            "keyring",
+            "fail",
+            f"{serves} but its default collection is unusable ({type(error).__name__})",
+            "open your keyring manager and create a default keyring",
+        )
     if locked:
         return Check("keyring", "warn", f"{serves}; its default collection is locked", advice)
     if not write_test:
-        return Check("keyring", "ok", f"{serves} and its default collection is unlocked "
-                                      "(`credbridge doctor --write-test` proves a round trip)")
+        return Check(
+            "keyring",
+            "ok",
+            f"{serves} and its default collection is unlocked (`credbridge doctor --write-test` proves a round trip)",
+        )
     problem = _keyring_round_trip(env)
     if problem:
-        return Check("keyring", "fail", f"{serves} but a throwaway login did not make the round trip: {problem}",
-                     advice)
+        return Check(
+            "keyring", "fail", f"{serves} but a throwaway login did not make the round trip: {problem}", advice
+        )
     return Check("keyring", "ok", f"{serves}: a throwaway login was stored, read back and erased")
 
 
@@ -285,8 +349,11 @@ def _cryptfile_check(env: Mapping[str, str], in_use: bool) -> Optional[Check]:
     if shut is None:
         return Check("cryptfile", "ok", f"{path} opens for this session") if exists else None
     if not exists:
-        return Check("cryptfile", "warn", f"{shut[0]}: logins through the router will fail until it is created",
-                     shut[1]) if in_use else None
+        return (
+            Check("cryptfile", "warn", f"{shut[0]}: logins through the router will fail until it is created", shut[1])
+            if in_use
+            else None
+        )
     return Check("cryptfile", "fail" if in_use else "warn", f"{shut[0]}: tools get no login kept in it", shut[1])
 
 
@@ -297,11 +364,20 @@ def _plaintext_checks(env: Mapping[str, str]) -> list[Check]:
             document = dockerconfig.load(found.path) or {}
         except HelperError:
             continue  # reported by the tool's own check
-        logins = [key for key, entry in dockerconfig.auths(document).items()
-                  if dockerconfig.entry_credentials(key, entry) is not None]
+        logins = [
+            key
+            for key, entry in dockerconfig.auths(document).items()
+            if dockerconfig.entry_credentials(key, entry) is not None
+        ]
         if logins:
-            checks.append(Check("plaintext", "fail", f"{len(logins)} login(s) in plaintext in {found.path} "
-                                                     f"(read by {found.reader})", "credbridge migrate"))
+            checks.append(
+                Check(
+                    "plaintext",
+                    "fail",
+                    f"{len(logins)} login(s) in plaintext in {found.path} (read by {found.reader})",
+                    "credbridge migrate",
+                )
+            )
     return checks + _plaintext_token_checks(env)
 
 
@@ -314,16 +390,26 @@ def _plaintext_token_checks(env: Mapping[str, str]) -> list[Check]:
         except HelperError:
             continue  # not ours to judge here: the program itself names what is wrong with it
         if held:
-            checks.append(Check("plaintext", "fail", f"{len(held)} endpoint token(s) or keyserver login(s) in "
-                                                     f"plaintext in {path} (read by {reader})", "credbridge migrate"))
+            checks.append(
+                Check(
+                    "plaintext",
+                    "fail",
+                    f"{len(held)} endpoint token(s) or keyserver login(s) in plaintext in {path} (read by {reader})",
+                    "credbridge migrate",
+                )
+            )
     return checks
 
 
 def _permission_checks(env: Mapping[str, str]) -> list[Check]:
     from credbridge.stores.cryptfile.store import cryptfile_path
 
-    paths = [config.config_path(env), cryptfile_path(env), *(found.path for found in migrate.plaintext_files(env)),
-             *(os.path.join(config_dir(env, flavour), REMOTE_YAML_NAME) for flavour in (APPTAINER, SINGULARITY))]
+    paths = [
+        config.config_path(env),
+        cryptfile_path(env),
+        *(found.path for found in migrate.plaintext_files(env)),
+        *(os.path.join(config_dir(env, flavour), REMOTE_YAML_NAME) for flavour in (APPTAINER, SINGULARITY)),
+    ]
     checks = []
     for path in dict.fromkeys(paths):
         try:
@@ -331,8 +417,9 @@ def _permission_checks(env: Mapping[str, str]) -> list[Check]:
         except OSError:
             continue
         if mode & 0o077:
-            checks.append(Check("permissions", "fail", f"{path} is mode {mode:04o}: other users may read it",
-                                f"chmod 600 {path}"))
+            checks.append(
+                Check("permissions", "fail", f"{path} is mode {mode:04o}: other users may read it", f"chmod 600 {path}")
+            )
     return checks
 
 
@@ -348,8 +435,9 @@ def _secret_file_checks(env: Mapping[str, str]) -> list[Check]:
         except OSError:
             continue
         if problem is not None:
-            checks.append(Check("permissions", "fail", f"{problem[0]}: other users may read or change the secret",
-                                problem[1]))
+            checks.append(
+                Check("permissions", "fail", f"{problem[0]}: other users may read or change the secret", problem[1])
+            )
     return checks
 
 
@@ -367,11 +455,15 @@ def _audit_check(env: Mapping[str, str]) -> Check:
     from credbridge import audit
 
     if not audit.enabled(env):
-        return Check("audit", "warn", "the audit log is off (`audit: false`): no record says which "
-                                      "program took which credential",
-                     f"remove `audit: false` from {config.config_path(env)}")
-    return Check("audit", "ok", f"every credential served is recorded in {audit.log_path(env)} "
-                                "(`credbridge audit` shows them)")
+        return Check(
+            "audit",
+            "warn",
+            "the audit log is off (`audit: false`): no record says which program took which credential",
+            f"remove `audit: false` from {config.config_path(env)}",
+        )
+    return Check(
+        "audit", "ok", f"every credential served is recorded in {audit.log_path(env)} (`credbridge audit` shows them)"
+    )
 
 
 def _shadow_checks(env: Mapping[str, str]) -> list[Check]:
@@ -379,8 +471,14 @@ def _shadow_checks(env: Mapping[str, str]) -> list[Check]:
     for program in PROGRAMS:
         found = _everywhere_on_path(program, env)
         if len(found) > 1:
-            checks.append(Check("PATH", "warn", f"{program} is in {len(found)} places; tools run {found[0]}, "
-                                                f"not {', '.join(found[1:])}", "remove the copies you do not want"))
+            checks.append(
+                Check(
+                    "PATH",
+                    "warn",
+                    f"{program} is in {len(found)} places; tools run {found[0]}, not {', '.join(found[1:])}",
+                    "remove the copies you do not want",
+                )
+            )
     return checks
 
 
@@ -399,6 +497,7 @@ def _everywhere_on_path(program: str, env: Mapping[str, str]) -> list[str]:
 
 # -- output ---------------------------------------------------------------------------------------
 
+
 def use_colour(stream: TextIO, env: Mapping[str, str]) -> bool:
     """Colours only on a terminal, and never when NO_COLOR is set (no-color.org)."""
     return stream.isatty() and not env.get("NO_COLOR")
@@ -406,8 +505,14 @@ def use_colour(stream: TextIO, env: Mapping[str, str]) -> bool:
 
 def render_report(report: Report, as_json: bool, colour: bool) -> str:
     if as_json:
-        return json.dumps({"healthy": report.healthy, "registry": report.registry,
-                           "checks": [check._asdict() for check in report.checks]}, indent=2)
+        return json.dumps(
+            {
+                "healthy": report.healthy,
+                "registry": report.registry,
+                "checks": [check._asdict() for check in report.checks],
+            },
+            indent=2,
+        )
     lines = []
     for check in report.checks:
         mark, code = _MARKS[check.status]

@@ -11,11 +11,10 @@ import json
 from typing import Callable, Mapping, Optional
 
 from credbridge import urls
-from credbridge.files import dockerconfig
 from credbridge.commands import registrycheck
-from credbridge.files import remotetokens
-from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.commands.terminal import printable
+from credbridge.errors import CredentialsNotFound, HelperError
+from credbridge.files import dockerconfig, remotetokens
 from credbridge.store import Credentials
 from credbridge.stores.apptainer import APPTAINER, ApptainerFilesStore
 from credbridge.stores.router.store import Login, RouterStore, Survey
@@ -101,18 +100,31 @@ def _where_really(login: Login, env: Mapping[str, str]) -> Login:
 def render_logins(survey: Survey, as_json: bool) -> str:
     """The logins; each store that could not be read (locked, unreachable) is named with why, not hidden."""
     if as_json:
-        rows = [{"registry": login.server_url, "username": login.username, "store": login.store,
-                 "kind": remotetokens.kind_of(login.server_url)}
-                for login in survey.logins]
-        rows += [{"registry": None, "username": None, "store": store, "unreadable": why}
-                 for store, why in survey.unreadable.items()]
+        rows = [
+            {
+                "registry": login.server_url,
+                "username": login.username,
+                "store": login.store,
+                "kind": remotetokens.kind_of(login.server_url),
+            }
+            for login in survey.logins
+        ]
+        rows += [
+            {"registry": None, "username": None, "store": store, "unreadable": why}
+            for store, why in survey.unreadable.items()
+        ]
         return json.dumps(rows, indent=2)
     notes = [printable(f"{store}: not listed: {why}") for store, why in survey.unreadable.items()]
     if not survey.logins:
-        return "\n".join(["no logins (log in with `credbridge login REGISTRY`, `docker login` or `podman login`)",
-                          *notes])
-    rows = [("REGISTRY", "USER", "STORE"),
-            *((printable(urls.redacted(login.server_url)), printable(login.username), login.store)
-              for login in survey.logins)]  # redacted before the widths are measured: the columns stay aligned
+        return "\n".join(
+            ["no logins (log in with `credbridge login REGISTRY`, `docker login` or `podman login`)", *notes]
+        )
+    rows = [
+        ("REGISTRY", "USER", "STORE"),
+        *(
+            (printable(urls.redacted(login.server_url)), printable(login.username), login.store)
+            for login in survey.logins
+        ),
+    ]  # redacted before the widths are measured: the columns stay aligned
     widths = [max(len(row[column]) for row in rows) for column in range(2)]
     return "\n".join([*(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}" for row in rows), *notes])

@@ -10,19 +10,14 @@ import os
 import time
 from typing import Callable, Mapping, NamedTuple, Optional
 
-from credbridge.files import atomicfile
-from credbridge.files import dockerconfig
-from credbridge.files import remotetokens
-from credbridge.files import remoteyaml
 from credbridge.commands import tool_setup
-from credbridge.files import userdirs
-from credbridge.errors import HelperError
 from credbridge.commands.terminal import printable
+from credbridge.errors import HelperError
+from credbridge.files import atomicfile, dockerconfig, remotetokens, remoteyaml, userdirs
 from credbridge.helperclient import HelperProgram, find_program
-from credbridge.stores.router.routing import ROUTER
 from credbridge.store import Credentials
 from credbridge.stores.apptainer import APPTAINER, DOCKER_CONFIG_NAME, REMOTE_YAML_NAME, SINGULARITY, config_dir
-
+from credbridge.stores.router.routing import ROUTER
 
 _PROGRAMS = ((APPTAINER, "Apptainer"), (SINGULARITY, "SingularityCE"))
 
@@ -37,8 +32,16 @@ def plaintext_files(env: Mapping[str, str]) -> list[PlaintextFile]:
     """Every file in which docker, podman/skopeo/buildah, Apptainer or SingularityCE keep logins."""
     files = [PlaintextFile(dockerconfig.docker_config_path(env), "docker", True)]
     if env.get("XDG_RUNTIME_DIR"):
-        files.append(PlaintextFile(os.path.join(env["XDG_RUNTIME_DIR"], "containers", "auth.json"), "podman/skopeo/buildah", False))
-    files.append(PlaintextFile(os.path.join(userdirs.config_home(env), "containers", "auth.json"), "podman/skopeo/buildah", False))
+        files.append(
+            PlaintextFile(
+                os.path.join(env["XDG_RUNTIME_DIR"], "containers", "auth.json"), "podman/skopeo/buildah", False
+            )
+        )
+    files.append(
+        PlaintextFile(
+            os.path.join(userdirs.config_home(env), "containers", "auth.json"), "podman/skopeo/buildah", False
+        )
+    )
     for flavour, reader in _PROGRAMS:
         files.append(PlaintextFile(os.path.join(config_dir(env, flavour), DOCKER_CONFIG_NAME), reader, True))
     return files
@@ -70,8 +73,9 @@ def migrate(env: Mapping[str, str], target: str, dry_run: bool, backup: bool, sa
     return moved
 
 
-def migrate_from_helper(env: Mapping[str, str], source: str, target: str, dry_run: bool, erase: bool,
-                        say: Say = print) -> int:
+def migrate_from_helper(
+    env: Mapping[str, str], source: str, target: str, dry_run: bool, erase: bool, say: Say = print
+) -> int:
     """Move every login of docker-credential-`source` (Go's pass helper, say) into `target`, read each back,
     then point every tool at `target`; with `erase`, only then remove them from `source`. The number moved."""
     if source == target:
@@ -80,7 +84,12 @@ def migrate_from_helper(env: Mapping[str, str], source: str, target: str, dry_ru
     origin = _installed_helper(source, env, "--from")
     listed = sorted(origin.list(tokens_too=True))  # endpoint tokens move too
     for server_url in listed:
-        say(printable(f"{'would move' if dry_run else 'moving'} {server_url} (docker-credential-{source}) to docker-credential-{target}"))
+        say(
+            printable(
+                f"{'would move' if dry_run else 'moving'} {server_url} (docker-credential-{source}) to "
+                f"docker-credential-{target}"
+            )
+        )
     if not dry_run:
         for server_url in listed:
             credentials = origin.get(server_url)
@@ -99,7 +108,10 @@ def migrate_from_helper(env: Mapping[str, str], source: str, target: str, dry_ru
 def target_helper(target: str, env: Mapping[str, str]) -> HelperProgram:
     """The helper to move logins into, refused before anything moves if it cannot take them."""
     if target in PLAINTEXT_HELPERS:
-        raise HelperError(f"docker-credential-{target} keeps logins in plaintext files: migrate --to keyring, cryptfile or another encrypted store")
+        raise HelperError(
+            f"docker-credential-{target} keeps logins in plaintext files: migrate --to keyring, cryptfile or another "
+            "encrypted store"
+        )
     return _installed_helper(target, env, "--to")
 
 
@@ -114,17 +126,24 @@ def _store_verified(helper: HelperProgram, credentials: Credentials, unchanged: 
     helper.store(credentials)
     read_back = helper.get(credentials.server_url)
     if read_back is None or (read_back.username, read_back.secret) != (credentials.username, credentials.secret):
-        raise HelperError(f"{helper.program} did not give back what was stored for {credentials.server_url}: {unchanged}")
+        raise HelperError(
+            f"{helper.program} did not give back what was stored for {credentials.server_url}: {unchanged}"
+        )
 
 
-def _migrate_file(found: PlaintextFile, helper: HelperProgram, target: str, dry_run: bool, backup: bool, say: Say) -> int:
+def _migrate_file(
+    found: PlaintextFile, helper: HelperProgram, target: str, dry_run: bool, backup: bool, say: Say
+) -> int:
     if atomicfile.inspect(found.path) is None:
         return 0
     with atomicfile.exclusive(found.path):
         original = atomicfile.read(found.path)
         config = dockerconfig.load(found.path) or {}
-        plaintext = {key: credentials for key, entry in dockerconfig.auths(config).items()
-                     if (credentials := dockerconfig.entry_credentials(key, entry)) is not None}
+        plaintext = {
+            key: credentials
+            for key, entry in dockerconfig.auths(config).items()
+            if (credentials := dockerconfig.entry_credentials(key, entry)) is not None
+        }
         for server_url in plaintext:
             _say_moving(say, server_url, f"{found.reader}, {found.path}", target, dry_run)
         if dry_run or not plaintext:
@@ -138,16 +157,20 @@ def _migrate_file(found: PlaintextFile, helper: HelperProgram, target: str, dry_
     return len(plaintext)
 
 
-def _migrate_remote_yaml(path: str, reader: str, helper: HelperProgram, target: str, dry_run: bool, backup: bool,
-                         say: Say) -> int:
+def _migrate_remote_yaml(
+    path: str, reader: str, helper: HelperProgram, target: str, dry_run: bool, backup: bool, say: Say
+) -> int:
     """Endpoint tokens and keyserver logins into the helper; remote.yaml keeps the endpoints without them."""
     if atomicfile.inspect(path) is None:
         return 0
     with atomicfile.exclusive(path):
         original = atomicfile.read(path)
         remote = remoteyaml.load(path)
-        held = [found for found in remotetokens.held_in(remote.document)
-                if not _held_elsewhere(helper, found.credentials, path, say)]
+        held = [
+            found
+            for found in remotetokens.held_in(remote.document)
+            if not _held_elsewhere(helper, found.credentials, path, say)
+        ]
         for found in held:
             _say_moving(say, found.credentials.server_url, f"{reader}, {path}", target, dry_run)
         if dry_run or not held:
@@ -166,8 +189,12 @@ def _held_elsewhere(helper: HelperProgram, credentials: Credentials, path: str, 
     stored = helper.get(credentials.server_url)
     if stored is None or (stored.username, stored.secret) == (credentials.username, credentials.secret):
         return False
-    say(printable(f"kept {credentials.server_url} in {path}: {helper.program} holds another secret for it; "
-                  f"if that one no longer works, `credbridge logout {credentials.server_url}` and migrate again"))
+    say(
+        printable(
+            f"kept {credentials.server_url} in {path}: {helper.program} holds another secret for it; "
+            f"if that one no longer works, `credbridge logout {credentials.server_url}` and migrate again"
+        )
+    )
     return True
 
 
@@ -190,12 +217,17 @@ def _repoint_per_registry(path: str, source: str, target: str, dry_run: bool, sa
     with atomicfile.exclusive(path):
         config = dockerconfig.load(path) or {}
         per_registry = config.get("credHelpers")
-        named = [server for server, helper in per_registry.items() if helper == source] \
-            if isinstance(per_registry, dict) else []
+        named = (
+            [server for server, helper in per_registry.items() if helper == source]
+            if isinstance(per_registry, dict)
+            else []
+        )
         if not named:
             return
-        say(f"{'would point' if dry_run else 'pointing'} {', '.join(named)} at docker-credential-{target} "
-            f"(credHelpers in {path})")
+        say(
+            f"{'would point' if dry_run else 'pointing'} {', '.join(named)} at docker-credential-{target} "
+            f"(credHelpers in {path})"
+        )
         if not dry_run:
             per_registry.update(dict.fromkeys(named, target))
             dockerconfig.save(path, config)

@@ -28,9 +28,11 @@ class _SameOriginForCredentials(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, req: urllib.request.Request, fp, code: int, msg: str, headers, newurl: str):  # type: ignore[no-untyped-def]
         if req.has_header("Authorization") and urls.origin(newurl) != urls.origin(req.full_url):
-            raise HelperError(f"the registry redirected the login check from {req.full_url} to {newurl}: "
-                              "credentials go only to the server asked; "
-                              "log in to that registry by its own name if you trust it")
+            raise HelperError(
+                f"the registry redirected the login check from {req.full_url} to {newurl}: "
+                "credentials go only to the server asked; "
+                "log in to that registry by its own name if you trust it"
+            )
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -41,10 +43,15 @@ def _open(target: "str | urllib.request.Request"):  # type: ignore[no-untyped-de
     local file or a data: URL would then read as the token service's yes, and a pipe would block forever.
     """
     opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), urllib.request.HTTPHandler(),
-                    urllib.request.HTTPSHandler(context=ssl.create_default_context()),
-                    urllib.request.HTTPDefaultErrorHandler(), _SameOriginForCredentials(),
-                    urllib.request.HTTPErrorProcessor()):
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),
+        urllib.request.HTTPHandler(),
+        urllib.request.HTTPSHandler(context=ssl.create_default_context()),
+        urllib.request.HTTPDefaultErrorHandler(),
+        _SameOriginForCredentials(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
         opener.add_handler(handler)
     return opener.open(target, timeout=TIMEOUT_SECONDS)
 
@@ -115,9 +122,11 @@ def _token_url(url: str, realm: str, query: dict[str, str]) -> str:
     scheme = parts.scheme.lower()
     plain_http_stays_here = urls.is_loopback(parts.hostname or "") or url.startswith("http:")
     if not parts.hostname or scheme not in ("https", "http") or (scheme == "http" and not plain_http_stays_here):
-        raise HelperError(f"{url} names {urls.redacted(realm)!r} as its token service, and credbridge sends a "
-                          "password only to an https token service (plain http only on this machine): "
-                          "ask the registry's operator to serve its tokens over https")
+        raise HelperError(
+            f"{url} names {urls.redacted(realm)!r} as its token service, and credbridge sends a "
+            "password only to an https token service (plain http only on this machine): "
+            "ask the registry's operator to serve its tokens over https"
+        )
     merged = "&".join(part for part in (parts.query, urllib.parse.urlencode(query)) if part)
     return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path, merged, ""))
 

@@ -11,9 +11,8 @@ import json
 import os
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
-from credbridge.files import atomicfile
-from credbridge.files import userdirs
 from credbridge.errors import HelperError
+from credbridge.files import atomicfile, userdirs
 from credbridge.files.tomlkey import ABSENT
 
 
@@ -53,8 +52,17 @@ class Journal:
     def exists(self) -> bool:
         return atomicfile.inspect(self.path) is not None
 
-    def record(self, path: str, file_format: str, existed: bool, original: Optional[bytes], mode: Optional[int],
-               before: Any, written: bytes, created: list[str]) -> None:
+    def record(
+        self,
+        path: str,
+        file_format: str,
+        existed: bool,
+        original: Optional[bytes],
+        mode: Optional[int],
+        before: Any,
+        written: bytes,
+        created: list[str],
+    ) -> None:
         """Note that `written` replaces `path`; the first record of a path keeps its original for good."""
         newly_created = [item for item in missing_directories(self.path) if not os.path.lexists(item)]
         with atomicfile.exclusive(self.path):
@@ -66,8 +74,13 @@ class Journal:
                 if original is not None:
                     backup = f"{len(files) + 1}-{os.path.basename(path)}.orig"
                     atomicfile.replace(os.path.join(self.directory, backup), original)
-                files[path] = {"format": file_format, "existed": existed, "backup": backup, "mode": mode,
-                               "before": [] if before is ABSENT else [before]}
+                files[path] = {
+                    "format": file_format,
+                    "existed": existed,
+                    "backup": backup,
+                    "mode": mode,
+                    "before": [] if before is ABSENT else [before],
+                }
             files[path]["written"] = digest(written)
             atomicfile.replace(self.path, json.dumps(state, indent=1).encode())
 
@@ -114,17 +127,20 @@ class Journal:
         as created only their directories (and, from older versions, their lock files): what undo acts on."""
         for path, item in state["files"].items():
             if not self._manages(path):
-                raise HelperError(f"{self.path} names {path}, which is no tool file setup manages with this HOME "
-                                  "and these variables: undo with the variables setup ran with (DOCKER_CONFIG, "
-                                  "APPTAINER_CONFIGDIR, ...), or move the journal away")
+                raise HelperError(
+                    f"{self.path} names {path}, which is no tool file setup manages with this HOME "
+                    "and these variables: undo with the variables setup ran with (DOCKER_CONFIG, "
+                    "APPTAINER_CONFIGDIR, ...), or move the journal away"
+                )
             backup = item.get("backup")
             if backup is not None and not (isinstance(backup, str) and _is_plain_name(backup)):
                 raise self._refused(f"names a backup outside {self.directory}")
         recorded = [*state["files"], self.path]
         for path in state["created"]:
             if not (path in {item + ".lock" for item in recorded} or any(_contains(path, item) for item in recorded)):
-                raise self._refused(f"names {path} as created by setup, which is neither a directory of its files "
-                                    "nor their lock")
+                raise self._refused(
+                    f"names {path} as created by setup, which is neither a directory of its files nor their lock"
+                )
         return state
 
     def _refused(self, why: str) -> HelperError:
@@ -136,5 +152,6 @@ def _is_plain_name(name: str) -> bool:
 
 
 def _contains(directory: object, path: str) -> bool:
-    return isinstance(directory, str) and os.path.isabs(directory) and path.startswith(directory.rstrip(os.sep) + os.sep)
-
+    return (
+        isinstance(directory, str) and os.path.isabs(directory) and path.startswith(directory.rstrip(os.sep) + os.sep)
+    )

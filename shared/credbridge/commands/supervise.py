@@ -39,8 +39,7 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     """Run argv with signals forwarded; its exit status, or 128+N when signal N killed it (as a shell says)."""
     try:
         # The command starts with no signal blocked and SIGPIPE back to default, as from a shell.
-        pid = os.posix_spawnp(argv[0], list(argv), dict(env), setsigmask=(),
-                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+        pid = os.posix_spawnp(argv[0], list(argv), dict(env), setsigmask=(), setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
     except FileNotFoundError:
         raise CommandNotRun(f"{argv[0]}: command not found", 127) from None
     except OSError as error:  # not executable, not a program, argument list too long

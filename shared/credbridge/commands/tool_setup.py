@@ -14,18 +14,14 @@ import sys
 from contextlib import nullcontext
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol, Sequence
 
-from credbridge.files import atomicfile
-from credbridge.files import dockerconfig
-from credbridge.files import registriesconf
-from credbridge.files import tomlkey
-from credbridge.files import userdirs
-from credbridge.errors import HelperError
-from credbridge.helperclient import find_program
-from credbridge.stores.router.routing import ROUTER
-from credbridge.commands.tool_names import TOOLS
 from credbridge.commands.setup_journal import Entry, Journal, digest, missing_directories
-from credbridge.stores.apptainer import APPTAINER, SINGULARITY, ApptainerFilesStore, Flavour
+from credbridge.commands.tool_names import TOOLS
+from credbridge.errors import HelperError
+from credbridge.files import atomicfile, dockerconfig, registriesconf, tomlkey, userdirs
 from credbridge.files.tomlkey import ABSENT
+from credbridge.helperclient import find_program
+from credbridge.stores.apptainer import APPTAINER, SINGULARITY, ApptainerFilesStore, Flavour
+from credbridge.stores.router.routing import ROUTER
 
 #: The first versions whose docker:// pulls and registry login honour credsStore.
 CREDS_STORE_SINCE = {APPTAINER.name: (1, 4), SINGULARITY.name: (4, 1)}
@@ -74,8 +70,10 @@ class DockerConfigKey:
         return dockerconfig.dumps(document)
 
     def holds_logins(self, content: Optional[bytes]) -> bool:
-        return any(dockerconfig.entry_credentials(key, entry) is not None
-                   for key, entry in dockerconfig.auths(self._document(content)).items())
+        return any(
+            dockerconfig.entry_credentials(key, entry) is not None
+            for key, entry in dockerconfig.auths(self._document(content)).items()
+        )
 
     def _document(self, content: Optional[bytes]) -> dockerconfig.Config:
         """`content` was just read from the file, so the file is what dockerconfig parses."""
@@ -151,11 +149,15 @@ def _check_on_path(program: str, env: Mapping[str, str]) -> None:
     if find_program(program, env) is not None:
         return
     home = env.get("HOME", "")
-    for directory in dict.fromkeys([os.path.dirname(os.path.abspath(sys.argv[0])), os.path.join(home, ".local", "bin")]):
+    for directory in dict.fromkeys(
+        [os.path.dirname(os.path.abspath(sys.argv[0])), os.path.join(home, ".local", "bin")]
+    ):
         if os.access(os.path.join(directory, program), os.X_OK):
-            shown = "$HOME" + directory[len(home):] if home and directory.startswith(home + os.sep) else directory
-            raise HelperError(f"{program} is in {directory}, which is not on PATH, so no tool would find it: "
-                              f"run `export PATH=\"{shown}:$PATH\"` and add that line to ~/.profile")
+            shown = "$HOME" + directory[len(home) :] if home and directory.startswith(home + os.sep) else directory
+            raise HelperError(
+                f"{program} is in {directory}, which is not on PATH, so no tool would find it: "
+                f'run `export PATH="{shown}:$PATH"` and add that line to ~/.profile'
+            )
     raise HelperError(f"{program} is not on PATH: install it, or choose another with --helper")
 
 
@@ -206,15 +208,21 @@ def _journal(env: Mapping[str, str]) -> Journal:
 def is_tool_file(env: Mapping[str, str], path: str) -> bool:
     """Whether setup could have written `path` for this user: all that undo may restore or remove."""
     containers = os.path.join(userdirs.home(env), ".config", "containers")
-    authfiles = [authfile for flavour in (APPTAINER, SINGULARITY) for authfile in ApptainerFilesStore(env, flavour).authfiles()]
-    return (path in {dockerconfig.docker_config_path(env), os.path.join(containers, "registries.conf"), *authfiles}
-            or (os.path.dirname(path) == os.path.join(containers, "registries.conf.d") and path.endswith(".conf")))
+    authfiles = [
+        authfile for flavour in (APPTAINER, SINGULARITY) for authfile in ApptainerFilesStore(env, flavour).authfiles()
+    ]
+    return path in {dockerconfig.docker_config_path(env), os.path.join(containers, "registries.conf"), *authfiles} or (
+        os.path.dirname(path) == os.path.join(containers, "registries.conf.d") and path.endswith(".conf")
+    )
 
 
 def found_tools(env: Mapping[str, str]) -> list[str]:
     """Tools on PATH; docker also when only its config exists (docker-py has no program)."""
-    return [tool for tool in TOOLS if find_program(tool, env)
-            or (tool == "docker" and os.path.lexists(dockerconfig.docker_config_path(env)))]
+    return [
+        tool
+        for tool in TOOLS
+        if find_program(tool, env) or (tool == "docker" and os.path.lexists(dockerconfig.docker_config_path(env)))
+    ]
 
 
 def _plan(tool: str, env: Mapping[str, str], helper: str, say: Say) -> Optional[tuple[KeySetting, Any]]:
@@ -246,8 +254,10 @@ def creds_store_ignored(env: Mapping[str, str]) -> list[str]:
 
 def _ignores_creds_store(tool: str, flavour: Flavour, version: tuple[int, int]) -> str:
     since = ".".join(map(str, CREDS_STORE_SINCE[flavour.name]))
-    return (f"{flavour.name} {'.'.join(map(str, version))} ignores credsStore: run it as "
-            f"`credbridge exec -- {tool} pull docker://...` (or upgrade to {since} or later)")
+    return (
+        f"{flavour.name} {'.'.join(map(str, version))} ignores credsStore: run it as "
+        f"`credbridge exec -- {tool} pull docker://...` (or upgrade to {since} or later)"
+    )
 
 
 def _installed_flavour(tool: str, env: Mapping[str, str]) -> tuple[Flavour, Optional[tuple[int, int]]]:
@@ -257,8 +267,15 @@ def _installed_flavour(tool: str, env: Mapping[str, str]) -> tuple[Flavour, Opti
     if program is None:
         return flavour, None
     try:
-        done = subprocess.run([program, "--version"], env=dict(env), stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=VERSION_TIMEOUT_SECONDS, check=False)
+        done = subprocess.run(
+            [program, "--version"],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=VERSION_TIMEOUT_SECONDS,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         raise HelperError(f"`{program} --version` did not answer: name the tools to set up with --tool") from None
     found = re.search(r"(\d+)\.(\d+)", done.stdout)
@@ -310,10 +327,15 @@ def _undo_file(entry: Entry, dry_run: bool) -> str:
             if not dry_run:
                 atomicfile.replace(entry.path, setting.render(found[0], entry.before))
                 os.chmod(entry.path, stat.S_IMODE(found[1].st_mode))
-            why = "changed since setup" if digest(found[0]) != entry.written_digest else \
-                "held plaintext logins, which setup does not copy"
-            return (f"{entry.path}: {why}, so only {setting.key} "
-                    f"{'would go' if dry_run else 'went'} back to {_shown(entry.before)}")
+            why = (
+                "changed since setup"
+                if digest(found[0]) != entry.written_digest
+                else "held plaintext logins, which setup does not copy"
+            )
+            return (
+                f"{entry.path}: {why}, so only {setting.key} "
+                f"{'would go' if dry_run else 'went'} back to {_shown(entry.before)}"
+            )
         if not entry.existed:
             if not dry_run:
                 os.unlink(entry.path)
@@ -325,7 +347,8 @@ def _undo_file(entry: Entry, dry_run: bool) -> str:
 
 
 def _remove_created(path: str) -> None:
-    """A directory only when empty (something else may live there now); a file (older journals list lock files) always."""
+    """A directory only when empty (something else may live there now); a file (older journals list lock files)
+    always."""
     try:
         if os.path.isdir(path) and not os.path.islink(path):
             os.rmdir(path)

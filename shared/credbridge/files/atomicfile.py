@@ -38,7 +38,9 @@ class CannotWrite(HelperError):
 
 def _refuse_unsafe(path: str, info: os.stat_result) -> None:
     if stat.S_ISLNK(info.st_mode):
-        raise HelperError(f"{path} is a symlink: replace it with the real file or directory, or point credbridge at the target")
+        raise HelperError(
+            f"{path} is a symlink: replace it with the real file or directory, or point credbridge at the target"
+        )
     if info.st_uid != os.getuid():
         raise HelperError(f"{path} is not owned by you: move it away, or point credbridge at a file of yours")
     if info.st_mode & 0o022:
@@ -224,7 +226,7 @@ def _replace(path: str, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(descriptor, view):]
+            view = view[os.write(descriptor, view) :]
         os.fsync(descriptor)
         os.close(descriptor)
         descriptor = -1

@@ -11,8 +11,8 @@ import os
 import sys
 from typing import Any, Mapping, Optional
 
-from credbridge.files import atomicfile
 from credbridge.errors import HelperError
+from credbridge.files import atomicfile
 from credbridge.files.userdirs import config_home
 
 CONFIG_ENV = "CREDBRIDGE_CONFIG"
@@ -42,7 +42,9 @@ def load_config(env: Mapping[str, str]) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as error:
-        raise HelperError(f"cannot read the credbridge configuration {path}: {getattr(error, 'strerror', None) or error}") from None
+        raise HelperError(
+            f"cannot read the credbridge configuration {path}: {getattr(error, 'strerror', None) or error}"
+        ) from None
     document = parse_yaml(text, f"the credbridge configuration {path}", "fix or remove it")
     if document is None:
         document = {}
@@ -61,17 +63,21 @@ def parse_yaml(text: str, described: str, fix: str) -> Any:
     try:
         for event in yaml.parse(text, Loader=loader):
             if isinstance(event, yaml.AliasEvent):
-                raise HelperError(f"{described} uses a YAML alias (*{shortened(event.anchor)}, line "
-                                  f"{event.start_mark.line + 1}), which credbridge does not read: write the value out")
+                raise HelperError(
+                    f"{described} uses a YAML alias (*{shortened(event.anchor)}, line "
+                    f"{event.start_mark.line + 1}), which credbridge does not read: write the value out"
+                )
         return yaml.load(text, Loader=loader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise HelperError(f"{described} is not valid YAML{where}: {fix}") from None
     except ValueError:  # an int of more digits than Python converts, a date that does not exist
-        raise HelperError(f"{described}: {_unreadable_value(text, loader)} cannot be read "
-                          f"(a number of over {sys.get_int_max_str_digits()} digits, or a date that does not exist?): "
-                          f"put it in quotes, or {fix}") from None
+        raise HelperError(
+            f"{described}: {_unreadable_value(text, loader)} cannot be read "
+            f"(a number of over {sys.get_int_max_str_digits()} digits, or a date that does not exist?): "
+            f"put it in quotes, or {fix}"
+        ) from None
 
 
 def _unreadable_value(text: str, loader: Any) -> str:
@@ -120,6 +126,7 @@ def section(env: Mapping[str, str], name: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise HelperError(f"`{name}` in the credbridge configuration {config_path(env)} must be a mapping, "
-                          f"not {shortened(value)}")
+        raise HelperError(
+            f"`{name}` in the credbridge configuration {config_path(env)} must be a mapping, not {shortened(value)}"
+        )
     return value

@@ -14,16 +14,17 @@ import re
 from typing import Any, Mapping, Optional
 
 from credbridge import debuglog, urls
-from credbridge.files import atomicfile
-from credbridge.files import userdirs
 from credbridge.errors import HelperError
+from credbridge.files import atomicfile, userdirs
 from credbridge.helperclient import is_helper_name
 from credbridge.store import Credentials
 
 #: The Username docker uses for an identity token (OAuth refresh token).
 TOKEN_USERNAME = "<token>"
 # json.dumps keeps <, >, & and U+2028/9 as they are; Go escapes them (only strings can hold them).
-_GO_HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+_GO_HTML_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
 # json.dumps writes backspace and form feed as \b and \f; Go as \u0008 and \u000c.
 _SHORT_B_OR_F = re.compile(r"(?<!\\)((?:\\\\)*)\\([bf])")
 
@@ -41,7 +42,9 @@ def parse(data: bytes, path: str) -> Config:
     try:
         config = json.loads(data.decode("utf-8")) if data.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise HelperError(f"{path} is not valid JSON ({error.__class__.__name__} at byte {getattr(error, 'pos', 0)}): fix or move it") from None
+        raise HelperError(
+            f"{path} is not valid JSON ({error.__class__.__name__} at byte {getattr(error, 'pos', 0)}): fix or move it"
+        ) from None
     except RecursionError:
         raise HelperError(f"{path} is nested too deeply to be a docker config file: fix or move it") from None
     if not isinstance(config, dict):
@@ -52,7 +55,9 @@ def parse(data: bytes, path: str) -> Config:
 def dumps(config: Config) -> bytes:
     """Byte for byte as docker/cli writes it (Go's MarshalIndent with tabs), keys in the order given."""
     text = json.dumps(config, indent="\t", ensure_ascii=False).translate(_GO_HTML_ESCAPES)
-    return _SHORT_B_OR_F.sub(lambda match: match.group(1) + ("\\u0008" if match.group(2) == "b" else "\\u000c"), text).encode("utf-8")
+    return _SHORT_B_OR_F.sub(
+        lambda match: match.group(1) + ("\\u0008" if match.group(2) == "b" else "\\u000c"), text
+    ).encode("utf-8")
 
 
 def docker_config_path(env: Mapping[str, str]) -> str:
@@ -164,8 +169,11 @@ def helper_for(config: Config, server_url: str) -> Optional[str]:
 
 def registry_helpers(config: Config) -> dict[str, str]:
     """`credHelpers`: registry -> helper name, the unusable names left out."""
-    return {registry: name for registry, name in map_field(config, "credHelpers").items()
-            if _usable_helper_name(name, "credHelpers")}
+    return {
+        registry: name
+        for registry, name in map_field(config, "credHelpers").items()
+        if _usable_helper_name(name, "credHelpers")
+    }
 
 
 def default_helper(config: Config) -> Optional[str]:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 from typing import Mapping, NamedTuple
 
-from credbridge.files import tomlkey
-from credbridge.files import userdirs
 from credbridge.errors import HelperError
+from credbridge.files import tomlkey, userdirs
 
 KEY = "credential-helpers"
 #: The reserved entry that means "the auth files", kept second so logins already in them still work.
@@ -51,13 +50,16 @@ def target(env: Mapping[str, str], system_file: str = SYSTEM_FILE, system_dir: s
     if not setters:
         return chosen
     if os.path.dirname(setters[-1]) != user_dir:
-        raise HelperError(f"{setters[-1]} sets {KEY} for every user and overrides {chosen.path}: "
-                          f"ask an administrator, or set CONTAINERS_REGISTRIES_CONF to a file of yours")
+        raise HelperError(
+            f"{setters[-1]} sets {KEY} for every user and overrides {chosen.path}: "
+            f"ask an administrator, or set CONTAINERS_REGISTRIES_CONF to a file of yours"
+        )
     return Target(setters[-1], b"", False)
 
 
-def effective_helpers(env: Mapping[str, str], system_file: str = SYSTEM_FILE,
-                      system_dir: str = SYSTEM_DROPIN_DIR) -> tuple[list[str], str]:
+def effective_helpers(
+    env: Mapping[str, str], system_file: str = SYSTEM_FILE, system_dir: str = SYSTEM_DROPIN_DIR
+) -> tuple[list[str], str]:
     """The `credential-helpers` podman, skopeo and buildah use now, and the file that set it
     (the last one read that sets the key; containers/image's default when none does)."""
     user_base = os.path.join(userdirs.home(env), ".config", "containers")
@@ -81,10 +83,13 @@ def check_format(text: str, path: str) -> None:
     """Refuse a v1-format file (`[registries.search]`...): containers/image rejects v2 keys beside v1 ones."""
     document = tomlkey.parse(text, path)
     tables = document.get("registries")
-    if isinstance(tables, dict) and any(isinstance(tables.get(name), dict) and "registries" in tables[name]
-                                        for name in _V1_TABLES):
-        raise HelperError(f"{path} is in the old v1 format ([registries.search] ...), which cannot hold {KEY}: "
-                          f"convert it to v2 (unqualified-search-registries, [[registry]]; see containers-registries.conf(5))")
+    if isinstance(tables, dict) and any(
+        isinstance(tables.get(name), dict) and "registries" in tables[name] for name in _V1_TABLES
+    ):
+        raise HelperError(
+            f"{path} is in the old v1 format ([registries.search] ...), which cannot hold {KEY}: "
+            f"convert it to v2 (unqualified-search-registries, [[registry]]; see containers-registries.conf(5))"
+        )
 
 
 def _dropins(directory: str) -> list[str]:
@@ -93,8 +98,11 @@ def _dropins(directory: str) -> list[str]:
         names = sorted(os.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return [os.path.join(directory, name) for name in names
-            if name.endswith(".conf") and not os.path.isdir(os.path.join(directory, name))]
+    return [
+        os.path.join(directory, name)
+        for name in names
+        if name.endswith(".conf") and not os.path.isdir(os.path.join(directory, name))
+    ]
 
 
 def _sets_key(path: str) -> bool:

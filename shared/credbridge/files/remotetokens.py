@@ -42,13 +42,17 @@ def held_in(document: Document) -> list[Held]:
     """Every endpoint token and keyserver login in plaintext in the document, keyed for a store."""
     found = []
     remotes = document.get("Remotes")
-    for remote in (remotes.values() if isinstance(remotes, dict) else ()):
-        if isinstance(remote, dict) and isinstance(remote.get("URI"), str) and \
-                isinstance(remote.get("Token"), str) and remote["Token"]:
+    for remote in remotes.values() if isinstance(remotes, dict) else ():
+        if (
+            isinstance(remote, dict)
+            and isinstance(remote.get("URI"), str)
+            and isinstance(remote.get("Token"), str)
+            and remote["Token"]
+        ):
             credentials = Credentials(ENDPOINT_PREFIX + remote["URI"], dockerconfig.TOKEN_USERNAME, remote["Token"])
             found.append(Held(credentials, remote, "Token"))
     entries = document.get("Credentials")
-    for entry in (entries if isinstance(entries, list) else ()):
+    for entry in entries if isinstance(entries, list) else ():
         if isinstance(entry, dict) and isinstance(entry.get("URI"), str) and isinstance(entry.get("Auth"), str):
             credentials = from_authorization(KEYSERVER_PREFIX + entry["URI"], entry["Auth"])
             if credentials is not None:

@@ -10,9 +10,9 @@ from typing import Any, NamedTuple, Optional
 
 import yaml
 
+from credbridge.errors import HelperError
 from credbridge.files import atomicfile
 from credbridge.files.config import parse_yaml
-from credbridge.errors import HelperError
 
 Document = dict[str, Any]
 
@@ -58,8 +58,14 @@ def save(path: str, remote: RemoteFile) -> None:
 def dumps(remote: RemoteFile) -> bytes:
     dumper = _IndentedListDumper if remote.style.indented_lists else _FlushListDumper
     # allow_unicode stays off: escaped, every string reads back exactly in Go (U+0085 would not).
-    return yaml.dump(remote.document, Dumper=dumper, indent=remote.style.indent, sort_keys=False,
-                     default_flow_style=False, width=1 << 30).encode("utf-8")
+    return yaml.dump(
+        remote.document,
+        Dumper=dumper,
+        indent=remote.style.indent,
+        sort_keys=False,
+        default_flow_style=False,
+        width=1 << 30,
+    ).encode("utf-8")
 
 
 def _style_of(text: str) -> Style:

@@ -11,8 +11,8 @@ import stat
 from typing import Optional
 
 from credbridge import wire
-from credbridge.files import atomicfile
 from credbridge.errors import HelperError
+from credbridge.files import atomicfile
 
 #: More is no passphrase, token or JWT: a pipe is read no further.
 MAX_BYTES = 1024 * 1024
@@ -22,11 +22,15 @@ def loose(path: str, info: os.stat_result, issued: bool = False) -> Optional[tup
     """(problem, fix) when the secret file at `path` is not this user's alone (`issued`: not this user's or
     root's, or writable by others)."""
     if info.st_uid != os.getuid() and not (issued and info.st_uid == 0):
-        return (f"{path} is not owned by you (owner uid {info.st_uid})",
-                "put the secret in a file of your own and run `chmod 600` on it")
+        return (
+            f"{path} is not owned by you (owner uid {info.st_uid})",
+            "put the secret in a file of your own and run `chmod 600` on it",
+        )
     if info.st_mode & (0o022 if issued else 0o077):
-        return (f"{path} is open to {'writes by ' if issued else ''}group or others (mode {info.st_mode & 0o777:04o})",
-                f"chmod {'go-w' if issued else '600'} {path}")
+        return (
+            f"{path} is open to {'writes by ' if issued else ''}group or others (mode {info.st_mode & 0o777:04o})",
+            f"chmod {'go-w' if issued else '600'} {path}",
+        )
     return None
 
 

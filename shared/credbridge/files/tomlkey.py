@@ -69,7 +69,7 @@ def _candidates(text: str, key: str, value: Any) -> list[str]:
         end = _value_end(lines, first, key)
         if end is None:
             continue
-        ending = lines[end - 1][len(lines[end - 1].rstrip("\r\n")):]
+        ending = lines[end - 1][len(lines[end - 1].rstrip("\r\n")) :]
         replacement = "" if value is ABSENT else _assignment(key, value, ending or "")
         found.append("".join(lines[:first]) + replacement + "".join(lines[end:]))
     if value is not ABSENT:

@@ -10,12 +10,8 @@ import os
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
 
 from credbridge import debuglog, urls
-from credbridge.files import atomicfile
-from credbridge.files import dockerconfig
-from credbridge.files import remotetokens
-from credbridge.files import remoteyaml
-from credbridge.files import userdirs
 from credbridge.errors import CredentialsNotFound
+from credbridge.files import atomicfile, dockerconfig, remotetokens, remoteyaml, userdirs
 from credbridge.helperclient import HelperProgram
 from credbridge.store import Credentials
 
@@ -35,8 +31,14 @@ class Flavour(NamedTuple):
 
 
 SINGULARITY = Flavour("singularity", ".singularity", ("SINGULARITY_CONFIGDIR",), "SINGULARITY_AUTHFILE", False, None)
-APPTAINER = Flavour("apptainer", ".apptainer", ("APPTAINER_CONFIGDIR", "SINGULARITY_CONFIGDIR"),
-                    "APPTAINER_AUTH_FILE", True, SINGULARITY)
+APPTAINER = Flavour(
+    "apptainer",
+    ".apptainer",
+    ("APPTAINER_CONFIGDIR", "SINGULARITY_CONFIGDIR"),
+    "APPTAINER_AUTH_FILE",
+    True,
+    SINGULARITY,
+)
 
 
 def _configured_dir(env: Mapping[str, str], flavour: Flavour) -> Optional[str]:
@@ -144,8 +146,11 @@ class ApptainerFilesStore:
         helper = self._helper(config, server_url)
         if helper is not None:
             return helper.get(server_url)
-        entries = {key: entry for key, entry in dockerconfig.auths(config).items()
-                   if dockerconfig.entry_credentials(key, entry) is not None}
+        entries = {
+            key: entry
+            for key, entry in dockerconfig.auths(config).items()
+            if dockerconfig.entry_credentials(key, entry) is not None
+        }
         match = urls.best_match(server_url, entries)
         return None if match is None else dockerconfig.entry_credentials(match, entries[match])
 
@@ -181,7 +186,9 @@ class ApptainerFilesStore:
 
     def _get_from_remote_yaml(self, server_url: str) -> Optional[Credentials]:
         debuglog.log("remote.yaml", file=self.remote_yaml)
-        found = {entry.server_url: entry for entry in _remote_yaml_credentials(remoteyaml.load(self.remote_yaml).document)}
+        found = {
+            entry.server_url: entry for entry in _remote_yaml_credentials(remoteyaml.load(self.remote_yaml).document)
+        }
         match = urls.best_match(server_url, found)
         return None if match is None else found[match]
 

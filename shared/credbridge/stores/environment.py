@@ -12,10 +12,10 @@ import re
 from typing import Any, Mapping, NamedTuple, Optional
 
 from credbridge import debuglog, urls
-from credbridge.files import dockerconfig
-from credbridge.stores.router import routing
 from credbridge.errors import CredentialsNotFound, HelperError
+from credbridge.files import dockerconfig
 from credbridge.store import Credentials
+from credbridge.stores.router import routing
 
 PER_REGISTRY_PREFIX = "CREDBRIDGE_AUTH_"
 SCOPE_VARIABLE = "CREDBRIDGE_ENV_REGISTRIES"
@@ -23,9 +23,11 @@ AUTH_CONFIG_VARIABLE = "DOCKER_AUTH_CONFIG"
 AUTH_CONFIG_FIX = "set it to a docker config.json, or unset it"
 SCOPE_FIX = f"correct or remove it in {SCOPE_VARIABLE}"
 #: Apptainer's order: its own names, then SingularityCE's, then the bare docker ones.
-GLOBAL_PAIRS = (("APPTAINER_DOCKER_USERNAME", "APPTAINER_DOCKER_PASSWORD"),
-                ("SINGULARITY_DOCKER_USERNAME", "SINGULARITY_DOCKER_PASSWORD"),
-                ("DOCKER_USERNAME", "DOCKER_PASSWORD"))
+GLOBAL_PAIRS = (
+    ("APPTAINER_DOCKER_USERNAME", "APPTAINER_DOCKER_PASSWORD"),
+    ("SINGULARITY_DOCKER_USERNAME", "SINGULARITY_DOCKER_PASSWORD"),
+    ("DOCKER_USERNAME", "DOCKER_PASSWORD"),
+)
 _BINDING_PART = re.compile(r"^CREDBRIDGE_AUTH_(.+)_(REGISTRY|USERNAME|PASSWORD)$")
 
 
@@ -90,6 +92,7 @@ class EnvironmentSource:
 
 # -- CREDBRIDGE_AUTH_<NAME>_* ---------------------------------------------------------------------
 
+
 def _bindings(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """NAME -> {REGISTRY|USERNAME|PASSWORD: variable name} for every non-empty part set."""
     found: dict[str, dict[str, str]] = {}
@@ -124,6 +127,7 @@ def _bound_pair(env: Mapping[str, str], server_url: str) -> Optional[tuple[str, 
 
 
 # -- DOCKER_AUTH_CONFIG ---------------------------------------------------------------------------
+
 
 def _auth_config(env: Mapping[str, str]) -> dict[str, Any]:
     """The `auths` of DOCKER_AUTH_CONFIG ({} when unset); a bad value is one line that never quotes it."""
@@ -170,6 +174,7 @@ def _entry_credentials(key: str, entry: Any) -> Optional[Credentials]:
 
 # -- the global pairs -----------------------------------------------------------------------------
 
+
 def _scope_entries(env: Mapping[str, str]) -> list[str]:
     entries = [pattern.strip().lower() for pattern in env.get(SCOPE_VARIABLE, "").split(",")]
     return [entry for entry in entries if entry]
@@ -182,8 +187,11 @@ def scope_patterns(env: Mapping[str, str]) -> list[str]:
 
 def scope_problems(env: Mapping[str, str]) -> list[str]:
     """One line for each entry of CREDBRIDGE_ENV_REGISTRIES that is ignored, and why."""
-    return [f"{entry!r} in {SCOPE_VARIABLE} is not {routing.PATTERN_RULE}, so it is ignored"
-            for entry in _scope_entries(env) if not routing.is_pattern(entry)]
+    return [
+        f"{entry!r} in {SCOPE_VARIABLE} is not {routing.PATTERN_RULE}, so it is ignored"
+        for entry in _scope_entries(env)
+        if not routing.is_pattern(entry)
+    ]
 
 
 def _scope_shown(pattern: str) -> str:
@@ -207,6 +215,7 @@ def _global_pair(env: Mapping[str, str], server_url: str) -> Optional[tuple[str,
 
 
 # -- what doctor, config and list show ------------------------------------------------------------
+
 
 def _listable_registries(env: Mapping[str, str]) -> list[str]:
     """Every exact registry some variable binds (wildcards in CREDBRIDGE_ENV_REGISTRIES cannot be listed)."""

@@ -43,13 +43,16 @@ def open_keyring(env: Mapping[str, str]) -> CredentialStore:
         return SecretServiceStore(env)
     spec, label = BACKENDS.get(choice, (choice, choice))
     if ":" not in spec:
-        raise HelperError(f"unknown {BACKEND_ENV}={choice!r}: use secretservice, macos, windows, kwallet "
-                          "or a python-keyring backend class as module:Class")
+        raise HelperError(
+            f"unknown {BACKEND_ENV}={choice!r}: use secretservice, macos, windows, kwallet "
+            "or a python-keyring backend class as module:Class"
+        )
     from credbridge.stores import pykeyring
 
     chunk_bytes = _chunk_bytes(env, BLOB_LIMITS.get(spec))
-    return pykeyring.PyKeyringStore(pykeyring.load_backend(spec, label, env), label, chunk_bytes,
-                                    pykeyring.index_lock_path(env), env)
+    return pykeyring.PyKeyringStore(
+        pykeyring.load_backend(spec, label, env), label, chunk_bytes, pykeyring.index_lock_path(env), env
+    )
 
 
 def _chunk_bytes(env: Mapping[str, str], blob_limit: Optional[int]) -> Optional[int]:

@@ -16,8 +16,8 @@ from importlib import import_module
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 
 from credbridge import debuglog, urls
-from credbridge.files import userdirs
 from credbridge.errors import CredentialsNotFound, HelperError
+from credbridge.files import userdirs
 from credbridge.store import Credentials
 
 T = TypeVar("T")
@@ -97,19 +97,25 @@ def load_backend(spec: str, label: str, env: Mapping[str, str]) -> Any:
         backend_class = getattr(import_module(module_name), class_name)
         from keyring.backend import KeyringBackend
     except (ImportError, AttributeError) as error:
-        raise HelperError(f"cannot load the keyring backend {spec} ({type(error).__name__}: {error}): "
-                          "check CREDBRIDGE_KEYRING_BACKEND and that python-keyring is installed") from None
+        raise HelperError(
+            f"cannot load the keyring backend {spec} ({type(error).__name__}: {error}): "
+            "check CREDBRIDGE_KEYRING_BACKEND and that python-keyring is installed"
+        ) from None
     if not (isinstance(backend_class, type) and issubclass(backend_class, KeyringBackend)):
         raise HelperError(f"{spec} is not a python-keyring backend class: check CREDBRIDGE_KEYRING_BACKEND")
     try:
         with callers_session(env):
             priority = backend_class.priority
     except Exception as error:
-        raise HelperError(f"the keyring ({label}) cannot be used here ({error}): "
-                          "set CREDBRIDGE_KEYRING_BACKEND to a keyring this machine has") from None
+        raise HelperError(
+            f"the keyring ({label}) cannot be used here ({error}): "
+            "set CREDBRIDGE_KEYRING_BACKEND to a keyring this machine has"
+        ) from None
     if not priority or priority <= 0:
-        raise HelperError(f"the keyring ({label}) cannot be used here (python-keyring rates it {priority}): "
-                          "set CREDBRIDGE_KEYRING_BACKEND to a keyring this machine has")
+        raise HelperError(
+            f"the keyring ({label}) cannot be used here (python-keyring rates it {priority}): "
+            "set CREDBRIDGE_KEYRING_BACKEND to a keyring this machine has"
+        )
     return backend_class()
 
 
@@ -125,8 +131,9 @@ def index_lock_path(env: Mapping[str, str]) -> str:
 class PyKeyringStore:
     """The four operations over a python-keyring backend, with an index and split values."""
 
-    def __init__(self, backend: Any, label: str, chunk_bytes: Optional[int], lock_path: str,
-                 env: Mapping[str, str]) -> None:
+    def __init__(
+        self, backend: Any, label: str, chunk_bytes: Optional[int], lock_path: str, env: Mapping[str, str]
+    ) -> None:
         self._env = env
         self._backend = backend
         self._label = label
@@ -139,7 +146,9 @@ class PyKeyringStore:
         """The credential first, then the index: an index entry always has its credential."""
         with self._locked():
             index = self._index()
-            self._write(CREDENTIAL_PREFIX + credentials.server_url, json.dumps([credentials.username, credentials.secret]))
+            self._write(
+                CREDENTIAL_PREFIX + credentials.server_url, json.dumps([credentials.username, credentials.secret])
+            )
             if index.get(credentials.server_url) != credentials.username:
                 index[credentials.server_url] = credentials.username
                 self._write(INDEX_SERVICE, json.dumps(index, sort_keys=True))
@@ -191,8 +200,10 @@ class PyKeyringStore:
                 continue
             if None not in parts:
                 return "".join(parts)
-        raise HelperError(f"the keyring entry {service} has lost parts of its value: "
-                          f"remove the entries named *{service} from the keyring ({self._label}) and log in again")
+        raise HelperError(
+            f"the keyring entry {service} has lost parts of its value: "
+            f"remove the entries named *{service} from the keyring ({self._label}) and log in again"
+        )
 
     def _write(self, service: str, value: str) -> None:
         """Parts under a fresh generation, then the head, then the old parts go."""
@@ -231,21 +242,25 @@ class PyKeyringStore:
         tag, _, rest = head.partition(" ")
         generation, _, count = rest.partition(" ")
         if tag != HEAD_TAG or not generation or not count.isdigit() or int(count) < 1:
-            raise HelperError(f"the keyring entry {service} was not written by this credbridge: "
-                              f"remove it from the keyring ({self._label}), then log in again")
+            raise HelperError(
+                f"the keyring entry {service} was not written by this credbridge: "
+                f"remove it from the keyring ({self._label}), then log in again"
+            )
         return generation, int(count)
 
     def _decoded(self, value: str, service: str) -> Any:
         try:
             return json.loads(value)
         except ValueError:
-            raise HelperError(f"the keyring entry {service} is damaged: remove it from the keyring ({self._label}), "
-                              "then log in again") from None
+            raise HelperError(
+                f"the keyring entry {service} is damaged: remove it from the keyring ({self._label}), then log in again"
+            ) from None
 
     # -- the backend and the lock --------------------------------------------
 
     def _get(self, service: str) -> Optional[str]:
         """One value, None if absent; _Vanished if it was deleted between the backend's search and read."""
+
         def read() -> Optional[str]:
             try:
                 return self._backend.get_password(service, ACCOUNT)
@@ -270,8 +285,9 @@ class PyKeyringStore:
         except KeyringError as error:
             raise HelperError(f"the keyring ({self._label}) refused the request: {error}") from None
         except Exception as error:
-            raise HelperError(f"the keyring ({self._label}) failed ({type(error).__name__}): "
-                              "check that it is running and unlocked") from None
+            raise HelperError(
+                f"the keyring ({self._label}) failed ({type(error).__name__}): check that it is running and unlocked"
+            ) from None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -322,8 +338,10 @@ def _windows_lock(path: str) -> Iterator[None]:
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise HelperError(f"another credbridge process holds {path} for over "
-                                      f"{LOCK_TIMEOUT_SECONDS:.0f} s: end it, or delete the file") from None
+                    raise HelperError(
+                        f"another credbridge process holds {path} for over "
+                        f"{LOCK_TIMEOUT_SECONDS:.0f} s: end it, or delete the file"
+                    ) from None
                 time.sleep(0.05)
         try:
             yield

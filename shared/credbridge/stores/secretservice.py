@@ -38,13 +38,25 @@ PROMPT_TIMEOUT_SECONDS = {"desktop": 60.0, "headless": 5.0}
 #: session bus raises it to 50000), and over the limit it answers with errors instead.
 PIPELINE_WINDOW = 64
 #: Error replies meaning "that item is gone": it was deleted between the search and the read.
-VANISHED_ERRORS = frozenset({"org.freedesktop.DBus.Error.UnknownObject", "org.freedesktop.DBus.Error.UnknownMethod",
-                             "org.freedesktop.Secret.Error.NoSuchObject"})
-HEADLESS_FIX = "on a machine without a desktop session, start one with `dbus-run-session` and `gnome-keyring-daemon --unlock`"
+VANISHED_ERRORS = frozenset(
+    {
+        "org.freedesktop.DBus.Error.UnknownObject",
+        "org.freedesktop.DBus.Error.UnknownMethod",
+        "org.freedesktop.Secret.Error.NoSuchObject",
+    }
+)
+HEADLESS_FIX = (
+    "on a machine without a desktop session, start one with `dbus-run-session` and `gnome-keyring-daemon --unlock`"
+)
 UNKNOWN_PROVIDER = "the Secret Service"
 #: The provider owning org.freedesktop.secrets, by its process name (/proc/<pid>/comm, cut at 15 bytes).
-PROVIDER_NAMES = {"gnome-keyring-d": "gnome-keyring", "keepassxc": "KeePassXC", "kwalletd5": "KWallet",
-                  "kwalletd6": "KWallet", "ksecretd": "KWallet"}
+PROVIDER_NAMES = {
+    "gnome-keyring-d": "gnome-keyring",
+    "keepassxc": "KeePassXC",
+    "kwalletd5": "KWallet",
+    "kwalletd6": "KWallet",
+    "ksecretd": "KWallet",
+}
 #: What a person does when the provider waits for them: each provider locks in its own way.
 UNLOCK_ADVICE = {
     "gnome-keyring": f"unlock the keyring in your desktop session; {HEADLESS_FIX}",
@@ -68,8 +80,9 @@ class SecretServiceStore:
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self._bus_address = _session_bus_address(env)
-        self._prompt_timeout = PROMPT_TIMEOUT_SECONDS["desktop" if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")
-                                                      else "headless"]
+        self._prompt_timeout = PROMPT_TIMEOUT_SECONDS[
+            "desktop" if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY") else "headless"
+        ]
         self._connection: Optional[DBusConnection] = None
         self._session: Any = None
 
@@ -81,6 +94,7 @@ class SecretServiceStore:
         Go's helper keeps one item per username and `get` then returns either
         at random; the latest login winning is what a user expects.
         """
+
         def run() -> None:
             collection = self._default_collection()
             self._unlock(collection, collection.collection_path)
@@ -99,8 +113,9 @@ class SecretServiceStore:
             else:
                 # Display label as written by the Debian/Ubuntu build (0.6.x) of the Go
                 # helper, whose `list` reports labels: its list then still works.
-                self._create_item(collection.collection_path, credentials.server_url, attributes,
-                                  credentials.secret.encode())
+                self._create_item(
+                    collection.collection_path, credentials.server_url, attributes, credentials.secret.encode()
+                )
             for path in earlier:
                 if path not in same_login[:1]:
                     self._delete(path)
@@ -109,12 +124,15 @@ class SecretServiceStore:
 
     def get(self, server_url: str) -> Credentials:
         """Two D-Bus round trips in the usual case: search, then attributes and secret together."""
+
         def run() -> Credentials:
             paths = self._search({"server": server_url})
             debuglog.log("secret service items with this exact server attribute", bus=self._bus_address, items=paths)
             if not paths:
                 everything = self._docker_items({})
-                match = urls.best_match(server_url, {attributes.get("server", "") for attributes in everything.values()})
+                match = urls.best_match(
+                    server_url, {attributes.get("server", "") for attributes in everything.values()}
+                )
                 if match is None:
                     raise CredentialsNotFound()
                 paths = [path for path, attributes in everything.items() if attributes.get("server") == match]
@@ -137,6 +155,7 @@ class SecretServiceStore:
 
     def list(self) -> dict[str, str]:
         """Keyed on the `server` attribute, whatever the display label style."""
+
         def run() -> dict[str, str]:
             items = self._docker_items({})
             paths_by_server: dict[str, list[str]] = {}
@@ -205,28 +224,44 @@ class SecretServiceStore:
     def _unlock_paths(self, paths: list[str]) -> None:
         """One Unlock request for all paths."""
         _unlocked, prompt = self._checked(
-            self._bus().send_and_get_reply(new_method_call(SERVICE, "Unlock", "ao", (paths,))))
+            self._bus().send_and_get_reply(new_method_call(SERVICE, "Unlock", "ao", (paths,)))
+        )
         self._complete(prompt, "unlock")
 
     def _create_item(self, collection_path: str, label: str, attributes: dict[str, str], secret: bytes) -> None:
         """CreateItem replacing the item with the same attributes; KeePassXC answers with a prompt."""
-        properties = {"org.freedesktop.Secret.Item.Label": ("s", label),
-                      "org.freedesktop.Secret.Item.Attributes": ("a{ss}", attributes)}
+        properties = {
+            "org.freedesktop.Secret.Item.Label": ("s", label),
+            "org.freedesktop.Secret.Item.Attributes": ("a{ss}", attributes),
+        }
         collection = DBusAddress(collection_path, SECRETS_BUS_NAME, "org.freedesktop.Secret.Collection")
-        _item, prompt = self._checked(self._bus().send_and_get_reply(new_method_call(
-            collection, "CreateItem", "a{sv}(oayays)b",
-            (properties, format_secret(self._secret_session(), secret, "text/plain"), True))))
+        _item, prompt = self._checked(
+            self._bus().send_and_get_reply(
+                new_method_call(
+                    collection,
+                    "CreateItem",
+                    "a{sv}(oayays)b",
+                    (properties, format_secret(self._secret_session(), secret, "text/plain"), True),
+                )
+            )
+        )
         self._complete(prompt, "store the login")
 
     def _set_secret(self, path: str, secret: bytes) -> None:
         item = DBusAddress(path, SECRETS_BUS_NAME, "org.freedesktop.Secret.Item")
-        self._checked(self._bus().send_and_get_reply(new_method_call(
-            item, "SetSecret", "(oayays)", (format_secret(self._secret_session(), secret, "text/plain"),))))
+        self._checked(
+            self._bus().send_and_get_reply(
+                new_method_call(
+                    item, "SetSecret", "(oayays)", (format_secret(self._secret_session(), secret, "text/plain"),)
+                )
+            )
+        )
 
     def _delete(self, path: str) -> None:
         """Delete one item; one deleted meanwhile (by a concurrent erase) is as good as deleted."""
         reply = self._bus().send_and_get_reply(
-            new_method_call(DBusAddress(path, SECRETS_BUS_NAME, "org.freedesktop.Secret.Item"), "Delete"))
+            new_method_call(DBusAddress(path, SECRETS_BUS_NAME, "org.freedesktop.Secret.Item"), "Delete")
+        )
         if not _deleted_meanwhile(reply):
             self._complete(self._checked(reply)[0], "delete the login")
 
@@ -243,8 +278,9 @@ class SecretServiceStore:
         bus = self._bus()
         # The bus resolves the well-known sender name; the message itself carries the unique name.
         completed = MatchRule(type="signal", interface=PROMPT_INTERFACE, member="Completed", path=prompt)
-        from_provider = MatchRule(type="signal", sender=SECRETS_BUS_NAME, interface=PROMPT_INTERFACE,
-                                  member="Completed", path=prompt)
+        from_provider = MatchRule(
+            type="signal", sender=SECRETS_BUS_NAME, interface=PROMPT_INTERFACE, member="Completed", path=prompt
+        )
         self._checked(bus.send_and_get_reply(message_bus.AddMatch(from_provider)))
         address = DBusAddress(prompt, SECRETS_BUS_NAME, PROMPT_INTERFACE)
         try:
@@ -267,13 +303,17 @@ class SecretServiceStore:
         provider = _provider_at(self._bus_address)
         if purpose == "unlock":
             return StoreLocked(f"{provider} is locked and its unlock prompt {why}: {unlock_advice(provider)}")
-        return HelperError(f"{provider}'s prompt to {purpose} {why}: answer it in {provider}, "
-                           f"or {unlock_advice(provider)}")
+        return HelperError(
+            f"{provider}'s prompt to {purpose} {why}: answer it in {provider}, or {unlock_advice(provider)}"
+        )
 
     def _search_items(self, extra: dict[str, str]) -> tuple[list[str], list[str]]:
         """(unlocked, locked) paths of the Docker items matching `extra`, in every collection."""
-        unlocked, locked = self._checked(self._bus().send_and_get_reply(
-            new_method_call(SERVICE, "SearchItems", "a{ss}", ({**extra, **DOCKER_ITEM},))))
+        unlocked, locked = self._checked(
+            self._bus().send_and_get_reply(
+                new_method_call(SERVICE, "SearchItems", "a{ss}", ({**extra, **DOCKER_ITEM},))
+            )
+        )
         return list(unlocked), list(locked)
 
     def _search(self, extra: dict[str, str]) -> list[str]:
@@ -307,10 +347,13 @@ class SecretServiceStore:
         """
         session = self._secret_session()
         path = self._by_modification(paths, newest_first=True)[0]
-        attributes_reply, secrets_reply = _pipelined(self._bus(), [
-            _item_property(path, "Attributes"),
-            new_method_call(SERVICE, "GetSecrets", "aoo", ([path], session.object_path)),
-        ])
+        attributes_reply, secrets_reply = _pipelined(
+            self._bus(),
+            [
+                _item_property(path, "Attributes"),
+                new_method_call(SERVICE, "GetSecrets", "aoo", ([path], session.object_path)),
+            ],
+        )
         secrets = self._checked(secrets_reply)[0]
         if path not in secrets:
             raise CredentialsNotFound()  # deleted between the search and the read
@@ -354,7 +397,9 @@ def _open_secret(session: Any, secret: tuple) -> bytes:
         unpadder = PKCS7(algorithms.AES.block_size).unpadder()
         return unpadder.update(decryptor.update(bytes(value)) + decryptor.finalize()) + unpadder.finalize()
     except ValueError:  # a wrong key or a damaged value: never answer with a truncated or empty secret
-        raise HelperError("the Secret Service sent a secret that does not decrypt under this session's key: try again") from None
+        raise HelperError(
+            "the Secret Service sent a secret that does not decrypt under this session's key: try again"
+        ) from None
 
 
 def _pipelined(connection: DBusConnection, messages: list[Any]) -> list[Any]:
@@ -381,8 +426,10 @@ def _pipelined(connection: DBusConnection, messages: list[Any]) -> list[Any]:
 
 def _deleted_meanwhile(reply: Any) -> bool:
     """An error reply saying the item no longer exists (any other error is a real failure)."""
-    return (reply.header.message_type == MessageType.error
-            and reply.header.fields.get(HeaderFields.error_name) in VANISHED_ERRORS)
+    return (
+        reply.header.message_type == MessageType.error
+        and reply.header.fields.get(HeaderFields.error_name) in VANISHED_ERRORS
+    )
 
 
 def _session_bus_address(env: Mapping[str, str]) -> str:
@@ -408,11 +455,17 @@ def _explain(error: Exception, bus_address: str) -> Optional[HelperError]:
         )
     if isinstance(error, TimeoutError):
         provider = _provider_at(bus_address)
-        return StoreUnavailable(f"{provider} did not answer within {CALL_TIMEOUT_SECONDS:.0f} s "
-                                f"(it may be waiting to be unlocked): {unlock_advice(provider)}")
+        return StoreUnavailable(
+            f"{provider} did not answer within {CALL_TIMEOUT_SECONDS:.0f} s "
+            f"(it may be waiting to be unlocked): {unlock_advice(provider)}"
+        )
     if isinstance(error, (SecretServiceNotAvailableException, DBusErrorResponse)):
         name = getattr(error, "name", "") or getattr(getattr(error, "__cause__", None), "name", "")
-        if "ServiceUnknown" in name or "NameHasNoOwner" in name or isinstance(error, SecretServiceNotAvailableException):
+        if (
+            "ServiceUnknown" in name
+            or "NameHasNoOwner" in name
+            or isinstance(error, SecretServiceNotAvailableException)
+        ):
             return StoreUnavailable(
                 "no Secret Service provider on the D-Bus session bus: start gnome-keyring-daemon "
                 f"(or KeePassXC with Secret Service integration), or {HEADLESS_FIX}"

@@ -33,9 +33,7 @@ class CallTimedOut(AssertionError):
     """The helper did not answer in time: a check fails, the checks go on."""
 
 
-def call(
-    command: HelperCommand, args: Sequence[str], stdin: Optional[bytes], timeout: float
-) -> Answer:
+def call(command: HelperCommand, args: Sequence[str], stdin: Optional[bytes], timeout: float) -> Answer:
     """One helper call; `stdin` None leaves stdin open and unwritten, as docker-py does for list."""
     read_end, write_end = os.pipe() if stdin is None else (subprocess.PIPE, None)
     try:
@@ -60,9 +58,7 @@ def call(
         except BaseException as error:
             end_process_group(process)
             if isinstance(error, subprocess.TimeoutExpired):
-                raise CallTimedOut(
-                    f"`{' '.join(args)}` did not answer within {timeout:g} seconds"
-                ) from None
+                raise CallTimedOut(f"`{' '.join(args)}` did not answer within {timeout:g} seconds") from None
             raise
         finally:
             if write_end is not None:

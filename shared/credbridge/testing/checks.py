@@ -84,27 +84,21 @@ class Conversation:
             listed = json.loads(answer.stdout)
         except ValueError:
             listed = None
-        if not isinstance(listed, dict) or not all(
-            isinstance(value, str) for value in listed.values()
-        ):
-            raise ContractFailure(
-                f"list: expected a JSON object of server -> username, got {self.described(answer)}"
-            )
+        if not isinstance(listed, dict) or not all(isinstance(value, str) for value in listed.values()):
+            raise ContractFailure(f"list: expected a JSON object of server -> username, got {self.described(answer)}")
         return listed
 
     def expect_exit(self, answer: Answer, exit_code: int, what: str) -> None:
         if answer.exit_code != exit_code or answer.stderr:
             raise ContractFailure(
-                f"{what}: expected exit {exit_code} and nothing on stderr, "
-                f"got {self.described(answer)}"
+                f"{what}: expected exit {exit_code} and nothing on stderr, got {self.described(answer)}"
             )
 
     def expect(self, answer: Answer, exit_code: int, stdout: bytes, what: str) -> None:
         """Exactly this exit code and stdout, nothing on stderr."""
         if (answer.exit_code, answer.stdout, answer.stderr) != (exit_code, stdout, b""):
             raise ContractFailure(
-                f"{what}: expected exit {exit_code} and {self.shown(stdout)}, "
-                f"got {self.described(answer)}"
+                f"{what}: expected exit {exit_code} and {self.shown(stdout)}, got {self.described(answer)}"
             )
 
     def expect_not_found(self, answer: Answer, what: str) -> None:
@@ -115,13 +109,10 @@ class Conversation:
         if answer.exit_code == 0 and not answer.stderr and _is_empty_login(answer.stdout):
             return
         raise ContractFailure(
-            f"{what}: expected not found (exit 1 and {self.shown(NOT_FOUND)}), "
-            f"got {self.described(answer)}"
+            f"{what}: expected not found (exit 1 and {self.shown(NOT_FOUND)}), got {self.described(answer)}"
         )
 
-    def expect_credentials(
-        self, server: str, username: str, secret: str, asked: Optional[str] = None
-    ) -> None:
+    def expect_credentials(self, server: str, username: str, secret: str, asked: Optional[str] = None) -> None:
         """`get` of `asked` (default: `server`) answers this login, in Go's exact encoding."""
         asked = server if asked is None else asked
         answer = self.call("get", stdin=asked.encode())
@@ -129,12 +120,8 @@ class Conversation:
         if (answer.exit_code, answer.stdout, answer.stderr) == (0, expected, b""):
             return
         if answer.exit_code == 0 and not answer.stderr:
-            raise ContractFailure(
-                f"get: the answer differs from what was stored: {_difference(answer, expected)}"
-            )
-        raise ContractFailure(
-            f"get: expected exit 0 and the stored login, got {self.described(answer)}"
-        )
+            raise ContractFailure(f"get: the answer differs from what was stored: {_difference(answer, expected)}")
+        raise ContractFailure(f"get: expected exit 0 and the stored login, got {self.described(answer)}")
 
     def described(self, answer: Answer) -> str:
         text = f"exit {answer.exit_code} and {self.shown(answer.stdout)}"
@@ -150,18 +137,14 @@ class Conversation:
         except ValueError:
             value = None
         if isinstance(value, dict):
-            hidden = {
-                key: "<hidden>" if key.lower() == "secret" else item for key, item in value.items()
-            }
+            hidden = {key: "<hidden>" if key.lower() == "secret" else item for key, item in value.items()}
             text = json.dumps(hidden, ensure_ascii=False)
         elif "secret" in text.lower():  # broken JSON around what may be a user's secret
             return "an answer naming a secret (not shown)"
         for secret in sorted(self.secrets, key=len, reverse=True):
             text = text.replace(secret, "<secret>")
         lines = text.splitlines() or [""]
-        first = (
-            lines[0] if len(lines[0]) <= SHOWN_CHARACTERS else lines[0][:SHOWN_CHARACTERS] + "..."
-        )
+        first = lines[0] if len(lines[0]) <= SHOWN_CHARACTERS else lines[0][:SHOWN_CHARACTERS] + "..."
         more = f" (and {len(lines) - 1} more lines)" if len(lines) > 1 else ""
         return f"{first!r}{more}"
 
@@ -224,11 +207,7 @@ def title(check: Check) -> str:
 def version_answers_one_line(helper: Conversation) -> None:
     answer = helper.call("version")
     helper.expect_exit(answer, 0, "version")
-    if (
-        not answer.stdout.strip()
-        or answer.stdout.count(b"\n") != 1
-        or not answer.stdout.endswith(b"\n")
-    ):
+    if not answer.stdout.strip() or answer.stdout.count(b"\n") != 1 or not answer.stdout.endswith(b"\n"):
         raise ContractFailure(f"version: expected one line, got {helper.shown(answer.stdout)}")
 
 
@@ -250,9 +229,7 @@ def get_of_a_server_never_stored_is_not_found(helper: Conversation) -> None:
 
 @_read_only
 def get_of_an_empty_server_url_is_refused(helper: Conversation) -> None:
-    helper.expect(
-        helper.call("get", stdin=b""), 1, b"no credentials server URL\n", "get of an empty URL"
-    )
+    helper.expect(helper.call("get", stdin=b""), 1, b"no credentials server URL\n", "get of an empty URL")
 
 
 @_read_only
@@ -348,9 +325,7 @@ def a_lookalike_server_never_gets_the_login(helper: Conversation) -> None:
         f"evil.invalid/{server}",
         server.replace(host, host[:-1], 1),
     ):
-        helper.expect_not_found(
-            helper.call("get", stdin=lookalike.encode()), f"get of the lookalike {lookalike}"
-        )
+        helper.expect_not_found(helper.call("get", stdin=lookalike.encode()), f"get of the lookalike {lookalike}")
 
 
 @_writing
@@ -383,16 +358,12 @@ def store_without_a_username_is_refused_and_stores_nothing(helper: Conversation)
         b"no credentials username\n",
         "store without a username",
     )
-    helper.expect_not_found(
-        helper.call("get", stdin=server.encode()), "get after the refused store"
-    )
+    helper.expect_not_found(helper.call("get", stdin=server.encode()), "get after the refused store")
 
 
 @_writing
 def store_without_a_server_url_is_refused(helper: Conversation) -> None:
-    message = json.dumps(
-        {"ServerURL": "", "Username": "alice", "Secret": helper.secret("s3cret")}
-    ).encode()
+    message = json.dumps({"ServerURL": "", "Username": "alice", "Secret": helper.secret("s3cret")}).encode()
     helper.expect(
         helper.call("store", stdin=message),
         1,

@@ -18,9 +18,7 @@ class HelperContract:
     """Subclass it as Test<Something> and say how to run the helper in `helper_command`."""
 
     def helper_command(self) -> HelperCommand:
-        raise NotImplementedError(
-            "return HelperCommand([path to docker-credential-NAME], environment)"
-        )
+        raise NotImplementedError("return HelperCommand([path to docker-credential-NAME], environment)")
 
 
 def _as_test(check: Check) -> "object":

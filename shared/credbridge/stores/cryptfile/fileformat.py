@@ -30,12 +30,12 @@ _CHECK_LABEL = b"credbridge cryptfile key check"
 #: RFC 9106's second recommended Argon2id setting (64 MiB, 3 passes, 4 lanes).
 ARGON2ID_PARAMS = {"memory_kib": 64 * 1024, "iterations": 3, "lanes": 4}
 #: scrypt where OpenSSL lacks Argon2id: 128 MiB, as strong as practical in a prompt.
-SCRYPT_PARAMS = {"n": 2 ** 17, "r": 8, "p": 1}
+SCRYPT_PARAMS = {"n": 2**17, "r": 8, "p": 1}
 #: (floor, ceiling) per parameter. Floors are what credbridge writes; ceilings keep one derivation
 #: within 1 GiB of memory and 32 times the work of ours (seconds, not hours).
 KDF_BOUNDS = {
     "argon2id": {"memory_kib": (64 * 1024, 1024 * 1024), "iterations": (3, 6), "lanes": (1, 16)},
-    "scrypt": {"n": (2 ** 17, 2 ** 20), "r": (8, 8), "p": (1, 2)},
+    "scrypt": {"n": (2**17, 2**20), "r": (8, 8), "p": (1, 2)},
 }
 _KEY_FIELDS = ("kdf", "salt", "check")
 
@@ -81,10 +81,16 @@ def derive_key(header: bytes, passphrase: bytes) -> bytes | None:
     """The key this passphrase gives under `header`, or None when it is the wrong passphrase."""
     fields = _header_fields(header)
     try:
-        key = _derive(fields["kdf"], {name: fields[name] for name in KDF_BOUNDS[fields["kdf"]]},
-                      base64.b64decode(fields["salt"]), passphrase)
+        key = _derive(
+            fields["kdf"],
+            {name: fields[name] for name in KDF_BOUNDS[fields["kdf"]]},
+            base64.b64decode(fields["salt"]),
+            passphrase,
+        )
     except _KdfUnavailable:
-        raise HelperError(f"this file needs the {fields['kdf']} KDF, which this Python's cryptography/OpenSSL build lacks") from None
+        raise HelperError(
+            f"this file needs the {fields['kdf']} KDF, which this Python's cryptography/OpenSSL build lacks"
+        ) from None
     except (KeyError, TypeError, ValueError):
         raise Damaged(f"has a damaged header (bad KDF parameters): {RESTORE}") from None
     return key if hmac.compare_digest(_check_value(key), base64.b64decode(fields["check"])) else None
@@ -98,12 +104,14 @@ def parse(data: bytes) -> Sealed:
     if magic != MAGIC:
         raise Damaged("is not a credbridge cryptfile: move it away, or set CREDBRIDGE_CRYPTFILE to the right file")
     if version > VERSION:
-        raise Damaged(f"was written by a newer credbridge (format {version}; this one reads up to {VERSION}): upgrade credbridge")
+        raise Damaged(
+            f"was written by a newer credbridge (format {version}; this one reads up to {VERSION}): upgrade credbridge"
+        )
     if version < 1 or header_length > _MAX_HEADER_BYTES:
         raise Damaged(f"has a damaged header: {RESTORE}")
     if len(data) < _PREFIX.size + header_length + _NONCE_BYTES + _TAG_BYTES:
         raise Damaged(f"is truncated: {RESTORE}")
-    header = data[_PREFIX.size:_PREFIX.size + header_length]
+    header = data[_PREFIX.size : _PREFIX.size + header_length]
     fields = _header_fields(header)
     file_id, generation = fields.get("file", ""), fields.get("generation", 0)
     if not isinstance(file_id, str) or not _is_int(generation) or generation < 0:
@@ -122,8 +130,10 @@ def may_hold(header: bytes, server_url: str) -> bool:
     except (KeyError, TypeError, ValueError):
         raise Damaged(f"has a damaged header (bad index): {RESTORE}") from None
     wanted = _index_hash(salt, server_url)
-    return any(hmac.compare_digest(wanted, hashes[start:start + _INDEX_HASH_BYTES])
-               for start in range(0, len(hashes), _INDEX_HASH_BYTES))
+    return any(
+        hmac.compare_digest(wanted, hashes[start : start + _INDEX_HASH_BYTES])
+        for start in range(0, len(hashes), _INDEX_HASH_BYTES)
+    )
 
 
 def seal(header: bytes, key: bytes, entries: Entries, after: Optional[Sealed] = None) -> bytes:
@@ -134,8 +144,11 @@ def seal(header: bytes, key: bytes, entries: Entries, after: Optional[Sealed] = 
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     fields = json.loads(key_header(header))
-    fields.update(file=after.file_id if after and after.file_id else _b64(os.urandom(12)),
-                  generation=after.generation + 1 if after else 1, index=_index(entries))
+    fields.update(
+        file=after.file_id if after and after.file_id else _b64(os.urandom(12)),
+        generation=after.generation + 1 if after else 1,
+        index=_index(entries),
+    )
     full_header = _json(fields)
     associated = _PREFIX.pack(MAGIC, VERSION, len(full_header)) + full_header
     nonce = os.urandom(_NONCE_BYTES)
@@ -149,7 +162,7 @@ def unseal(data: bytes, key: bytes) -> Entries:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     boundary = _PREFIX.size + len(parse(data).header)
-    nonce, ciphertext = data[boundary:boundary + _NONCE_BYTES], data[boundary + _NONCE_BYTES:]
+    nonce, ciphertext = data[boundary : boundary + _NONCE_BYTES], data[boundary + _NONCE_BYTES :]
     try:
         plaintext = AESGCM(key).decrypt(nonce, ciphertext, data[:boundary])
     except InvalidTag:
@@ -173,8 +186,13 @@ def _derive(kdf: str, params: dict[str, Any], salt: bytes, passphrase: bytes) ->
                 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
             except ImportError:
                 raise _KdfUnavailable() from None
-            return Argon2id(salt=salt, length=_KEY_BYTES, iterations=params["iterations"],
-                            lanes=params["lanes"], memory_cost=params["memory_kib"]).derive(passphrase)
+            return Argon2id(
+                salt=salt,
+                length=_KEY_BYTES,
+                iterations=params["iterations"],
+                lanes=params["lanes"],
+                memory_cost=params["memory_kib"],
+            ).derive(passphrase)
         if kdf == "scrypt":
             from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -209,8 +227,10 @@ def _refuse_out_of_bounds(fields: dict[str, Any]) -> None:
             raise Damaged(f"has a damaged header (bad KDF parameter {name}): {RESTORE}")
         if not floor <= value <= ceiling:
             side, limit = ("below", floor) if value < floor else ("above", ceiling)
-            raise Damaged(f"has KDF parameters {side} credbridge's limits ({kdf} {name} {value}, limit {limit}), "
-                          f"so credbridge did not write it: {RESTORE}")
+            raise Damaged(
+                f"has KDF parameters {side} credbridge's limits ({kdf} {name} {value}, limit {limit}), "
+                f"so credbridge did not write it: {RESTORE}"
+            )
 
 
 def _index(entries: Entries) -> dict[str, str]:
@@ -221,7 +241,9 @@ def _index(entries: Entries) -> dict[str, str]:
 
 def _index_hash(salt: bytes, server_url: str) -> bytes:
     """The same canonical form get matches by (an exact key is also canonically equal)."""
-    return hmac.new(salt, canonical(server_url).encode("utf-8", "surrogateescape"), hashlib.sha256).digest()[:_INDEX_HASH_BYTES]
+    return hmac.new(salt, canonical(server_url).encode("utf-8", "surrogateescape"), hashlib.sha256).digest()[
+        :_INDEX_HASH_BYTES
+    ]
 
 
 def _is_int(value: Any) -> bool:

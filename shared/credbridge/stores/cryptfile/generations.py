@@ -13,9 +13,8 @@ from contextlib import contextmanager
 from typing import Iterator, Mapping, Optional
 
 from credbridge import debuglog
-from credbridge.files import atomicfile
-from credbridge.files import userdirs
 from credbridge.errors import HelperError
+from credbridge.files import atomicfile, userdirs
 
 ACCEPT = "credbridge unlock --accept-rollback"
 
@@ -55,21 +54,27 @@ def _unless_unwritable(env: Mapping[str, str], cryptfile: str) -> Iterator[None]
         yield
     except (atomicfile.CannotWrite, OSError) as error:
         reason = error.reason if isinstance(error, atomicfile.CannotWrite) else error.strerror
-        debuglog.warn(f"cannot keep the newest generation of the cryptfile {cryptfile} in "
-                      f"{os.path.dirname(_entry_path(env, cryptfile))} ({reason}): an older copy put back would go "
-                      "unnoticed; make that directory writable, or set XDG_STATE_HOME to a writable directory of yours")
+        debuglog.warn(
+            f"cannot keep the newest generation of the cryptfile {cryptfile} in "
+            f"{os.path.dirname(_entry_path(env, cryptfile))} ({reason}): an older copy put back would go "
+            "unnoticed; make that directory writable, or set XDG_STATE_HOME to a writable directory of yours"
+        )
 
 
 def _refuse_going_back(cryptfile: str, seen: tuple[str, int], file_id: str, generation: int) -> None:
     seen_id, seen_generation = seen
     if seen_id not in ("", file_id):  # "": a format 1 file was seen, which the next write gave an id
-        raise Rollback(f"the cryptfile {cryptfile} is a different file from the one last seen there (which had "
-                       f"generation {seen_generation}): an older copy may bring back logins you erased; restore "
-                       f"the right file, or keep this one with '{ACCEPT}'")
+        raise Rollback(
+            f"the cryptfile {cryptfile} is a different file from the one last seen there (which had "
+            f"generation {seen_generation}): an older copy may bring back logins you erased; restore "
+            f"the right file, or keep this one with '{ACCEPT}'"
+        )
     if generation < seen_generation:
-        raise Rollback(f"the cryptfile {cryptfile} is an older copy (generation {generation}; generation "
-                       f"{seen_generation} was seen): it may bring back logins you erased; restore the newer "
-                       f"file, or keep this one with '{ACCEPT}'")
+        raise Rollback(
+            f"the cryptfile {cryptfile} is an older copy (generation {generation}; generation "
+            f"{seen_generation} was seen): it may bring back logins you erased; restore the newer "
+            f"file, or keep this one with '{ACCEPT}'"
+        )
 
 
 def _seen(env: Mapping[str, str], cryptfile: str) -> Optional[tuple[str, int]]:

@@ -15,8 +15,8 @@ import time
 from typing import Mapping, Optional
 
 from credbridge import wire
-from credbridge.files import atomicfile
 from credbridge.errors import HelperError
+from credbridge.files import atomicfile
 
 DEFAULT_SECONDS = 12 * 3600
 _PREFIX = "key-"
@@ -25,8 +25,10 @@ _PREFIX = "key-"
 def save(env: Mapping[str, str], cryptfile: str, header: bytes, key: bytes, seconds: float = DEFAULT_SECONDS) -> None:
     place = wire.agent_dir(env)
     if place is None:
-        raise HelperError("no private place to cache the key in: set XDG_RUNTIME_DIR to a directory of yours alone "
-                          "(mode 0700), or make ~/.local/state writable, then run credbridge unlock again")
+        raise HelperError(
+            "no private place to cache the key in: set XDG_RUNTIME_DIR to a directory of yours alone "
+            "(mode 0700), or make ~/.local/state writable, then run credbridge unlock again"
+        )
     remember_place(env, place)
     path = _entry_path(place, cryptfile)
     record = {"expires": time.time() + seconds, "header": _b64(header), "key": _b64(key)}
@@ -122,7 +124,6 @@ def _record(data: bytes) -> Optional[dict]:
 def _entry_path(place: str, cryptfile: str) -> str:
     name = hashlib.sha256(os.path.abspath(cryptfile).encode("utf-8", "surrogateescape")).hexdigest()[:32]
     return os.path.join(place, _PREFIX + name)
-
 
 
 def _b64(raw: bytes) -> str:

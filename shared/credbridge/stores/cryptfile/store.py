@@ -11,14 +11,10 @@ import os
 from typing import Callable, Mapping, NamedTuple, Optional, TypeVar
 
 from credbridge import debuglog, urls
-from credbridge.files import atomicfile
-from credbridge.stores.cryptfile import fileformat
-from credbridge.stores.cryptfile import generations
-from credbridge.stores.cryptfile import keycache
-from credbridge.files import secretfile
-from credbridge.files import userdirs
 from credbridge.errors import CredentialsNotFound, HelperError, StoreLocked
+from credbridge.files import atomicfile, secretfile, userdirs
 from credbridge.store import Credentials, answer
+from credbridge.stores.cryptfile import fileformat, generations, keycache
 
 T = TypeVar("T")
 
@@ -115,7 +111,9 @@ class CryptFileStore:
             else:
                 sealed = self._parse(found[0])
                 header, key = sealed.key_header, self._key_from(sealed.key_header, passphrase, "wrong passphrase")
-                entries = self._open(found[0], sealed, key, accept_rollback)  # damage is reported now, not at the next pull
+                entries = self._open(
+                    found[0], sealed, key, accept_rollback
+                )  # damage is reported now, not at the next pull
                 if not sealed.file_id:
                     self._write(header, key, entries, after=sealed)
         keycache.save(self._env, self.path, header, key, seconds)
@@ -125,7 +123,9 @@ class CryptFileStore:
         with atomicfile.exclusive(self.path):
             found = atomicfile.read(self.path)
             if found is None:
-                raise HelperError(f"there is no cryptfile at {self.path} yet: run 'credbridge unlock --new' to create it")
+                raise HelperError(
+                    f"there is no cryptfile at {self.path} yet: run 'credbridge unlock --new' to create it"
+                )
             sealed = self._parse(found[0])
             entries = self._open(found[0], sealed, self._key_from(sealed.key_header, old, "wrong current passphrase"))
             header, key = self._new_header(new)
@@ -179,14 +179,18 @@ class CryptFileStore:
                     self._write(sealed.key_header, key, entries, after=sealed)
         self._snapshot = None
 
-    def _open(self, data: bytes, sealed: fileformat.Sealed, key: bytes, accept_rollback: bool = False) -> fileformat.Entries:
+    def _open(
+        self, data: bytes, sealed: fileformat.Sealed, key: bytes, accept_rollback: bool = False
+    ) -> fileformat.Entries:
         """Decrypt (which authenticates the header), then hold its generation against the newest seen."""
         entries = self._unseal(data, key)
         remember = generations.accept if accept_rollback else generations.check
         remember(self._env, self.path, sealed.file_id, sealed.generation)
         return entries
 
-    def _write(self, header: bytes, key: bytes, entries: fileformat.Entries, after: Optional[fileformat.Sealed]) -> None:
+    def _write(
+        self, header: bytes, key: bytes, entries: fileformat.Entries, after: Optional[fileformat.Sealed]
+    ) -> None:
         """Replace the file with the generation after `after` (a new file when None), and remember it."""
         data = fileformat.seal(header, key, entries, after)
         atomicfile.replace(self.path, data)
@@ -214,10 +218,14 @@ class CryptFileStore:
             debuglog.log("cryptfile unlocked by", source="the session cache (credbridge unlock)")
             return cached[1]
         passphrase = self._batch_passphrase()
-        debuglog.log("cryptfile unlocked by", source="nothing: locked" if passphrase is None else "CREDBRIDGE_PASSPHRASE_FILE")
+        debuglog.log(
+            "cryptfile unlocked by", source="nothing: locked" if passphrase is None else "CREDBRIDGE_PASSPHRASE_FILE"
+        )
         if passphrase is None:
             raise _Locked(sealed.header)
-        return self._key_from(sealed.key_header, passphrase, f"wrong passphrase in CREDBRIDGE_PASSPHRASE_FILE ({self._passphrase_file})")
+        return self._key_from(
+            sealed.key_header, passphrase, f"wrong passphrase in CREDBRIDGE_PASSPHRASE_FILE ({self._passphrase_file})"
+        )
 
     def _new_file_key(self) -> tuple[bytes, bytes]:
         """(header, key) to create a missing file: the session's if unlocked, else from the passphrase file."""
@@ -231,7 +239,9 @@ class CryptFileStore:
 
     def _new_header(self, passphrase: bytes) -> tuple[bytes, bytes]:
         if len(passphrase.decode("utf-8", "replace")) < MIN_PASSPHRASE_CHARACTERS:
-            raise HelperError(f"a new passphrase needs at least {MIN_PASSPHRASE_CHARACTERS} characters: choose a longer one")
+            raise HelperError(
+                f"a new passphrase needs at least {MIN_PASSPHRASE_CHARACTERS} characters: choose a longer one"
+            )
         return fileformat.new_header(passphrase)
 
     def _key_from(self, key_header: bytes, passphrase: bytes, wrong: str) -> bytes:
@@ -245,12 +255,15 @@ class CryptFileStore:
         return key
 
     def _batch_passphrase(self) -> Optional[bytes]:
-        """The first line of CREDBRIDGE_PASSPHRASE_FILE, read anew on every call (credbridge.files.secretfile's rules)."""
+        """The first line of CREDBRIDGE_PASSPHRASE_FILE, read anew on every call (credbridge.files.secretfile's
+        rules)."""
         if self._passphrase_file is None:
             return None
         passphrase = (secretfile.read(self._passphrase_file, "CREDBRIDGE_PASSPHRASE_FILE") or b"").splitlines()
         if not passphrase or not passphrase[0]:
-            raise HelperError(f"CREDBRIDGE_PASSPHRASE_FILE {self._passphrase_file} is empty: put the passphrase on its first line")
+            raise HelperError(
+                f"CREDBRIDGE_PASSPHRASE_FILE {self._passphrase_file} is empty: put the passphrase on its first line"
+            )
         return passphrase[0]
 
     # -- format errors, with the path ----------------------------------------

@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Callable, Mapping, Optional
 
 from credbridge import debuglog
-from credbridge.stores.router import tokencache
-from credbridge.files import config
 from credbridge.errors import CredentialsNotFound, HelperError
-from credbridge.stores.router.helperenv import helper_environment
+from credbridge.files import config
 from credbridge.helperclient import TIMEOUT_VARIABLE, HelperProgram, NotImplementedByHelper
-from credbridge.stores.router.routing import Route, Routing
 from credbridge.store import Credentials
+from credbridge.stores.router import tokencache
+from credbridge.stores.router.helperenv import helper_environment
+from credbridge.stores.router.routing import Route, Routing
 
 
 class ExternalHelper:
@@ -46,10 +46,12 @@ class ExternalHelper:
             self._program(route).store(credentials)
         except NotImplementedByHelper:
             routed = f"the route {route.pattern}" if route else "the read list"
-            raise HelperError(f"{credentials.server_url} gets its logins from "
-                              f"docker-credential-{self._name} ({routed} in "
-                              f"{config.config_path(self._env)}), which makes one at each pull: "
-                              "no login is needed, pull and push as you are") from None
+            raise HelperError(
+                f"{credentials.server_url} gets its logins from "
+                f"docker-credential-{self._name} ({routed} in "
+                f"{config.config_path(self._env)}), which makes one at each pull: "
+                "no login is needed, pull and push as you are"
+            ) from None
 
     def erase(self, server_url: str) -> None:
         self._forget(server_url)
@@ -81,6 +83,9 @@ def program_for(name: str, env: Mapping[str, str], route: Optional[Route]) -> He
     """The helper with the variables it reads; on its route, the route's variables and deadline."""
     if route is None:
         return HelperProgram(name, helper_environment(name, env))
-    longer = (f"raise `timeout` of the route {route.pattern} in {config.config_path(env)}"
-              if route.timeout else f"set {TIMEOUT_VARIABLE} or the route's `timeout` for longer")
+    longer = (
+        f"raise `timeout` of the route {route.pattern} in {config.config_path(env)}"
+        if route.timeout
+        else f"set {TIMEOUT_VARIABLE} or the route's `timeout` for longer"
+    )
     return HelperProgram(name, helper_environment(name, env, route.env), route.timeout, longer)

@@ -23,10 +23,11 @@ KNOWN_HELPERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def helper_environment(helper: str, env: Mapping[str, str],
-                       extra: tuple[str, ...] = ()) -> dict[str, str]:
+def helper_environment(helper: str, env: Mapping[str, str], extra: tuple[str, ...] = ()) -> dict[str, str]:
     """`env` without the clouds' variables but those `helper` reads and those named in `extra`."""
     own = KNOWN_HELPERS.get(helper, ())
-    return {name: value for name, value in env.items()
-            if not name.startswith(wire.HELPER_ENV_PREFIXES) or name.startswith(own)
-            or name in extra}
+    return {
+        name: value
+        for name, value in env.items()
+        if not name.startswith(wire.HELPER_ENV_PREFIXES) or name.startswith(own) or name in extra
+    }

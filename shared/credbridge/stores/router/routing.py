@@ -10,8 +10,8 @@ import re
 from typing import Any, Mapping, NamedTuple, Optional
 
 from credbridge import urls, wire
-from credbridge.files import config
 from credbridge.errors import HelperError
+from credbridge.files import config
 from credbridge.helperclient import is_helper_name
 
 ROUTER = "credbridge"
@@ -24,9 +24,13 @@ _PORT = r"(?::[0-9]{1,5})?"
 _PATTERN = re.compile(rf"^(?:(?:\*\.)?(?:(?:{_LABEL}|\*)\.)*{_LABEL}\.{_LABEL}|{_HOST}){_PORT}$")
 _REAL_HOST = re.compile(rf"^(?:{_HOST})$")
 _REAL_PORT = re.compile(rf"^{_PORT}$")
-_WILDCARD = "wildcard."  # stands for `*.` while a pattern is canonicalised: `*.index.docker.io` never becomes `docker.io`
-PATTERN_RULE = ("a registry host[:port] or *.domain[:port] under a domain of two labels or more "
-                "(*.corp.example, not *.io; a later * is one label: *.dkr.ecr.*.amazonaws.com)")
+_WILDCARD = (
+    "wildcard."  # stands for `*.` while a pattern is canonicalised: `*.index.docker.io` never becomes `docker.io`
+)
+PATTERN_RULE = (
+    "a registry host[:port] or *.domain[:port] under a domain of two labels or more "
+    "(*.corp.example, not *.io; a later * is one label: *.dkr.ecr.*.amazonaws.com)"
+)
 
 
 class Route(NamedTuple):
@@ -68,8 +72,7 @@ def load_routing(env: Mapping[str, str]) -> Routing:
     routes = settings.get("routes") or {}
     if not isinstance(routes, dict):
         raise HelperError(f"`routes` in {where} must map registry patterns to store names")
-    parsed = tuple(_route(_pattern(pattern, where), value, where)
-                   for pattern, value in routes.items())
+    parsed = tuple(_route(_pattern(pattern, where), value, where) for pattern, value in routes.items())
     read = settings.get("read", list(DEFAULT_READ))
     if not isinstance(read, list) or not read:
         raise HelperError(f"`read` in {where} must be a non-empty list of store names, e.g. {list(DEFAULT_READ)}")
@@ -117,7 +120,7 @@ def pattern_parts(pattern: str) -> tuple[bool, str, str]:
     """(is a wildcard, canonical host or the wildcard's domain, ':port' or '')."""
     wildcard = pattern.startswith("*.")
     host, port = urls.registry_host(_WILDCARD + pattern[2:] if wildcard else pattern)
-    return wildcard, host[len(_WILDCARD):] if wildcard else host, port
+    return wildcard, host[len(_WILDCARD) :] if wildcard else host, port
 
 
 def _host_matches(pattern: str, host: str) -> bool:
@@ -149,29 +152,35 @@ def _route(pattern: str, value: Any, where: str) -> Route:
         return Route(pattern, _writable_store_name(value, key, where))
     unknown = sorted(str(name) for name in value if name not in ("store", "ttl", "timeout", "env"))
     if unknown:
-        raise HelperError(f"`{key}` in {where} has {', '.join(unknown)}, which credbridge does not "
-                          "know: a route takes store, ttl, timeout and env")
+        raise HelperError(
+            f"`{key}` in {where} has {', '.join(unknown)}, which credbridge does not "
+            "know: a route takes store, ttl, timeout and env"
+        )
     names = value.get("env") or []
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise HelperError(f"`{key}.env` in {where} must be a list of variable names, "
-                          f"not {config.shortened(names)}")
+        raise HelperError(f"`{key}.env` in {where} must be a list of variable names, not {config.shortened(names)}")
     lost = [name for name in names if not wire.relevant_env({name: ""})]
     if lost:
         prefixes = ", ".join(wire.HELPER_ENV_PREFIXES)
-        raise HelperError(f"`{key}.env` in {where} names {config.shortened(lost[0])}, which "
-                          "helpers do not pass on to credbridge: name variables beginning "
-                          f"{prefixes} or CREDBRIDGE_, or a proxy variable")
-    return Route(pattern, _writable_store_name(value.get("store"), f"{key}.store", where),
-                 _seconds(value.get("ttl"), f"{key}.ttl", where),
-                 _seconds(value.get("timeout"), f"{key}.timeout", where), tuple(names))
+        raise HelperError(
+            f"`{key}.env` in {where} names {config.shortened(lost[0])}, which "
+            "helpers do not pass on to credbridge: name variables beginning "
+            f"{prefixes} or CREDBRIDGE_, or a proxy variable"
+        )
+    return Route(
+        pattern,
+        _writable_store_name(value.get("store"), f"{key}.store", where),
+        _seconds(value.get("ttl"), f"{key}.ttl", where),
+        _seconds(value.get("timeout"), f"{key}.timeout", where),
+        tuple(names),
+    )
 
 
 def _seconds(value: Any, key: str, where: str) -> Optional[float]:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e9:
-        raise HelperError(f"`{key}` in {where} must be a number of seconds above 0, "
-                          f"not {config.shortened(value)}")
+        raise HelperError(f"`{key}` in {where} must be a number of seconds above 0, not {config.shortened(value)}")
     return float(value)
 
 
@@ -184,8 +193,12 @@ def _writable_store_name(value: Any, key: str, where: str) -> str:
 
 def _store_name(value: Any, key: str, where: str) -> str:
     if not is_helper_name(value):
-        raise HelperError(f"`{key}` in {where} must name a store (keyring, cryptfile, apptainer, ...), not {config.shortened(value)}")
+        raise HelperError(
+            f"`{key}` in {where} must name a store (keyring, cryptfile, apptainer, ...), not {config.shortened(value)}"
+        )
     if value == ROUTER:
-        raise HelperError(f"`{key}` in {where} names the router itself (credbridge): name the store it should use, "
-                          "e.g. keyring or cryptfile")
+        raise HelperError(
+            f"`{key}` in {where} names the router itself (credbridge): name the store it should use, "
+            "e.g. keyring or cryptfile"
+        )
     return value

@@ -11,8 +11,8 @@ from typing import Callable, Mapping, NamedTuple, Optional
 from credbridge import debuglog, urls
 from credbridge.errors import CredentialsNotFound, HelperError, StoreLocked, StoreUnavailable
 from credbridge.helperclient import CHAIN_VARIABLE
-from credbridge.stores.router.routing import ENVIRONMENT, PRIMARY, ROUTER, Routing, load_routing
 from credbridge.store import Credentials, CredentialStore
+from credbridge.stores.router.routing import ENVIRONMENT, PRIMARY, ROUTER, Routing, load_routing
 
 
 class Login(NamedTuple):
@@ -32,9 +32,11 @@ class RouterStore:
     def __init__(self, env: Mapping[str, str]) -> None:
         chain = [link for link in env.get(CHAIN_VARIABLE, "").split(",") if link]
         if ROUTER in chain:
-            raise HelperError(f"docker-credential-credbridge was called back by a store it routes to "
-                              f"({' -> '.join([*chain, ROUTER])}): a route or config file names credbridge "
-                              "where a store belongs; name keyring, cryptfile or another store there")
+            raise HelperError(
+                f"docker-credential-credbridge was called back by a store it routes to "
+                f"({' -> '.join([*chain, ROUTER])}): a route or config file names credbridge "
+                "where a store belongs; name keyring, cryptfile or another store there"
+            )
         self._env = env
         self._store_env = {**env, CHAIN_VARIABLE: ",".join([*chain, ROUTER])}
         self._default_primary: Optional[str] = None
@@ -144,13 +146,13 @@ class RouterStore:
 
     def _open(self, name: str) -> CredentialStore:
         if name not in self._opened:
-            self._opened[name] = open_source(name, self._env, self._store_env,
-                                             lambda: self._routing)
+            self._opened[name] = open_source(name, self._env, self._store_env, lambda: self._routing)
         return self._opened[name]
 
 
-def open_source(name: str, env: Mapping[str, str], store_env: Mapping[str, str],
-                routing: Callable[[], Routing]) -> CredentialStore:
+def open_source(
+    name: str, env: Mapping[str, str], store_env: Mapping[str, str], routing: Callable[[], Routing]
+) -> CredentialStore:
     """A store of ours in process, the environment, or any other helper on PATH over the protocol."""
     from credbridge.stores.catalog import STORES, open_store
 

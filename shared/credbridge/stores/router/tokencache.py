@@ -154,8 +154,7 @@ class TokenCache:
             self._entries[key] = entry
 
 
-def _entry_for(found: Optional[Credentials], ttl: Optional[float], started: float,
-               generation: int) -> Optional[_Entry]:
+def _entry_for(found: Optional[Credentials], ttl: Optional[float], started: float, generation: int) -> Optional[_Entry]:
     """How long an answer is served and when it is refreshed; None: about to expire, not kept."""
     if found is None:
         return _Entry(None, "", started + NOT_FOUND_SECONDS, float("inf"), generation)

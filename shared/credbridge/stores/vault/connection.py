@@ -31,7 +31,8 @@ class RedirectRefused(HelperError):
 
 
 class Connection:
-    """What a store needs from Vault: `reload()`, then `call(operation, path, capabilities)`; kept by the agent between calls."""
+    """What a store needs from Vault: `reload()`, then `call(operation, path, capabilities)`; kept by the agent
+    between calls."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = dict(env)
@@ -69,8 +70,9 @@ class Connection:
             self._explain_refusal(token, source, path, capabilities, may_log_in_again=False)
             raise
 
-    def _explain_refusal(self, token: str, source: str, path: str, capabilities: tuple[str, ...],
-                         may_log_in_again: bool) -> None:
+    def _explain_refusal(
+        self, token: str, source: str, path: str, capabilities: tuple[str, ...], may_log_in_again: bool
+    ) -> None:
         """Raise the line that says why Vault answered 403, unless a new login may fix it."""
         from hvac.exceptions import Forbidden
 
@@ -79,11 +81,15 @@ class Connection:
         except Forbidden:
             if may_log_in_again:
                 return
-            raise HelperError(f"the Vault token from {source} is invalid or expired (or lacks the `default` policy "
-                              "that lets it look itself up): log in again (`bao login`) or set a fresh VAULT_TOKEN") from None
+            raise HelperError(
+                f"the Vault token from {source} is invalid or expired (or lacks the `default` policy "
+                "that lets it look itself up): log in again (`bao login`) or set a fresh VAULT_TOKEN"
+            ) from None
         wanted = ", ".join(f'"{capability}"' for capability in capabilities)
-        raise Denied(f"permission denied on {path}: the policy of the Vault token from {source} "
-                     f"needs capabilities = [{wanted}] there") from None
+        raise Denied(
+            f"permission denied on {path}: the policy of the Vault token from {source} "
+            f"needs capabilities = [{wanted}] there"
+        ) from None
 
     # -- tokens --------------------------------------------------------------
 
@@ -100,8 +106,10 @@ class Connection:
             return self._login_token[0], source
         token = vaultsettings.read_token_file(self._env)
         if token is None:
-            raise HelperError("no Vault token: set VAULT_TOKEN, run `bao login` (it writes ~/.vault-token), "
-                              "or configure `auth:` in `vault:` of the credbridge configuration")
+            raise HelperError(
+                "no Vault token: set VAULT_TOKEN, run `bao login` (it writes ~/.vault-token), "
+                "or configure `auth:` in `vault:` of the credbridge configuration"
+            )
         return token, settings.token_source
 
     def _log_in(self, login: vaultsettings.Login, source: str) -> tuple[str, float]:
@@ -110,17 +118,21 @@ class Connection:
         if login.method == "approle":
             secret_id = vaultsettings.read_secret_file(login.fields["secret_id_file"], "AppRole secret id")
             operation: Callable[[Any], Any] = lambda client: client.auth.approle.login(  # noqa: E731
-                login.fields["role_id"], secret_id, use_token=False, mount_point=login.mount)
+                login.fields["role_id"], secret_id, use_token=False, mount_point=login.mount
+            )
         else:
             jwt = vaultsettings.read_secret_file(login.fields["jwt_file"], "JWT", issued=True)
             operation = lambda client: client.auth.jwt.jwt_login(  # noqa: E731
-                login.fields["role"], jwt, use_token=False, path=login.mount)
+                login.fields["role"], jwt, use_token=False, path=login.mount
+            )
         try:
             auth = self._failover(operation, "")["auth"]
         except VaultError:
             files = "role_id and secret_id_file" if login.method == "approle" else "role and jwt_file"
-            raise HelperError(f"{source} was refused: check {files} in `vault: auth:` and that the "
-                              f"{login.method} auth method is enabled at auth/{login.mount}") from None
+            raise HelperError(
+                f"{source} was refused: check {files} in `vault: auth:` and that the "
+                f"{login.method} auth method is enabled at auth/{login.mount}"
+            ) from None
         lifetime = float(auth.get("lease_duration") or 0)
         expires = time.monotonic() + lifetime * LOGIN_MARGIN if lifetime else float("inf")
         return auth["client_token"], expires
@@ -142,8 +154,13 @@ class Connection:
 
                 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # warned once per call, by reload()
             client = self._clients[address] = hvac.Client(
-                address, token=token, verify=self.settings.verify, timeout=self.settings.timeout,
-                session=session, namespace=self.settings.namespace)
+                address,
+                token=token,
+                verify=self.settings.verify,
+                timeout=self.settings.timeout,
+                session=session,
+                namespace=self.settings.namespace,
+            )
         client.token = token
         return client
 
@@ -160,7 +177,14 @@ class Connection:
     def _failover(self, operation: Callable[[Any], T], token: str) -> T:
         """Each address in order; network trouble and sealed nodes move on, transient trouble retries."""
         import requests
-        from hvac.exceptions import BadGateway, InternalServerError, InvalidPath, InvalidRequest, VaultDown, VaultNotInitialized
+        from hvac.exceptions import (
+            BadGateway,
+            InternalServerError,
+            InvalidPath,
+            InvalidRequest,
+            VaultDown,
+            VaultNotInitialized,
+        )
 
         deadline = time.monotonic() + self.settings.timeout
         while True:
@@ -219,8 +243,12 @@ def _network_reason(error: Exception) -> str:
         return "TLS certificate not trusted: set VAULT_CACERT" if "certificate" in text else "TLS handshake failed"
     if isinstance(error, requests.exceptions.Timeout):
         return "no answer within the timeout"
-    for needle, reason in (("refused", "connection refused"), ("name or service not known", "unknown host"),
-                           ("nodename nor servname", "unknown host"), ("unreachable", "network unreachable")):
+    for needle, reason in (
+        ("refused", "connection refused"),
+        ("name or service not known", "unknown host"),
+        ("nodename nor servname", "unknown host"),
+        ("unreachable", "network unreachable"),
+    ):
         if needle in text:
             return reason
     return "connection failed"

@@ -10,10 +10,8 @@ import os
 from typing import Any, Mapping, NamedTuple, Optional
 
 from credbridge import urls
-from credbridge.files import config
-from credbridge.files import secretfile
-from credbridge.files import userdirs
 from credbridge.errors import HelperError
+from credbridge.files import config, secretfile, userdirs
 
 DEFAULT_MOUNT = "secret"
 DEFAULT_PREFIX = "credbridge/"
@@ -47,13 +45,20 @@ def warnings(settings: Settings) -> list[str]:
     """What the person using these settings must hear on every call: a channel anyone on the path can read."""
     found = []
     if settings.verify is False:
-        found.append(f"VAULT_SKIP_VERIFY is set: the TLS certificate of Vault at {', '.join(settings.addresses)} is not "
-                     "checked, anyone on the path can read your credentials; set VAULT_CACERT to its CA instead")
-    plain = [address for address in settings.addresses
-             if address.startswith("http://") and not urls.is_loopback(urls.origin(address)[1])]
+        found.append(
+            f"VAULT_SKIP_VERIFY is set: the TLS certificate of Vault at {', '.join(settings.addresses)} is not "
+            "checked, anyone on the path can read your credentials; set VAULT_CACERT to its CA instead"
+        )
+    plain = [
+        address
+        for address in settings.addresses
+        if address.startswith("http://") and not urls.is_loopback(urls.origin(address)[1])
+    ]
     if plain:
-        found.append(f"the Vault address {', '.join(plain)} is plain http: the token and your credentials cross the "
-                     "network unencrypted; use https://")
+        found.append(
+            f"the Vault address {', '.join(plain)} is plain http: the token and your credentials cross the "
+            "network unencrypted; use https://"
+        )
     return found
 
 
@@ -69,8 +74,10 @@ def load(env: Mapping[str, str]) -> Settings:
     addresses = _addresses(env_value(env, "ADDR") or section.get("address"), where)
     cacert = env_value(env, "CACERT") or _text(section, "cacert", where)
     if cacert is not None and not os.access(cacert, os.R_OK):
-        raise HelperError(f"cannot read the Vault CA certificate {cacert} (VAULT_CACERT or `cacert` {where}): "
-                          "name the PEM file of the CA that signed your Vault's certificate")
+        raise HelperError(
+            f"cannot read the Vault CA certificate {cacert} (VAULT_CACERT or `cacert` {where}): "
+            "name the PEM file of the CA that signed your Vault's certificate"
+        )
     token, source = _token(env)
     return Settings(
         addresses=addresses,

@@ -27,9 +27,11 @@ def path_segment(server_url: str) -> str:
     """The one path segment naming a registry: its canonical name, escaped (see the module docstring)."""
     name = urls.canonical(server_url)
     return "".join(
-        character if character in SAFE_CHARACTERS and not (position == 0 and character == ".")
+        character
+        if character in SAFE_CHARACTERS and not (position == 0 and character == ".")
         else "".join(f"_{byte:02x}" for byte in character.encode("utf-8"))
-        for position, character in enumerate(name))
+        for position, character in enumerate(name)
+    )
 
 
 class VaultStore:
@@ -55,12 +57,19 @@ class VaultStore:
             entries, version = self._read(key)
             entries[credentials.server_url] = {"Username": credentials.username, "Secret": credentials.secret}
             try:
-                written = self._vault.call(lambda client: client.secrets.kv.v2.create_or_update_secret(
-                    key, entries, cas=version, mount_point=self._mount), self._data_path(key), ("create", "update"))
+                written = self._vault.call(
+                    lambda client, entries=entries, version=version: client.secrets.kv.v2.create_or_update_secret(
+                        key, entries, cas=version, mount_point=self._mount
+                    ),
+                    self._data_path(key),
+                    ("create", "update"),
+                )
             except InvalidRequest as error:
                 if "check-and-set" in " ".join(error.errors or []):
                     continue  # another writer of this registry came first: merge with what it wrote
-                raise HelperError(f"Vault refused the write to {self._data_path(key)}: {', '.join(error.errors or [])}") from None
+                raise HelperError(
+                    f"Vault refused the write to {self._data_path(key)}: {', '.join(error.errors or [])}"
+                ) from None
             self._index(key, written["data"]["version"], entries)
             return
         raise HelperError(f"{self._data_path(key)} kept changing under concurrent writers: try again")
@@ -74,8 +83,11 @@ class VaultStore:
         """Every spelling of the registry shares the one secret: delete it with all its versions."""
         self._vault.reload()
         key = self._prefix + path_segment(server_url)
-        self._vault.call(lambda client: client.secrets.kv.v2.delete_metadata_and_all_versions(
-            key, mount_point=self._mount), f"{self._mount}/metadata/{key}", ("delete",))
+        self._vault.call(
+            lambda client: client.secrets.kv.v2.delete_metadata_and_all_versions(key, mount_point=self._mount),
+            f"{self._mount}/metadata/{key}",
+            ("delete",),
+        )
 
     def list(self) -> dict[str, str]:
         from concurrent.futures import ThreadPoolExecutor
@@ -107,12 +119,19 @@ class VaultStore:
         # Not the path itself: it spells the query out, userinfo (a password, in user:pw@host) included.
         debuglog.log("vault read", mount=self._mount, prefix=self._prefix)
         try:
-            answer = self._vault.call(lambda client: client.secrets.kv.v2.read_secret_version(
-                key, mount_point=self._mount, raise_on_deleted_version=False), self._data_path(key), ("read",))
+            answer = self._vault.call(
+                lambda client: client.secrets.kv.v2.read_secret_version(
+                    key, mount_point=self._mount, raise_on_deleted_version=False
+                ),
+                self._data_path(key),
+                ("read",),
+            )
         except InvalidPath as error:
             if error.errors:  # "no handler for route": the mount is missing, not the secret
-                raise HelperError(f"no KV version 2 secrets engine at {self._mount}/ (Vault says: "
-                                  f"{', '.join(error.errors)}): set `mount` in `vault:`") from None
+                raise HelperError(
+                    f"no KV version 2 secrets engine at {self._mount}/ (Vault says: "
+                    f"{', '.join(error.errors)}): set `mount` in `vault:`"
+                ) from None
             return {}, 0
         version = int(answer["data"]["metadata"]["version"])
         if answer["data"]["data"] is None:  # the latest version was deleted (`bao kv delete`)
@@ -126,8 +145,11 @@ class VaultStore:
         prefix = self._prefix.rstrip("/")
         where = f"{self._mount}/metadata/{self._prefix}"
         try:
-            answer = self._vault.call(lambda client: client.adapter.list(
-                f"/v1/{self._mount}/detailed-metadata/{prefix}"), f"{self._mount}/detailed-metadata/{self._prefix}", ("list",))
+            answer = self._vault.call(
+                lambda client: client.adapter.list(f"/v1/{self._mount}/detailed-metadata/{prefix}"),
+                f"{self._mount}/detailed-metadata/{self._prefix}",
+                ("list",),
+            )
             key_info = answer["data"]["key_info"]
             return {name: key_info.get(name) for name in answer["data"]["keys"] if not name.endswith("/")}
         except InvalidPath as error:
@@ -136,22 +158,29 @@ class VaultStore:
         except (VaultError, Denied):
             pass  # HashiCorp Vault has no detailed-metadata; a policy may not grant it: list names, read each
         try:
-            answer = self._vault.call(lambda client: client.secrets.kv.v2.list_secrets(
-                prefix, mount_point=self._mount), where, ("list",))
+            answer = self._vault.call(
+                lambda client: client.secrets.kv.v2.list_secrets(prefix, mount_point=self._mount), where, ("list",)
+            )
         except InvalidPath:
             return {}
         return {name: None for name in answer["data"]["keys"] if not name.endswith("/")}
 
     def _index(self, key: str, version: int, entries: Entries) -> None:
         """Usernames into custom_metadata, for list; skipped (list reads the data) when too big or not allowed."""
-        index = json.dumps({"version": version, "usernames": {server: entry["Username"] for server, entry in entries.items()}},
-                           separators=(",", ":"))
+        index = json.dumps(
+            {"version": version, "usernames": {server: entry["Username"] for server, entry in entries.items()}},
+            separators=(",", ":"),
+        )
         if len(index.encode()) > INDEX_MAX_BYTES:
             index = ""  # a stale index must not survive: an empty one is read as "not indexed"
         try:
-            self._vault.call(lambda client: client.adapter.post(
-                f"/v1/{self._mount}/metadata/{key}", json={"custom_metadata": {INDEX_KEY: index}}),
-                f"{self._mount}/metadata/{key}", ("update",))
+            self._vault.call(
+                lambda client: client.adapter.post(
+                    f"/v1/{self._mount}/metadata/{key}", json={"custom_metadata": {INDEX_KEY: index}}
+                ),
+                f"{self._mount}/metadata/{key}",
+                ("update",),
+            )
         except Denied:
             pass
 
@@ -161,7 +190,8 @@ def _indexed_usernames(metadata: Optional[dict[str, Any]]) -> Optional[dict[str,
     try:
         index = json.loads(((metadata or {}).get("custom_metadata") or {})[INDEX_KEY])
         if index["version"] == metadata["current_version"] and all(
-                isinstance(value, str) for value in index["usernames"].values()):
+            isinstance(value, str) for value in index["usernames"].values()
+        ):
             return index["usernames"]
     except (KeyError, ValueError, TypeError, AttributeError):
         pass
@@ -171,8 +201,11 @@ def _indexed_usernames(metadata: Optional[dict[str, Any]]) -> Optional[dict[str,
 def _entries(data: Any, path: str) -> Entries:
     """The secret's data, checked: written by hand or another tool, it may not be ours."""
     if isinstance(data, dict) and all(
-            isinstance(entry, dict) and isinstance(entry.get("Username"), str) and isinstance(entry.get("Secret"), str)
-            for entry in data.values()):
+        isinstance(entry, dict) and isinstance(entry.get("Username"), str) and isinstance(entry.get("Secret"), str)
+        for entry in data.values()
+    ):
         return {server: {"Username": entry["Username"], "Secret": entry["Secret"]} for server, entry in data.items()}
-    raise HelperError(f"the secret at {path} is not in credbridge's layout "
-                      '({"<server URL>": {"Username": ..., "Secret": ...}}): fix or delete it')
+    raise HelperError(
+        f"the secret at {path} is not in credbridge's layout "
+        '({"<server URL>": {"Username": ..., "Secret": ...}}): fix or delete it'
+    )
