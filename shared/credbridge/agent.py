@@ -343,7 +343,10 @@ def main() -> None:
     path = wire.socket_in(directory)
     if os.path.lexists(path):
         os.unlink(path)
-    server = AgentServer(path, call_seconds)
+    try:
+        server = AgentServer(path, call_seconds)
+    except OSError as error:  # one line, as every error of ours
+        raise SystemExit(f"credbridge agent: cannot listen on {path}: {error.strerror or error}") from None
     os.ftruncate(lock, 0)
     os.write(lock, f"{os.getpid()}\n".encode())
     server.timeout = min(1.0, idle_seconds)

@@ -70,6 +70,8 @@ CONTROL_MAGIC = b"credbridge-control-1"
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 #: Sent by the agent as soon as it holds the whole request: a wedged agent is
 #: noticed within ACK_TIMEOUT_SECONDS, a slow keyring prompt is still waited for.
+#: The longest Unix socket path everywhere: sun_path holds 104 bytes on macOS, 108 on Linux, NUL included.
+MAX_SOCKET_PATH_BYTES = 103
 ACK = b"+"
 ACK_TIMEOUT_SECONDS = 3.0
 REPLY_TIMEOUT_SECONDS = 120.0
@@ -115,12 +117,13 @@ def agent_dir(environ: "Mapping[str, str]", create: bool = True) -> "Optional[st
     """The agent's place: its socket, its lock and the cached cryptfile keys; None when there is
     no place others cannot tamper with (then every call is served in process, nothing is cached).
 
-    $XDG_RUNTIME_DIR/credbridge when that runtime dir is ours alone, else a directory of random
-    name in /tmp recorded per host in the user's state dir (docs/trust.md, "Only to its owner").
+    $XDG_RUNTIME_DIR/credbridge when that runtime dir is ours alone and short enough for a socket,
+    else a directory of random name in /tmp recorded per host in the user's state dir (docs/trust.md,
+    "Only to its owner").
     Without `create`, None rather than make and record that directory when there is none yet.
     """
     runtime = environ.get("XDG_RUNTIME_DIR")
-    if runtime and _is_ours_alone(runtime):
+    if runtime and _is_ours_alone(runtime) and _fits(runtime.rstrip("/") + "/credbridge"):
         return runtime.rstrip("/") + "/credbridge"
     pointer = _fallback_pointer(environ)
     if pointer is None:
@@ -129,6 +132,11 @@ def agent_dir(environ: "Mapping[str, str]", create: bool = True) -> "Optional[st
     if recorded.startswith(_fallback_prefix()) and "/" not in recorded[5:] and private_dir_is_safe(recorded):
         return recorded
     return _record_fallback_dir(pointer) if create else None
+
+
+def _fits(directory: str) -> bool:
+    """Whether the socket's path fits a Unix socket address (103 bytes: macOS's limit, Linux allows 107)."""
+    return len(socket_in(directory).encode("utf-8", "surrogateescape")) <= MAX_SOCKET_PATH_BYTES
 
 
 def state_dir(environ: "Mapping[str, str]") -> "Optional[str]":

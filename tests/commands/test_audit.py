@@ -36,9 +36,21 @@ def with_env(helper: Helper, **changes: str) -> Helper:
     return Helper(helper.path, {**helper.env, **changes})
 
 
+def agent_answering(helper: Helper, probe_state: Path) -> None:
+    """Through the agent, once it serves: a first call is served in process while it starts."""
+    if helper.env.get("CREDBRIDGE_NO_AGENT"):
+        return
+    probe = with_env(helper, XDG_STATE_HOME=str(probe_state))
+    deadline = time.monotonic() + 30
+    while probe.list().returncode == 0 and audit_records(probe_state)[-1]["served_by"] != "agent":
+        assert time.monotonic() < deadline, "no agent answered within 30 s"
+        time.sleep(0.1)
+
+
 def test_each_action_served_appends_one_record_naming_the_calling_program(
     keyring_helper: Helper, tmp_path: Path
 ) -> None:
+    agent_answering(keyring_helper, tmp_path / "probe")
     helper = with_env(keyring_helper, XDG_STATE_HOME=str(tmp_path / "state"))
     server = "registry.example.com:5000"
     assert helper.store("https://Registry.Example.COM:5000/", "alice", "s3cret").returncode == 0

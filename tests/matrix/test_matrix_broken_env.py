@@ -43,7 +43,9 @@ while [ "$1" != -- ]; do
     if [ "$mode" = ro ]; then
         mount --bind "$1" "$1"; mount -o remount,bind,ro "$1" "$1"
     else
-        disk=$(mktemp -d); mount -t tmpfs -o size=256k,mode=0700 tmpfs "$disk"; cp -a "$1/." "$disk/"
+        # room for what is there (the audit log of a long session among it) and 256 KiB more, then filled
+        size=$(( $(du -sk "$1" | cut -f1) + 256 ))k
+        disk=$(mktemp -d); mount -t tmpfs -o size=$size,mode=0700 tmpfs "$disk"; cp -a "$1/." "$disk/"
         real=$(mktemp -d); mount --bind "$1" "$real"; mount --bind "$disk" "$1"
         # sockets (the D-Bus session bus) keep leading to their live originals
         (cd "$real" && find . -type s) | while read -r socket; do mount --bind "$real/$socket" "$1/$socket"; done
