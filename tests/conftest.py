@@ -153,10 +153,15 @@ def agent_serving(installation: Installation, env: dict[str, str]) -> Iterator[i
         stdout=subprocess.DEVNULL,
         stderr=errors,
     )
-    socket_dir = Path(env["XDG_RUNTIME_DIR"]) / "credbridge"
+    from credbridge import wire
+
+    def sockets() -> list[Path]:  # where the agent puts it: its runtime dir, or the fallback it records
+        place = wire.agent_dir(env, create=False) or str(Path(env["XDG_RUNTIME_DIR"]) / "credbridge")
+        return list(Path(place).glob("agent-*.sock"))
+
     deadline = time.monotonic() + 20
     try:
-        while not list(socket_dir.glob("agent-*.sock")):
+        while not sockets():
             if agent.poll() is not None:
                 errors.seek(0)
                 said = errors.read().decode(errors="replace")[-2000:]

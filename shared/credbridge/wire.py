@@ -70,8 +70,8 @@ CONTROL_MAGIC = b"credbridge-control-1"
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 #: Sent by the agent as soon as it holds the whole request: a wedged agent is
 #: noticed within ACK_TIMEOUT_SECONDS, a slow keyring prompt is still waited for.
-#: The longest Unix socket path everywhere: sun_path holds 104 bytes on macOS, 108 on Linux, NUL included.
-MAX_SOCKET_PATH_BYTES = 103
+#: The longest Unix socket path: sun_path holds 108 bytes on Linux, 104 on macOS and the BSDs, NUL included.
+MAX_SOCKET_PATH_BYTES = 107 if sys.platform.startswith("linux") else 103
 ACK = b"+"
 ACK_TIMEOUT_SECONDS = 3.0
 REPLY_TIMEOUT_SECONDS = 120.0
@@ -135,7 +135,7 @@ def agent_dir(environ: "Mapping[str, str]", create: bool = True) -> "Optional[st
 
 
 def _fits(directory: str) -> bool:
-    """Whether the socket's path fits a Unix socket address (103 bytes: macOS's limit, Linux allows 107)."""
+    """Whether the socket's path fits a Unix socket address (MAX_SOCKET_PATH_BYTES)."""
     return len(socket_in(directory).encode("utf-8", "surrogateescape")) <= MAX_SOCKET_PATH_BYTES
 
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -245,8 +246,8 @@ def test_exec_refuses_a_symlinked_runtime_directory_and_writes_no_authfile_throu
 ) -> None:
     singularity = build_helper(request, "singularity", "direct")
     stored(singularity, "exec.example", "exec-user", SECRET)
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700)
+    runtime = Path(tempfile.mkdtemp(prefix="cb-run-"))  # short: a deeper one is too long for a socket anyway
+    request.addfinalizer(lambda: shutil.rmtree(runtime, ignore_errors=True))
     victim = tmp_path / "victim-dir"
     victim.mkdir(mode=0o700)
     (runtime / "credbridge").symlink_to(victim)

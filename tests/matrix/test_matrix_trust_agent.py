@@ -506,9 +506,9 @@ def test_a_passphrase_file_of_the_callers_own_descriptors_is_read_by_the_caller(
 def test_a_runtime_dir_too_long_for_a_socket_still_gets_an_agent(
     installation: Installation, session: dict[str, str], tmp_path: Path
 ) -> None:
-    """A Unix socket path holds 103 bytes everywhere; a deeper XDG_RUNTIME_DIR of ours takes the random-name
+    """A Unix socket path holds 107 bytes on Linux; a deeper XDG_RUNTIME_DIR of ours takes the random-name
     fallback instead of an agent dying at start with a traceback (seen under pytest-xdist's longer paths)."""
-    runtime = tmp_path / ("r" * 40) / ("u" * 40)
+    runtime = tmp_path / ("r" * 60) / ("u" * 60)
     runtime.mkdir(mode=0o700, parents=True)
     env = {**session, "XDG_RUNTIME_DIR": str(runtime)}
     assert helper(installation, "apptainer", env, "list").returncode == 0
