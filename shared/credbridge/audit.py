@@ -15,6 +15,7 @@ import stat
 import time
 from typing import Mapping, NamedTuple, Optional
 
+from credbridge import debuglog
 from credbridge.files.userdirs import state_home
 from credbridge.protocol import AUDITED_ACTIONS, Served
 
@@ -26,19 +27,10 @@ KEEP_ROTATED = 3
 MAX_FIELD_CHARS = 256
 #: A tool run by one of these is named with its script (`python3 deploy.py`), not the interpreter.
 INTERPRETERS = ("python", "perl", "ruby", "node", "sh", "bash", "dash", "zsh", "ksh")
-#: O_NOFOLLOW: a planted symlink is refused; O_NONBLOCK: a planted FIFO cannot block the call.
 #: Stores that never spell out a registry name on disk (the cryptfile encrypts them, and its index
 #: keeps only hashes): their records keep the registry as hidden_name(), which a guess can be
 #: tested against (`credbridge audit --registry`) but which names nothing.
 NAMELESS_STORES = frozenset({"cryptfile"})
-_OPEN_FLAGS = (
-    os.O_WRONLY
-    | os.O_APPEND
-    | os.O_CREAT
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-)
 
 
 class Tool(NamedTuple):
@@ -235,7 +227,7 @@ def append(path: str, record: Mapping[str, object], max_bytes: int = MAX_BYTES, 
 
 def _open_private(path: str) -> int:
     """A descriptor of the log, a regular file of ours alone; anything else is refused."""
-    descriptor = os.open(path, _OPEN_FLAGS, 0o600)
+    descriptor = os.open(path, debuglog.APPEND_FLAGS, 0o600)
     info = os.fstat(descriptor)
     if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
         os.close(descriptor)

@@ -28,8 +28,8 @@ SECRET_WORDS = ("secret", "password", "passphrase", "token", "credential")
 SECRET_NAMES = ("auth", "key")
 MAX_VALUE_CHARS = 200
 
-#: O_NOFOLLOW: a planted symlink is refused; O_NONBLOCK: a planted fifo cannot block the helper.
-_APPEND_FLAGS = (
+#: Appending to a log: O_NOFOLLOW refuses a planted symlink, O_NONBLOCK a planted fifo (also credbridge.audit).
+APPEND_FLAGS = (
     posix.O_WRONLY
     | posix.O_APPEND
     | posix.O_CREAT
@@ -124,7 +124,7 @@ def emit(env: "Mapping[str, str]", lines: bytes) -> None:
         _write_all(2, lines)
         return
     try:
-        descriptor = posix.open(target, _APPEND_FLAGS, 0o600)
+        descriptor = posix.open(target, APPEND_FLAGS, 0o600)
     except OSError as error:
         _write_all(
             2, f"credbridge: cannot write the debug log {target}: {error.strerror} (CREDBRIDGE_DEBUG)\n".encode()
