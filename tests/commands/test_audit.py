@@ -296,3 +296,23 @@ def test_doctor_says_when_the_audit_log_is_off(
     assert f"remove `audit: false` from {config}" in doctor, doctor
     shown = credbridge(installation, {**env, "XDG_STATE_HOME": str(tmp_path / "state")}, "audit")
     assert shown.returncode == 0 and "the audit log is off" in shown.stdout, shown
+
+
+def test_a_planted_log_neither_receives_records_nor_blocks_a_call(keyring_helper: Helper, tmp_path: Path) -> None:
+    """Attacker's side: audit.log made a symlink to a victim file, or a FIFO nobody reads."""
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    for plant in ("symlink", "fifo"):
+        state = tmp_path / plant
+        (state / "credbridge").mkdir(parents=True, mode=0o700)
+        log = state / "credbridge" / "audit.log"
+        if plant == "symlink":
+            log.symlink_to(victim)
+        else:
+            os.mkfifo(log, 0o600)
+        helper = with_env(keyring_helper, XDG_STATE_HOME=str(state))
+        started = time.monotonic()
+        assert helper.store("planted.example", "u", "s").returncode == 0
+        assert helper.get("planted.example").returncode == 0
+        assert time.monotonic() - started < 60, plant
+    assert victim.read_text() == "untouched\n"
