@@ -562,37 +562,12 @@ def test_list_of_more_items_than_the_bus_lets_a_client_await_agrees_with_go(
 ) -> None:
     """The private bus keeps dbus-daemon's built-in limit of 128 awaited replies per connection (Debian's
     session bus allows 50000): our pipelined reads must stay under it, or most items go missing."""
-    servers = [f"many{number:03d}.example" for number in range(300)]
-    try:
-        for number, server in enumerate(servers):
-            subprocess.run(
-                [
-                    "secret-tool",
-                    "store",
-                    f"--label={server}",
-                    "label",
-                    "Docker Credentials",
-                    "server",
-                    server,
-                    "username",
-                    f"user{number}",
-                    "docker_cli",
-                    "1",
-                    "xdg:schema",
-                    "io.docker.Credentials",
-                ],
-                input=b"pw",
-                env=keyring_helper.env,
-                check=True,
-                timeout=30,
-            )
+    servers = {f"many{number:03d}.example": f"user{number}" for number in range(300)}
+    with keyring_session.docker_items(keyring_helper.env, servers):
         go_list, our_list = go_helper.list(), keyring_helper.list()
-        assert (our_list.returncode, our_list.stderr) == (0, b"")
-        assert len(json.loads(our_list.stdout)) == 300
-        assert our_list.stdout == go_list.stdout
-    finally:  # one by one: secret-tool's own search over all of them meets the same limit
-        for server in servers:
-            subprocess.run(["secret-tool", "clear", "server", server], env=keyring_helper.env, timeout=30)
+    assert (our_list.returncode, our_list.stderr) == (0, b"")
+    assert len(json.loads(our_list.stdout)) == 300
+    assert our_list.stdout == go_list.stdout
 
 
 @on_every_secret_service

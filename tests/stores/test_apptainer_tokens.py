@@ -91,8 +91,9 @@ class TokenHome:
 
 @pytest.fixture
 def token_home(installation: Installation, tmp_path: Path) -> TokenHome:
-    """Its own HOME and runtime dir; the cryptfile opens with a passphrase file and is the router's primary,
-    every helper call is served in process, so nothing outlives the test."""
+    """Its own HOME and runtime dir; the cryptfile, the router's primary, is unlocked once, as in a user's
+    session (its passphrase file stays named, as on a headless machine), and every helper call is served in
+    process, so nothing outlives the test."""
     home, runtime = tmp_path / "home", tmp_path / "run"
     for directory in (home, runtime):
         directory.mkdir(mode=0o700)
@@ -109,6 +110,8 @@ def token_home(installation: Installation, tmp_path: Path) -> TokenHome:
         "CREDBRIDGE_PASSPHRASE_FILE": str(passphrase),
         "CREDBRIDGE_NO_AGENT": "1",
     }
+    unlocked = run([installation.executable("credbridge"), "unlock", "--new"], "token passphrase\n", env)
+    assert unlocked.returncode == 0, unlocked.text + unlocked.stderr.decode()
     return TokenHome(installation, env)
 
 

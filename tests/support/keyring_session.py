@@ -316,6 +316,37 @@ def delete_all_docker_items(env: Mapping[str, str]) -> None:
     )
 
 
+@contextmanager
+def docker_items(env: Mapping[str, str], items: Mapping[str, str]) -> Iterator[None]:
+    """Items as Go's helper writes them (server -> username; label = server), created and deleted over one
+    connection, one call at a time: hundreds of `secret-tool` processes cost a minute, and its own search
+    meets the bus's limit of awaited replies."""
+    import secretstorage
+    from jeepney.io.blocking import open_dbus_connection
+
+    with open_dbus_connection(env["DBUS_SESSION_BUS_ADDRESS"]) as connection:
+        collection = secretstorage.get_default_collection(connection)
+        created = [
+            collection.create_item(
+                server,
+                {
+                    "label": "Docker Credentials",
+                    "server": server,
+                    "username": username,
+                    "docker_cli": "1",
+                    "xdg:schema": DOCKER_SCHEMA,
+                },
+                b"pw",
+            )
+            for server, username in items.items()
+        ]
+        try:
+            yield
+        finally:
+            for item in created:
+                item.delete()
+
+
 def _dbus_send(env: Mapping[str, str], path: str, method: str, *args: str) -> subprocess.CompletedProcess:
     return _run(
         ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.secrets", path, method, *args],
