@@ -6,6 +6,7 @@ and CREDBRIDGE_HELPER_CHAIN stops a chain that comes back (docs/design.md, "Call
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -92,16 +93,15 @@ class HelperProgram:
             raise HelperError(f"{self.program} list answered something that is not a server -> username map")
         return listed
 
-    def get(self, server_url: str) -> Optional[Credentials]:
-        """The credentials stored for exactly this key, None when the helper has none."""
-        answer = self._json(self._call("get", server_url.encode(), not_found_ok=True), "get")
-        if answer is None:
-            return None
+    def get(self, server_url: str) -> Credentials:
+        """The credentials stored for exactly this key; CredentialsNotFound when the helper has none,
+        as Go's client.Get returns that error for callers to test."""
+        answer = self._json(self._call("get", server_url.encode(), answers_not_found=True), "get")
         if not isinstance(answer, dict) or not all(isinstance(answer.get(key), str) for key in ("Username", "Secret")):
             raise HelperError(f"{self.program} get answered something that is not a credential")
         if not answer["Username"] and not answer["Secret"]:
             debuglog.log("helper answered an empty login: not found", program=self.program)
-            return None  # Go's pass without a store answers so, exit 0: not a login, the next source may have one
+            raise CredentialsNotFound()  # Go's pass without a store answers so, exit 0: the next source may have one
         return Credentials(server_url, answer["Username"], answer["Secret"])
 
     def store(self, credentials: Credentials) -> None:
@@ -114,9 +114,12 @@ class HelperProgram:
 
     def erase(self, server_url: str) -> None:
         """Absent is not an error, whatever the helper answers for it."""
-        self._call("erase", server_url.encode(), not_found_ok=True)
+        with contextlib.suppress(CredentialsNotFound):
+            self._call("erase", server_url.encode(), answers_not_found=True)
 
-    def _call(self, action: str, stdin: bytes, not_found_ok: bool = False, tokens_too: bool = False) -> Optional[bytes]:
+    def _call(self, action: str, stdin: bytes, answers_not_found: bool = False, tokens_too: bool = False) -> bytes:
+        """stdout of a call that succeeded; `answers_not_found`: the helper's not-found line is an answer
+        (get, erase), raised as CredentialsNotFound, not a failure of the action."""
         debuglog.log("calling helper", program=self.program, action=action)
         asked = {LIST_TOKENS_VARIABLE: "1"} if tokens_too else {}
         output, exit_code = self._run(action, stdin, asked)
@@ -124,8 +127,8 @@ class HelperProgram:
         if exit_code == 0:
             return output
         message = output.decode("utf-8", "replace").strip()
-        if not_found_ok and message == _NOT_FOUND:
-            return None
+        if answers_not_found and message == _NOT_FOUND:
+            raise CredentialsNotFound()
         if message == _NOT_IMPLEMENTED:
             raise NotImplementedByHelper(f"{self.program} {action} failed: {message}")
         first_line = message.splitlines()[0] if message else f"exit status {exit_code}"
@@ -178,10 +181,8 @@ class HelperProgram:
             raise HelperError(f"{TIMEOUT_VARIABLE} must be a number of seconds above 0, e.g. {HELPER_TIMEOUT_SECONDS}")
         return seconds
 
-    def _json(self, output: Optional[bytes], action: str) -> object:
+    def _json(self, output: bytes, action: str) -> object:
         """The decoded answer; the raw bytes never reach an error message (they may hold a secret)."""
-        if output is None:
-            return None
         try:
             return json.loads(output)
         except ValueError:

@@ -6,6 +6,7 @@ SIGKILL included (docs/design.md, "authfile and exec").
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -15,7 +16,7 @@ from typing import Mapping, Optional, Sequence
 
 from credbridge import urls, wire
 from credbridge.commands import configdir, supervise
-from credbridge.errors import HelperError
+from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.files import atomicfile, dockerconfig, execdirs, remotetokens
 from credbridge.helperclient import HelperProgram
 from credbridge.store import Credentials
@@ -139,18 +140,23 @@ def build(store: str, registries: Sequence[str], environ: Mapping[str, str]) -> 
     listed = helper.list()
     found: dict[str, Credentials] = {}
     for registry in registries:
-        key = urls.best_match(registry, listed)
-        credentials = helper.get(key) if key is not None else None
-        if key is None or credentials is None:
-            raise HelperError(f"{helper.program} has no credentials for {registry}: log in to it first")
-        found[key] = credentials
+        credentials = _login_for(registry, helper, listed)
+        found[credentials.server_url] = credentials
     if not registries:
         for key in [key for key in listed if not remotetokens.is_remote_key(key)]:  # a token is no registry's
             # A listed key get cannot find (Go secretservice >= 0.9 lists labels) is skipped, as docker does.
-            credentials = helper.get(key)
-            if credentials is not None:
-                found[key] = credentials
+            with contextlib.suppress(CredentialsNotFound):
+                found[key] = helper.get(key)
     return render(list(found.values()))
+
+
+def _login_for(registry: str, helper: HelperProgram, listed: Mapping[str, str]) -> Credentials:
+    """The login under the listed key that best matches `registry`; none is the user's to fix."""
+    key = urls.best_match(registry, listed)
+    if key is not None:
+        with contextlib.suppress(CredentialsNotFound):
+            return helper.get(key)
+    raise HelperError(f"{helper.program} has no credentials for {registry}: log in to it first")
 
 
 def render(found: Sequence[Credentials]) -> bytes:

@@ -6,11 +6,13 @@ remote.yaml comes home when the command ends (docs/design.md, "authfile and exec
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
 from typing import Callable, Mapping, NamedTuple, Optional
 
+from credbridge.errors import CredentialsNotFound
 from credbridge.files import atomicfile, dockerconfig, remotetokens, remoteyaml
 from credbridge.files.dockerconfig import Config
 from credbridge.helperclient import HelperProgram
@@ -151,10 +153,10 @@ def _remote_yaml_with_secrets(path: str, helper: HelperProgram, listed: Mapping[
     document = copy.deepcopy(remote.document)
     keys = []
     for holder, field, key, render in _places_for_secrets(document):
-        stored = helper.get(key) if key in listed and not holder.get(field) else None
-        if stored is not None:
-            holder[field] = render(stored)
-            keys.append(key)
+        if key in listed and not holder.get(field):
+            with contextlib.suppress(CredentialsNotFound):
+                holder[field] = render(helper.get(key))
+                keys.append(key)
     return remoteyaml.dumps(remoteyaml.RemoteFile(document, remote.style)), keys
 
 

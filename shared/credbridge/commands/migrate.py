@@ -12,7 +12,7 @@ from typing import Callable, Mapping, NamedTuple, Optional
 
 from credbridge.commands import tool_setup
 from credbridge.commands.terminal import printable
-from credbridge.errors import HelperError
+from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.files import atomicfile, dockerconfig, remotetokens, remoteyaml, userdirs
 from credbridge.helperclient import HelperProgram, find_program
 from credbridge.store import Credentials
@@ -92,9 +92,11 @@ def migrate_from_helper(
         )
     if not dry_run:
         for server_url in listed:
-            credentials = origin.get(server_url)
-            if credentials is not None:
-                _store_verified(helper, credentials, f"docker-credential-{source} still holds every login")
+            try:
+                credentials = origin.get(server_url)
+            except CredentialsNotFound:
+                continue  # listed, yet not found (Go secretservice >= 0.9 lists labels): nothing to move
+            _store_verified(helper, credentials, f"docker-credential-{source} still holds every login")
     tool_setup.setup(env, target, [], dry_run, say)
     for found in plaintext_files(env):
         _repoint_per_registry(found.path, source, target, dry_run, say)
@@ -124,8 +126,12 @@ def _installed_helper(name: str, env: Mapping[str, str], flag: str) -> HelperPro
 def _store_verified(helper: HelperProgram, credentials: Credentials, unchanged: str) -> None:
     """Store, then read back: only a login the target gives back may leave its old place."""
     helper.store(credentials)
-    read_back = helper.get(credentials.server_url)
-    if read_back is None or (read_back.username, read_back.secret) != (credentials.username, credentials.secret):
+    try:
+        read_back = helper.get(credentials.server_url)
+        given_back = (read_back.username, read_back.secret) == (credentials.username, credentials.secret)
+    except CredentialsNotFound:
+        given_back = False
+    if not given_back:
         raise HelperError(
             f"{helper.program} did not give back what was stored for {credentials.server_url}: {unchanged}"
         )
@@ -186,8 +192,11 @@ def _migrate_remote_yaml(
 def _held_elsewhere(helper: HelperProgram, credentials: Credentials, path: str, say: Say) -> bool:
     """The helper already holds another secret under this key (the other program's file had another token):
     overwriting it would lose one, so this one stays where it is, and the user decides."""
-    stored = helper.get(credentials.server_url)
-    if stored is None or (stored.username, stored.secret) == (credentials.username, credentials.secret):
+    try:
+        stored = helper.get(credentials.server_url)
+    except CredentialsNotFound:
+        return False
+    if (stored.username, stored.secret) == (credentials.username, credentials.secret):
         return False
     say(
         printable(

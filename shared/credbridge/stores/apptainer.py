@@ -6,6 +6,7 @@ sees the same logins (docs/design.md, "apptainer"; docs/protocol.md section 4).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
 
@@ -145,7 +146,10 @@ class ApptainerFilesStore:
         config = dockerconfig.load(self.readable_authfile()) or {}
         helper = self._helper(config, server_url)
         if helper is not None:
-            return helper.get(server_url)
+            try:
+                return helper.get(server_url)
+            except CredentialsNotFound:
+                return None  # remote.yaml may hold it
         entries = {
             key: entry
             for key, entry in dockerconfig.auths(config).items()
@@ -169,9 +173,9 @@ class ApptainerFilesStore:
                 listed.update(helper.list())
         for registry in dockerconfig.registry_helpers(config):
             helper = self._helper(config, registry)
-            found = None if helper is None else helper.get(registry)
-            if found is not None:
-                listed[registry] = found.username
+            if helper is not None:
+                with contextlib.suppress(CredentialsNotFound):
+                    listed[registry] = helper.get(registry).username
         return listed
 
     def _update_authfile(self, change: Callable[[dockerconfig.Config], None]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable, Mapping, Optional
 
 from credbridge import debuglog
-from credbridge.errors import CredentialsNotFound, HelperError
+from credbridge.errors import HelperError
 from credbridge.files import config
 from credbridge.helperclient import TIMEOUT_VARIABLE, HelperProgram, NotImplementedByHelper
 from credbridge.store import Credentials
@@ -35,8 +35,6 @@ class ExternalHelper:
         else:
             key = tokencache.key_for(self._name, server_url, program.environ)
             found = cache.get(key, lambda: program.get(server_url), route.ttl if route else None)
-        if found is None:
-            raise CredentialsNotFound()
         return found._replace(server_url=server_url)
 
     def store(self, credentials: Credentials) -> None:

@@ -24,7 +24,7 @@ import time
 from typing import Callable, Mapping, NamedTuple, Optional
 
 from credbridge import debuglog, urls
-from credbridge.errors import HelperError
+from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.helperclient import HelperNotRunnable
 from credbridge.store import Credentials
 
@@ -41,7 +41,8 @@ MAX_ENTRIES = 256
 MAX_TOKEN_CHARS = 64 * 1024
 
 Key = tuple[str, str, str]
-Fetch = Callable[[], Optional[Credentials]]
+#: Asks the helper; raises CredentialsNotFound when it has no login.
+Fetch = Callable[[], Credentials]
 
 
 class _Entry(NamedTuple):
@@ -51,9 +52,11 @@ class _Entry(NamedTuple):
     refresh_at: float
     generation: int
 
-    def answer(self) -> Optional[Credentials]:
+    def answer(self) -> Credentials:
         if self.error:
             raise HelperError(self.error)
+        if self.found is None:
+            raise CredentialsNotFound()
         return self.found
 
 
@@ -67,7 +70,7 @@ class TokenCache:
         self._refreshing: set[Key] = set()
         self._generation = 0
 
-    def get(self, key: Key, fetch: Fetch, ttl: Optional[float]) -> Optional[Credentials]:
+    def get(self, key: Key, fetch: Fetch, ttl: Optional[float]) -> Credentials:
         """The cached answer while it may be served, else the helper's (which is then kept)."""
         entry = self._usable(key)
         if entry is None:
@@ -104,11 +107,11 @@ class TokenCache:
         with self._lock:
             return self._fetching.setdefault(key, threading.Lock())
 
-    def _fetch(self, key: Key, fetch: Fetch, ttl: Optional[float]) -> Optional[Credentials]:
+    def _fetch(self, key: Key, fetch: Fetch, ttl: Optional[float]) -> Credentials:
         generation = self._generation
         started = time.monotonic()
         try:
-            found = fetch()
+            found = _fetched(fetch)
         except HelperNotRunnable:
             raise  # installing it is the fix: the next call must see it at once
         except HelperError as error:
@@ -117,6 +120,8 @@ class TokenCache:
             self._keep(key, _Entry(None, line, until, float("inf"), generation))
             raise HelperError(line) from None
         self._keep(key, _entry_for(found, ttl, started, generation))
+        if found is None:
+            raise CredentialsNotFound()
         return found
 
     def _refresh_in_background(self, key: Key, fetch: Fetch, ttl: Optional[float]) -> None:
@@ -133,7 +138,7 @@ class TokenCache:
                 generation = self._generation
                 started = time.monotonic()
                 try:
-                    found = fetch()
+                    found = _fetched(fetch)
                 except HelperError as error:
                     debuglog.log("token cache: refresh failed", helper=key[0], error=str(error))
                     return
@@ -152,6 +157,14 @@ class TokenCache:
                 del self._entries[oldest]
                 self._fetching.pop(oldest, None)
             self._entries[key] = entry
+
+
+def _fetched(fetch: Fetch) -> Optional[Credentials]:
+    """The helper's answer, None for its "not found": an answer the cache keeps too, unlike a failure."""
+    try:
+        return fetch()
+    except CredentialsNotFound:
+        return None
 
 
 def _entry_for(found: Optional[Credentials], ttl: Optional[float], started: float, generation: int) -> Optional[_Entry]:
