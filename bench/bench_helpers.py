@@ -27,6 +27,7 @@ Standard library only, plus tests.support from this repository.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -47,12 +48,11 @@ sys.path.insert(0, str(REPO))
 
 from tests.support import bundle  # noqa: E402  (needs the repo root on sys.path)
 from tests.support.keyring_session import SECRETSERVICE_HELPER, PrivateKeyring, start_private_keyring  # noqa: E402
+from tests.support.passstore import GO_PASS, pass_store  # noqa: E402
 
 ACTIONS = ("get", "list", "store", "erase")
 TIME = "/usr/bin/time"  # GNU time (apt install time): peak memory of one process
-PASS_HELPER = "/usr/bin/docker-credential-pass"  # Go's pass helper: the other reference, for file-backed stores
-#: docker-credential-pass refuses to work until this entry exists in the password store.
-PASS_INITIALIZED_CHECK = "docker-credential-helpers/docker-pass-initialized-check"
+PASS_HELPER = GO_PASS  # Go's pass helper: the other reference, for file-backed stores
 CALL_TIMEOUT_SECONDS = 60.0
 AGENT_START_TIMEOUT_SECONDS = 20.0
 
@@ -288,6 +288,7 @@ class Bench:
         self.setups = [STORE_SETUPS[name]() for name in options.stores]
         self.env: dict[str, str] = {}  # the private keyring's session: Go's environment
         self.pass_env: Optional[dict[str, str]] = None  # a private GnuPG home and password store, with --modes pass
+        self.closing = contextlib.ExitStack()
         self.stored: dict[str, dict[str, str]] = {}  # ServerURL -> credentials, in every store
         self.lines: list[str] = []  # what is printed, kept for --output
         self.verdicts: list[str] = []
@@ -360,41 +361,8 @@ class Bench:
 
     def start_pass(self) -> None:
         """A private GnuPG key without passphrase and a password store, as `pass init` users have."""
-        for program in (PASS_HELPER, "/usr/bin/pass", "/usr/bin/gpg"):
-            if not os.access(program, os.X_OK):
-                raise RuntimeError(f"{program} missing: apt install pass gnupg golang-docker-credential-helpers")
-        gnupg = self.root / "gnupg"
-        gnupg.mkdir(mode=0o700)
-        env = {**self.env, "GNUPGHOME": str(gnupg), "PASSWORD_STORE_DIR": str(self.root / "password-store")}
-
-        def run(*argv: str, stdin: bytes = b"") -> str:
-            done = subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=120)
-            if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(argv[:3])} failed: {done.stderr.decode(errors='replace')[:300]}")
-            return done.stdout.decode()
-
         self.note("creating a GnuPG key and a password store for docker-credential-pass")
-        run(
-            "gpg",
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "credbridge bench <bench@credbridge.invalid>",
-            "default",
-            "default",
-            "never",
-        )
-        fingerprint = next(
-            line.split(":")[9]
-            for line in run("gpg", "--list-keys", "--with-colons").splitlines()
-            if line.startswith("fpr:")
-        )
-        run("pass", "init", fingerprint)
-        run("pass", "insert", "--echo", PASS_INITIALIZED_CHECK, stdin=b"pass is initialized\n")
-        self.pass_env = env
+        self.pass_env = self.closing.enter_context(pass_store(self.env, self.root))
 
     def ours_env(self, installation: Installation, setup: StoreSetup) -> dict[str, str]:
         base = {
@@ -702,8 +670,7 @@ class Bench:
         if self.keyring is not None:
             self.keyring.stop()
             self.keyring = None
-        if self.pass_env is not None:
-            subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=self.pass_env, capture_output=True, timeout=30)
+        self.closing.close()  # the password store's gpg-agent
         for setup in self.setups:
             setup.stop()
         leftovers = self.sweep()
