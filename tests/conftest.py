@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -63,12 +64,29 @@ def venv_installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     return installed(tmp_path_factory.mktemp("install-home"))
 
 
-@pytest.fixture(scope="session")
-def built_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bundle_built_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The PyInstaller onedir bundle, built by build/build.sh once per run (for every worker)."""
     return bundle.output(
         once.built_once(tmp_path_factory, "bundle-build", lambda scratch: bundle.build(scratch, install_env(scratch)))
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bundle_begun_beside_the_first_tests(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A minute of PyInstaller, begun as the run starts and built beside the first tests, not when the first
+    bundle test needs it: its worker would idle until then, and so would another meeting the build's lock."""
+    if any(
+        getattr(item, "callspec", None) and item.callspec.params.get("installation") == "bundle"
+        for item in request.session.items
+    ):
+        threading.Thread(target=bundle_built_once, args=(tmp_path_factory,), daemon=True).start()
+
+
+@pytest.fixture(scope="session")
+def built_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return bundle_built_once(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
