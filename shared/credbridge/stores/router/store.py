@@ -60,10 +60,9 @@ class RouterStore:
         """The first source that has it. A source that cannot be reached counts as not having it, so an
         anonymous pull goes on; a locked or damaged one is reported only if no other source has it. A mistake
         in the caller's own environment variables is theirs to fix, so it is a warning even then."""
-        self._route(server_url)
         failures: list[tuple[str, HelperError]] = []
         environment_mistakes: list[str] = []
-        for name in self.readers_for(server_url):
+        for name in self.readers_for(self._route(server_url)):
             try:
                 found = self._open(name).get(server_url)
             except CredentialsNotFound:
@@ -87,9 +86,8 @@ class RouterStore:
 
     def erase(self, server_url: str) -> None:
         """From every place a read looks, so that no older copy answers after a logout."""
-        self._route(server_url)
         failures: list[tuple[str, HelperError]] = []
-        for name in self.readers_for(server_url):
+        for name in self.readers_for(self._route(server_url)):
             if name == ENVIRONMENT:
                 continue
             try:
@@ -151,9 +149,8 @@ class RouterStore:
         route = self._routing.route_for(server_url)
         return route.store if route is not None else self.primary()
 
-    def readers_for(self, server_url: str) -> list[str]:
-        """The read list with `primary` resolved; the writing store is always read."""
-        writer = self.writer_for(server_url)
+    def readers_for(self, writer: str) -> list[str]:
+        """The read list of a registry written to `writer`, `primary` resolved to it; the writer is always read."""
         names = [writer if name == PRIMARY else name for name in self._routing.read]
         return _unique(names if writer in names else [*names, writer])
 
