@@ -22,6 +22,7 @@ import pytest
 
 from tests.clients.test_real_clients import Clients, clients, docker_login, docker_py, explain  # noqa: F401
 from tests.conftest import GO_SECRETSERVICE, SERVING, Helper, Installation, router_env
+from tests.stores.test_router import configured
 from tests.support.process import run
 from tests.support.registry import Registry
 
@@ -151,10 +152,10 @@ def test_a_router_record_names_the_store_that_answered_and_hides_what_the_cryptf
     whichever store is primary, and a keyring's are named whichever is."""
     from credbridge.audit import hidden_name
 
-    env = {**router_home, "NO_COLOR": "1"}
-    config = Path(env["HOME"]) / ".config" / "credbridge" / "config.yaml"
-    config.parent.mkdir(parents=True)
-    config.write_text(f'primary: {primary}\nroutes:\n  "*.corp.example": {routed}\n  go.example: secretservice\n')
+    env = configured(
+        {**router_home, "NO_COLOR": "1"},
+        f'primary: {primary}\nroutes:\n  "*.corp.example": {routed}\n  go.example: secretservice\n',
+    )
     assert Helper(GO_SECRETSERVICE, env).store("go.example", "gopher", "g0").returncode == 0
     router = Helper(installation.executable("docker-credential-credbridge"), env)
     for server in ("registry.corp.example", "ghcr.io"):
@@ -209,12 +210,10 @@ def test_a_call_the_router_could_not_route_keeps_the_registry_hidden(
     """With a config it cannot read, no store vouches that the name may be spelled out."""
     from credbridge.audit import hidden_name
 
-    config = Path(router_home["HOME"]) / ".config" / "credbridge" / "config.yaml"
-    config.parent.mkdir(parents=True)
-    config.write_text("primary: [cryptfile\n")
-    router = Helper(installation.executable("docker-credential-credbridge"), router_home)
+    env = configured(router_home, "primary: [cryptfile\n")  # not YAML
+    router = Helper(installation.executable("docker-credential-credbridge"), env)
     assert router.get("unrouted.example").returncode == 1
-    [record] = audit_records(Path(router_home["XDG_STATE_HOME"]))
+    [record] = audit_records(Path(env["XDG_STATE_HOME"]))
     assert (record["registry"], record["store"], record["outcome"]) == (
         hidden_name("unrouted.example"),
         "credbridge",
