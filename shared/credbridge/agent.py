@@ -142,12 +142,15 @@ class Call:
         )
 
     def _run(self) -> None:
-        ((output, exit_code), served), debug_log = debuglog.capture(
+        # the record is written before the answer: a helper that returned is logged
+        (output, exit_code), debug_log = debuglog.capture(
             self._env,
             f"agent {os.getpid()}",
-            lambda: serve(self._program, self._args, self._stdin, self._lease.open, list_tokens_asked(self._env)),
+            lambda: audit.finish(
+                self._audit,
+                serve(self._program, self._args, self._stdin, self._lease.open, list_tokens_asked(self._env)),
+            ),
         )
-        audit.finish(self._audit, served)  # before the answer: a helper that returned is logged
         with self._server.counting:
             self._reply = wire.reply(exit_code, output, debug_log)
             self._finished.set()

@@ -17,7 +17,7 @@ from typing import Mapping, NamedTuple, Optional
 
 from credbridge import debuglog
 from credbridge.files.userdirs import state_home
-from credbridge.protocol import AUDITED_ACTIONS, Served
+from credbridge.protocol import AUDITED_ACTIONS, Reply, Served
 
 LOG_NAME = "audit.log"
 #: The live file is rotated past this size; KEEP_ROTATED older ones are kept (audit.log.1 newest).
@@ -31,6 +31,9 @@ INTERPRETERS = ("python", "perl", "ruby", "node", "sh", "bash", "dash", "zsh", "
 #: keeps only hashes): their records keep the registry as hidden_name(), which a guess can be
 #: tested against (`credbridge audit --registry`) but which names nothing.
 NAMELESS_STORES = frozenset({"cryptfile"})
+#: The router's store name (credbridge.stores.router): its records name the store behind it,
+#: `credbridge>keyring`, and hide the registry as that store would; one it never routed, always.
+ROUTER = "credbridge"
 
 
 class Tool(NamedTuple):
@@ -97,19 +100,22 @@ def begin(
     return Pending(log_path(env), store, os.path.basename(program), helper_pid, served_by, tool_of(tool_pid))
 
 
-def finish(pending: Optional[Pending], served: Served) -> None:
-    """Append the record; a log that cannot be written never changes the helper's answer."""
+def finish(pending: Optional[Pending], result: tuple[Reply, Served]) -> Reply:
+    """Append the record of a call served and return its reply: a log that cannot be written never
+    changes the answer; it leaves a debug line, and `credbridge doctor` says why and how to mend it."""
+    reply, served = result
     if pending is None or not served.action:
-        return
+        return reply
     tool = pending.tool
+    holder = served.source or pending.store
     registry = registry_name(served.server_url)
-    if registry and pending.store in NAMELESS_STORES:
+    if registry and (holder in NAMELESS_STORES or holder == ROUTER):
         registry = hidden_name(registry)
     record = {
         "time": round(time.time(), 3),
         "action": served.action,
         "registry": registry,
-        "store": pending.store,
+        "store": f"{pending.store}>{served.source}" if served.source else pending.store,
         "outcome": served.outcome,
         "tool": tool.name,
         "tool_exe": tool.exe,
@@ -121,8 +127,68 @@ def finish(pending: Optional[Pending], served: Served) -> None:
     }
     try:
         append(pending.path, record)
-    except Exception:  # auditing never breaks a pull
-        pass
+    except Exception as error:  # auditing never breaks a pull
+        debuglog.log("audit record not written", path=pending.path, error=str(error), see="credbridge doctor")
+    return reply
+
+
+def unwritable(env: Mapping[str, str]) -> Optional[tuple[str, str]]:
+    """Why no record can be written, and the command that mends it; None when one can.
+
+    A helper skips a record it cannot write, so `credbridge doctor` asks: it
+    opens the log as a write does, leaving at most an empty log.
+    """
+    from credbridge.errors import HelperError
+    from credbridge.files.atomicfile import private_dir
+
+    path = log_path(env)
+    try:
+        private_dir(os.path.dirname(path))
+        os.close(_open_private(path))
+    except (HelperError, OSError) as error:
+        return _why_unwritable(path, error)
+    return None
+
+
+def _why_unwritable(path: str, error: Exception) -> tuple[str, str]:
+    """What stands at the log's path or its directory instead of a private file of ours, and its remedy."""
+    import shlex
+
+    summary = f"no record of who takes which credential can be written to {path}"
+    directory = os.path.dirname(path)
+    #: (what, the kind it must be, its mode, the bits a write refuses, the bits a write needs)
+    expected = ((directory, stat.S_ISDIR, 0o700, 0o022, 0o300), (path, stat.S_ISREG, 0o600, 0o077, 0o200))
+    for target, is_kind, mode, refused, needed in expected:
+        try:
+            info = os.lstat(target)
+        except OSError:
+            continue  # made by the next write
+        named = "it" if target == path else f"its directory {target}"
+        aside = f"mv {shlex.quote(target)} {shlex.quote(target + '.moved')}"
+        if not is_kind(info.st_mode):
+            kind = _KINDS.get(stat.S_IFMT(info.st_mode), "device")
+            if stat.S_ISDIR(info.st_mode) and not os.listdir(target):
+                remedy = f"rmdir {shlex.quote(target)}"
+            elif stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode):
+                remedy = aside  # may hold something of value
+            else:
+                remedy = f"rm {shlex.quote(target)}"  # a symlink, a FIFO, a socket: removing it loses nothing
+            return f"{summary}: {named} is a {kind}", remedy
+        if info.st_uid != os.getuid():
+            return f"{summary}: {named} is not yours", aside
+        if info.st_mode & refused or info.st_mode & needed != needed:
+            loose = f"{summary}: {named} is mode {stat.S_IMODE(info.st_mode):04o}"
+            return loose, f"chmod {mode:o} {shlex.quote(target)}"
+    return f"{summary}: {error}", ""
+
+
+_KINDS = {
+    stat.S_IFLNK: "symlink",
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFDIR: "directory",
+    stat.S_IFREG: "regular file",
+}
 
 
 def registry_name(server_url: str) -> str:

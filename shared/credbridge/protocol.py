@@ -49,6 +49,7 @@ class Served(NamedTuple):
     action: str  # get | store | erase | list; "" for version, help and malformed calls
     server_url: str  # as the client sent it; "" for list, or when it could not be read
     outcome: str  # found | ok | not found | denied | error
+    source: str  # a router's: the store behind it that answered (or would have); "" for any other store
 
 
 AUDITED_ACTIONS = ("get", "store", "erase", "list")
@@ -64,8 +65,14 @@ def serve(
     """`handle`, and what was served; never raises."""
     action = args[0] if len(args) == 1 and args[0] in AUDITED_ACTIONS else ""
     noted = {"server_url": ""}
+    opened: list[CredentialStore] = []
+
+    def opening() -> CredentialStore:
+        opened.append(open_store())
+        return opened[-1]
+
     try:
-        reply = Reply(_dispatch(program, args, stdin, open_store, noted, list_tokens), 0)
+        reply = Reply(_dispatch(program, args, stdin, opening, noted, list_tokens), 0)
         outcome = "found" if action == "get" else "ok"
     except HelperError as error:
         debuglog.log("answer: error", kind=type(error).__name__, message=str(error))
@@ -73,7 +80,8 @@ def serve(
     except Exception as error:  # the guard: no traceback ever reaches the user
         debuglog.log("answer: unexpected error", kind=type(error).__name__)
         reply, outcome = Reply(_one_line(describe_unexpected(error)), 1), "error"
-    return reply, Served(action, noted["server_url"], outcome)
+    source = getattr(opened[0], "answered_by", "") if opened else ""  # see RouterStore.answered_by
+    return reply, Served(action, noted["server_url"], outcome, source)
 
 
 def _failure(error: HelperError) -> str:

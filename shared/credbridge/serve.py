@@ -232,10 +232,13 @@ def _serve_in_process(
     from credbridge.stores.catalog import open_store
 
     pending = audit.begin(env, store, program, args, os.getpid(), "in process", tool_pid=os.getppid())
-    ((output, exit_code), served), debug_log = debuglog.capture(
-        env, "in process", lambda: serve(program, args, stdin, lambda: open_store(store, env), list_tokens_asked(env))
+    (output, exit_code), debug_log = debuglog.capture(
+        env,
+        "in process",
+        lambda: audit.finish(
+            pending, serve(program, args, stdin, lambda: open_store(store, env), list_tokens_asked(env))
+        ),
     )
-    audit.finish(pending, served)
     if debug_log:
         debuglog.emit(env, debug_log)
     return exit_code, output

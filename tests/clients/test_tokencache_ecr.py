@@ -109,3 +109,16 @@ def test_doctor_says_ecr_login_answers(routed: RoutedEcr) -> None:
     doctor = run([routed.installation.executable("credbridge"), "doctor"], env=routed.env())
     answers = "✔ helper: docker-credential-ecr-login answers (route *.dkr.ecr.*.amazonaws.com)"
     assert answers in doctor.text, doctor.text
+
+
+def test_the_audit_record_names_ecr_login_as_the_store_that_answered(routed: RoutedEcr, tmp_path: Path) -> None:
+    """When a token leaks, which store held it: the helper behind the router, not the router."""
+    state = tmp_path / "state"
+    routed.get(XDG_STATE_HOME=str(state))
+    [record] = [json.loads(line) for line in (state / "credbridge" / "audit.log").read_text().splitlines()]
+    assert (record["action"], record["registry"], record["store"], record["outcome"]) == (
+        "get",
+        routed.emulation.registry,
+        "credbridge>ecr-login",
+        "found",
+    ), record

@@ -18,8 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.clients.test_real_clients import Clients, clients, docker_login, docker_py, explain  # noqa: F401
-from tests.conftest import Helper, Installation
+from tests.conftest import GO_SECRETSERVICE, SERVING, Helper, Installation, router_env
+from tests.stores.test_router import configured
 from tests.support.process import run
 from tests.support.registry import Registry
 
@@ -130,6 +133,92 @@ def test_audit_false_in_the_config_writes_nothing(keyring_helper: Helper, tmp_pa
     assert helper.get("quiet.example").returncode == 0
     assert helper.list().returncode == 0
     assert not (tmp_path / "state" / "credbridge").exists(), list((tmp_path / "state").rglob("*"))
+
+
+# -- the router: the store behind it ---------------------------------------------------------
+
+
+@pytest.fixture(params=SERVING)
+def router_home(request: pytest.FixtureRequest) -> dict[str, str]:
+    """A fresh HOME on the clean private keyring and a fresh unlocked cryptfile, agent or in process."""
+    return router_env(routed=False)(request, request.param)
+
+
+@pytest.mark.parametrize("primary, routed", [("cryptfile", "keyring"), ("keyring", "cryptfile")])
+def test_a_router_record_names_the_store_that_answered_and_hides_what_the_cryptfile_holds(
+    installation: Installation, router_home: dict[str, str], primary: str, routed: str
+) -> None:
+    """Which store held a leaked token is the next question; the cryptfile's registries stay unnamed
+    whichever store is primary, and a keyring's are named whichever is."""
+    from credbridge.audit import hidden_name
+
+    env = configured(
+        {**router_home, "NO_COLOR": "1"},
+        f'primary: {primary}\nroutes:\n  "*.corp.example": {routed}\n  go.example: secretservice\n',
+    )
+    assert Helper(GO_SECRETSERVICE, env).store("go.example", "gopher", "g0").returncode == 0
+    router = Helper(installation.executable("docker-credential-credbridge"), env)
+    for server in ("registry.corp.example", "ghcr.io"):
+        assert router.store(server, "alice", "s3cret").returncode == 0
+        assert router.get(f"https://{server}/").returncode == 0
+    assert router.get("missing.corp.example").returncode == 1
+    assert router.get("missing.example").returncode == 1
+    assert router.get("go.example").returncode == 0
+    assert router.list().returncode == 0
+    holder = {
+        "registry.corp.example": routed,
+        "missing.corp.example": routed,
+        "ghcr.io": primary,
+        "missing.example": primary,
+        "go.example": "secretservice",
+    }
+
+    def recorded(action: str, server: str, outcome: str) -> tuple[str, str, str, str]:
+        shown = hidden_name(server) if holder[server] == "cryptfile" else server
+        return action, shown, f"credbridge>{holder[server]}", outcome
+
+    state = Path(env["XDG_STATE_HOME"])
+    records = audit_records(state)
+    assert [(r["action"], r["registry"], r["store"], r["outcome"]) for r in records] == [
+        recorded("store", "registry.corp.example", "ok"),
+        recorded("get", "registry.corp.example", "found"),
+        recorded("store", "ghcr.io", "ok"),
+        recorded("get", "ghcr.io", "found"),
+        recorded("get", "missing.corp.example", "not found"),
+        recorded("get", "missing.example", "not found"),
+        recorded("get", "go.example", "found"),
+        ("list", "", "credbridge", "ok"),
+    ]
+    assert {record["helper"] for record in records} == {"docker-credential-credbridge"}
+    log = (state / "credbridge" / "audit.log").read_bytes()
+    for server, store in holder.items():
+        assert (server.encode() in log) == (store != "cryptfile"), (server, log)
+
+    table = credbridge(installation, env, "audit", "--registry", "ghcr.io")
+    assert [line.split()[6] for line in table.stdout.splitlines()[1:]] == [f"credbridge>{primary}"] * 2, table
+    python = os.path.basename(sys.executable)
+    by_tool = credbridge(installation, env, "audit", "--tool", python, "--registry", "registry.corp.example", "--json")
+    assert [(entry["action"], entry["store"]) for entry in json.loads(by_tool.stdout)] == [
+        ("store", f"credbridge>{routed}"),
+        ("get", f"credbridge>{routed}"),
+    ], by_tool
+
+
+def test_a_call_the_router_could_not_route_keeps_the_registry_hidden(
+    installation: Installation, router_home: dict[str, str]
+) -> None:
+    """With a config it cannot read, no store vouches that the name may be spelled out."""
+    from credbridge.audit import hidden_name
+
+    env = configured(router_home, "primary: [cryptfile\n")  # not YAML
+    router = Helper(installation.executable("docker-credential-credbridge"), env)
+    assert router.get("unrouted.example").returncode == 1
+    [record] = audit_records(Path(env["XDG_STATE_HOME"]))
+    assert (record["registry"], record["store"], record["outcome"]) == (
+        hidden_name("unrouted.example"),
+        "credbridge",
+        "error",
+    ), record
 
 
 # -- the real clients ------------------------------------------------------------------------
@@ -296,6 +385,44 @@ def test_doctor_says_when_the_audit_log_is_off(
     assert f"remove `audit: false` from {config}" in doctor, doctor
     shown = credbridge(installation, {**env, "XDG_STATE_HOME": str(tmp_path / "state")}, "audit")
     assert shown.returncode == 0 and "the audit log is off" in shown.stdout, shown
+
+
+@pytest.mark.parametrize("plant", ["directory", "fifo", "symlink"])
+def test_a_log_that_cannot_be_written_never_fails_a_call_and_doctor_names_it_with_the_fix(
+    installation: Installation, keyring_helper: Helper, tmp_path: Path, plant: str
+) -> None:
+    """The hole in the audit trail is not silent: a debug line at the call, and `credbridge doctor`
+    names it and a command that mends it (root, which these tests run as, ignores modes: these
+    plants refuse even root)."""
+    state = tmp_path / "state"
+    log = state / "credbridge" / "audit.log"
+    log.parent.mkdir(parents=True, mode=0o700)
+    if plant == "directory":
+        log.mkdir()
+    elif plant == "fifo":
+        os.mkfifo(log, 0o600)
+    else:
+        log.symlink_to(tmp_path / "elsewhere")
+    helper = with_env(keyring_helper, XDG_STATE_HOME=str(state), NO_COLOR="1")
+    assert helper.store("hole.example", "u", "s").returncode == 0
+    debugged = with_env(helper, CREDBRIDGE_DEBUG="1").get("hole.example")
+    assert debugged.returncode == 0, debugged
+    assert f"audit record not written path={str(log)!r}" in debugged.stderr.decode(), debugged.stderr
+
+    doctor = credbridge(installation, helper.env, "doctor")
+    lines = doctor.stdout.splitlines()
+    [problem] = [number for number, line in enumerate(lines) if line.startswith("! audit: ")]
+    assert f"no record of who takes which credential can be written to {log}" in lines[problem], doctor.stdout
+    assert lines[problem + 1].startswith("    fix: "), doctor.stdout
+    fix = lines[problem + 1].removeprefix("    fix: ")
+    assert fix in (f"rmdir {log}", f"rm {log}"), fix
+    mended = run(["sh", "-c", fix], b"", helper.env)
+    assert mended.returncode == 0, mended
+
+    assert helper.get("hole.example").returncode == 0
+    assert [record["action"] for record in audit_records(state)] == ["get"]
+    doctor = credbridge(installation, helper.env, "doctor").stdout
+    assert f"✔ audit: every credential served is recorded in {log}" in doctor, doctor
 
 
 def test_a_planted_log_neither_receives_records_nor_blocks_a_call(keyring_helper: Helper, tmp_path: Path) -> None:

@@ -461,6 +461,9 @@ def _audit_check(env: Mapping[str, str]) -> Check:
             "the audit log is off (`audit: false`): no record says which program took which credential",
             f"remove `audit: false` from {config.config_path(env)}",
         )
+    hole = audit.unwritable(env)
+    if hole is not None:
+        return Check("audit", "warn", *hole)
     return Check(
         "audit", "ok", f"every credential served is recorded in {audit.log_path(env)} (`credbridge audit` shows them)"
     )

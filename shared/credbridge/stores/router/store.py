@@ -41,9 +41,18 @@ class RouterStore:
         self._store_env = {**env, CHAIN_VARIABLE: ",".join([*chain, ROUTER])}
         self._default_primary: Optional[str] = None
         self._opened: dict[str, CredentialStore] = {}
+        #: The store behind the router that served the last call, for the audit log (credbridge.audit):
+        #: the source that answered, else the registry's route; "" for `list` or a call never routed.
+        self.answered_by = ""
+
+    def _route(self, server_url: str) -> str:
+        """The store the registry is routed to, noted as the one answering until another does."""
+        self.answered_by = ""
+        self.answered_by = self.writer_for(server_url)
+        return self.answered_by
 
     def store(self, credentials: Credentials) -> None:
-        writer = self.writer_for(credentials.server_url)
+        writer = self._route(credentials.server_url)
         debuglog.log("router store", server=credentials.server_url, store=writer)
         self._open(writer).store(credentials)
 
@@ -51,9 +60,9 @@ class RouterStore:
         """The first source that has it. A source that cannot be reached counts as not having it, so an
         anonymous pull goes on; a locked or damaged one is reported only if no other source has it. A mistake
         in the caller's own environment variables is theirs to fix, so it is a warning even then."""
-        failures: list[HelperError] = []
+        failures: list[tuple[str, HelperError]] = []
         environment_mistakes: list[str] = []
-        for name in self.readers_for(server_url):
+        for name in self.readers_for(self._route(server_url)):
             try:
                 found = self._open(name).get(server_url)
             except CredentialsNotFound:
@@ -63,30 +72,35 @@ class RouterStore:
                 continue
             except HelperError as error:
                 debuglog.log("router source failed", store=name, error=str(error))
-                failures.append(error)
+                failures.append((name, error))
                 if name == ENVIRONMENT:
                     environment_mistakes.append(str(error))
                 continue
             debuglog.log("router get", server=server_url, store=name)
+            self.answered_by = name
             for mistake in environment_mistakes:
                 debuglog.warn(mistake)
             return found
-        if failures:
-            raise failures[0]
+        self._raise_first(failures)
         raise CredentialsNotFound()
 
     def erase(self, server_url: str) -> None:
         """From every place a read looks, so that no older copy answers after a logout."""
-        failures: list[HelperError] = []
-        for name in self.readers_for(server_url):
+        failures: list[tuple[str, HelperError]] = []
+        for name in self.readers_for(self._route(server_url)):
             if name == ENVIRONMENT:
                 continue
             try:
                 self._open(name).erase(server_url)
             except HelperError as error:
-                failures.append(error)
+                failures.append((name, error))
+        self._raise_first(failures)
+
+    def _raise_first(self, failures: list[tuple[str, HelperError]]) -> None:
+        """The first source's failure, that source then being the one that answered."""
         if failures:
-            raise failures[0]
+            self.answered_by, error = failures[0]
+            raise error
 
     def list(self) -> dict[str, str]:
         return {login.server_url: login.username for login in self.survey().logins}
@@ -99,6 +113,7 @@ class RouterStore:
         broken file does not break `docker build`; a damaged primary store is
         an error.
         """
+        self.answered_by = ""
         merged: dict[str, Login] = {}
         unreadable: dict[str, str] = {}
         for name in self.listed_stores():
@@ -134,9 +149,8 @@ class RouterStore:
         route = self._routing.route_for(server_url)
         return route.store if route is not None else self.primary()
 
-    def readers_for(self, server_url: str) -> list[str]:
-        """The read list with `primary` resolved; the writing store is always read."""
-        writer = self.writer_for(server_url)
+    def readers_for(self, writer: str) -> list[str]:
+        """The read list of a registry written to `writer`, `primary` resolved to it; the writer is always read."""
         names = [writer if name == PRIMARY else name for name in self._routing.read]
         return _unique(names if writer in names else [*names, writer])
 
