@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import http.client
 import http.server
+import json
 import os
 import secrets
 import shutil
@@ -21,10 +22,11 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pytest
 from cryptography import x509
@@ -98,9 +100,12 @@ def _tls_for(host: str, directory: Path) -> tuple[Path, ssl.SSLContext]:
 class _ProxyServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, host: str, tls: ssl.SSLContext, moto_port: int) -> None:
+    def __init__(
+        self, host: str, tls: ssl.SSLContext, moto_port: int, upstream_delay: float, token_lifetime: Optional[float]
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _InterceptingProxy)
         self.emulated_host, self.tls, self.moto_port = host, tls, moto_port
+        self.upstream_delay, self.token_lifetime = upstream_delay, token_lifetime
         self.token_calls: Counter[str] = Counter()
         self.lock = threading.Lock()
 
@@ -133,10 +138,13 @@ class _InterceptingProxy(http.server.BaseHTTPRequestHandler):
             self.send_error(403, "plain HTTP through this proxy goes nowhere")
             return
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.headers.get("X-Amz-Target") == TOKEN_TARGET:
+        is_token_call = self.headers.get("X-Amz-Target") == TOKEN_TARGET
+        if is_token_call:
             credential = self.headers.get("Authorization", "").partition("Credential=")[2]
             self.server.count(credential.partition("/")[0])
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        if self.server.upstream_delay:
+            time.sleep(self.server.upstream_delay)  # an emulated network round trip (benchmarks only)
         moto = http.client.HTTPConnection("127.0.0.1", self.server.moto_port, timeout=30)
         try:
             moto.request(self.command, self.path, body, headers)
@@ -144,6 +152,8 @@ class _InterceptingProxy(http.server.BaseHTTPRequestHandler):
             payload = answer.read()
         finally:
             moto.close()
+        if is_token_call and answer.status == 200 and self.server.token_lifetime is not None:
+            payload = _expiring_in(payload, self.server.token_lifetime)
         self.send_response(answer.status)
         for name, value in answer.getheaders():
             if name.lower() not in HOP_BY_HOP:
@@ -153,6 +163,15 @@ class _InterceptingProxy(http.server.BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     do_GET = do_POST
+
+
+def _expiring_in(payload: bytes, seconds: float) -> bytes:
+    """moto's GetAuthorizationToken answer with each token's expiresAt `seconds` from now, as real ECR
+    says (moto's is fixed in 2015, so ecr-login's own file cache never serves it)."""
+    answer = json.loads(payload)
+    for data in answer.get("authorizationData", []):
+        data["expiresAt"] = time.time() + seconds
+    return json.dumps(answer).encode()
 
 
 @dataclass
@@ -241,15 +260,21 @@ def _aws_files(home: Path) -> tuple[dict[str, str], dict[str, Path]]:
     return keys, files
 
 
-def start_ecr_emulation(workdir: Path) -> EcrEmulation:
-    """moto + counting proxy on 127.0.0.1; call `stop()` (or use the `ecr` fixture)."""
+def start_ecr_emulation(
+    workdir: Path, upstream_delay: float = 0.0, token_lifetime: Optional[float] = None
+) -> EcrEmulation:
+    """moto + counting proxy on 127.0.0.1; call `stop()` (or use the `ecr` fixture).
+
+    `upstream_delay` (seconds) holds each request before moto sees it: the network a real AWS
+    endpoint is behind, which loopback lacks (bench/bench_tokencache.py --aws-rtt-ms). With
+    `token_lifetime` (seconds; real ECR: 12 h) tokens expire then instead of moto's 2015."""
     workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     home = workdir / "home"
     home.mkdir(mode=0o700)
     keys, files = _aws_files(home)
     ca_file, tls = _tls_for(f"api.ecr.{REGION}.amazonaws.com", workdir / "tls")
     moto, moto_port = _moto_server(workdir)
-    proxy = _ProxyServer(f"api.ecr.{REGION}.amazonaws.com", tls, moto_port)
+    proxy = _ProxyServer(f"api.ecr.{REGION}.amazonaws.com", tls, moto_port, upstream_delay, token_lifetime)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
     env = {
