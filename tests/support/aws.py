@@ -131,7 +131,7 @@ class _InterceptingProxy(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.connection = self.server.tls.wrap_socket(self.connection, server_side=True)
         self.rfile = self.connection.makefile("rb", self.rbufsize)
-        self.wfile = self.connection.makefile("wb", 0)
+        self.wfile = self.connection.makefile("wb")  # buffered: a response leaves in one TLS write
 
     def do_POST(self) -> None:
         if not self.path.startswith("/"):
@@ -170,7 +170,7 @@ def _expiring_in(payload: bytes, seconds: float) -> bytes:
     says (moto's is fixed in 2015, so ecr-login's own file cache never serves it)."""
     answer = json.loads(payload)
     for data in answer.get("authorizationData", []):
-        data["expiresAt"] = time.time() + seconds
+        data["expiresAt"] = int(time.time() + seconds)
     return json.dumps(answer).encode()
 
 
