@@ -105,3 +105,10 @@ def test_with_a_real_token_lifetime_ecr_logins_plaintext_file_cache_serves_and_o
         assert not (emulation.home / ".ecr" / "cache.json").exists()
     finally:
         emulation.stop()
+
+
+def test_list_asks_ecr_public_once_and_takes_its_refusal(ecr: EcrEmulation) -> None:
+    """ecr-login's `list` asks ECR Public after ECR; moto has none, and a refused connection was retried
+    for seconds: the proxy answers as AWS does a caller without ECR Public access, and counts it."""
+    assert ecr_login(ecr, "list") == {f"https://{ecr.registry}": "AWS"}
+    assert (ecr.token_calls(), ecr.public_calls()) == (1, 1)

@@ -42,6 +42,12 @@ ACCOUNT = "123456789012"
 PROFILES = ("first", "second")
 CA_NAME = "credbridge test CA"
 TOKEN_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
+#: ECR Public's API, which moto lacks: ecr-login's `list` asks it for a token after ECR's.
+PUBLIC_HOST = "api.ecr-public.us-east-1.amazonaws.com"
+#: What AWS answers a principal without ECR Public permissions: one round trip, not retried.
+PUBLIC_REFUSAL = (
+    b'{"__type":"AccessDeniedException","message":"not authorized to perform ecr-public:GetAuthorizationToken"}'
+)
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length"}
 
 
@@ -75,7 +81,8 @@ def _certificate(
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
     )
     if not is_ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
+        names = [x509.DNSName(subject), x509.DNSName(PUBLIC_HOST)]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -107,6 +114,7 @@ class _ProxyServer(http.server.ThreadingHTTPServer):
         self.emulated_host, self.tls, self.moto_port = host, tls, moto_port
         self.upstream_delay, self.token_lifetime = upstream_delay, token_lifetime
         self.token_calls: Counter[str] = Counter()
+        self.public_calls = 0
         self.lock = threading.Lock()
 
     def count(self, access_key: str) -> None:
@@ -124,7 +132,7 @@ class _InterceptingProxy(http.server.BaseHTTPRequestHandler):
         """Quiet: the count is the record."""
 
     def do_CONNECT(self) -> None:
-        if self.path.rpartition(":")[0] != self.server.emulated_host:
+        if self.path.rpartition(":")[0] not in (self.server.emulated_host, PUBLIC_HOST):
             self.send_error(403, "only the emulated ECR endpoint is reachable here")
             return
         self.send_response(200, "Connection Established")
@@ -138,6 +146,9 @@ class _InterceptingProxy(http.server.BaseHTTPRequestHandler):
             self.send_error(403, "plain HTTP through this proxy goes nowhere")
             return
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.headers.get("Host", "").partition(":")[0] == PUBLIC_HOST:
+            self._refuse_public()
+            return
         is_token_call = self.headers.get("X-Amz-Target") == TOKEN_TARGET
         if is_token_call:
             credential = self.headers.get("Authorization", "").partition("Credential=")[2]
@@ -163,6 +174,19 @@ class _InterceptingProxy(http.server.BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     do_GET = do_POST
+
+    def _refuse_public(self) -> None:
+        """As AWS answers a caller without ECR Public access (moto has no ECR Public): without an answer
+        ecr-login's `list` retried the refused connection for seconds (every build's first call)."""
+        with self.server.lock:
+            self.server.public_calls += 1
+        if self.server.upstream_delay:
+            time.sleep(self.server.upstream_delay)
+        self.send_response(400)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(PUBLIC_REFUSAL)))
+        self.end_headers()
+        self.wfile.write(PUBLIC_REFUSAL)
 
 
 def _expiring_in(payload: bytes, seconds: float) -> bytes:
@@ -196,6 +220,11 @@ class EcrEmulation:
             if profile is None:
                 return sum(self.proxy.token_calls.values())
             return self.proxy.token_calls[self.access_keys[profile]]
+
+    def public_calls(self) -> int:
+        """Requests that reached ECR Public (each refused, as for a caller without access)."""
+        with self.proxy.lock:
+            return self.proxy.public_calls
 
     def stop(self) -> None:
         self.proxy.shutdown()
