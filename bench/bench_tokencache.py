@@ -3,21 +3,29 @@
 
 Run from the repository root with the test venv's interpreter (it has moto):
 
-    .venv/bin/python bench/bench_tokencache.py                 # 50 registries, 1 warm-up + 7 rounds
+    .venv/bin/python bench/bench_tokencache.py                      # 50 registries, 1 warm-up + 7 rounds
+    .venv/bin/python bench/bench_tokencache.py --aws-rtt-ms 100     # AWS behind an emulated network
     .venv/bin/python bench/bench_tokencache.py --registries 20 --repeat 3 --installed ~/.local/bin
 
 Debian's docker-credential-ecr-login mints its tokens from moto on loopback
 (tests/support/aws.py: a TLS-terminating proxy in this process counts every
-GetAuthorizationToken). One round is one `list` and one `get` per registry,
-each a whole process timed from spawn to exit (bench_helpers.timed_call), as
-classic `docker build` asks; contenders alternate from round to round. The
-router routes `*.dkr.ecr.*.amazonaws.com` to ecr-login with `ttl: 3600` (moto's
-tokens carry no expiry), served by a `credbridge agent` started beforehand.
+GetAuthorizationToken, makes each token expire in 12 hours as real ECR's do,
+and with --aws-rtt-ms holds each request that long before moto sees it: an
+emulated network round trip, which loopback lacks). One round is one `list`
+and one `get` per registry, each a whole process timed from spawn to exit
+(bench_helpers.timed_call), as classic `docker build` asks; contenders
+alternate from round to round. Contenders: ecr-login with its own cache
+(plaintext JSON in AWS_ECR_CACHE_DIR, ~/.ecr by default), ecr-login with
+AWS_ECR_DISABLE_CACHE=1, and the router (`*.dkr.ecr.*.amazonaws.com` to
+ecr-login, `ttl: 3600`) served by a `credbridge agent` started beforehand,
+with ecr-login's own cache off and on. Each has its own AWS_ECR_CACHE_DIR,
+searched afterwards for a token.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -27,16 +35,29 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from bench_helpers import median_ms, p90_ms, rotated, timed_call  # noqa: E402
 
-from tests.support.aws import REGION, registry_host, start_ecr_emulation  # noqa: E402
+from tests.support.aws import REGION, EcrEmulation, registry_host, start_ecr_emulation  # noqa: E402
 
 ECR_LOGIN = "/usr/bin/docker-credential-ecr-login"
 RATIO_TARGET = 0.1
+#: What real ECR answers: an authorization token is valid for 12 hours.
+TOKEN_LIFETIME_SECONDS = 12 * 3600
+FILE_CACHE = "ecr-login, file cache"
+NO_CACHE = "ecr-login, DISABLE_CACHE"
+ROUTED = "routed, agent, no file"
+ROUTED_WITH_FILE = "routed, agent, file on"
+
+
+class Contender(NamedTuple):
+    argv: list[str]
+    env: dict[str, str]
+    ecr_cache: Path  # its AWS_ECR_CACHE_DIR
 
 
 def install(home: Path) -> Path:
@@ -63,14 +84,57 @@ def build_round(argv: list[str], env: dict[str, str], registries: list[str]) -> 
     return time.perf_counter() - start
 
 
+def aws_calls(emulation: EcrEmulation) -> int:
+    """Requests that reached the emulated AWS: ECR's GetAuthorizationToken and ECR Public's (`list`)."""
+    return emulation.token_calls() + emulation.public_calls()
+
+
+def token_marks(registries: list[str]) -> list[bytes]:
+    """What moto mints for each registry, as ecr-login answers it and as its cache.json keeps it (base64)."""
+    passwords = [f"{registry.partition('.')[0]}-auth-token".encode() for registry in registries]
+    return passwords + [base64.b64encode(b"AWS:" + password) for password in passwords]
+
+
+def files_holding_a_token(directory: Path, marks: list[bytes]) -> list[str]:
+    """Files under `directory` that hold a token in plaintext (ecr-login's cache.json, or anything else)."""
+    if not directory.exists():
+        return []
+    found = [
+        path for path in directory.rglob("*") if path.is_file() and any(mark in path.read_bytes() for mark in marks)
+    ]
+    return sorted(str(path.relative_to(directory)) for path in found)
+
+
+def start_agent(bindir: Path, env: dict[str, str], runtime: Path) -> subprocess.Popen:
+    agent = subprocess.Popen(
+        [str(bindir / "credbridge"), "agent"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while not list((runtime / "credbridge").glob("agent-*.sock")):
+        if time.monotonic() > deadline or agent.poll() is not None:
+            raise RuntimeError("credbridge agent did not start")
+        time.sleep(0.05)
+    return agent
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--registries", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--aws-rtt-ms",
+        type=float,
+        default=0.0,
+        help="emulated network round trip: each request to the emulated AWS waits this long (default 0: loopback)",
+    )
     parser.add_argument("--installed", help="a bin directory with credbridge's launchers (default: ./install.sh)")
     options = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-tokencache-"))
-    emulation = start_ecr_emulation(root / "ecr")
+    emulation = start_ecr_emulation(root / "ecr", options.aws_rtt_ms / 1000, TOKEN_LIFETIME_SECONDS)
     agent = None
     try:
         bindir = Path(options.installed) if options.installed else install(root / "install-home")
@@ -88,58 +152,34 @@ def main() -> int:
             "PATH": f"{bindir}:/usr/bin:/bin",
             "CREDBRIDGE_NO_AGENT_START": "1",
         }
-        agent = subprocess.Popen(
-            [str(bindir / "credbridge"), "agent"],
-            env=routed_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while not list((runtime / "credbridge").glob("agent-*.sock")):
-            if time.monotonic() > deadline or agent.poll() is not None:
-                raise RuntimeError("credbridge agent did not start")
-            time.sleep(0.05)
+        agent = start_agent(bindir, routed_env, runtime)
         router = str(bindir / "docker-credential-credbridge")
+
+        def contender(argv: list[str], env: dict[str, str], name: str, file_cache: bool) -> Contender:
+            """ecr-login's cache in a directory of its own (AWS_ECR_* reach ecr-login through the agent)."""
+            cache = root / "ecr-caches" / name
+            switch = {} if file_cache else {"AWS_ECR_DISABLE_CACHE": "1"}
+            return Contender(argv, {**env, "AWS_ECR_CACHE_DIR": str(cache), **switch}, cache)
+
         contenders = {
-            "ecr-login, direct": ([ECR_LOGIN], emulation.env()),
-            "ecr-login routed, agent": ([router], routed_env),
+            FILE_CACHE: contender([ECR_LOGIN], emulation.env(), "direct-file", file_cache=True),
+            NO_CACHE: contender([ECR_LOGIN], emulation.env(), "direct-none", file_cache=False),
+            ROUTED: contender([router], routed_env, "routed-none", file_cache=False),
+            ROUTED_WITH_FILE: contender([router], routed_env, "routed-file", file_cache=True),
         }
-        for argv, env in contenders.values():  # warm-up: the agent's cache fills, ecr-login's too
-            build_round(argv, env, registries)
-        warm_calls = emulation.token_calls()
+        for chosen in contenders.values():  # warm-up: the agent's cache fills, ecr-login's file too
+            build_round(chosen.argv, chosen.env, registries)
+        warm_calls = aws_calls(emulation)
         walls: dict[str, list[float]] = {label: [] for label in contenders}
         calls: dict[str, int] = dict.fromkeys(contenders, 0)
         for repetition in range(options.repeat):
             for label in rotated(list(contenders), repetition):
-                before = emulation.token_calls()
-                walls[label].append(build_round(*contenders[label], registries))
-                calls[label] += emulation.token_calls() - before
-        direct = median_ms(walls["ecr-login, direct"])
-        print(
-            f"docker build pattern: 1 list + {len(registries)} gets over {len(registries)} ECR "
-            f"registries, {options.repeat} interleaved rounds after 1 warm-up "
-            f"({warm_calls} token calls in the warm-up)\n"
-        )
-        print(
-            f"| {'contender':<24} | {'median ms':>9} | {'p90 ms':>7} | {'per call ms':>11} | "
-            f"{'AWS calls/round':>15} | {'ratio':>5} |"
-        )
-        print(f"|{'-' * 26}|{'-' * 10}:|{'-' * 8}:|{'-' * 12}:|{'-' * 16}:|{'-' * 6}:|")
-        for label, samples in walls.items():
-            ratio = median_ms(samples) / direct
-            print(
-                f"| {label:<24} | {median_ms(samples):>9.0f} | {p90_ms(samples):>7.0f} | "
-                f"{median_ms(samples) / (len(registries) + 1):>11.1f} | "
-                f"{calls[label] / options.repeat:>15.1f} | "
-                f"{ratio:>5.2f} |"
-            )
-        ratio = median_ms(walls["ecr-login routed, agent"]) / direct
-        verdict = "MET" if ratio <= RATIO_TARGET else "NOT MET"
-        print(
-            f"\nrouted/direct = {ratio:.3f}, target <= {RATIO_TARGET}: {verdict}"
-            f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
-        )
+                before = aws_calls(emulation)
+                walls[label].append(build_round(contenders[label].argv, contenders[label].env, registries))
+                calls[label] += aws_calls(emulation) - before
+        report(options, registries, warm_calls, contenders, walls, calls)
+        elsewhere = files_holding_a_token(emulation.home, token_marks(registries))
+        print(f"\nany other file under HOME (agent's state, audit log, config) holding a token: {elsewhere or 'none'}")
         return 0
     finally:
         if agent is not None and agent.poll() is None:
@@ -147,6 +187,45 @@ def main() -> int:
             agent.wait(10)
         emulation.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def report(
+    options: argparse.Namespace,
+    registries: list[str],
+    warm_calls: int,
+    contenders: dict[str, Contender],
+    walls: dict[str, list[float]],
+    calls: dict[str, int],
+) -> None:
+    network = (
+        f"EMULATED network round trip: each AWS request held {options.aws_rtt_ms:g} ms by the proxy"
+        if options.aws_rtt_ms
+        else "AWS on loopback, no network round trip added"
+    )
+    print(
+        f"docker build pattern: 1 list + {len(registries)} gets over {len(registries)} ECR registries, "
+        f"{options.repeat} interleaved rounds after 1 warm-up ({warm_calls} AWS calls in the warm-up)\n{network}\n"
+    )
+    print(
+        f"| {'contender':<24} | {'median ms':>9} | {'p90 ms':>7} | {'per call ms':>11} | "
+        f"{'AWS calls/round':>15} | {'token on disk':<31} |"
+    )
+    print(f"|{'-' * 26}|{'-' * 10}:|{'-' * 8}:|{'-' * 12}:|{'-' * 16}:|{'-' * 33}|")
+    for label, samples in walls.items():
+        on_disk = files_holding_a_token(contenders[label].ecr_cache, token_marks(registries))
+        disk = f"yes ({', '.join(on_disk)}, plaintext)" if on_disk else "no"
+        print(
+            f"| {label:<24} | {median_ms(samples):>9.0f} | {p90_ms(samples):>7.0f} | "
+            f"{median_ms(samples) / (len(registries) + 1):>11.1f} | "
+            f"{calls[label] / options.repeat:>15.1f} | {disk:<31} |"
+        )
+    print()
+    for routed in (ROUTED, ROUTED_WITH_FILE):
+        for direct in (FILE_CACHE, NO_CACHE):
+            ratio = median_ms(walls[routed]) / median_ms(walls[direct])
+            verdict = "MET" if ratio <= RATIO_TARGET else "NOT MET"
+            print(f"- ({routed}) / ({direct}) = {ratio:.3f}, target <= {RATIO_TARGET}: {verdict}")
+    print(f"\nload average {'/'.join(f'{load:.1f}' for load in os.getloadavg())} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

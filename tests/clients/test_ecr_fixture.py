@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.support.aws import ACCOUNT, PROFILES, REGION, EcrEmulation, ecr, registry_host
+from tests.support.aws import ACCOUNT, PROFILES, REGION, EcrEmulation, ecr, registry_host, start_ecr_emulation
 from tests.support.process import run
 
 __all__ = ["ecr"]
@@ -79,3 +80,35 @@ def test_plain_http_through_the_proxy_is_refused(ecr: EcrEmulation) -> None:
     finally:
         connection.close()
     assert ecr.token_calls() == 0
+
+
+def test_with_a_real_token_lifetime_ecr_logins_plaintext_file_cache_serves_and_only_its_switch_stops_it(
+    tmp_path: Path,
+) -> None:
+    """What bench/bench_tokencache.py compares against: tokens that live 12 h, as ECR's do, are served
+    from ~/.ecr/cache.json (in plaintext) after one call; AWS_ECR_DISABLE_CACHE=1 makes every get a call
+    and writes no token (ecr-login 0.6.0, ecr-login/cache/build.go)."""
+    emulation = start_ecr_emulation(tmp_path / "ecr", token_lifetime=12 * 3600)
+    try:
+        for _ in range(3):
+            ecr_login(emulation, "get", emulation.registry)
+        assert emulation.token_calls() == 1
+        cache = json.loads((emulation.home / ".ecr" / "cache.json").read_text())
+        assert [entry["AuthorizationToken"] for entry in cache["Registries"].values()] == [
+            base64.b64encode(f"AWS:{ACCOUNT}-auth-token".encode()).decode()
+        ]
+        (emulation.home / ".ecr" / "cache.json").unlink()
+        uncached = {**emulation.env(), "AWS_ECR_DISABLE_CACHE": "1"}
+        for _ in range(3):
+            assert run(["docker-credential-ecr-login", "get"], emulation.registry, uncached).returncode == 0
+        assert emulation.token_calls() == 4
+        assert not (emulation.home / ".ecr" / "cache.json").exists()
+    finally:
+        emulation.stop()
+
+
+def test_list_asks_ecr_public_once_and_takes_its_refusal(ecr: EcrEmulation) -> None:
+    """ecr-login's `list` asks ECR Public after ECR; moto has none, and a refused connection was retried
+    for seconds: the proxy answers as AWS does a caller without ECR Public access, and counts it."""
+    assert ecr_login(ecr, "list") == {f"https://{ecr.registry}": "AWS"}
+    assert (ecr.token_calls(), ecr.public_calls()) == (1, 1)

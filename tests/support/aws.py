@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import http.client
 import http.server
+import json
 import os
 import secrets
 import shutil
@@ -21,10 +22,11 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pytest
 from cryptography import x509
@@ -40,6 +42,12 @@ ACCOUNT = "123456789012"
 PROFILES = ("first", "second")
 CA_NAME = "credbridge test CA"
 TOKEN_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
+#: ECR Public's API, which moto lacks: ecr-login's `list` asks it for a token after ECR's.
+PUBLIC_HOST = "api.ecr-public.us-east-1.amazonaws.com"
+#: What AWS answers a principal without ECR Public permissions: one round trip, not retried.
+PUBLIC_REFUSAL = (
+    b'{"__type":"AccessDeniedException","message":"not authorized to perform ecr-public:GetAuthorizationToken"}'
+)
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length"}
 
 
@@ -73,7 +81,8 @@ def _certificate(
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
     )
     if not is_ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
+        names = [x509.DNSName(subject), x509.DNSName(PUBLIC_HOST)]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -98,10 +107,14 @@ def _tls_for(host: str, directory: Path) -> tuple[Path, ssl.SSLContext]:
 class _ProxyServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, host: str, tls: ssl.SSLContext, moto_port: int) -> None:
+    def __init__(
+        self, host: str, tls: ssl.SSLContext, moto_port: int, upstream_delay: float, token_lifetime: Optional[float]
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _InterceptingProxy)
         self.emulated_host, self.tls, self.moto_port = host, tls, moto_port
+        self.upstream_delay, self.token_lifetime = upstream_delay, token_lifetime
         self.token_calls: Counter[str] = Counter()
+        self.public_calls = 0
         self.lock = threading.Lock()
 
     def count(self, access_key: str) -> None:
@@ -119,24 +132,30 @@ class _InterceptingProxy(http.server.BaseHTTPRequestHandler):
         """Quiet: the count is the record."""
 
     def do_CONNECT(self) -> None:
-        if self.path.rpartition(":")[0] != self.server.emulated_host:
+        if self.path.rpartition(":")[0] not in (self.server.emulated_host, PUBLIC_HOST):
             self.send_error(403, "only the emulated ECR endpoint is reachable here")
             return
         self.send_response(200, "Connection Established")
         self.end_headers()
         self.connection = self.server.tls.wrap_socket(self.connection, server_side=True)
         self.rfile = self.connection.makefile("rb", self.rbufsize)
-        self.wfile = self.connection.makefile("wb", 0)
+        self.wfile = self.connection.makefile("wb")  # buffered: a response leaves in one TLS write
 
     def do_POST(self) -> None:
         if not self.path.startswith("/"):
             self.send_error(403, "plain HTTP through this proxy goes nowhere")
             return
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.headers.get("X-Amz-Target") == TOKEN_TARGET:
+        if self.headers.get("Host", "").partition(":")[0] == PUBLIC_HOST:
+            self._refuse_public()
+            return
+        is_token_call = self.headers.get("X-Amz-Target") == TOKEN_TARGET
+        if is_token_call:
             credential = self.headers.get("Authorization", "").partition("Credential=")[2]
             self.server.count(credential.partition("/")[0])
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        if self.server.upstream_delay:
+            time.sleep(self.server.upstream_delay)  # an emulated network round trip (benchmarks only)
         moto = http.client.HTTPConnection("127.0.0.1", self.server.moto_port, timeout=30)
         try:
             moto.request(self.command, self.path, body, headers)
@@ -144,6 +163,8 @@ class _InterceptingProxy(http.server.BaseHTTPRequestHandler):
             payload = answer.read()
         finally:
             moto.close()
+        if is_token_call and answer.status == 200 and self.server.token_lifetime is not None:
+            payload = _expiring_in(payload, self.server.token_lifetime)
         self.send_response(answer.status)
         for name, value in answer.getheaders():
             if name.lower() not in HOP_BY_HOP:
@@ -153,6 +174,28 @@ class _InterceptingProxy(http.server.BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     do_GET = do_POST
+
+    def _refuse_public(self) -> None:
+        """As AWS answers a caller without ECR Public access (moto has no ECR Public): without an answer
+        ecr-login's `list` retried the refused connection for seconds (every build's first call)."""
+        with self.server.lock:
+            self.server.public_calls += 1
+        if self.server.upstream_delay:
+            time.sleep(self.server.upstream_delay)
+        self.send_response(400)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(PUBLIC_REFUSAL)))
+        self.end_headers()
+        self.wfile.write(PUBLIC_REFUSAL)
+
+
+def _expiring_in(payload: bytes, seconds: float) -> bytes:
+    """moto's GetAuthorizationToken answer with each token's expiresAt `seconds` from now, as real ECR
+    says (moto's is fixed in 2015, so ecr-login's own file cache never serves it)."""
+    answer = json.loads(payload)
+    for data in answer.get("authorizationData", []):
+        data["expiresAt"] = int(time.time() + seconds)
+    return json.dumps(answer).encode()
 
 
 @dataclass
@@ -177,6 +220,11 @@ class EcrEmulation:
             if profile is None:
                 return sum(self.proxy.token_calls.values())
             return self.proxy.token_calls[self.access_keys[profile]]
+
+    def public_calls(self) -> int:
+        """Requests that reached ECR Public (each refused, as for a caller without access)."""
+        with self.proxy.lock:
+            return self.proxy.public_calls
 
     def stop(self) -> None:
         self.proxy.shutdown()
@@ -241,15 +289,21 @@ def _aws_files(home: Path) -> tuple[dict[str, str], dict[str, Path]]:
     return keys, files
 
 
-def start_ecr_emulation(workdir: Path) -> EcrEmulation:
-    """moto + counting proxy on 127.0.0.1; call `stop()` (or use the `ecr` fixture)."""
+def start_ecr_emulation(
+    workdir: Path, upstream_delay: float = 0.0, token_lifetime: Optional[float] = None
+) -> EcrEmulation:
+    """moto + counting proxy on 127.0.0.1; call `stop()` (or use the `ecr` fixture).
+
+    `upstream_delay` (seconds) holds each request before moto sees it: the network a real AWS
+    endpoint is behind, which loopback lacks (bench/bench_tokencache.py --aws-rtt-ms). With
+    `token_lifetime` (seconds; real ECR: 12 h) tokens expire then instead of moto's 2015."""
     workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     home = workdir / "home"
     home.mkdir(mode=0o700)
     keys, files = _aws_files(home)
     ca_file, tls = _tls_for(f"api.ecr.{REGION}.amazonaws.com", workdir / "tls")
     moto, moto_port = _moto_server(workdir)
-    proxy = _ProxyServer(f"api.ecr.{REGION}.amazonaws.com", tls, moto_port)
+    proxy = _ProxyServer(f"api.ecr.{REGION}.amazonaws.com", tls, moto_port, upstream_delay, token_lifetime)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
     env = {
