@@ -122,13 +122,3 @@ def test_the_audit_record_names_ecr_login_as_the_store_that_answered(routed: Rou
         "credbridge>ecr-login",
         "found",
     ), record
-
-
-def test_through_the_agent_ecr_login_keeps_no_plaintext_token_file(routed: RoutedEcr) -> None:
-    """The agent's memory holds the token, so ecr-login's own cache (~/.ecr/cache.json, in plaintext)
-    is turned off for the calls the agent makes; a caller's in-process call keeps ecr-login's default."""
-    cache = routed.emulation.home / ".ecr" / "cache.json"
-    routed.get()
-    assert not cache.exists(), cache.read_text()
-    routed.get(CREDBRIDGE_NO_AGENT="1")
-    assert cache.exists()  # ecr-login's default, where no agent holds the token

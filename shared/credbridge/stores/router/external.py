@@ -69,7 +69,7 @@ class ExternalHelper:
         return route if route is not None and route.store == self._name else None
 
     def _program(self, route: Optional[Route]) -> HelperProgram:
-        return program_for(self._name, self._env, route, in_memory=tokencache.active() is not None)
+        return program_for(self._name, self._env, route)
 
     def _forget(self, server_url: str) -> None:
         cache = tokencache.active()
@@ -77,14 +77,13 @@ class ExternalHelper:
             cache.forget(self._name, server_url)
 
 
-def program_for(name: str, env: Mapping[str, str], route: Optional[Route], in_memory: bool = False) -> HelperProgram:
-    """The helper with the variables it reads; on its route, the route's variables and deadline;
-    `in_memory`: called by the agent, which keeps its answers (credbridge.stores.router.helperenv)."""
+def program_for(name: str, env: Mapping[str, str], route: Optional[Route]) -> HelperProgram:
+    """The helper with the variables it reads; on its route, the route's variables and deadline."""
     if route is None:
-        return HelperProgram(name, helper_environment(name, env, in_memory=in_memory))
+        return HelperProgram(name, helper_environment(name, env))
     longer = (
         f"raise `timeout` of the route {route.pattern} in {config.config_path(env)}"
         if route.timeout
         else f"set {TIMEOUT_VARIABLE} or the route's `timeout` for longer"
     )
-    return HelperProgram(name, helper_environment(name, env, route.env, in_memory), route.timeout, longer)
+    return HelperProgram(name, helper_environment(name, env, route.env), route.timeout, longer)

@@ -21,20 +21,13 @@ KNOWN_HELPERS: dict[str, tuple[str, ...]] = {
     "gcloud": ("GOOGLE_", "CLOUDSDK_"),
     "acr-env": ("AZURE_",),
 }
-#: What turns a helper's own token file off (ecr-login: ~/.ecr/cache.json, in plaintext): set on the
-#: agent's calls, whose memory keeps the tokens instead. Served in process, the helper's default stands.
-OWN_CACHE_OFF: dict[str, dict[str, str]] = {"ecr-login": {"AWS_ECR_DISABLE_CACHE": "1"}}
 
 
-def helper_environment(
-    helper: str, env: Mapping[str, str], extra: tuple[str, ...] = (), in_memory: bool = False
-) -> dict[str, str]:
-    """`env` without the clouds' variables but those `helper` reads and those named in `extra`;
-    `in_memory`: the agent keeps the answers, so the helper's own token file is turned off."""
+def helper_environment(helper: str, env: Mapping[str, str], extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """`env` without the clouds' variables but those `helper` reads and those named in `extra`."""
     own = KNOWN_HELPERS.get(helper, ())
-    chosen = {
+    return {
         name: value
         for name, value in env.items()
         if not name.startswith(wire.HELPER_ENV_PREFIXES) or name.startswith(own) or name in extra
     }
-    return {**chosen, **OWN_CACHE_OFF.get(helper, {})} if in_memory else chosen
