@@ -17,14 +17,21 @@ def home(env: Mapping[str, str]) -> str:
 
 def data_home(env: Mapping[str, str]) -> str:
     """$XDG_DATA_HOME, else ~/.local/share."""
-    return env.get("XDG_DATA_HOME") or os.path.join(home(env), ".local", "share")
+    return _xdg(env, "XDG_DATA_HOME", ".local", "share")
 
 
 def config_home(env: Mapping[str, str]) -> str:
     """$XDG_CONFIG_HOME, else ~/.config."""
-    return env.get("XDG_CONFIG_HOME") or os.path.join(home(env), ".config")
+    return _xdg(env, "XDG_CONFIG_HOME", ".config")
 
 
 def state_home(env: Mapping[str, str]) -> str:
     """$XDG_STATE_HOME, else ~/.local/state: what must outlive a logout but is no one's data."""
-    return env.get("XDG_STATE_HOME") or os.path.join(home(env), ".local", "state")
+    return _xdg(env, "XDG_STATE_HOME", ".local", "state")
+
+
+def _xdg(env: Mapping[str, str], variable: str, *default: str) -> str:
+    """The variable's directory, unless it is relative (the specification: "consider the path invalid"),
+    which would name one place for the caller and another for the agent, whose working directory differs."""
+    value = env.get(variable, "")
+    return value if os.path.isabs(value) else os.path.join(home(env), *default)
