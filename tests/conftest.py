@@ -74,14 +74,21 @@ def bundle_built_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _bundle_begun_beside_the_first_tests(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+) -> Iterator[None]:
     """A minute of PyInstaller, begun as the run starts and built beside the first tests, not when the first
-    bundle test needs it: its worker would idle until then, and so would another meeting the build's lock."""
-    if any(
+    bundle test needs it: its worker would idle until then, and so would another meeting the build's lock.
+    The session waits for it at its end, so no build outlives the run."""
+    if not any(
         getattr(item, "callspec", None) and item.callspec.params.get("installation") == "bundle"
         for item in request.session.items
     ):
-        threading.Thread(target=bundle_built_once, args=(tmp_path_factory,), daemon=True).start()
+        yield
+        return
+    tmp_path_factory.getbasetemp()  # made here, not raced by the thread and this worker's first test
+    building = threading.Thread(target=bundle_built_once, args=(tmp_path_factory,), daemon=True)
+    building.start()
+    yield
+    building.join()
 
 
 @pytest.fixture(scope="session")

@@ -491,10 +491,13 @@ def test_a_whole_group_killed_leaves_the_plaintext_only_until_the_next_invocatio
     running = Exec(token_home, tmp_path, wait=True)
     facts = running.facts()
     exec_dir = Path(facts["dirs"]["SINGULARITY_CONFIGDIR"]).parent
-    group = [running.process.pid, *descendants(running.process.pid)]
-    for stopping in (signal.SIGSTOP, signal.SIGKILL):  # at once, as cgroup.kill does: a process killed
-        for pid in group:  # first would let exec or its watcher clean up before their own kill
-            os.kill(pid, stopping)
+    group: list[int] = []
+    while len(group) < len(stopped := [running.process.pid, *descendants(running.process.pid)]):
+        group = stopped  # stopped at once, as cgroup.kill does: a process killed first would let exec or its
+        for pid in group:  # watcher clean up before their own kill; listed again, in case one forked meanwhile
+            os.kill(pid, signal.SIGSTOP)
+    for pid in group:
+        os.kill(pid, signal.SIGKILL)
     running.process.wait(timeout=WAIT_SECONDS)
     time.sleep(1)
     assert holds_a_token(exec_dir / "singularity" / "remote.yaml")  # nobody left to remove it

@@ -326,23 +326,19 @@ def docker_items(env: Mapping[str, str], items: Mapping[str, str]) -> Iterator[N
 
     with open_dbus_connection(env["DBUS_SESSION_BUS_ADDRESS"]) as connection:
         collection = secretstorage.get_default_collection(connection)
-        created = [
-            collection.create_item(
-                server,
-                {
+        created = []
+        try:
+            for server, username in items.items():
+                attributes = {
                     "label": "Docker Credentials",
                     "server": server,
                     "username": username,
                     "docker_cli": "1",
                     "xdg:schema": DOCKER_SCHEMA,
-                },
-                b"pw",
-            )
-            for server, username in items.items()
-        ]
-        try:
+                }
+                created.append(collection.create_item(server, attributes, b"pw"))
             yield
-        finally:
+        finally:  # also when a create failed midway: the keyring is the worker's, shared by the next tests
             for item in created:
                 item.delete()
 

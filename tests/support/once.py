@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +27,8 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
     with open(base / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (directory / DONE).exists():
-            directory.mkdir(exist_ok=True)
+            shutil.rmtree(directory, ignore_errors=True)  # a build cut short leaves no half for the next
+            directory.mkdir()
             build(directory)
             (directory / DONE).touch()
     return directory
