@@ -109,7 +109,7 @@ def finish(pending: Optional[Pending], result: tuple[Reply, Served]) -> Reply:
     tool = pending.tool
     holder = served.source or pending.store
     registry = registry_name(served.server_url)
-    if registry and (holder in NAMELESS_STORES or holder == ROUTER):
+    if registry and (holder in NAMELESS_STORES or holder == ROUTER or NAMELESS_STORES.intersection(served.consulted)):
         registry = hidden_name(registry)
     record = {
         "time": round(time.time(), 3),

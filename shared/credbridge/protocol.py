@@ -50,6 +50,7 @@ class Served(NamedTuple):
     server_url: str  # as the client sent it; "" for list, or when it could not be read
     outcome: str  # found | ok | not found | denied | error
     source: str  # a router's: the store behind it that answered (or would have); "" for any other store
+    consulted: tuple[str, ...] = ()  # a router's: every store behind it the call asked
 
 
 AUDITED_ACTIONS = ("get", "store", "erase", "list")
@@ -80,8 +81,9 @@ def serve(
     except Exception as error:  # the guard: no traceback ever reaches the user
         debuglog.log("answer: unexpected error", kind=type(error).__name__)
         reply, outcome = Reply(_one_line(describe_unexpected(error)), 1), "error"
-    source = getattr(opened[0], "answered_by", "") if opened else ""  # see RouterStore.answered_by
-    return reply, Served(action, noted["server_url"], outcome, source)
+    router = opened[0] if opened else None  # see RouterStore.answered_by and .consulted
+    source, consulted = getattr(router, "answered_by", ""), tuple(getattr(router, "consulted", ()))
+    return reply, Served(action, noted["server_url"], outcome, source, consulted)
 
 
 def _failure(error: HelperError) -> str:

@@ -204,6 +204,24 @@ def test_a_router_record_names_the_store_that_answered_and_hides_what_the_cryptf
     ], by_tool
 
 
+def test_a_logout_after_a_new_route_names_no_registry_the_cryptfile_held(
+    installation: Installation, router_home: dict[str, str]
+) -> None:
+    """A login kept in the cryptfile, then a route sending its registry to the keyring, the cryptfile still
+    read: the logout erases it from both, so its name stays unspelled, though the route names the keyring."""
+    env = configured(router_home, "primary: cryptfile\n")
+    router = Helper(installation.executable("docker-credential-credbridge"), env)
+    assert router.store("registry.corp.example", "alice", "s3cret").returncode == 0
+    moved = 'primary: cryptfile\nroutes:\n  "*.corp.example": keyring\nread: [primary, cryptfile]\n'
+    configured(router_home, moved)
+    assert router.get("registry.corp.example").returncode == 0  # from the cryptfile, still read
+    assert router.erase("registry.corp.example").returncode == 0
+    assert router.get("registry.corp.example").returncode == 1
+    log = (Path(env["XDG_STATE_HOME"]) / "credbridge" / "audit.log").read_text()
+    assert [json.loads(line)["action"] for line in log.splitlines()] == ["store", "get", "erase", "get"]
+    assert "registry.corp.example" not in log, log
+
+
 def test_a_call_the_router_could_not_route_keeps_the_registry_hidden(
     installation: Installation, router_home: dict[str, str]
 ) -> None:

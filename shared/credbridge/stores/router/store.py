@@ -44,10 +44,12 @@ class RouterStore:
         #: The store behind the router that served the last call, for the audit log (credbridge.audit):
         #: the source that answered, else the registry's route; "" for `list` or a call never routed.
         self.answered_by = ""
+        #: Every store the last get or erase asked: the log hides a registry any of them may hold unnamed.
+        self.consulted: list[str] = []
 
     def _route(self, server_url: str) -> str:
         """The store the registry is routed to, noted as the one answering until another does."""
-        self.answered_by = ""
+        self.answered_by, self.consulted = "", []
         self.answered_by = self.writer_for(server_url)
         return self.answered_by
 
@@ -63,6 +65,7 @@ class RouterStore:
         failures: list[tuple[str, HelperError]] = []
         environment_mistakes: list[str] = []
         for name in self.readers_for(self._route(server_url)):
+            self.consulted.append(name)
             try:
                 found = self._open(name).get(server_url)
             except CredentialsNotFound:
@@ -90,6 +93,7 @@ class RouterStore:
         for name in self.readers_for(self._route(server_url)):
             if name == ENVIRONMENT:
                 continue
+            self.consulted.append(name)
             try:
                 self._open(name).erase(server_url)
             except HelperError as error:
@@ -113,7 +117,7 @@ class RouterStore:
         broken file does not break `docker build`; a damaged primary store is
         an error.
         """
-        self.answered_by = ""
+        self.answered_by, self.consulted = "", []
         merged: dict[str, Login] = {}
         unreadable: dict[str, str] = {}
         for name in self.listed_stores():
