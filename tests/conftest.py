@@ -301,24 +301,46 @@ def cryptfile_agent(installation: Installation, cryptfile_session: dict[str, str
         yield pid
 
 
+@pytest.fixture(scope="session")
+def cryptfile_template(
+    installation: Installation, cryptfile_session: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, bytes, bytes]:
+    """A fresh cryptfile made by `credbridge unlock --new` once per worker, and its (header, key) from the
+    key cache: each test's store is a copy, its key cached as unlock caches it, and no test pays the
+    Argon2id derivation (a third of a second of CPU, hundreds of times a run)."""
+    from credbridge.stores.cryptfile import keycache
+
+    path = tmp_path_factory.mktemp("cryptfile-template") / "credentials.cbf"
+    env = {**cryptfile_session, "CREDBRIDGE_CRYPTFILE": str(path), "CREDBRIDGE_NO_AGENT": "1"}
+    env["XDG_STATE_HOME"] = str(path.parent / "state")
+    unlocked = run([installation.executable("credbridge"), "unlock", "--new"], CRYPTFILE_PASSPHRASE + "\n", env)
+    assert unlocked.returncode == 0, unlocked.stderr
+    cached = keycache.load(env, str(path))
+    assert cached is not None, "credbridge unlock --new cached no key"
+    return path, *cached
+
+
 def cryptfile_env(request: pytest.FixtureRequest, serving: str) -> dict[str, str]:
-    """Environment for a helper call on a fresh cryptfile, unlocked by `credbridge unlock`, agent or in process."""
+    """Environment for a helper call on a fresh cryptfile, unlocked as by `credbridge unlock`, agent or in
+    process (a copy of cryptfile_template, its key in the session's key cache)."""
+    from credbridge.stores.cryptfile import keycache
+
     tmp_path: Path = request.getfixturevalue("tmp_path")
+    store = tmp_path / "store" / "credentials.cbf"
     env = {
         **request.getfixturevalue("cryptfile_session"),
-        "CREDBRIDGE_CRYPTFILE": str(tmp_path / "store" / "credentials.cbf"),
+        "CREDBRIDGE_CRYPTFILE": str(store),
         "XDG_STATE_HOME": str(tmp_path / "state"),
     }  # each test's own memory of generations seen
     if serving == "agent":
         request.getfixturevalue("cryptfile_agent")
     else:
         env["CREDBRIDGE_NO_AGENT"] = "1"
-    unlocked = run(
-        [request.getfixturevalue("installation").executable("credbridge"), "unlock", "--new"],
-        CRYPTFILE_PASSPHRASE + "\n",
-        env,
-    )
-    assert unlocked.returncode == 0, unlocked.stderr
+    template, header, key = request.getfixturevalue("cryptfile_template")
+    store.parent.mkdir(mode=0o700)
+    shutil.copyfile(template, store)
+    store.chmod(0o600)
+    keycache.save(env, str(store), header, key)
     return env
 
 
