@@ -162,11 +162,12 @@ def test_docker_login_to_an_ecr_registry_says_ecr_login_makes_its_logins(routed:
 
 
 def test_doctor_says_ecr_login_answers_and_leaves_no_token_file(routed: RoutedEcr, tmp_path: Path) -> None:
-    """doctor's `list` makes ecr-login mint a token: it goes to a directory removed after the check."""
+    """doctor's check of the helper and its login survey call ecr-login's `list`, which mints a token and
+    writes it to its file: in a directory beside the agent's socket, removed after the checks."""
     doctor = routed.credbridge("doctor")
     answers = "✔ helper: docker-credential-ecr-login answers (route *.dkr.ecr.*.amazonaws.com)"
     assert answers in doctor.text, doctor.text
-    assert routed.emulation.token_calls() == 1
+    assert routed.emulation.token_calls() >= 1
     assert not files_holding(tmp_path, f"{ACCOUNT}-auth-token")
 
 
