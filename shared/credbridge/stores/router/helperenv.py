@@ -34,7 +34,7 @@ class OwnTokenFile(NamedTuple):
 
 
 #: docker-credential-<name> -> its token file; set on the agent's calls to the helper's directory
-#: (HelperFiles.directory) unless the caller set one of `callers_choice` (ecr-login/cache/build.go).
+#: (HelperFiles.directory) unless the caller set one of `callers_choice` (ecr-login 0.6.0 reads both; docs/design.md).
 OWN_TOKEN_FILES: dict[str, OwnTokenFile] = {
     "ecr-login": OwnTokenFile("AWS_ECR_CACHE_DIR", ("AWS_ECR_CACHE_DIR", "AWS_ECR_DISABLE_CACHE")),
 }
