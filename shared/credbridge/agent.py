@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import socket
 import socketserver
 import threading
@@ -22,6 +23,7 @@ from credbridge.store import CredentialStore
 from credbridge.stores.catalog import open_store
 from credbridge.stores.cryptfile import keycache
 from credbridge.stores.router import tokencache
+from credbridge.stores.router.helperfiles import HelperFiles
 
 DEFAULT_IDLE_SECONDS = 900
 #: A call still running after this long is answered with an error and abandoned: a little below the
@@ -194,7 +196,7 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def __init__(self, path: str, call_seconds: float) -> None:
         self.stores = StoreCache()
-        self.tokens = tokencache.activate()
+        self.tokens = tokencache.activate(HelperFiles(os.path.dirname(path)))
         self.call_seconds = call_seconds
         self.last_activity = time.monotonic()
         self.counting = threading.Lock()
@@ -353,6 +355,7 @@ def main() -> None:
     os.ftruncate(lock, 0)
     os.write(lock, f"{os.getpid()}\n".encode())
     server.timeout = min(1.0, idle_seconds)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "stopping", True))  # leave through `finally`
     try:
         while server.still_wanted(idle_seconds):
             server.handle_request()
@@ -362,3 +365,4 @@ def main() -> None:
         if _identity(path) == server.identity:
             os.unlink(path)
         server.server_close()
+        server.tokens.clear()  # and the helpers' token files in `directory`

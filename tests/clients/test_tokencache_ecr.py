@@ -6,7 +6,9 @@ emulated AWS, per profile: the count is what a build costs the cloud.
 
 from __future__ import annotations
 
+import base64
 import json
+import stat
 import time
 from pathlib import Path
 from typing import Iterator, Optional
@@ -30,7 +32,7 @@ class RoutedEcr:
         config = config_home / "credbridge" / "config.yaml"
         config.parent.mkdir(parents=True, mode=0o700)
         config.write_text('primary: cryptfile\nroutes:\n  "*.dkr.ecr.*.amazonaws.com": {store: ecr-login, ttl: 8}\n')
-        self.config = config
+        self.config, self.agent_place = config, runtime / "credbridge"
         self.extra = {
             "XDG_RUNTIME_DIR": str(runtime),
             "XDG_CONFIG_HOME": str(config_home),
@@ -51,12 +53,66 @@ class RoutedEcr:
         program = self.installation.executable("docker-credential-credbridge")
         return run([program, action], stdin, env or self.env())
 
+    def credbridge(self, *args: str) -> Result:
+        return run([self.installation.executable("credbridge"), *args], env=self.env())
+
+
+def files_holding(directory: Path, token: str) -> list[Path]:
+    """Files under `directory` holding `token` as it is or as ecr-login's cache.json keeps it (base64)."""
+    marks = (token.encode(), base64.b64encode(f"AWS:{token}".encode()))
+    files = [path for path in directory.rglob("*") if path.is_file() and not path.is_symlink()]
+    return [path for path in files if any(mark in path.read_bytes() for mark in marks)]
+
 
 @pytest.fixture
 def routed(installation: Installation, ecr: EcrEmulation, tmp_path: Path) -> Iterator[RoutedEcr]:
     served = RoutedEcr(installation, ecr, tmp_path)
     with agent_serving(installation, served.env()):
         yield served
+
+
+def test_through_the_agent_ecr_logins_token_file_is_in_the_agents_private_directory_and_list_still_answers(
+    routed: RoutedEcr,
+) -> None:
+    """ecr-login writes each token to its cache.json in plaintext, and answers `list` from it: called by
+    the agent it keeps that file in a 0700 directory of the agent's (tmpfs), not in ~/.ecr."""
+    token = routed.get()
+    through_agent = routed.router("list", "")
+    assert not files_holding(routed.emulation.home, token)
+    [held] = files_holding(routed.agent_place, token)
+    assert (held.name, stat.S_IMODE(held.parent.stat().st_mode)) == ("cache.json", 0o700)
+    in_process = routed.router("list", "", routed.env(CREDBRIDGE_NO_AGENT="1"))
+    assert (through_agent.returncode, through_agent.stderr) == (0, b""), through_agent.text
+    assert f"https://{routed.emulation.registry}" in json.loads(through_agent.stdout)
+    assert json.loads(through_agent.stdout) == json.loads(in_process.stdout)
+
+
+def test_lock_and_the_agents_exit_remove_ecr_logins_token_file(
+    installation: Installation, ecr: EcrEmulation, tmp_path: Path
+) -> None:
+    """`credbridge lock` drops the agent's tokens and ecr-login's file with them; so does the agent's
+    exit on SIGTERM (agent_serving stops it so)."""
+    served = RoutedEcr(installation, ecr, tmp_path)
+    with agent_serving(installation, served.env()):
+        token = served.get()
+        [held] = files_holding(served.agent_place, token)
+        locked = served.credbridge("lock")
+        assert locked.returncode == 0, locked.text
+        assert not held.parent.exists()
+        assert served.get() == token
+        assert files_holding(served.agent_place, token)
+    assert not files_holding(served.agent_place, token)
+    assert [path.name for path in served.agent_place.iterdir() if path.is_dir()] == []
+    assert not files_holding(ecr.home, token)
+
+
+@pytest.mark.parametrize("choice", ["AWS_ECR_CACHE_DIR", "AWS_ECR_DISABLE_CACHE"])
+def test_a_callers_own_choice_of_ecr_logins_cache_stands(routed: RoutedEcr, tmp_path: Path, choice: str) -> None:
+    """The caller's AWS_ECR_CACHE_DIR (or AWS_ECR_DISABLE_CACHE) reaches ecr-login as they set it."""
+    chosen = tmp_path / "chosen"
+    token = routed.get(**{choice: str(chosen) if choice == "AWS_ECR_CACHE_DIR" else "1"})
+    expected = [chosen / "cache.json"] if choice == "AWS_ECR_CACHE_DIR" else []
+    assert files_holding(tmp_path, token) == expected
 
 
 def test_the_first_get_calls_aws_and_the_next_ones_do_not(routed: RoutedEcr) -> None:
@@ -105,10 +161,14 @@ def test_docker_login_to_an_ecr_registry_says_ecr_login_makes_its_logins(routed:
     assert (erased.returncode, erased.stdout) == (0, b"")
 
 
-def test_doctor_says_ecr_login_answers(routed: RoutedEcr) -> None:
-    doctor = run([routed.installation.executable("credbridge"), "doctor"], env=routed.env())
+def test_doctor_says_ecr_login_answers_and_leaves_no_token_file(routed: RoutedEcr, tmp_path: Path) -> None:
+    """doctor's check of the helper and its login survey call ecr-login's `list`, which mints a token and
+    writes it to its file: in a directory beside the agent's socket, removed after the checks."""
+    doctor = routed.credbridge("doctor")
     answers = "✔ helper: docker-credential-ecr-login answers (route *.dkr.ecr.*.amazonaws.com)"
     assert answers in doctor.text, doctor.text
+    assert routed.emulation.token_calls() >= 1
+    assert not files_holding(tmp_path, f"{ACCOUNT}-auth-token")
 
 
 def test_the_audit_record_names_ecr_login_as_the_store_that_answered(routed: RoutedEcr, tmp_path: Path) -> None:

@@ -210,7 +210,8 @@ class EcrEmulation:
     proxy: _ProxyServer = field(repr=False)
 
     def env(self, profile: str = PROFILES[0]) -> dict[str, str]:
-        """ecr-login's whole environment: private HOME, AWS_PROFILE, only loopback reachable."""
+        """ecr-login's whole environment: private HOME, AWS_PROFILE, only loopback reachable; no
+        AWS_ECR_CACHE_DIR, so its token file is where a user's is by default (~/.ecr/cache.json)."""
         assert profile in self.access_keys, f"unknown profile {profile}"
         return {**self.base_env, "AWS_PROFILE": profile}
 
@@ -314,7 +315,6 @@ def start_ecr_emulation(
         "HTTP_PROXY": proxy_url,
         "AWS_CA_BUNDLE": str(ca_file),
         "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ECR_CACHE_DIR": str(home / ".ecr"),
     }
     return EcrEmulation(registry_host(), home, keys, env, moto, proxy)
 

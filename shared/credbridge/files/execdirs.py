@@ -1,10 +1,12 @@
-"""`credbridge exec`'s private directories, and the sweep of those whose exec is gone.
+"""`credbridge exec`'s private directories, the agent's helper files, and the sweep of those whose process is gone.
 
 Each exec keeps its authfile link and SingularityCE's remote.yaml (a file: it
-will not follow a link) in `exec-<pid>-<random>` beside the agent's socket.
-exec removes it, a watcher does when exec is killed; when a cgroup or job
-kill takes the watcher too, every credbridge command, and the agent as it
-starts and while it runs, removes the directories of execs that are gone.
+will not follow a link) in `exec-<pid>-<random>` beside the agent's socket;
+the agent keeps the token files of helpers it calls in `helper-files-<pid>-<random>`
+(credbridge.stores.router.helperfiles). exec removes its own, a watcher does when exec is
+killed, the agent removes its own as it exits; when a SIGKILL or a cgroup or job kill leaves
+one, every credbridge command, and the agent as it starts and while it runs, removes those
+whose process is gone.
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ from typing import Optional
 
 from credbridge import wire
 
-_EXEC_DIR = re.compile(r"exec-(\d+)-[0-9a-f]+")
+_PROCESS_DIR = re.compile(r"(?:exec|helper-files)-(\d+)-[0-9a-f]+")
 
 
-def new_name() -> str:
-    """The name of this process's exec directory (the pid tells the sweep whose it is)."""
-    return f"exec-{os.getpid()}-{secrets.token_hex(8)}"
+def new_name(kind: str = "exec") -> str:
+    """The name of a directory of this process (the pid tells the sweep whose it is)."""
+    return f"{kind}-{os.getpid()}-{secrets.token_hex(8)}"
 
 
 def remove_stale(base: Optional[str]) -> None:
-    """Remove the exec directories in `base` whose credbridge is gone (SIGKILL left no time to)."""
+    """Remove the directories in `base` whose credbridge is gone (SIGKILL left no time to)."""
     if base is None or not wire.private_dir_is_safe(base):
         return
     try:
@@ -34,7 +36,7 @@ def remove_stale(base: Optional[str]) -> None:
     except OSError:
         return
     for name in names:
-        match = _EXEC_DIR.fullmatch(name)
+        match = _PROCESS_DIR.fullmatch(name)
         if match and not _alive(int(match.group(1))):
             shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 

@@ -2,7 +2,8 @@
 
 Each call gets the environment that helper reads (credbridge.stores.router.helperenv) and
 the deadline of its route; in the agent, `get` answers come from
-credbridge.stores.router.tokencache, and a store or erase forgets them. A helper that keeps
+credbridge.stores.router.tokencache, and a store or erase forgets them; a helper's own token
+file is kept in the agent's directory (credbridge.stores.router.helperfiles). A helper that keeps
 nothing (ecr-login answers `store` with "not implemented") makes `docker
 login` one line saying so, and `logout` a no-op.
 """
@@ -17,7 +18,7 @@ from credbridge.files import config
 from credbridge.helperclient import TIMEOUT_VARIABLE, HelperProgram, NotImplementedByHelper
 from credbridge.store import Credentials
 from credbridge.stores.router import tokencache
-from credbridge.stores.router.helperenv import helper_environment
+from credbridge.stores.router.helperenv import FilesDirectory, helper_environment
 from credbridge.stores.router.routing import Route, Routing
 
 
@@ -69,7 +70,7 @@ class ExternalHelper:
         return route if route is not None and route.store == self._name else None
 
     def _program(self, route: Optional[Route]) -> HelperProgram:
-        return program_for(self._name, self._env, route)
+        return program_for(self._name, self._env, route, own_files())
 
     def _forget(self, server_url: str) -> None:
         cache = tokencache.active()
@@ -77,13 +78,22 @@ class ExternalHelper:
             cache.forget(self._name, server_url)
 
 
-def program_for(name: str, env: Mapping[str, str], route: Optional[Route]) -> HelperProgram:
-    """The helper with the variables it reads; on its route, the route's variables and deadline."""
+def own_files() -> Optional[FilesDirectory]:
+    """Where helpers keep their own token files while a token cache is active (the agent, doctor)."""
+    cache = tokencache.active()
+    return cache.files_directory if cache is not None else None
+
+
+def program_for(
+    name: str, env: Mapping[str, str], route: Optional[Route], own_files: Optional[FilesDirectory] = None
+) -> HelperProgram:
+    """The helper with the variables it reads; on its route, the route's variables and deadline;
+    `own_files`: where its own token file goes (helperenv.OWN_TOKEN_FILES), else its default."""
     if route is None:
-        return HelperProgram(name, helper_environment(name, env))
+        return HelperProgram(name, helper_environment(name, env, own_files=own_files))
     longer = (
         f"raise `timeout` of the route {route.pattern} in {config.config_path(env)}"
         if route.timeout
         else f"set {TIMEOUT_VARIABLE} or the route's `timeout` for longer"
     )
-    return HelperProgram(name, helper_environment(name, env, route.env), route.timeout, longer)
+    return HelperProgram(name, helper_environment(name, env, route.env, own_files), route.timeout, longer)

@@ -9,8 +9,10 @@ until a safety margin before that and refreshed in the background before
 the margin, so no `get` waits for a refresh. "Not found" is kept briefly,
 a failure of the helper for a short back-off (a helper not installed is
 looked for again at once). `credbridge lock`, `login`, `logout`, a store
-or erase of the registry and the agent's exit forget it. Served in process,
-nothing is kept and the helper is asked each time.
+or erase of the registry and the agent's exit forget it; all but a store or erase
+(one registry) also remove the token files helpers wrote in the agent's directory
+(credbridge.stores.router.helperfiles). Served in process, nothing is kept and the
+helper is asked each time.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ import hashlib
 import json
 import threading
 import time
-from typing import Callable, Mapping, NamedTuple, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, NamedTuple, Optional
 
 from credbridge import debuglog, urls
 from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.helperclient import HelperNotRunnable
 from credbridge.store import Credentials
+
+if TYPE_CHECKING:
+    from credbridge.stores.router.helperfiles import HelperFiles
 
 #: A token that does not say how long it lives, on a route without `ttl`.
 DEFAULT_TTL_SECONDS = 60.0
@@ -61,9 +66,11 @@ class _Entry(NamedTuple):
 
 
 class TokenCache:
-    """Entries by Key; one fetch at a time per key, a get never waits for a background refresh."""
+    """Entries by Key; one fetch at a time per key, a get never waits for a background refresh;
+    `files`: where the helpers keep their own token files, removed when every answer is forgotten."""
 
-    def __init__(self) -> None:
+    def __init__(self, files: Optional[HelperFiles] = None) -> None:
+        self._files = files
         self._lock = threading.Lock()
         self._entries: dict[Key, _Entry] = {}
         self._fetching: dict[Key, threading.Lock] = {}
@@ -97,6 +104,12 @@ class TokenCache:
             self._entries.clear()
             self._fetching.clear()
             self._generation += 1
+        if self._files is not None:
+            self._files.remove()
+
+    def files_directory(self, helper: str) -> Optional[str]:
+        """A private directory for `helper`'s own token file (helperenv.OWN_TOKEN_FILES), if any."""
+        return self._files.directory(helper) if self._files is not None else None
 
     def _usable(self, key: Key) -> Optional[_Entry]:
         with self._lock:
@@ -210,11 +223,17 @@ def key_for(helper: str, server_url: str, environment: Mapping[str, str]) -> Key
 _ACTIVE: Optional[TokenCache] = None
 
 
-def activate() -> TokenCache:
+def activate(files: Optional[HelperFiles] = None) -> TokenCache:
     """Called by the agent: from now on this process keeps helpers' answers."""
     global _ACTIVE
-    _ACTIVE = TokenCache()
+    _ACTIVE = TokenCache(files)
     return _ACTIVE
+
+
+def deactivate() -> None:
+    """Served in process again (the end of `credbridge doctor`'s checks)."""
+    global _ACTIVE
+    _ACTIVE = None
 
 
 def active() -> Optional[TokenCache]:
