@@ -35,6 +35,13 @@ def canonical(server_url: str) -> str:
     Userinfo is kept, so `user@host` is never the same registry as `host`:
     when in doubt, do not match.
     """
+    name = _canonical_once(server_url)
+    while name != name.strip() or _SCHEME.match(name):  # laid bare by a pass: `host /`, a scheme in a scheme
+        name = _canonical_once(name)
+    return name
+
+
+def _canonical_once(server_url: str) -> str:
     rest = _SCHEME.sub("", server_url.strip(), count=1)
     authority, slash, path = rest.partition("/")
     path = (slash + path).rstrip("/")
