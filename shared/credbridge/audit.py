@@ -135,19 +135,35 @@ def finish(pending: Optional[Pending], result: tuple[Reply, Served]) -> Reply:
 def unwritable(env: Mapping[str, str]) -> Optional[tuple[str, str]]:
     """Why no record can be written, and the command that mends it; None when one can.
 
-    A helper skips a record it cannot write, so `credbridge doctor` asks: it
-    opens the log as a write does, leaving at most an empty log.
+    A helper skips a record it cannot write, so `credbridge doctor` asks. It
+    only looks: an existing log is opened as a write opens it, a missing one
+    needs a directory of ours to be made in, and nothing is created (run for
+    another HOME, what doctor made would not be that user's).
     """
     from credbridge.errors import HelperError
-    from credbridge.files.atomicfile import private_dir
 
     path = log_path(env)
+    directory = os.path.dirname(path)
     try:
-        private_dir(os.path.dirname(path))
-        os.close(_open_private(path))
+        if os.path.lexists(path):
+            os.close(_open_private(path))
+        elif os.path.lexists(directory):
+            _refuse_unless_private_dir(directory)
     except (HelperError, OSError) as error:
         return _why_unwritable(path, error)
     return None
+
+
+def _refuse_unless_private_dir(directory: str) -> None:
+    """What a write refuses of the log's directory (credbridge.files.atomicfile), and one it cannot write in."""
+    from credbridge.files.atomicfile import refuse_unsafe
+
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(f"{directory} is not a directory")
+    refuse_unsafe(directory, info)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"{directory} is not writable")
 
 
 def _why_unwritable(path: str, error: Exception) -> tuple[str, str]:
@@ -164,7 +180,7 @@ def _why_unwritable(path: str, error: Exception) -> tuple[str, str]:
         except OSError:
             continue  # made by the next write
         named = "it" if target == path else f"its directory {target}"
-        aside = f"mv {shlex.quote(target)} {shlex.quote(target + '.moved')}"
+        aside = f"mv {shlex.quote(target)} {shlex.quote(target + time.strftime('.moved-%Y%m%d-%H%M%S'))}"
         if not is_kind(info.st_mode):
             kind = _KINDS.get(stat.S_IFMT(info.st_mode), "device")
             if stat.S_ISDIR(info.st_mode) and not os.listdir(target):

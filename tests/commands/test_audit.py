@@ -405,6 +405,18 @@ def test_doctor_says_when_the_audit_log_is_off(
     assert shown.returncode == 0 and "the audit log is off" in shown.stdout, shown
 
 
+def test_doctor_checks_the_log_without_making_it(
+    installation: Installation, keyring_helper: Helper, tmp_path: Path
+) -> None:
+    """doctor only looks: run with another HOME (root helping a user, say), files it made would be root's
+    and refuse the user's own records."""
+    state = tmp_path / "state"
+    env = {**keyring_helper.env, "XDG_STATE_HOME": str(state), "NO_COLOR": "1"}
+    doctor = credbridge(installation, env, "doctor").stdout
+    assert f"✔ audit: every credential served is recorded in {state / 'credbridge' / 'audit.log'}" in doctor
+    assert not (state / "credbridge" / "audit.log").exists()
+
+
 @pytest.mark.parametrize("plant", ["directory", "fifo", "symlink"])
 def test_a_log_that_cannot_be_written_never_fails_a_call_and_doctor_names_it_with_the_fix(
     installation: Installation, keyring_helper: Helper, tmp_path: Path, plant: str

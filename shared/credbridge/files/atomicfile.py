@@ -36,7 +36,8 @@ class CannotWrite(HelperError):
         self.reason = reason
 
 
-def _refuse_unsafe(path: str, info: os.stat_result) -> None:
+def refuse_unsafe(path: str, info: os.stat_result) -> None:
+    """A file or directory of ours that a write would refuse: a link, another user's, writable by others."""
     if stat.S_ISLNK(info.st_mode):
         raise HelperError(
             f"{path} is a symlink: replace it with the real file or directory, or point credbridge at the target"
@@ -77,7 +78,7 @@ def private_dir(path: str) -> None:
     ours = _ours(path)
     for directory in reversed(ours):  # an unsafe one of ours is refused before anything is made inside it
         if directory not in missing:
-            _refuse_unsafe(directory, os.lstat(directory))
+            refuse_unsafe(directory, os.lstat(directory))
     for directory in reversed(missing):
         try:
             with writing(directory):
@@ -85,7 +86,7 @@ def private_dir(path: str) -> None:
         except FileExistsError:
             pass
     for directory in ours:
-        _refuse_unsafe(directory, os.lstat(directory))
+        refuse_unsafe(directory, os.lstat(directory))
 
 
 def _ours(path: str) -> list[str]:
@@ -102,11 +103,11 @@ def inspect(path: str) -> Optional[os.stat_result]:
     """The file's lstat (None if absent) after refusing an unsafe file or directory: cheap, for change checks."""
     directory = os.path.dirname(path) or "."
     try:
-        _refuse_unsafe(directory, os.lstat(directory))
+        refuse_unsafe(directory, os.lstat(directory))
         info = os.lstat(path)
     except FileNotFoundError:
         return None
-    _refuse_unsafe(path, info)
+    refuse_unsafe(path, info)
     return info
 
 
@@ -140,7 +141,7 @@ def read(path: str) -> Optional[tuple[bytes, os.stat_result]]:
             raise HelperError(f"{path} is a symlink: replace it with the real file") from None
         raise
     try:
-        _refuse_unsafe(path, info)
+        refuse_unsafe(path, info)
         with os.fdopen(descriptor, "rb", closefd=False) as stream:
             return stream.read(), info
     finally:
@@ -187,7 +188,7 @@ def _acquire(lock_path: str) -> int:
 
 def _lock_if_current(descriptor: int, lock_path: str) -> bool:
     """Lock `descriptor`; whether its file is still the one at `lock_path` (else the lock guards nothing)."""
-    _refuse_unsafe(lock_path, os.fstat(descriptor))
+    refuse_unsafe(lock_path, os.fstat(descriptor))
     try:
         fcntl.lockf(descriptor, fcntl.LOCK_EX)
         return _same_file(os.fstat(descriptor), lock_path)
