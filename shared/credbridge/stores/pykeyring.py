@@ -211,8 +211,8 @@ class PyKeyringStore:
         generation = os.urandom(4).hex()
         parts = split(value, self._chunk_bytes)
         for number, part in enumerate(parts):
-            self._call(self._backend.set_password, _part_service(service, generation, number), ACCOUNT, part)
-        self._call(self._backend.set_password, service, ACCOUNT, f"{HEAD_TAG} {generation} {len(parts)}")
+            self._set(_part_service(service, generation, number), part)
+        self._set(service, f"{HEAD_TAG} {generation} {len(parts)}")
         if old is not None:
             self._delete_parts(service, *old)
 
@@ -231,7 +231,7 @@ class PyKeyringStore:
 
         try:
             self._call(self._backend.delete_password, service, ACCOUNT)
-        except PasswordDeleteError:
+        except (PasswordDeleteError, _Vanished):
             pass  # already gone: a killed writer's leftovers, or a reader's race
 
     def _head(self, service: str) -> Optional[tuple[str, int]]:
@@ -260,16 +260,15 @@ class PyKeyringStore:
 
     def _get(self, service: str) -> Optional[str]:
         """One value, None if absent; _Vanished if it was deleted between the backend's search and read."""
+        return self._call(self._backend.get_password, service, ACCOUNT)
 
-        def read() -> Optional[str]:
-            try:
-                return self._backend.get_password(service, ACCOUNT)
-            except Exception as error:
-                if _deleted_meanwhile(error):
-                    raise _Vanished() from None
-                raise
-
-        return self._call(read)
+    def _set(self, service: str, value: str) -> None:
+        """Written once more when the provider lost the item as it made it: seen once in a run of concurrent
+        writers and readers on gnome-keyring (ItemNotFoundException from the writer holding the lock)."""
+        try:
+            self._call(self._backend.set_password, service, ACCOUNT, value)
+        except _Vanished:
+            self._call(self._backend.set_password, service, ACCOUNT, value)
 
     def _call(self, operation: Callable[..., T], *args: str) -> T:
         """One backend call; its failures become one line (python-keyring's own messages hold no secret)."""
@@ -285,24 +284,32 @@ class PyKeyringStore:
         except KeyringError as error:
             raise HelperError(f"the keyring ({self._label}) refused the request: {error}") from None
         except Exception as error:
+            if _deleted_meanwhile(error):
+                raise _Vanished() from None
             raise HelperError(
                 f"the keyring ({self._label}) failed ({type(error).__name__}): check that it is running and unlocked"
             ) from None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
+        """The writers' lock; an item the provider lost under it (never another writer) is one line, not a crash."""
         if sys.platform == "win32":
-            with _windows_lock(self._lock_path + ".lock"):
-                yield
+            lock = _windows_lock(self._lock_path + ".lock")
         else:
             from credbridge.files import atomicfile
 
-            with atomicfile.exclusive(self._lock_path):
+            lock = atomicfile.exclusive(self._lock_path)
+        with lock:
+            try:
                 yield
+            except _Vanished:
+                raise HelperError(
+                    f"the keyring ({self._label}) lost an item while credbridge wrote to it: run the command again"
+                ) from None
 
 
 class _Vanished(Exception):
-    """An item deleted by a concurrent writer while a reader fetched it."""
+    """An item deleted between the provider's search and read: by a writer, while a reader fetched it."""
 
 
 def _deleted_meanwhile(error: Exception) -> bool:
