@@ -123,23 +123,36 @@ class SecretServiceStore:
         self._call(run)
 
     def get(self, server_url: str) -> Credentials:
-        """Two D-Bus round trips in the usual case: search, then attributes and secret together."""
+        """Two D-Bus round trips in the usual case: search, then attributes and secret together.
+
+        An item deleted between the search and the read (a concurrent erase, or
+        a login replaced by a new one) is skipped; if every one found went, the
+        search is made once more, so a replaced login is found, not "not found".
+        """
 
         def run() -> Credentials:
-            paths = self._search({"server": server_url})
-            debuglog.log("secret service items with this exact server attribute", bus=self._bus_address, items=paths)
-            if not paths:
-                everything = self._docker_items({})
-                match = urls.best_match(
-                    server_url, {attributes.get("server", "") for attributes in everything.values()}
-                )
-                if match is None:
+            for _search in range(2):
+                paths = self._candidates(server_url)
+                if not paths:
                     raise CredentialsNotFound()
-                paths = [path for path, attributes in everything.items() if attributes.get("server") == match]
-            username, secret = self._newest_login(paths)
-            return Credentials(server_url, username, secret)
+                login = self._newest_login(paths)
+                if login is not None:
+                    return Credentials(server_url, *login)
+            raise CredentialsNotFound()
 
         return self._call(run)
+
+    def _candidates(self, server_url: str) -> list[str]:
+        """The items of the server's exact `server` attribute, else of its best match among all."""
+        paths = self._search({"server": server_url})
+        debuglog.log("secret service items with this exact server attribute", bus=self._bus_address, items=paths)
+        if paths:
+            return paths
+        everything = self._docker_items({})
+        match = urls.best_match(server_url, {attributes.get("server", "") for attributes in everything.values()})
+        return [
+            path for path, attributes in everything.items() if match is not None and attributes.get("server") == match
+        ]
 
     def erase(self, server_url: str) -> None:
         def run() -> None:
@@ -148,7 +161,7 @@ class SecretServiceStore:
             doomed = set(urls.same_registry(server_url, servers))
             for path, attributes in everything.items():
                 if attributes.get("server", "") in doomed:
-                    self._unlock(self._item(path), path)
+                    self._unlock_item(path)
                     self._delete(path)
 
         self._call(run)
@@ -162,10 +175,8 @@ class SecretServiceStore:
             for path, attributes in items.items():
                 if "server" in attributes:
                     paths_by_server.setdefault(attributes["server"], []).append(path)
-            return {
-                server: items[self._by_modification(paths, newest_first=True)[0]].get("username", "")
-                for server, paths in paths_by_server.items()
-            }
+            newest = {server: self._newest_first(paths) for server, paths in paths_by_server.items()}
+            return {server: items[paths[0]].get("username", "") for server, paths in newest.items() if paths}
 
         return self._call(run)
 
@@ -220,6 +231,13 @@ class SecretServiceStore:
         """Unlock a secretstorage Collection or Item (at `path`) if it is locked."""
         if target.is_locked():
             self._unlock_paths([path])
+
+    def _unlock_item(self, path: str) -> None:
+        """Unlock the item at `path` if locked; one deleted meanwhile needs nothing."""
+        try:
+            self._unlock(self._item(path), path)
+        except ItemNotFoundException:
+            pass
 
     def _unlock_paths(self, paths: list[str]) -> None:
         """One Unlock request for all paths."""
@@ -339,34 +357,37 @@ class SecretServiceStore:
             if not _deleted_meanwhile(reply)
         }
 
-    def _newest_login(self, paths: list[str]) -> tuple[str, str]:
-        """(username, secret) of the most recently modified item, in one round trip.
+    def _newest_login(self, paths: list[str]) -> Optional[tuple[str, str]]:
+        """(username, secret) of the most recently modified item still there, in one round trip each.
 
         Several items for one server exist only when Go's helper wrote them
-        (one per username): then the latest login wins.
+        (one per username): then the latest login wins. None if all were deleted meanwhile.
         """
         session = self._secret_session()
-        path = self._by_modification(paths, newest_first=True)[0]
-        attributes_reply, secrets_reply = _pipelined(
-            self._bus(),
-            [
-                _item_property(path, "Attributes"),
-                new_method_call(SERVICE, "GetSecrets", "aoo", ([path], session.object_path)),
-            ],
-        )
-        secrets = self._checked(secrets_reply)[0]
-        if path not in secrets:
-            raise CredentialsNotFound()  # deleted between the search and the read
-        username = dict(self._checked(attributes_reply)[0][1]).get("username", "")
-        return username, _open_secret(session, secrets[path]).decode("utf-8", errors="replace")
+        for path in self._newest_first(paths):
+            attributes_reply, secrets_reply = _pipelined(
+                self._bus(),
+                [
+                    _item_property(path, "Attributes"),
+                    new_method_call(SERVICE, "GetSecrets", "aoo", ([path], session.object_path)),
+                ],
+            )
+            secrets = self._checked(secrets_reply)[0]
+            if path not in secrets or _deleted_meanwhile(attributes_reply):
+                continue
+            username = dict(self._checked(attributes_reply)[0][1]).get("username", "")
+            return username, _open_secret(session, secrets[path]).decode("utf-8", errors="replace")
+        return None
 
-    def _by_modification(self, paths: list[str], newest_first: bool) -> list[str]:
-        """Paths ordered by modification time, fetched in one batch; free for a single path."""
+    def _newest_first(self, paths: list[str]) -> list[str]:
+        """Paths still there, the most recently modified first, fetched in one batch; free for a single path."""
         if len(paths) < 2:
             return paths
         replies = _pipelined(self._bus(), [_item_property(path, "Modified") for path in paths])
-        modified = {path: self._checked(reply)[0][1] for path, reply in zip(paths, replies)}
-        return sorted(paths, key=lambda path: (modified[path], path), reverse=newest_first)
+        modified = {
+            path: self._checked(reply)[0][1] for path, reply in zip(paths, replies) if not _deleted_meanwhile(reply)
+        }
+        return sorted(modified, key=lambda path: (modified[path], path), reverse=True)
 
     @staticmethod
     def _checked(reply: Any) -> Any:
