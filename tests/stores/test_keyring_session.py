@@ -4,7 +4,7 @@ gnome-keyring-daemon 42 aborted once in a parallel run, under the
 concurrency matrix's clients, and every later keyring test of that worker
 failed with it. The bench starts it again in the same home, with the same
 bus address and the same unlocked login keyring, so only the test during
-which it died fails.
+which it died fails, and that test is run once more on the revived daemon.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
+import pytest
+
+from tests.conftest import keyring_started
 from tests.support import keyring_session
 
 
@@ -52,3 +56,26 @@ def test_a_living_keyring_is_left_alone(tmp_path: Path) -> None:
         pids = (keyring.dbus_pid, keyring.keyring_pid)
         assert keyring.revive() is False
         assert (keyring.dbus_pid, keyring.keyring_pid) == pids
+
+
+@pytest.fixture(scope="module")
+def watched_keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyring_session.PrivateKeyring]:
+    """A keyring of this module's own, watched by the bench like each worker's."""
+    with keyring_started(tmp_path_factory) as keyring:
+        yield keyring
+
+
+ATTEMPTS: list[int] = []
+
+
+def test_a_test_during_which_the_daemon_died_is_run_again_on_the_revived_one(
+    watched_keyring: keyring_session.PrivateKeyring,
+) -> None:
+    """The first attempt dies with its daemon, as a victim of gnome-keyring's abort does; the bench
+    must run it again, after starting the daemon again, and the second attempt passes."""
+    ATTEMPTS.append(watched_keyring.keyring_pid)
+    if len(ATTEMPTS) == 1:
+        killed(watched_keyring.keyring_pid, signal.SIGABRT)
+        pytest.fail("the keyring died under this test")
+    assert ATTEMPTS[1] != ATTEMPTS[0] and watched_keyring.alive()
+    keyring_session.helper_round_trip(watched_keyring.env)

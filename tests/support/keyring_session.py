@@ -62,6 +62,9 @@ class PrivateKeyring:
         while self._procs:
             _terminate(self._procs.pop(0))
 
+    def alive(self) -> bool:
+        return bool(self._procs) and all(proc.poll() is None for proc in self._procs)
+
     def revive(self) -> bool:
         """Start bus and daemon again in the same home if either has died; True if it had to.
 
@@ -69,7 +72,7 @@ class PrivateKeyring:
         invoke_get_property_in_idle_cb assertion, its caller already gone from
         its client table); the same home keeps env, bus address and items.
         """
-        if self._procs and all(proc.poll() is None for proc in self._procs):
+        if self.alive():
             return False
         self.stop()
         fresh = start_private_keyring(self.home, self.password)
