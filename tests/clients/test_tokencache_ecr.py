@@ -171,6 +171,20 @@ def test_doctor_says_ecr_login_answers_and_leaves_no_token_file(routed: RoutedEc
     assert not files_holding(tmp_path, f"{ACCOUNT}-auth-token")
 
 
+@pytest.mark.parametrize("command", [["list"], ["logout", "REGISTRY"]], ids=["list", "logout"])
+def test_credbridges_own_list_and_logout_leave_no_token_file(
+    routed: RoutedEcr, tmp_path: Path, command: list[str]
+) -> None:
+    """`credbridge list` and `logout` ask ecr-login themselves (its `list`, or a `get` to see whether there
+    is a login): what it mints goes to a directory beside the agent's socket, removed at the end, as
+    doctor's and the agent's calls do; never to ~/.ecr."""
+    done = routed.credbridge(*[routed.emulation.registry if word == "REGISTRY" else word for word in command])
+    assert done.returncode == 0, done.text
+    assert routed.emulation.token_calls() >= 1
+    assert not files_holding(tmp_path, f"{ACCOUNT}-auth-token")
+    assert not files_holding(routed.emulation.home, f"{ACCOUNT}-auth-token")
+
+
 def test_the_audit_record_names_ecr_login_as_the_store_that_answered(routed: RoutedEcr, tmp_path: Path) -> None:
     """When a token leaks, which store held it: the helper behind the router, not the router."""
     state = tmp_path / "state"

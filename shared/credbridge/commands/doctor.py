@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, NamedTuple, Optional, TextIO
+from typing import Any, Mapping, NamedTuple, Optional, TextIO
 
-from credbridge import urls, wire
+from credbridge import urls
 from credbridge.commands import migrate
 from credbridge.commands.terminal import printable
 from credbridge.errors import HelperError
@@ -26,8 +25,7 @@ from credbridge.stores.environment import (
     SCOPE_VARIABLE,
     environment_logins,
 )
-from credbridge.stores.router import routing, tokencache
-from credbridge.stores.router.helperfiles import HelperFiles
+from credbridge.stores.router import helperfiles, routing
 
 CONTAINERS_TOOLS = ("podman", "skopeo", "buildah")
 #: How long `doctor` waits for a routed helper whose route sets no `timeout`.
@@ -131,7 +129,7 @@ def examine(env: Mapping[str, str], registry: str, write_test: bool = False) -> 
     writes_to = {effective["primary"], *(route["store"] for route in effective["routes"])} if effective else set()
     checks = [router]
     if effective:
-        with _helper_files_aside(env):
+        with helperfiles.kept_aside(env):
             checks += [_login_check(env, registry), *_routed_helper_checks(env)]
     checks += _tool_checks(env, registry)
     checks += [
@@ -141,24 +139,6 @@ def examine(env: Mapping[str, str], registry: str, write_test: bool = False) -> 
     checks += _plaintext_checks(env) + _permission_checks(env) + _secret_file_checks(env) + _shadow_checks(env)
     checks += _environment_checks(env) + [_audit_check(env)]
     return Report(registry, [check for check in checks if check is not None])
-
-
-@contextmanager
-def _helper_files_aside(env: Mapping[str, str]) -> Iterator[None]:
-    """The login survey and the routed helpers' checks call ecr-login, which writes the token it mints to a
-    file (~/.ecr/cache.json, in plaintext): as on the agent's calls, it goes to a private directory beside
-    the agent's socket, removed after the checks. Without such a place every call is served in process,
-    where the helper's own default is what each pull writes anyway."""
-    place = wire.agent_dir(env, create=False)
-    if place is None or not wire.private_dir_is_safe(place):
-        yield
-        return
-    cache = tokencache.activate(HelperFiles(place))
-    try:
-        yield
-    finally:
-        cache.clear()
-        tokencache.deactivate()
 
 
 def _router_check(env: Mapping[str, str]) -> tuple[Check, Optional[dict[str, Any]]]:

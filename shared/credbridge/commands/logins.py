@@ -17,6 +17,7 @@ from credbridge.errors import CredentialsNotFound, HelperError
 from credbridge.files import dockerconfig, remotetokens
 from credbridge.store import Credentials
 from credbridge.stores.apptainer import APPTAINER, ApptainerFilesStore
+from credbridge.stores.router import helperfiles
 from credbridge.stores.router.store import Login, RouterStore, Survey
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -47,7 +48,8 @@ def logout(env: Mapping[str, str], registry: Optional[str], say: Say) -> None:
     router = RouterStore(env)
     key = server_key(registry)
     try:
-        router.get(key)
+        with helperfiles.kept_aside(env):
+            router.get(key)
     except CredentialsNotFound:
         say(f"Not logged in to {key}")
         return
@@ -79,7 +81,8 @@ def _environment_note(env: Mapping[str, str], key: str) -> str:
 
 
 def list_logins(env: Mapping[str, str]) -> Survey:
-    survey = RouterStore(env).survey()
+    with helperfiles.kept_aside(env):
+        survey = RouterStore(env).survey()
     return Survey(sorted(_where_really(login, env) for login in survey.logins), survey.unreadable)
 
 

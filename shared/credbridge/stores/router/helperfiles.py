@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Optional
 
 from credbridge import debuglog, wire
 from credbridge.files import execdirs
@@ -55,3 +56,22 @@ def _made_private(path: str) -> bool:
     except OSError:
         return False
     return wire.private_dir_is_safe(path)
+
+
+@contextmanager
+def kept_aside(env: Mapping[str, str]) -> Iterator[None]:
+    """For a command that calls the routed helpers itself (doctor, list, logout): their token files go,
+    as on the agent's calls, to a private directory beside the agent's socket, removed at the end.
+    Without such a place the helper's own default is used, as on each pull served in process."""
+    from credbridge.stores.router import tokencache
+
+    place = wire.agent_dir(env, create=False)
+    if tokencache.active() is not None or place is None or not wire.private_dir_is_safe(place):
+        yield  # already kept aside (doctor's survey lists the logins), or nowhere to
+        return
+    cache = tokencache.activate(HelperFiles(place))
+    try:
+        yield
+    finally:
+        cache.clear()
+        tokencache.deactivate()
