@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Mapping, Optional
 
-from credbridge import __version__, audit, debuglog, wire
+from credbridge import __version__, audit, debuglog, helperclient, wire
 from credbridge.errors import HelperError
 from credbridge.files import execdirs
 from credbridge.protocol import list_tokens_asked, serve
@@ -29,6 +29,8 @@ DEFAULT_IDLE_SECONDS = 900
 #: A call still running after this long is answered with an error and abandoned: a little below the
 #: client's own wait, so the caller hears why instead of timing out (CREDBRIDGE_AGENT_CALL_SECONDS).
 DEFAULT_CALL_SECONDS = wire.REPLY_TIMEOUT_SECONDS - 10
+#: Of a call's time, what a helper it runs may take: a hung one is then named in the answer.
+HELPER_SHARE_OF_A_CALL = 0.9
 #: The whole request must arrive within this (not per read: a trickle cannot hold a connection).
 REQUEST_READ_SECONDS = 10.0
 MAX_CONNECTIONS = 64
@@ -327,6 +329,7 @@ def main() -> None:
     os.chdir("/")  # nothing resolves against wherever the first helper call happened
     idle_seconds = _seconds("CREDBRIDGE_AGENT_IDLE_SECONDS", DEFAULT_IDLE_SECONDS)
     call_seconds = _seconds("CREDBRIDGE_AGENT_CALL_SECONDS", DEFAULT_CALL_SECONDS, DEFAULT_CALL_SECONDS)
+    helperclient.cap_deadline(call_seconds * HELPER_SHARE_OF_A_CALL)
     directory = wire.agent_dir(os.environ)
     if directory is None:
         raise SystemExit(

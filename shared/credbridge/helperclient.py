@@ -21,6 +21,9 @@ from credbridge.store import Credentials
 
 #: Long enough for a keyring unlock prompt, short enough that a wedged helper is noticed.
 HELPER_TIMEOUT_SECONDS = 120
+#: The longest any one helper call may take in this process: the agent lowers it below its own limit for
+#: a call, so that a hung helper is reported by name rather than as a call the agent gave up.
+_deadline_cap = float("inf")
 TIMEOUT_VARIABLE = "CREDBRIDGE_HELPER_TIMEOUT"
 _NOT_FOUND = str(CredentialsNotFound())
 #: What a helper that keeps nothing (ecr-login, gcr) answers to `store` and `erase`.
@@ -55,6 +58,12 @@ def find_program(program: str, environ: Mapping[str, str]) -> Optional[str]:
 
 def helper_chain(environ: Mapping[str, str]) -> list[str]:
     return [link for link in environ.get(CHAIN_VARIABLE, "").split(",") if link]
+
+
+def cap_deadline(seconds: float) -> None:
+    """Called by the agent: no helper call of this process outlasts `seconds`."""
+    global _deadline_cap
+    _deadline_cap = seconds
 
 
 class HelperProgram:
@@ -162,12 +171,20 @@ class HelperProgram:
                 end_process_group(process)
                 if isinstance(error, subprocess.TimeoutExpired):
                     raise HelperError(
-                        f"{self.program} {action} did not answer within {timeout:g} seconds ({self._longer})"
+                        f"{self.program} {action} did not answer within {timeout:g} seconds ({self._how_longer()})"
                     ) from None
                 raise
         return output, process.returncode
 
     def _timeout(self) -> float:
+        return min(self._chosen_timeout(), _deadline_cap)
+
+    def _how_longer(self) -> str:
+        if self._chosen_timeout() <= _deadline_cap:
+            return self._longer
+        return "the agent waits no longer for a helper; CREDBRIDGE_NO_AGENT=1 runs it in process, without that limit"
+
+    def _chosen_timeout(self) -> float:
         if self._given_timeout is not None:
             return self._given_timeout
         text = self.environ.get(TIMEOUT_VARIABLE)

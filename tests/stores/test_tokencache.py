@@ -169,6 +169,24 @@ def test_a_hung_helper_ends_at_the_deadline_with_one_line_and_is_left_alone_a_wh
     assert (minting.get().text, len(minting.calls())) == (line, 1)
 
 
+def test_a_hung_helper_on_a_route_without_timeout_is_named_before_the_agent_gives_the_call_up(
+    installation: Installation, tmp_path: Path
+) -> None:
+    """The agent answers a call it has waited too long for with a generic line; a helper it runs must
+    end before that, so that the person hears which helper hung (here the agent's limit is lowered)."""
+    env, state = minting_env(installation, tmp_path)
+    served = Minting(installation, env, state)
+    served.configure("jwtmint")
+    served.set("delay", "60")
+    with agent_serving(installation, {**env, "CREDBRIDGE_AGENT_CALL_SECONDS": "5"}):
+        hung = served.get()
+    assert (hung.returncode, hung.stderr) == (1, b""), hung.text
+    assert hung.text == (
+        "docker-credential-jwtmint get did not answer within 4.5 seconds (the agent waits no longer for a "
+        "helper; CREDBRIDGE_NO_AGENT=1 runs it in process, without that limit) (not asked again for 10 s)\n"
+    )
+
+
 def test_a_failing_helper_is_one_line_naming_it(minting: Minting) -> None:
     minting.set("fail", "no AWS credentials in the environment")
     failed = minting.get()
