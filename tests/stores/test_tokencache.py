@@ -144,6 +144,19 @@ def test_a_token_is_not_served_after_its_safety_margin(minting: Minting) -> None
     assert claims(minting.get())["n"] == first["n"] + 1
 
 
+def test_an_ecr_tokens_own_expiration_says_how_long_it_is_served(minting: Minting) -> None:
+    """ECR's token is base64 of a JSON document whose `expiration` is its end: 3 s here, on a route with
+    no `ttl` (60 s when a token says nothing), so the get after 3 s asks the helper again."""
+    minting.set("shape", "ecr")
+    minting.set("lifetime", "3")
+    first = minting.get()
+    assert json.loads(first.stdout)["Username"] == "AWS", first.text
+    time.sleep(3)
+    second = minting.get()
+    assert (second.returncode, len(minting.calls())) == (0, 2), second.text
+    assert second.stdout != first.stdout
+
+
 def test_two_profiles_get_two_tokens_and_keep_them(minting: Minting) -> None:
     profiles = ("dev", "prod", "dev", "prod")
     answers = [claims(minting.get(AWS_PROFILE=profile)) for profile in profiles]

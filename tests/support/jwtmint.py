@@ -4,8 +4,9 @@ Run as `jwtmint.py STATE_DIR ACTION`. Each call first appends `ACTION PROFILE` t
 (PROFILE: $AWS_PROFILE, else `default`). `get` and `list` first sleep STATE_DIR/delay seconds if
 that file exists; `get` then fails with the text of STATE_DIR/fail if that exists, answers not
 found for a registry listed in STATE_DIR/absent, else mints a JWT for PROFILE numbered by the `get`
-calls so far that expires STATE_DIR/lifetime seconds from now (600 when absent). `store` and
-`erase` answer "not implemented", as ecr-login and gcr do; `list` answers {}.
+calls so far that expires STATE_DIR/lifetime seconds from now (600 when absent); with STATE_DIR/shape
+`ecr`, an ECR authorization token instead (the base64 JSON document with its `expiration`, user AWS).
+`store` and `erase` answer "not implemented", as ecr-login and gcr do; `list` answers {}.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def main() -> int:
         return 1
     number = sum(line.startswith("get ") for line in (state / "calls").read_text().splitlines())
     expiry = int(time.time() + float(_setting(state, "lifetime") or 600))
+    if _setting(state, "shape") == "ecr":  # as ecr-login answers: the password half of AWS:<password>
+        document = {"payload": f"{profile}-{number}", "datakey": "k", "version": "2", "type": "DATA_KEY"}
+        token = base64.b64encode(json.dumps({**document, "expiration": expiry}).encode()).decode()
+        print(json.dumps({"ServerURL": registry, "Username": "AWS", "Secret": token}))
+        return 0
     claims = {"sub": profile, "exp": expiry, "n": number}
     token = ".".join([_part({"alg": "none"}), _part(claims), "unsigned"])
     print(json.dumps({"ServerURL": registry, "Username": "jwt", "Secret": token}))
