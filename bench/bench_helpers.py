@@ -370,7 +370,16 @@ class Bench:
             "PATH": f"{installation.bindir}:{self.env['PATH']}",
             "XDG_RUNTIME_DIR": str(installation.runtime),
         }
+        if self.options.no_audit:
+            base["XDG_CONFIG_HOME"] = str(self.config_without_audit())
         return setup.env(self, base)
+
+    def config_without_audit(self) -> Path:
+        """A configuration directory whose credbridge config says `audit: false`."""
+        directory = self.root / "config-without-audit"
+        (directory / "credbridge").mkdir(mode=0o700, parents=True, exist_ok=True)
+        (directory / "credbridge" / "config.yaml").write_text("audit: false\n")
+        return directory
 
     def start_agents(self) -> None:
         """Each installation's `credbridge agent`, in its own session (a Ctrl-C must not race our teardown)."""
@@ -806,6 +815,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         "--bundle", metavar="DIR", help="install this built bundle instead of building one with build/build.sh"
     )
     parser.add_argument("--no-bundle", action="store_true", help="leave the PyInstaller bundle out")
+    parser.add_argument(
+        "--no-audit", action="store_true", help="our helpers with `audit: false`: what the audit log costs"
+    )
     parser.add_argument("--output", metavar="FILE", help="also write the printed report to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs) after the run")
     options = parser.parse_args(argv)
