@@ -18,6 +18,7 @@ from typing import Callable, Mapping, NamedTuple, Optional, TypeVar
 from credbridge import debuglog, protocol
 from credbridge.files.userdirs import state_home
 from credbridge.protocol import AUDITED_ACTIONS, Reply, Served
+from credbridge.store import CredentialStore
 
 LOG_NAME = "audit.log"
 #: The live file is rotated past this size; KEEP_ROTATED older ones are kept (audit.log.1 newest).
@@ -109,7 +110,7 @@ def finish(pending: Optional[Pending], result: tuple[Reply, Served]) -> Reply:
 
 
 def by_command(
-    env: Mapping[str, str], command: str, action: str, server_url: str, router: object, call: Callable[[], T]
+    env: Mapping[str, str], command: str, action: str, server_url: str, router: CredentialStore, call: Callable[[], T]
 ) -> T:
     """Run and record a call a credbridge command makes to the router itself (`credbridge logout` reads,
     then erases): this process asks and serves, named by its command, as its argv[0] may be an interpreter."""
