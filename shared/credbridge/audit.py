@@ -13,11 +13,12 @@ import json
 import os
 import stat
 import time
-from typing import Mapping, NamedTuple, Optional
+from typing import Callable, Mapping, NamedTuple, Optional, TypeVar
 
-from credbridge import debuglog
+from credbridge import debuglog, protocol
 from credbridge.files.userdirs import state_home
 from credbridge.protocol import AUDITED_ACTIONS, Reply, Served
+from credbridge.store import CredentialStore
 
 LOG_NAME = "audit.log"
 #: The live file is rotated past this size; KEEP_ROTATED older ones are kept (audit.log.1 newest).
@@ -34,6 +35,7 @@ NAMELESS_STORES = frozenset({"cryptfile"})
 #: The router's store name (credbridge.stores.router): its records name the store behind it,
 #: `credbridge>keyring`, and hide the registry as that store would; one it never routed, always.
 ROUTER = "credbridge"
+T = TypeVar("T")
 
 
 class Tool(NamedTuple):
@@ -101,11 +103,34 @@ def begin(
 
 
 def finish(pending: Optional[Pending], result: tuple[Reply, Served]) -> Reply:
-    """Append the record of a call served and return its reply: a log that cannot be written never
-    changes the answer; it leaves a debug line, and `credbridge doctor` says why and how to mend it."""
+    """Append the record of a call served and return its reply."""
     reply, served = result
+    record_served(pending, served)
+    return reply
+
+
+def by_command(
+    env: Mapping[str, str], command: str, action: str, server_url: str, router: CredentialStore, call: Callable[[], T]
+) -> T:
+    """Run and record a call a credbridge command makes to the router itself (`credbridge logout` reads,
+    then erases): this process asks and serves, named by its command, as its argv[0] may be an interpreter."""
+    pending = begin(env, ROUTER, ROUTER, [action], os.getpid(), "in process", tool_pid=os.getpid())
+    if pending is not None:
+        pending = pending._replace(tool=pending.tool._replace(name=_field(command)))
+    try:
+        result = call()
+    except Exception as error:
+        record_served(pending, protocol.served(action, server_url, error, router))
+        raise
+    record_served(pending, protocol.served(action, server_url, None, router))
+    return result
+
+
+def record_served(pending: Optional[Pending], served: Served) -> None:
+    """Append the record of a call served: a log that cannot be written never changes the answer;
+    it leaves a debug line, and `credbridge doctor` says why and how to mend it."""
     if pending is None or not served.action:
-        return reply
+        return
     tool = pending.tool
     holder = served.source or pending.store
     registry = registry_name(served.server_url)
@@ -129,7 +154,6 @@ def finish(pending: Optional[Pending], result: tuple[Reply, Served]) -> Reply:
         append(pending.path, record)
     except Exception as error:  # auditing never breaks a pull
         debuglog.log("audit record not written", path=pending.path, error=str(error), see="credbridge doctor")
-    return reply
 
 
 def unwritable(env: Mapping[str, str]) -> Optional[tuple[str, str]]:

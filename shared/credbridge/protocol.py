@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import codecs
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple, Optional
 
 from credbridge import __version__, debuglog
 from credbridge.errors import CredentialsNotFound, HelperError, MissingServerURL, MissingUsername, Refused
@@ -72,24 +72,29 @@ def serve(
         opened.append(open_store())
         return opened[-1]
 
+    failure: Optional[Exception] = None
     try:
         reply = Reply(_dispatch(program, args, stdin, opening, noted, list_tokens), 0)
-        outcome = "found" if action == "get" else "ok"
     except HelperError as error:
         debuglog.log("answer: error", kind=type(error).__name__, message=str(error))
-        reply, outcome = Reply(_one_line(str(error)), 1), _failure(error)
+        reply, failure = Reply(_one_line(str(error)), 1), error
     except Exception as error:  # the guard: no traceback ever reaches the user
         debuglog.log("answer: unexpected error", kind=type(error).__name__)
-        reply, outcome = Reply(_one_line(describe_unexpected(error)), 1), "error"
-    router = opened[0] if opened else None  # see RouterStore.answered_by and .consulted
-    source, consulted = getattr(router, "answered_by", ""), tuple(getattr(router, "consulted", ()))
-    return reply, Served(action, noted["server_url"], outcome, source, consulted)
+        reply, failure = Reply(_one_line(describe_unexpected(error)), 1), error
+    return reply, served(action, noted["server_url"], failure, opened[0] if opened else None)
 
 
-def _failure(error: HelperError) -> str:
-    if isinstance(error, CredentialsNotFound):
-        return "not found"
-    return "denied" if isinstance(error, Refused) else "error"
+def served(action: str, server_url: str, failure: Optional[Exception], store: Optional[CredentialStore]) -> Served:
+    """What a call to `store` did, failed with `failure` or not: also for a credbridge command's own calls
+    (credbridge.audit.by_command). A router names the store behind it (RouterStore.answered_by, .consulted)."""
+    if failure is None:
+        outcome = "found" if action == "get" else "ok"
+    elif isinstance(failure, CredentialsNotFound):
+        outcome = "not found"
+    else:
+        outcome = "denied" if isinstance(failure, Refused) else "error"
+    source, consulted = getattr(store, "answered_by", ""), tuple(getattr(store, "consulted", ()))
+    return Served(action, server_url, outcome, source, consulted)
 
 
 def describe_unexpected(error: BaseException) -> str:

@@ -239,6 +239,90 @@ def test_a_call_the_router_could_not_route_keeps_the_registry_hidden(
     ), record
 
 
+# -- credbridge login, logout and list: the command asks the router itself ----------------------
+
+
+def login(installation: Installation, env: dict[str, str], registry: str) -> subprocess.CompletedProcess[str]:
+    """`credbridge login` as a script runs it: the token on stdin (no registry to check it against here)."""
+    args = ("login", "--no-verify", "--password-stdin", "-u", "alice", registry)
+    return credbridge(installation, env, *args, stdin="s3cret-t0ken\n")
+
+
+def test_credbridge_login_logout_and_list_are_recorded_as_the_router_records_a_helper_call(
+    installation: Installation, router_home: dict[str, str]
+) -> None:
+    """`credbridge logout` reads the login to tell whether there is one, then erases it: the log says both,
+    and a logout that found nothing says it looked. The command asks and serves in one process: the tool is
+    the command, found by `credbridge audit --tool credbridge`; the cryptfile's registries stay unnamed."""
+    from credbridge.audit import hidden_name
+
+    env = configured({**router_home, "NO_COLOR": "1"}, 'primary: keyring\nroutes:\n  "*.corp.example": cryptfile\n')
+    hidden = hidden_name("registry.corp.example")
+    assert login(installation, env, "ghcr.io").returncode == 0
+    assert login(installation, env, "registry.corp.example").returncode == 0
+    listed = credbridge(installation, env, "list")
+    assert listed.returncode == 0 and "registry.corp.example" in listed.stdout, listed
+    for registry in ("ghcr.io", "registry.corp.example", "ghcr.io"):
+        logged_out = credbridge(installation, env, "logout", registry)
+        assert logged_out.returncode == 0, logged_out
+    assert logged_out.stdout == "Not logged in to ghcr.io\n", logged_out
+
+    state = Path(env["XDG_STATE_HOME"])
+    records = audit_records(state)
+    assert [(r["tool"], r["action"], r["registry"], r["store"], r["outcome"]) for r in records] == [
+        ("credbridge login", "store", "ghcr.io", "credbridge>keyring", "ok"),
+        ("credbridge login", "store", hidden, "credbridge>cryptfile", "ok"),
+        ("credbridge list", "list", "", "credbridge", "ok"),
+        ("credbridge logout", "get", "ghcr.io", "credbridge>keyring", "found"),
+        ("credbridge logout", "erase", "ghcr.io", "credbridge>keyring", "ok"),
+        ("credbridge logout", "get", hidden, "credbridge>cryptfile", "found"),
+        ("credbridge logout", "erase", hidden, "credbridge>cryptfile", "ok"),
+        ("credbridge logout", "get", "ghcr.io", "credbridge>keyring", "not found"),
+    ]
+    for record in records:
+        assert (record["helper"], record["served_by"]) == ("credbridge", "in process"), record
+        assert record["tool_pid"] == record["helper_pid"] not in (0, os.getpid()), record
+        assert record["tool_exe"] and record["tool_argv0"], record
+        assert abs(record["time"] - time.time()) < 300, record
+    assert len({record["tool_pid"] for record in records}) == 6  # one process per command
+    log = (state / "credbridge" / "audit.log").read_bytes()
+    for unsaid in (b"alice", b"s3cret-t0ken", b"corp"):
+        assert unsaid not in log, (unsaid, log)
+    by_tool = credbridge(installation, env, "audit", "--tool", "credbridge", "--json")
+    assert len(json.loads(by_tool.stdout)) == len(records), by_tool
+
+
+def test_a_login_the_locked_cryptfile_refuses_is_recorded_as_denied(
+    installation: Installation, locked_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The router's answer when the store holding the login refuses: denied, and the error reaches the person."""
+    env = configured(
+        {**locked_env, "HOME": str(tmp_path / "home"), "XDG_STATE_HOME": str(tmp_path / "state")},
+        "primary: cryptfile\n",
+    )
+    refused = login(installation, env, "locked.example")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused
+    [record] = audit_records(tmp_path / "state")
+    assert (record["tool"], record["action"], record["store"], record["outcome"]) == (
+        "credbridge login",
+        "store",
+        "credbridge>cryptfile",
+        "denied",
+    ), record
+
+
+def test_audit_false_leaves_credbridge_login_logout_and_list_unrecorded_too(
+    installation: Installation, router_home: dict[str, str]
+) -> None:
+    env = configured(router_home, "audit: false\n")
+    assert login(installation, env, "quiet.example").returncode == 0
+    assert credbridge(installation, env, "list").returncode == 0
+    assert credbridge(installation, env, "logout", "quiet.example").returncode == 0
+    assert credbridge(installation, env, "logout", "quiet.example").returncode == 0
+    state = Path(env["XDG_STATE_HOME"])  # the router's other state (places-vm) may be there: no log
+    assert not list(state.rglob("audit.log*")), list(state.rglob("*"))
+
+
 # -- the real clients ------------------------------------------------------------------------
 
 
@@ -326,9 +410,12 @@ def test_concurrent_writers_lose_no_record_across_rotations(tmp_path: Path) -> N
 # -- credbridge audit and doctor ------------------------------------------------------------
 
 
-def credbridge(installation: Installation, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def credbridge(
+    installation: Installation, env: dict[str, str], *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [installation.executable("credbridge"), *args],
+        input=stdin,
         env=env,
         capture_output=True,
         text=True,

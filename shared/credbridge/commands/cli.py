@@ -387,7 +387,7 @@ def _remove_stale_exec_dirs() -> None:
 def list_logins(options: argparse.Namespace) -> int:
     from credbridge.commands import logins
 
-    _show(logins.render_logins(logins.list_logins(os.environ), options.json))
+    _show(logins.render_logins(logins.list_logins(os.environ, "credbridge list"), options.json))
     return 0
 
 

@@ -237,7 +237,7 @@ def _login_check(env: Mapping[str, str], registry: str) -> Check:
     from credbridge.commands import logins
 
     try:
-        survey = logins.list_logins(env)
+        survey = logins.list_logins(env, recorded_as=None)
     except HelperError as error:
         return Check("login", "fail", f"cannot tell whether {registry} has a login: {error}", "credbridge list")
     stores = {login.server_url: login.store for login in survey.logins}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Callable, Mapping, Optional
 
-from credbridge import urls
+from credbridge import audit, urls
 from credbridge.commands import registrycheck
 from credbridge.commands.terminal import printable
 from credbridge.errors import CredentialsNotFound, HelperError
@@ -38,22 +38,25 @@ def login(env: Mapping[str, str], registry: Optional[str], username: str, secret
     key = server_key(registry)
     if verify:
         registrycheck.verify(key, username, secret)
-    router.store(Credentials(key, username, secret))
+    audit.by_command(
+        env, "credbridge login", "store", key, router, lambda: router.store(Credentials(key, username, secret))
+    )
     forget_agents_tokens(env)
     say(f"Login Succeeded ({key} as {username}, kept in {router.writer_for(key)})")
 
 
 def logout(env: Mapping[str, str], registry: Optional[str], say: Say) -> None:
-    """Absent is fine, as with docker logout: say so and succeed."""
+    """Absent is fine, as with docker logout: say so and succeed. Whether there is a login is a get, which
+    reads the secret: the audit log says so, as it says a helper's."""
     router = RouterStore(env)
     key = server_key(registry)
     try:
         with helperfiles.kept_aside(env):
-            router.get(key)
+            audit.by_command(env, "credbridge logout", "get", key, router, lambda: router.get(key))
     except CredentialsNotFound:
         say(f"Not logged in to {key}")
         return
-    router.erase(key)
+    audit.by_command(env, "credbridge logout", "erase", key, router, lambda: router.erase(key))
     forget_agents_tokens(env)
     say(f"Removed the login for {key}" + _environment_note(env, key))
 
@@ -80,9 +83,15 @@ def _environment_note(env: Mapping[str, str], key: str) -> str:
     return "; the environment still supplies one: unset the variables `credbridge config` lists"
 
 
-def list_logins(env: Mapping[str, str]) -> Survey:
+def list_logins(env: Mapping[str, str], recorded_as: Optional[str]) -> Survey:
+    """Every store's logins, recorded in the audit log as a `list` by the command `recorded_as`; None for doctor,
+    which only looks: run by root for another HOME, a log it made would be root's and refuse the user's records."""
+    router = RouterStore(env)
     with helperfiles.kept_aside(env):
-        survey = RouterStore(env).survey()
+        if recorded_as is None:
+            survey = router.survey()
+        else:
+            survey = audit.by_command(env, recorded_as, "list", "", router, router.survey)
     return Survey(sorted(_where_really(login, env) for login in survey.logins), survey.unreadable)
 
 
