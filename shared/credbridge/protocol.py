@@ -1,7 +1,8 @@
 """The docker credential-helper protocol, independent of any store.
 
-`handle` turns (argv, stdin bytes) into (stdout bytes, exit code) as the Go helpers do
-(docs/protocol.md section 1): a pure function, so one code serves in process and in the agent.
+`serve` turns (argv, stdin bytes) into (stdout bytes, exit code) as the Go helpers do
+(docs/protocol.md section 1), noting what it served for the audit log: a pure function, so one
+code serves in process and in the agent.
 """
 
 from __future__ import annotations
@@ -32,17 +33,6 @@ class Reply(NamedTuple):
     exit_code: int
 
 
-def handle(
-    program: str,
-    args: list[str],
-    stdin: bytes,
-    open_store: Callable[[], CredentialStore],
-    list_tokens: bool = False,
-) -> Reply:
-    """Run one helper invocation; never raises."""
-    return serve(program, args, stdin, open_store, list_tokens)[0]
-
-
 class Served(NamedTuple):
     """What a call did, for the audit log (credbridge.audit): never a username, never a secret."""
 
@@ -63,7 +53,7 @@ def serve(
     open_store: Callable[[], CredentialStore],
     list_tokens: bool = False,
 ) -> tuple[Reply, Served]:
-    """`handle`, and what was served; never raises."""
+    """Run one helper invocation: its reply, and what was served; never raises."""
     action = args[0] if len(args) == 1 and args[0] in AUDITED_ACTIONS else ""
     noted = {"server_url": ""}
     opened: list[CredentialStore] = []

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from credbridge.stores.pykeyring import split, utf16_size
+from credbridge.stores.pykeyring import split
 from tests.conftest import (
     GO_SECRETSERVICE,
     PYTHON_KEYRING_APPLICATION,
@@ -54,9 +54,11 @@ def test_split_parts_join_back_and_each_fits_the_utf16_limit(value: str, limit: 
     assert all(parts) or parts == [""]
 
 
-@given(value=st.text())
-def test_utf16_size_counts_surrogate_pairs_as_four_bytes(value: str) -> None:
-    assert utf16_size(value) == encoded_size(value)
+@given(value=st.text(), limit=st.integers(min_value=4, max_value=64))
+def test_split_fills_each_part_counting_surrogate_pairs_as_four_bytes(value: str, limit: int) -> None:
+    """Each part but the last is full: one more character would not fit, so no part is cut short by miscounting."""
+    parts = split(value, limit)
+    assert all(encoded_size(part + following[0]) > limit for part, following in zip(parts, parts[1:]))
 
 
 # -- through the installed helper, python-keyring's SecretService backend ----------------------------------

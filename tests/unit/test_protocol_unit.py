@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from credbridge.errors import CredentialsNotFound
 from credbridge.gojson import decode_credentials, encode_credentials, encode_string, encode_string_map
-from credbridge.protocol import handle
+from credbridge.protocol import serve
 from credbridge.store import Credentials
 
 
@@ -38,7 +38,8 @@ class DictStore:
 
 def call(args: list[str], stdin: bytes = b"", store: DictStore | None = None) -> tuple[bytes, int]:
     store = store if store is not None else DictStore()
-    return tuple(handle("docker-credential-test", args, stdin, lambda: store))  # type: ignore[return-value]
+    output, exit_code = serve("docker-credential-test", args, stdin, lambda: store)[0]
+    return output, exit_code
 
 
 def test_store_message_keys_match_case_insensitively_and_last_duplicate_wins() -> None:
@@ -97,7 +98,7 @@ def test_unexpected_store_failure_is_one_line_without_its_message() -> None:
         def list(self) -> dict[str, str]:
             raise KeyError("s3cret-in-message")
 
-    output, code = handle("h", ["list"], b"", lambda: Exploding())
+    output, code = serve("h", ["list"], b"", lambda: Exploding())[0]
     assert code == 1 and output.count(b"\n") == 1 and b"s3cret" not in output and b"KeyError" in output
 
 

@@ -147,7 +147,7 @@ def _link_all_but_credentials(real_dir: str, private_dir: str) -> None:
 
 def _remote_yaml_with_secrets(path: str, helper: HelperProgram, listed: Mapping[str, str]) -> tuple[bytes, list[str]]:
     """The user's remote.yaml with each endpoint's token and keyserver's login the store holds; b"" if none."""
-    if atomicfile.inspect(path) is None:
+    if atomicfile.safe_lstat(path) is None:
         return b"", []
     remote = remoteyaml.load(path)
     document = copy.deepcopy(remote.document)

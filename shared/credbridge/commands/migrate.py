@@ -140,7 +140,7 @@ def _store_verified(helper: HelperProgram, credentials: Credentials, unchanged: 
 def _migrate_file(
     found: PlaintextFile, helper: HelperProgram, target: str, dry_run: bool, backup: bool, say: Say
 ) -> int:
-    if atomicfile.inspect(found.path) is None:
+    if atomicfile.safe_lstat(found.path) is None:
         return 0
     with atomicfile.exclusive(found.path):
         original = atomicfile.read(found.path)
@@ -167,7 +167,7 @@ def _migrate_remote_yaml(
     path: str, reader: str, helper: HelperProgram, target: str, dry_run: bool, backup: bool, say: Say
 ) -> int:
     """Endpoint tokens and keyserver logins into the helper; remote.yaml keeps the endpoints without them."""
-    if atomicfile.inspect(path) is None:
+    if atomicfile.safe_lstat(path) is None:
         return 0
     with atomicfile.exclusive(path):
         original = atomicfile.read(path)
@@ -221,7 +221,7 @@ def _keep_backup(path: str, original: Optional[tuple[bytes, os.stat_result]], ba
 
 def _repoint_per_registry(path: str, source: str, target: str, dry_run: bool, say: Say) -> None:
     """`credHelpers` entries naming the store being left name `target` instead (setup sets only credsStore)."""
-    if atomicfile.inspect(path) is None:
+    if atomicfile.safe_lstat(path) is None:
         return
     with atomicfile.exclusive(path):
         config = dockerconfig.load(path) or {}

@@ -50,7 +50,7 @@ class Journal:
         self._manages = manages
 
     def exists(self) -> bool:
-        return atomicfile.inspect(self.path) is not None
+        return atomicfile.safe_lstat(self.path) is not None
 
     def record(
         self,

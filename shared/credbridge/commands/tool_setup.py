@@ -316,7 +316,7 @@ def _apply(setting: KeySetting, value: Any, journal: Journal, dry_run: bool) -> 
 
 def _undo_file(entry: Entry, dry_run: bool) -> str:
     """The original back if the file is as setup left it; else only the key, keeping the changes made since."""
-    if atomicfile.inspect(entry.path) is None:  # checked first: locking would create its directory again
+    if atomicfile.safe_lstat(entry.path) is None:  # checked first: locking would create its directory again
         return f"{entry.path}: removed since setup, left so"
     with nullcontext() if dry_run else atomicfile.exclusive(entry.path):
         found = atomicfile.read(entry.path)

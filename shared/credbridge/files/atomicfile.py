@@ -99,7 +99,7 @@ def _ours(path: str) -> list[str]:
     return found
 
 
-def inspect(path: str) -> Optional[os.stat_result]:
+def safe_lstat(path: str) -> Optional[os.stat_result]:
     """The file's lstat (None if absent) after refusing an unsafe file or directory: cheap, for change checks."""
     directory = os.path.dirname(path) or "."
     try:
@@ -130,14 +130,14 @@ def open_regular(path: str, flags: int = 0) -> tuple[int, os.stat_result]:
 
 def read(path: str) -> Optional[tuple[bytes, os.stat_result]]:
     """The content and the stat of exactly that content (files are replaced, never rewritten), or None."""
-    if inspect(path) is None:
+    if safe_lstat(path) is None:
         return None
     try:
         descriptor, info = open_regular(path, os.O_NOFOLLOW)
     except FileNotFoundError:
         return None
     except OSError as error:
-        if error.errno == errno.ELOOP:  # became a symlink since inspect()
+        if error.errno == errno.ELOOP:  # became a symlink since safe_lstat()
             raise HelperError(f"{path} is a symlink: replace it with the real file") from None
         raise
     try:

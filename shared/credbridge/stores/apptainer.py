@@ -130,7 +130,7 @@ class ApptainerFilesStore:
 
     def readable_authfile(self) -> str:
         """The file the program reads: its own, else (Apptainer) docker's."""
-        if self._fallback_authfile and atomicfile.inspect(self.authfile) is None:
+        if self._fallback_authfile and atomicfile.safe_lstat(self.authfile) is None:
             debuglog.log("authfile", file=self._fallback_authfile, why=f"{self.authfile} does not exist")
             return self._fallback_authfile
         debuglog.log("authfile", file=self.authfile)

@@ -34,11 +34,6 @@ READ_ATTEMPTS = 5
 LOCK_TIMEOUT_SECONDS = 30.0
 
 
-def utf16_size(text: str) -> int:
-    """Bytes of `text` in UTF-16-LE, the encoding Windows stores a password blob in."""
-    return 2 * len(text) + 2 * sum(1 for char in text if ord(char) > 0xFFFF)
-
-
 def split(value: str, limit: Optional[int]) -> list[str]:
     """Consecutive pieces of `value`, each at most `limit` UTF-16 bytes, never splitting a character.
 

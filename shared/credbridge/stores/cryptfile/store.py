@@ -82,7 +82,7 @@ class CryptFileStore:
                 del entries[key]
             return bool(doomed)
 
-        if atomicfile.inspect(self.path) is None:
+        if atomicfile.safe_lstat(self.path) is None:
             return  # nothing to erase: no key needed, no directory made
         try:
             self._update(change)
@@ -136,7 +136,7 @@ class CryptFileStore:
 
     def _entries(self) -> fileformat.Entries:
         """The current content; decrypted again only when the file changed on disk. No file: nothing, no key."""
-        info = atomicfile.inspect(self.path)
+        info = atomicfile.safe_lstat(self.path)
         current = info is not None and self._snapshot is not None and self._snapshot.signature == _signature(info)
         debuglog.log("cryptfile", file=self.path, exists=info is not None, decrypted_copy_current=current)
         if info is None:
@@ -163,7 +163,7 @@ class CryptFileStore:
         """Read-modify-write under the lock; written only if `change` changed something."""
         debuglog.log("cryptfile update", file=self.path)
         # a locked store refuses to create the file before its directory or lock file is made
-        new_file_key = self._new_file_key() if atomicfile.inspect(self.path) is None else None
+        new_file_key = self._new_file_key() if atomicfile.safe_lstat(self.path) is None else None
         with atomicfile.exclusive(self.path):
             found = atomicfile.read(self.path)
             if found is None:
@@ -199,7 +199,7 @@ class CryptFileStore:
         remember(self._env, self.path, written.file_id, written.generation)
 
     def _replaced_since(self, opened: os.stat_result) -> bool:
-        info = atomicfile.inspect(self.path)
+        info = atomicfile.safe_lstat(self.path)
         return info is None or _signature(info) != _signature(opened)
 
     def _raise_if_held(self, locked: _Locked, server_url: str) -> None:
