@@ -1,4 +1,4 @@
-"""The Secret Service store while another program changes the keyring under it (real gnome-keyring).
+"""The Secret Service store while another program changes the keyring under it (gnome-keyring, KeePassXC).
 
 A `docker login` or `logout` in another terminal, or a build's parallel pulls, can delete or
 replace an item between this store's search and its read. The reader must then answer what
@@ -7,11 +7,11 @@ the keyring holds now: the new login, or "not found", never "the Secret Service 
 
 from __future__ import annotations
 
+import json
+import subprocess
 from typing import Any, Callable, Iterator
 
 import pytest
-import secretstorage
-from jeepney.io.blocking import DBusConnection, open_dbus_connection
 
 from credbridge.errors import CredentialsNotFound
 from credbridge.store import Credentials
@@ -21,36 +21,28 @@ from tests.support import keyring_session
 SERVER = "registry.vanishing.example"
 
 
-@pytest.fixture
-def keyring_env(private_keyring: keyring_session.PrivateKeyring) -> Iterator[dict[str, str]]:
-    keyring_session.delete_all_docker_items(private_keyring.env)
-    yield private_keyring.env
-    keyring_session.delete_all_docker_items(private_keyring.env)
+@pytest.fixture(params=["gnome-keyring", "keepassxc"])
+def keyring_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The session bus of a real provider; KeePassXC answers a read of a deleted item with an error."""
+    provider = request.getfixturevalue("private_keyring" if request.param == "gnome-keyring" else "private_keepassxc")
+    keyring_session.delete_all_docker_items(provider.env)
+    yield provider.env
+    keyring_session.delete_all_docker_items(provider.env)
 
 
-@pytest.fixture
-def other_program(keyring_env: dict[str, str]) -> Iterator[DBusConnection]:
-    """Another program's own connection to the same keyring."""
-    with open_dbus_connection(keyring_env["DBUS_SESSION_BUS_ADDRESS"]) as connection:
-        yield connection
+def go_helper_login(env: dict[str, str], username: str) -> None:
+    """A login as Go's docker-credential-secretservice writes it: one item per (server, username), so one
+    server can have several."""
+    login = json.dumps({"ServerURL": SERVER, "Username": username, "Secret": f"{username}-secret"})
+    done = subprocess.run(
+        [keyring_session.SECRETSERVICE_HELPER, "store"], input=login, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
-def go_helper_item(connection: DBusConnection, server: str, username: str) -> str:
-    """An item as Go's helper writes it: one per (server, username), so one server can have several."""
-    attributes = {
-        "label": "Docker Credentials",
-        "server": server,
-        "username": username,
-        "docker_cli": "1",
-        "xdg:schema": keyring_session.DOCKER_SCHEMA,
-    }
-    collection = secretstorage.get_default_collection(connection)
-    return collection.create_item(server, attributes, f"{username}-secret".encode()).item_path
-
-
-def delete_items(connection: DBusConnection, server: str) -> None:
-    for item in secretstorage.get_default_collection(connection).search_items({"server": server}):
-        item.delete()
+def items_of_the_server(env: dict[str, str]) -> list[str]:
+    """Their paths, oldest login first."""
+    return list(reversed(SecretServiceStore(env)._newest_first(SecretServiceStore(env)._search({"server": SERVER}))))
 
 
 def after_first(store: SecretServiceStore, method: str, meanwhile: Callable[[], None]) -> None:
@@ -68,14 +60,17 @@ def after_first(store: SecretServiceStore, method: str, meanwhile: Callable[[], 
     setattr(store, method, interleaved)
 
 
-def test_a_server_logged_out_between_the_search_and_the_read_is_not_found(
-    keyring_env: dict[str, str], other_program: DBusConnection
-) -> None:
+def logout_elsewhere(env: dict[str, str]) -> Callable[[], None]:
+    """Another program's logout of the server (a store of its own, answering the provider's prompts)."""
+    return lambda: SecretServiceStore(env).erase(SERVER)
+
+
+def test_a_server_logged_out_between_the_search_and_the_read_is_not_found(keyring_env: dict[str, str]) -> None:
     """Two items (Go's helper, two usernames): their dates are read in a batch after the search."""
-    go_helper_item(other_program, SERVER, "alice")
-    go_helper_item(other_program, SERVER, "bob")
+    go_helper_login(keyring_env, "alice")
+    go_helper_login(keyring_env, "bob")
     store = SecretServiceStore(keyring_env)
-    after_first(store, "_search", lambda: delete_items(other_program, SERVER))
+    after_first(store, "_search", logout_elsewhere(keyring_env))
     with pytest.raises(CredentialsNotFound):
         store.get(SERVER)
 
@@ -92,34 +87,29 @@ def test_a_login_replaced_between_the_search_and_the_read_is_answered_from_its_n
     assert (found.username, found.secret) == ("bob", "bob-secret")
 
 
-def test_the_older_of_two_logins_answers_when_the_newer_is_deleted_meanwhile(
-    keyring_env: dict[str, str], other_program: DBusConnection
-) -> None:
-    go_helper_item(other_program, SERVER, "alice")
-    newer = go_helper_item(other_program, SERVER, "bob")
+def test_the_older_of_two_logins_answers_when_the_newer_is_deleted_meanwhile(keyring_env: dict[str, str]) -> None:
+    go_helper_login(keyring_env, "alice")
+    go_helper_login(keyring_env, "bob")
+    newer = items_of_the_server(keyring_env)[-1]
     store = SecretServiceStore(keyring_env)
-    after_first(store, "_newest_first", lambda: secretstorage.Item(other_program, newer).delete())
+    after_first(store, "_newest_first", lambda: SecretServiceStore(keyring_env)._delete(newer))
     found = store.get(SERVER)
     assert (found.username, found.secret) == ("alice", "alice-secret")
 
 
-def test_list_leaves_out_a_server_logged_out_while_it_reads(
-    keyring_env: dict[str, str], other_program: DBusConnection
-) -> None:
-    go_helper_item(other_program, SERVER, "alice")
-    go_helper_item(other_program, SERVER, "bob")
+def test_list_leaves_out_a_server_logged_out_while_it_reads(keyring_env: dict[str, str]) -> None:
+    go_helper_login(keyring_env, "alice")
+    go_helper_login(keyring_env, "bob")
     store = SecretServiceStore(keyring_env)
-    after_first(store, "_docker_items", lambda: delete_items(other_program, SERVER))
+    after_first(store, "_docker_items", logout_elsewhere(keyring_env))
     assert SERVER not in store.list()
 
 
-def test_erase_of_items_another_logout_deleted_meanwhile_succeeds(
-    keyring_env: dict[str, str], other_program: DBusConnection
-) -> None:
-    go_helper_item(other_program, SERVER, "alice")
-    go_helper_item(other_program, SERVER, "bob")
+def test_erase_of_items_another_logout_deleted_meanwhile_succeeds(keyring_env: dict[str, str]) -> None:
+    go_helper_login(keyring_env, "alice")
+    go_helper_login(keyring_env, "bob")
     store = SecretServiceStore(keyring_env)
-    after_first(store, "_docker_items", lambda: delete_items(other_program, SERVER))
+    after_first(store, "_docker_items", logout_elsewhere(keyring_env))
     store.erase(SERVER)
     with pytest.raises(CredentialsNotFound):
         store.get(SERVER)

@@ -143,16 +143,15 @@ class SecretServiceStore:
         return self._call(run)
 
     def _candidates(self, server_url: str) -> list[str]:
-        """The items of the server's exact `server` attribute, else of its best match among all."""
+        """The items of the server's exact `server` attribute, else of its best match among all; locked ones
+        are unlocked first (a prompt), so that a locked newer login is never passed over for an older one."""
         paths = self._search({"server": server_url})
         debuglog.log("secret service items with this exact server attribute", bus=self._bus_address, items=paths)
         if paths:
             return paths
-        everything = self._docker_items({})
-        match = urls.best_match(server_url, {attributes.get("server", "") for attributes in everything.values()})
-        return [
-            path for path, attributes in everything.items() if match is not None and attributes.get("server") == match
-        ]
+        servers = {attributes.get("server", "") for attributes in self._docker_items({}).values()}
+        match = urls.best_match(server_url, servers)
+        return self._search({"server": match}) if match is not None else []
 
     def erase(self, server_url: str) -> None:
         def run() -> None:
@@ -372,9 +371,11 @@ class SecretServiceStore:
                     new_method_call(SERVICE, "GetSecrets", "aoo", ([path], session.object_path)),
                 ],
             )
+            if _deleted_meanwhile(attributes_reply) or _deleted_meanwhile(secrets_reply):
+                continue  # KeePassXC answers GetSecrets of a deleted item with an error, gnome-keyring leaves it out
             secrets = self._checked(secrets_reply)[0]
-            if path not in secrets or _deleted_meanwhile(attributes_reply):
-                continue
+            if path not in secrets:
+                raise CredentialsNotFound()  # still locked: gnome-keyring leaves a locked item out
             username = dict(self._checked(attributes_reply)[0][1]).get("username", "")
             return username, _open_secret(session, secrets[path]).decode("utf-8", errors="replace")
         return None
