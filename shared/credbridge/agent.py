@@ -29,7 +29,7 @@ DEFAULT_IDLE_SECONDS = 900
 #: A call still running after this long is answered with an error and abandoned: a little below the
 #: client's own wait, so the caller hears why instead of timing out (CREDBRIDGE_AGENT_CALL_SECONDS).
 DEFAULT_CALL_SECONDS = wire.REPLY_TIMEOUT_SECONDS - 10
-#: Of a call's time, what a helper it runs may take: a hung one is then named in the answer.
+#: Of a call's time, what its helpers may take in all: a hung one is then named in the answer.
 HELPER_SHARE_OF_A_CALL = 0.9
 #: The whole request must arrive within this (not per read: a trickle cannot hold a connection).
 REQUEST_READ_SECONDS = 10.0
@@ -127,7 +127,8 @@ class Call:
 
     def answer(self, seconds: float) -> bytes:
         """The reply, or a timeout error once `seconds` have passed (the call then goes on unwatched)."""
-        threading.Thread(target=self._run, daemon=True).start()
+        deadline = time.monotonic() + seconds * HELPER_SHARE_OF_A_CALL
+        threading.Thread(target=self._run, args=(deadline,), daemon=True).start()
         if self._finished.wait(seconds):
             return self._reply
         with self._server.counting:
@@ -145,7 +146,8 @@ class Call:
             ).encode(),
         )
 
-    def _run(self) -> None:
+    def _run(self, helpers_deadline: float) -> None:
+        helperclient.answer_by(helpers_deadline)
         # the record is written before the answer: a helper that returned is logged
         (output, exit_code), debug_log = debuglog.capture(
             self._env,
@@ -329,7 +331,6 @@ def main() -> None:
     os.chdir("/")  # nothing resolves against wherever the first helper call happened
     idle_seconds = _seconds("CREDBRIDGE_AGENT_IDLE_SECONDS", DEFAULT_IDLE_SECONDS)
     call_seconds = _seconds("CREDBRIDGE_AGENT_CALL_SECONDS", DEFAULT_CALL_SECONDS, DEFAULT_CALL_SECONDS)
-    helperclient.cap_deadline(call_seconds * HELPER_SHARE_OF_A_CALL)
     directory = wire.agent_dir(os.environ)
     if directory is None:
         raise SystemExit(

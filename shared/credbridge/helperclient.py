@@ -12,6 +12,8 @@ import os
 import re
 import signal
 import subprocess
+import threading
+import time
 from typing import Mapping, Optional
 
 from credbridge import debuglog
@@ -21,9 +23,9 @@ from credbridge.store import Credentials
 
 #: Long enough for a keyring unlock prompt, short enough that a wedged helper is noticed.
 HELPER_TIMEOUT_SECONDS = 120
-#: The longest any one helper call may take in this process: the agent lowers it below its own limit for
-#: a call, so that a hung helper is reported by name rather than as a call the agent gave up.
-_deadline_cap = float("inf")
+#: When the call this thread serves must be answered (time.monotonic()): set by the agent a little before
+#: its own limit for a call, so that a helper that hangs is named rather than the call given up.
+_serving = threading.local()
 TIMEOUT_VARIABLE = "CREDBRIDGE_HELPER_TIMEOUT"
 _NOT_FOUND = str(CredentialsNotFound())
 #: What a helper that keeps nothing (ecr-login, gcr) answers to `store` and `erase`.
@@ -60,10 +62,13 @@ def helper_chain(environ: Mapping[str, str]) -> list[str]:
     return [link for link in environ.get(CHAIN_VARIABLE, "").split(",") if link]
 
 
-def cap_deadline(seconds: float) -> None:
-    """Called by the agent: no helper call of this process outlasts `seconds`."""
-    global _deadline_cap
-    _deadline_cap = seconds
+def answer_by(deadline: float) -> None:
+    """Called by the agent in the thread serving a call: no helper it runs outlasts `deadline`."""
+    _serving.deadline = deadline
+
+
+def _time_left() -> float:
+    return getattr(_serving, "deadline", float("inf")) - time.monotonic()
 
 
 class HelperProgram:
@@ -177,10 +182,10 @@ class HelperProgram:
         return output, process.returncode
 
     def _timeout(self) -> float:
-        return min(self._chosen_timeout(), _deadline_cap)
+        return max(0.1, min(self._chosen_timeout(), round(_time_left(), 1)))
 
     def _how_longer(self) -> str:
-        if self._chosen_timeout() <= _deadline_cap:
+        if self._chosen_timeout() <= _time_left():
             return self._longer
         return "the agent waits no longer for a helper; CREDBRIDGE_NO_AGENT=1 runs it in process, without that limit"
 
