@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import stat
+import subprocess
 import time
 from pathlib import Path
 from typing import Iterator, Optional
@@ -183,6 +185,30 @@ def test_credbridges_own_list_and_logout_leave_no_token_file(
     assert routed.emulation.token_calls() >= 1
     assert not files_holding(tmp_path, f"{ACCOUNT}-auth-token")
     assert not files_holding(routed.emulation.home, f"{ACCOUNT}-auth-token")
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_credbridge_list_ended_by_a_signal_leaves_no_token_file(
+    routed: RoutedEcr, tmp_path: Path, signal_number: int
+) -> None:
+    """A job killed, or its terminal closed, while `credbridge list` waits for ecr-login: ecr-login is
+    stopped and its directory removed, as on Ctrl-C; left running, it would write the token there."""
+    routed.emulation.proxy.upstream_delay = 2.0
+    listing = subprocess.Popen(
+        [routed.installation.executable("credbridge"), "list"],
+        env=routed.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 20
+    while not list(routed.agent_place.glob("helper-files-*/ecr-login")):
+        assert listing.poll() is None and time.monotonic() < deadline, "ecr-login was not started"
+        time.sleep(0.05)
+    listing.send_signal(signal_number)
+    listing.communicate(timeout=10)
+    time.sleep(4)  # an ecr-login left running has had its answer from AWS by now
+    assert not files_holding(tmp_path, f"{ACCOUNT}-auth-token")
+    assert list(routed.agent_place.glob("helper-files-*")) == []
 
 
 def test_the_audit_record_names_ecr_login_as_the_store_that_answered(routed: RoutedEcr, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import threading
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Optional
@@ -71,7 +72,29 @@ def kept_aside(env: Mapping[str, str]) -> Iterator[None]:
         return
     cache = tokencache.activate(HelperFiles(place))
     try:
-        yield
+        with _signals_end_it_as_ctrl_c_does():
+            yield
     finally:
         cache.clear()
         tokencache.deactivate()
+
+
+@contextmanager
+def _signals_end_it_as_ctrl_c_does() -> Iterator[None]:
+    """A job killed (SIGTERM) or its terminal closed (SIGHUP) ends the command through `finally`: the
+    helper it waits for is stopped and its token file removed. Signals someone ignores stay ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    ours = [number for number in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(number) == signal.SIG_DFL]
+    for number in ours:
+        signal.signal(number, _exit_by_signal)
+    try:
+        yield
+    finally:
+        for number in ours:
+            signal.signal(number, signal.SIG_DFL)
+
+
+def _exit_by_signal(number: int, _frame: object) -> None:
+    raise SystemExit(128 + number)
