@@ -156,13 +156,27 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     deaths_before = len(KEYRINGS_STOPPED_DEAD)
     reports = runtestprotocol(item, nextitem=nextitem, log=False)
     died = len(KEYRINGS_STOPPED_DEAD) > deaths_before or not all(keyring.alive() for keyring in LIVE_KEYRINGS)
-    if died and any(report.failed for report in reports):
-        item._initrequest()  # type: ignore[attr-defined]  # fresh fixture values, as pytest-rerunfailures does
+    failed = [report for report in reports if report.failed]
+    if died and failed:
+        warnings.warn(
+            f"{item.nodeid} failed ({failed[0].when}) while a keyring daemon died, and was run once more; "
+            f"its first attempt: {str(failed[0].longrepr)[-1500:]}",
+            stacklevel=1,
+        )
+        _forget_failed_fixtures(item)
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
     for report in reports:
         item.ihook.pytest_runtest_logreport(report=report)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
+
+
+def _forget_failed_fixtures(item: pytest.Item) -> None:
+    """A fixture of a wider scope that failed with the daemon is set up again, not re-raised from its cache."""
+    for definitions in item._fixtureinfo.name2fixturedefs.values():  # type: ignore[attr-defined]
+        for definition in definitions:
+            if definition.cached_result is not None and definition.cached_result[2] is not None:
+                definition.cached_result = None
 
 
 @pytest.fixture(autouse=True)
