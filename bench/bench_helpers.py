@@ -216,8 +216,10 @@ class CryptfileSetup(StoreSetup):
         return {**base, "CREDBRIDGE_CRYPTFILE": str(bench.root / "cryptfile" / "credentials.cbf")}
 
     def prepare(self, bench: "Bench", installation: Installation, env: dict[str, str]) -> None:
-        """Unlocked for this installation's session, as `credbridge unlock` does it (the file is shared)."""
-        unlocked = timed_call([str(installation.bindir / "credbridge"), "unlock"], env, b"bench passphrase\n")
+        """Unlocked for this installation's session, as `credbridge unlock` does it (the file is shared;
+        the first installation creates it, as `unlock --new` does)."""
+        new = [] if Path(env["CREDBRIDGE_CRYPTFILE"]).exists() else ["--new"]
+        unlocked = timed_call([str(installation.bindir / "credbridge"), "unlock", *new], env, b"bench passphrase\n")
         if unlocked.returncode != 0:
             raise RuntimeError(f"credbridge unlock failed: {unlocked.stdout!r} {unlocked.stderr!r}")
 
