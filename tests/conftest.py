@@ -19,7 +19,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import pytest
 
@@ -115,7 +115,8 @@ def installation(request: pytest.FixtureRequest) -> Installation:
 
 
 #: The keyrings this worker's fixtures started and still run: keyring_alive revives them.
-LIVE_KEYRINGS: list[keyring_session.PrivateKeyring] = []
+LIVE_KEYRINGS: list[keyring_session.PrivateKeyring | keyring_session.PrivateKeePassXC] = []
+Keyring = TypeVar("Keyring", keyring_session.PrivateKeyring, keyring_session.PrivateKeePassXC)
 #: Homes of keyrings found dead when their fixture ended (a test's last use of them).
 KEYRINGS_STOPPED_DEAD: list[Path] = []
 
@@ -126,7 +127,13 @@ def keyring_started(
 ) -> Iterator[keyring_session.PrivateKeyring]:
     """A private bus + unlocked gnome-keyring in a fresh home, watched by keyring_alive."""
     assert shutil.which("gnome-keyring-daemon"), "gnome-keyring is not installed (apt install gnome-keyring)"
-    keyring = keyring_session.start_private_keyring(tmp_path_factory.mktemp("keyring-home"))
+    with watched(keyring_session.start_private_keyring(tmp_path_factory.mktemp("keyring-home"))) as keyring:
+        yield keyring
+
+
+@contextmanager
+def watched(keyring: Keyring) -> Iterator[Keyring]:
+    """`keyring` in LIVE_KEYRINGS while in use, then stopped (noted if it was found dead)."""
     LIVE_KEYRINGS.append(keyring)
     try:
         yield keyring
@@ -181,13 +188,13 @@ def _forget_failed_fixtures(item: pytest.Item) -> None:
 
 @pytest.fixture(autouse=True)
 def keyring_alive() -> None:
-    """A gnome-keyring-daemon that died during an earlier test is started again (same home and
-    bus), with a warning carrying its last log lines: only the test it died in fails."""
+    """A gnome-keyring-daemon or KeePassXC that died during an earlier test is started again (same home
+    and bus), with a warning carrying its last log lines: only the test it died in fails."""
     for keyring in LIVE_KEYRINGS:
-        pids = (keyring.dbus_pid, keyring.keyring_pid)
+        pids = keyring.pids()
         if keyring.revive():
             warnings.warn(
-                f"the private keyring in {keyring.home} had died (bus, daemon pids "
+                f"the private keyring in {keyring.home} had died (its processes' pids "
                 f"{pids}); started again. Its log ends: {keyring.log_tail()[-1000:]}",
                 stacklevel=2,
             )
@@ -197,11 +204,8 @@ def keyring_alive() -> None:
 def private_keepassxc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyring_session.PrivateKeePassXC]:
     """KeePassXC's Secret Service on a private bus: the most common provider after gnome-keyring."""
     assert shutil.which("keepassxc") and shutil.which("Xvfb"), "KeePassXC is not installed (apt install keepassxc xvfb)"
-    keepassxc = keyring_session.start_private_keepassxc(tmp_path_factory.mktemp("keepassxc-home"))
-    try:
+    with watched(keyring_session.start_private_keepassxc(tmp_path_factory.mktemp("keepassxc-home"))) as keepassxc:
         yield keepassxc
-    finally:
-        keepassxc.stop()
 
 
 @contextmanager

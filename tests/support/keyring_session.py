@@ -40,8 +40,20 @@ _OP_UNLOCK = 1
 _CONTROL_RESULTS = {0: "OK", 1: "DENIED (wrong password)", 2: "FAILED", 3: "NO_DAEMON"}
 
 
+class _Daemons:
+    """What the bench asks of a private Secret Service it watches: are its processes all still running."""
+
+    _procs: list[subprocess.Popen]
+
+    def alive(self) -> bool:
+        return bool(self._procs) and all(proc.poll() is None for proc in self._procs)
+
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self._procs]
+
+
 @dataclass
-class PrivateKeyring:
+class PrivateKeyring(_Daemons):
     """A running private bus + gnome-keyring; ``env`` is complete for children."""
 
     home: Path
@@ -61,9 +73,6 @@ class PrivateKeyring:
         """
         while self._procs:
             _terminate(self._procs.pop(0))
-
-    def alive(self) -> bool:
-        return bool(self._procs) and all(proc.poll() is None for proc in self._procs)
 
     def revive(self) -> bool:
         """Start bus and daemon again in the same home if either has died; True if it had to.
@@ -455,7 +464,7 @@ _KEEPASSXC_WINDOW = ("--dest=org.keepassxc.KeePassXC.MainWindow", "/keepassxc")
 
 
 @dataclass
-class PrivateKeePassXC:
+class PrivateKeePassXC(_Daemons):
     """KeePassXC on Xvfb serving a private session bus; ``env`` (without DISPLAY) is for clients."""
 
     home: Path
@@ -524,6 +533,21 @@ class PrivateKeePassXC:
         """KeePassXC, then Xvfb, then the bus: by PID, reaped; safe to call repeatedly."""
         while self._procs:
             _terminate(self._procs.pop())
+
+    def revive(self) -> bool:
+        """Bus, Xvfb and KeePassXC started again in the same home (same env and bus address) if any of them
+        died, on a fresh database; True if it had to."""
+        if self.alive():
+            return False
+        self.stop()
+        self.database.unlink(missing_ok=True)
+        fresh = start_private_keepassxc(self.home)
+        self.database, self.display, self.pid, self._procs = fresh.database, fresh.display, fresh.pid, fresh._procs
+        return True
+
+    def log_tail(self) -> str:
+        """The end of KeePassXC's log: why it died, for the warning that says so."""
+        return _tail(self.home / "keepassxc.log")
 
 
 def start_private_keepassxc(home: Path, password: str = DEFAULT_PASSWORD, timeout: float = 30.0) -> PrivateKeePassXC:
