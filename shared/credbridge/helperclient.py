@@ -26,6 +26,8 @@ HELPER_TIMEOUT_SECONDS = 120
 #: When the call this thread serves must be answered (time.monotonic()): set by the agent a little before
 #: its own limit for a call, so that a helper that hangs is named rather than the call given up.
 _serving = threading.local()
+#: Whether this thread is starting a helper, and a stop signal that came meanwhile (stop_by_signal).
+_starting = threading.local()
 TIMEOUT_VARIABLE = "CREDBRIDGE_HELPER_TIMEOUT"
 _NOT_FOUND = str(CredentialsNotFound())
 #: What a helper that keeps nothing (ecr-login, gcr) answers to `store` and `erase`.
@@ -152,11 +154,31 @@ class HelperProgram:
         """stdout and exit status; in a process group of its own, which is ended whole when the call is
         given up (a timeout, an interrupt): what the helper started must not outlive it."""
         timeout = self._timeout()
+        _starting.helper = True  # a stop signal waits until the helper can be stopped with us
+        try:
+            process = self._started(action, variables)
+        except BaseException:
+            _stop_signals_go_through()
+            raise
+        with process:
+            try:
+                _stop_signals_go_through()
+                output, _ = process.communicate(stdin, timeout=timeout)
+            except BaseException as error:
+                end_process_group(process)
+                if isinstance(error, subprocess.TimeoutExpired):
+                    raise HelperError(
+                        f"{self.program} {action} did not answer within {timeout:g} seconds ({self._how_longer()})"
+                    ) from None
+                raise
+        return output, process.returncode
+
+    def _started(self, action: str, variables: Mapping[str, str]) -> subprocess.Popen:
         try:
             program = find_program(self.program, self.environ)
             if program is None:
                 raise FileNotFoundError()
-            process = subprocess.Popen(
+            return subprocess.Popen(
                 [program, action],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -169,17 +191,6 @@ class HelperProgram:
             ) from None
         except PermissionError:
             raise HelperNotRunnable(f"{self.program} is not executable: run `chmod +x` on it") from None
-        with process:
-            try:
-                output, _ = process.communicate(stdin, timeout=timeout)
-            except BaseException as error:
-                end_process_group(process)
-                if isinstance(error, subprocess.TimeoutExpired):
-                    raise HelperError(
-                        f"{self.program} {action} did not answer within {timeout:g} seconds ({self._how_longer()})"
-                    ) from None
-                raise
-        return output, process.returncode
 
     def _timeout(self) -> float:
         return max(0.1, min(self._chosen_timeout(), round(_time_left(), 1)))
@@ -209,6 +220,24 @@ class HelperProgram:
             return json.loads(output)
         except ValueError:
             raise HelperError(f"{self.program} {action} answered something that is not JSON") from None
+
+
+def stop_by_signal(number: int, _frame: object) -> None:
+    """A signal handler for commands (SIGTERM, SIGHUP): end through `finally`, as Ctrl-C does. While a
+    helper is being started it waits: raised then, the helper would run on unseen and unstopped."""
+    if getattr(_starting, "helper", False):
+        _starting.signal = number
+        return
+    raise SystemExit(128 + number)
+
+
+def _stop_signals_go_through() -> None:
+    """The helper is started (or failed to start): a stop signal that came meanwhile takes effect now."""
+    _starting.helper = False
+    number = getattr(_starting, "signal", None)
+    if number is not None:
+        _starting.signal = None
+        raise SystemExit(128 + number)
 
 
 def end_process_group(process: subprocess.Popen) -> None:

@@ -6,12 +6,17 @@ whether the helper says so (exit 1) or answers an empty login (exit 0, Go's pass
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from credbridge.errors import CredentialsNotFound, HelperError
-from credbridge.helperclient import HelperProgram
+from credbridge.helperclient import HelperProgram, stop_by_signal
 from credbridge.store import Credentials
 
 SERVER = "registry.example.invalid"
@@ -52,3 +57,31 @@ def test_get_reports_any_other_failure_as_the_helpers_own_line(tmp_path: Path) -
 
 def test_erase_of_a_login_the_helper_does_not_hold_is_no_error(tmp_path: Path) -> None:
     helper_answering(tmp_path, "none", "credentials not found in native keychain", 1).erase(SERVER)
+
+
+def test_a_stop_signal_that_comes_while_the_helper_starts_stops_the_helper_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`credbridge list` killed by SIGTERM as it starts ecr-login: the signal lands inside Popen, after the
+    fork. Raised there, the helper ran on unseen and wrote the token it minted (seen once in a full run)."""
+    program = tmp_path / "docker-credential-slow"
+    marker = tmp_path / "still-ran"
+    program.write_text(f"#!/bin/sh\n/bin/sleep 1\n/usr/bin/touch {marker}\n")
+    program.chmod(0o700)
+    real_popen = subprocess.Popen
+
+    def signalled_while_starting(*args: Any, **kwargs: Any) -> subprocess.Popen:
+        started = real_popen(*args, **kwargs)
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # as the handler runs on a SIGTERM just then
+        return started
+
+    monkeypatch.setattr(subprocess, "Popen", signalled_while_starting)
+    previous = signal.signal(signal.SIGTERM, stop_by_signal)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            HelperProgram("slow", {"PATH": str(tmp_path)}).get(SERVER)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    time.sleep(1.5)
+    assert not marker.exists(), "the helper ran on after the command was stopped"

@@ -18,6 +18,7 @@ from typing import Iterator, Mapping, Optional
 
 from credbridge import debuglog, wire
 from credbridge.files import execdirs
+from credbridge.helperclient import stop_by_signal
 
 KIND = "helper-files"
 
@@ -88,13 +89,9 @@ def _signals_end_it_as_ctrl_c_does() -> Iterator[None]:
         return
     ours = [number for number in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(number) == signal.SIG_DFL]
     for number in ours:
-        signal.signal(number, _exit_by_signal)
+        signal.signal(number, stop_by_signal)
     try:
         yield
     finally:
         for number in ours:
             signal.signal(number, signal.SIG_DFL)
-
-
-def _exit_by_signal(number: int, _frame: object) -> None:
-    raise SystemExit(128 + number)
