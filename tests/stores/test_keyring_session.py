@@ -65,38 +65,31 @@ def watched_keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyrin
         yield keyring
 
 
-ATTEMPTS: list[int] = []
-
-
-def test_a_test_during_which_the_daemon_died_is_run_again_on_the_revived_one(
-    watched_keyring: keyring_session.PrivateKeyring,
-) -> None:
-    """The first attempt dies with its daemon, as a victim of gnome-keyring's abort does; the bench
-    must run it again, after starting the daemon again, and the second attempt passes."""
-    ATTEMPTS.append(watched_keyring.keyring_pid)
-    if len(ATTEMPTS) == 1:
-        killed(watched_keyring.keyring_pid, signal.SIGABRT)
-        pytest.fail("the keyring died under this test")
-    assert ATTEMPTS[1] != ATTEMPTS[0] and watched_keyring.alive()
-    keyring_session.helper_round_trip(watched_keyring.env)
-
-
 @pytest.fixture(scope="module")
 def watched_keepassxc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[keyring_session.PrivateKeePassXC]:
     with watched(keyring_session.start_private_keepassxc(tmp_path_factory.mktemp("keepassxc-home"))) as keepassxc:
         yield keepassxc
 
 
-KEEPASSXC_ATTEMPTS: list[int] = []
+ATTEMPTS: dict[str, list[int]] = {"watched_keyring": [], "watched_keepassxc": []}
 
 
-def test_a_test_during_which_keepassxc_died_is_run_again_on_a_revived_one(
-    watched_keepassxc: keyring_session.PrivateKeePassXC,
+@pytest.mark.parametrize(
+    "provider, signal_number",
+    [("watched_keyring", signal.SIGABRT), ("watched_keepassxc", signal.SIGKILL)],
+    ids=["gnome-keyring", "keepassxc"],
+)
+def test_a_test_during_which_its_provider_died_is_run_again_on_a_revived_one(
+    request: pytest.FixtureRequest, provider: str, signal_number: int
 ) -> None:
-    """KeePassXC too: once gone, every later KeePassXC test of the worker failed (seen once in a full run)."""
-    KEEPASSXC_ATTEMPTS.append(watched_keepassxc.pid)
-    if len(KEEPASSXC_ATTEMPTS) == 1:
-        killed(watched_keepassxc.pid, signal.SIGKILL)
-        pytest.fail("KeePassXC died under this test")
-    assert KEEPASSXC_ATTEMPTS[1] != KEEPASSXC_ATTEMPTS[0] and watched_keepassxc.alive()
-    keyring_session.helper_round_trip(watched_keepassxc.env)
+    """The first attempt dies with its provider, as a victim of gnome-keyring's abort does (SIGABRT);
+    the bench must start the provider again and run the test again, and the second attempt passes.
+    KeePassXC too: once it was gone, every later KeePassXC test of the worker failed."""
+    served = request.getfixturevalue(provider)
+    attempts = ATTEMPTS[provider]
+    attempts.append(served.pids()[-1])  # the provider itself, started after its bus (and display)
+    if len(attempts) == 1:
+        killed(attempts[0], signal_number)
+        pytest.fail("the provider died under this test")
+    assert attempts[1] != attempts[0] and served.alive()
+    keyring_session.helper_round_trip(served.env)
